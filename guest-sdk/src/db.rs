@@ -1,0 +1,373 @@
+//! The SQL capability as plain Rust: [`Db`], [`Value`], [`Rows`]/[`Row`] and [`Error`].
+//!
+//! Everything here wraps the WIT `sql` interface; plugin authors never see WIT types.
+
+use std::fmt;
+
+use crate::bindings::wasmig::plugin::{sql, types};
+
+/// A SQL value: a parameter sent to, or a cell read from, PostgreSQL.
+///
+/// `Numeric`, `Uuid`, `Json` and `Timestamp` carry PostgreSQL's text form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL `NULL`.
+    Null,
+    /// `boolean`.
+    Bool(bool),
+    /// Any integer type.
+    Int(i64),
+    /// `real` / `double precision`.
+    Float(f64),
+    /// Text types (and, as parameters, anything PostgreSQL can parse from text).
+    Text(String),
+    /// `bytea`.
+    Bytes(Vec<u8>),
+    /// `numeric`, as text.
+    Numeric(String),
+    /// `uuid`, as text.
+    Uuid(String),
+    /// `json`/`jsonb`, as text.
+    Json(String),
+    /// Date/time types, as ISO 8601 text.
+    Timestamp(String),
+}
+
+impl From<types::Value> for Value {
+    fn from(v: types::Value) -> Self {
+        match v {
+            types::Value::Null => Value::Null,
+            types::Value::Boolean(b) => Value::Bool(b),
+            types::Value::Int64(i) => Value::Int(i),
+            types::Value::Float64(f) => Value::Float(f),
+            types::Value::Text(s) => Value::Text(s),
+            types::Value::Bytes(b) => Value::Bytes(b),
+            types::Value::Numeric(s) => Value::Numeric(s),
+            types::Value::Uuid(s) => Value::Uuid(s),
+            types::Value::Json(s) => Value::Json(s),
+            types::Value::Timestamp(s) => Value::Timestamp(s),
+        }
+    }
+}
+
+impl From<Value> for types::Value {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Null => types::Value::Null,
+            Value::Bool(b) => types::Value::Boolean(b),
+            Value::Int(i) => types::Value::Int64(i),
+            Value::Float(f) => types::Value::Float64(f),
+            Value::Text(s) => types::Value::Text(s),
+            Value::Bytes(b) => types::Value::Bytes(b),
+            Value::Numeric(s) => types::Value::Numeric(s),
+            Value::Uuid(s) => types::Value::Uuid(s),
+            Value::Json(s) => types::Value::Json(s),
+            Value::Timestamp(s) => types::Value::Timestamp(s),
+        }
+    }
+}
+
+/// Converts a Rust value into a SQL parameter.
+pub trait ToValue {
+    /// The SQL value to bind.
+    fn to_value(&self) -> Value;
+}
+
+impl ToValue for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+impl ToValue for bool {
+    fn to_value(&self) -> Value {
+        Value::Bool(*self)
+    }
+}
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+impl ToValue for f64 {
+    fn to_value(&self) -> Value {
+        Value::Float(*self)
+    }
+}
+impl ToValue for [u8] {
+    fn to_value(&self) -> Value {
+        Value::Bytes(self.to_vec())
+    }
+}
+impl ToValue for Vec<u8> {
+    fn to_value(&self) -> Value {
+        Value::Bytes(self.clone())
+    }
+}
+macro_rules! int_to_value {
+    ($($t:ty),*) => {$(
+        impl ToValue for $t {
+            fn to_value(&self) -> Value {
+                Value::Int(i64::from(*self))
+            }
+        }
+    )*};
+}
+int_to_value!(i8, i16, i32, i64, u8, u16, u32);
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> Value {
+        match self {
+            Some(v) => v.to_value(),
+            None => Value::Null,
+        }
+    }
+}
+
+/// Reads a Rust value out of a SQL cell.
+pub trait FromValue: Sized {
+    /// Converts the cell, or says why it cannot.
+    fn from_value(v: &Value) -> Result<Self, String>;
+}
+
+impl FromValue for Value {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        Ok(v.clone())
+    }
+}
+impl FromValue for i64 {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Int(i) => Ok(*i),
+            other => Err(format!("expected an integer, found {other:?}")),
+        }
+    }
+}
+impl FromValue for i32 {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let i = i64::from_value(v)?;
+        i32::try_from(i).map_err(|_| format!("{i} does not fit in i32"))
+    }
+}
+impl FromValue for bool {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Bool(b) => Ok(*b),
+            other => Err(format!("expected a boolean, found {other:?}")),
+        }
+    }
+}
+impl FromValue for f64 {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Float(f) => Ok(*f),
+            Value::Int(i) => Ok(*i as f64),
+            other => Err(format!("expected a float, found {other:?}")),
+        }
+    }
+}
+impl FromValue for String {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Text(s)
+            | Value::Numeric(s)
+            | Value::Uuid(s)
+            | Value::Json(s)
+            | Value::Timestamp(s) => Ok(s.clone()),
+            other => Err(format!("expected text, found {other:?}")),
+        }
+    }
+}
+impl FromValue for Vec<u8> {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Bytes(b) => Ok(b.clone()),
+            other => Err(format!("expected bytes, found {other:?}")),
+        }
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+/// An error from a step: a PostgreSQL error (with SQLSTATE) or a message of the plugin's own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The server (or the host) refused a statement.
+    Sql {
+        /// Five-character SQLSTATE code, when PostgreSQL reported one.
+        sqlstate: Option<String>,
+        /// Primary message.
+        message: String,
+        /// Optional detail.
+        detail: Option<String>,
+        /// Optional hint.
+        hint: Option<String>,
+    },
+    /// Any other failure, described by the plugin.
+    Message(String),
+}
+
+impl Error {
+    /// An error with a message of the plugin's own.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Error::Message(message.into())
+    }
+
+    /// The SQLSTATE, when this is a PostgreSQL error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Error::Sql { sqlstate, .. } => sqlstate.as_deref(),
+            Error::Message(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Sql {
+                sqlstate, message, ..
+            } => match sqlstate {
+                Some(code) => write!(f, "{message} (SQLSTATE {code})"),
+                None => f.write_str(message),
+            },
+            Error::Message(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<types::SqlError> for Error {
+    fn from(e: types::SqlError) -> Self {
+        Error::Sql {
+            sqlstate: e.sqlstate,
+            message: e.message,
+            detail: e.detail,
+            hint: e.hint,
+        }
+    }
+}
+
+/// The result of [`Db::query`]: column names and rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    columns: Vec<String>,
+    type_names: Vec<String>,
+    rows: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    /// Column names in order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+    /// PostgreSQL type names of the columns, in order.
+    pub fn type_names(&self) -> &[String] {
+        &self.type_names
+    }
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+    /// The rows, each readable by column name.
+    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
+        self.rows.iter().map(|values| Row {
+            columns: &self.columns,
+            values,
+        })
+    }
+    /// The first row, if any.
+    pub fn first(&self) -> Option<Row<'_>> {
+        self.iter().next()
+    }
+}
+
+/// One row of [`Rows`].
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    columns: &'a [String],
+    values: &'a [Value],
+}
+
+impl Row<'_> {
+    /// Reads column `name` as `T`.
+    pub fn get<T: FromValue>(&self, name: &str) -> Result<T, Error> {
+        let idx = self
+            .columns
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| {
+                Error::msg(format!(
+                    "no column `{name}` in the result (columns: {})",
+                    self.columns.join(", ")
+                ))
+            })?;
+        T::from_value(&self.values[idx])
+            .map_err(|why| Error::msg(format!("column `{name}`: {why}")))
+    }
+    /// The raw values in column order.
+    pub fn values(&self) -> &[Value] {
+        self.values
+    }
+}
+
+/// The SQL capability: statements run in the plugin's own schema, on a connection whose
+/// role can touch nothing else.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Db {
+    _private: (),
+}
+
+impl Db {
+    pub(crate) fn new() -> Self {
+        Db { _private: () }
+    }
+
+    /// Runs one statement with parameters `$1`, `$2`, ...; returns the number of rows affected.
+    pub fn execute(&self, statement: &str, params: &[&dyn ToValue]) -> Result<u64, Error> {
+        Ok(sql::execute(statement, &to_wit(params))?)
+    }
+
+    /// Runs one query with parameters; returns its rows.
+    pub fn query(&self, statement: &str, params: &[&dyn ToValue]) -> Result<Rows, Error> {
+        let r = sql::query(statement, &to_wit(params))?;
+        let (columns, type_names) = r.columns.into_iter().map(|c| (c.name, c.type_name)).unzip();
+        Ok(Rows {
+            columns,
+            type_names,
+            rows: r
+                .rows
+                .into_iter()
+                .map(|row| row.into_iter().map(Value::from).collect())
+                .collect(),
+        })
+    }
+
+    /// Runs a script of several statements (no parameters).
+    pub fn batch(&self, script: &str) -> Result<(), Error> {
+        Ok(sql::batch(script)?)
+    }
+}
+
+fn to_wit(params: &[&dyn ToValue]) -> Vec<types::Value> {
+    params.iter().map(|p| p.to_value().into()).collect()
+}

@@ -1,0 +1,93 @@
+//! The wasmig guest SDK: write migration and seed plugins in plain Rust.
+//!
+//! A plugin is a function returning a [`Plugin`] (its name, kind, scope, requirements and
+//! ordered steps) handed to [`export_plugin!`]. Steps are either SQL text ([`Plugin::sql`]) or
+//! Rust code ([`code_step!`]). Each step's fingerprint is derived from its content, so editing
+//! an applied step is caught by the host as drift, while adding a step is not.
+//!
+//! ```ignore
+//! use wasmig_sdk::{Plugin, export_plugin};
+//!
+//! fn plugin() -> Plugin {
+//!     Plugin::migration("notes")
+//!         .sql("0001_init", "Create notes", include_str!("../sql/0001_init.sql"))
+//! }
+//! export_plugin!(plugin);
+//! ```
+//!
+//! The plugin never sees WIT types: SQL goes through [`Db`], results come back as [`Rows`]
+//! readable by column name, and errors are [`Error`].
+//!
+//! Module map: `db` (the SQL capability and values), `plugin` (manifest builder and step
+//! dispatch), `seed` (idempotent get-or-create/upsert helpers), `log` (messages to the host).
+
+mod db;
+mod log;
+mod plugin;
+mod seed;
+
+pub use db::{Db, Error, FromValue, Row, Rows, ToValue, Value};
+pub use log::{debug, error, info, warn};
+pub use plugin::{Kind, Plugin, Scope, Step, fingerprint};
+pub use seed::Key;
+
+/// The WIT package version this SDK targets (`wasmig:plugin@...`).
+pub const WIT_VERSION: &str = "0.1.0";
+
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "migration-plugin",
+        path: "wit",
+        default_bindings_module: "wasmig_sdk::bindings",
+        pub_export_macro: true,
+        export_macro_name: "__export_world",
+    });
+}
+
+#[doc(hidden)]
+pub mod __rt {
+    pub use crate::bindings::exports::wasmig::plugin::plugin::{Guest, Manifest, StepError};
+    pub use crate::plugin::{apply, manifest, revert};
+}
+
+/// Exports a plugin: `export_plugin!(plugin_fn)` where `plugin_fn: fn() -> Plugin`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($build:path) => {
+        #[doc(hidden)]
+        struct __WasmigPlugin;
+
+        impl $crate::__rt::Guest for __WasmigPlugin {
+            fn manifest() -> $crate::__rt::Manifest {
+                $crate::__rt::manifest(&$build())
+            }
+            fn apply(step_id: String) -> Result<(), $crate::__rt::StepError> {
+                $crate::__rt::apply(&$build(), &step_id)
+            }
+            fn revert(step_id: String) -> Result<(), $crate::__rt::StepError> {
+                $crate::__rt::revert(&$build(), &step_id)
+            }
+        }
+
+        $crate::bindings::__export_world!(__WasmigPlugin with_types_in $crate::bindings);
+    };
+}
+
+/// Declares a Rust code step: `code_step!("0002_backfill", "Backfill emails", |db| { ... })`.
+///
+/// The closure must not capture anything; it receives a [`Db`] and returns
+/// `Result<(), Error>`. The fingerprint is the blake3 of the closure's source tokens, so
+/// comments and formatting do not count as changes but any code change does.
+#[macro_export]
+macro_rules! code_step {
+    ($id:expr, $description:expr, $($body:tt)+) => {
+        $crate::Step::code(
+            $id,
+            $description,
+            stringify!($($body)+),
+            $($body)+,
+        )
+    };
+}

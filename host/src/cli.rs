@@ -1,0 +1,127 @@
+//! Command-line definitions (clap). Doc comments here are the `--help` text. Each command
+//! is turned into an options struct and handed to an `ops` function.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// wasmig: migrate a shared PostgreSQL schema and every tenant schema with WebAssembly
+/// migration plugins, each confined to its own schema by PostgreSQL itself.
+#[derive(Debug, Parser)]
+#[command(name = "wasmig", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// PostgreSQL URL (postgres://user:password@host:port/db). Default: DATABASE_URL, else
+    /// the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Directory holding the plugin components (*.wasm).
+    #[arg(long, global = true, env = "WASMIG_PLUGINS", default_value = "plugins", value_name = "DIR")]
+    pub plugins: PathBuf,
+
+    /// Name of the shared schema (shared-scope plugins run there).
+    #[arg(long, global = true, env = "WASMIG_SHARED_SCHEMA", default_value = "shared", value_name = "SCHEMA")]
+    pub shared_schema: String,
+
+    /// Tenant schemas migrated in parallel, each on its own connections.
+    #[arg(long, short = 'j', global = true, env = "WASMIG_JOBS", value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Print more (plugin debug logs, per-step timings). Repeat for more.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only errors and the final summary.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create (or upgrade) the control schema `wasmig` and the shared schema. Idempotent.
+    Init,
+    /// Create, list or drop tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Apply pending steps: the shared schema, then every tenant; migrations, then seeds.
+    Migrate(MigrateArgs),
+    /// Show, per schema, applied, pending and drifted steps.
+    Status(StatusArgs),
+}
+
+/// `wasmig tenant ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Get-or-create a tenant: its schema, its own role and its registry row; then apply all
+    /// tenant plugins to it. Running it twice is fine.
+    Create {
+        /// Schema name: lowercase letters, digits and `_`, at most 63 bytes.
+        schema: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Domain the tenant is served on.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only create; do not apply plugins.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// List tenants.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop a tenant: its schema with all data, its role, its ledger rows.
+    Drop {
+        /// Schema name.
+        schema: String,
+        /// Confirm: the data is deleted.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `wasmig migrate`
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Only the shared schema.
+    #[arg(long, conflicts_with = "tenants")]
+    pub shared: bool,
+    /// Only tenant schemas.
+    #[arg(long)]
+    pub tenants: bool,
+    /// Only this tenant schema (repeatable).
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Only this plugin (repeatable).
+    #[arg(long = "plugin", value_name = "PLUGIN")]
+    pub plugins: Vec<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `wasmig status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

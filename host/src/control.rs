@@ -1,0 +1,665 @@
+//! The control schema `wasmig`: schema registry, ledger, run history, failures, step grants,
+//! the secret that derives schema-role passwords, and the advisory locks. Every function here
+//! runs on the operator's connection, except [`RECORD_STEP_SQL`], which a schema role calls
+//! inside its step transaction.
+//!
+//! Architecture invariant: a schema role can add a ledger row only through
+//! `wasmig.record_step`, and only with a one-time token the host created for exactly that
+//! schema, plugin, step and checksum; it can read, change or delete nothing here.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::db::PgError;
+use crate::db::quote::{ident, literal};
+use crate::names::{CONTROL_SCHEMA, SchemaName};
+use crate::plan::{LedgerEntry, Scope};
+
+/// Version of the control schema layout this host creates and understands.
+pub const CONTROL_VERSION: i32 = 1;
+
+/// Advisory-lock class for wasmig (first key of the two-key form).
+const LOCK_CLASS: i32 = 0x5741_534d; // "WASM"
+/// Lock key for control-schema DDL and registry changes.
+const REGISTRY_LOCK: i32 = 0;
+
+const CONTROL_DDL: &str = r#"
+CREATE SCHEMA IF NOT EXISTS wasmig;
+REVOKE ALL ON SCHEMA wasmig FROM PUBLIC;
+CREATE TABLE IF NOT EXISTS wasmig.meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wasmig.secret (
+    id int PRIMARY KEY CHECK (id = 1),
+    key bytea NOT NULL CHECK (length(key) = 32)
+);
+CREATE TABLE IF NOT EXISTS wasmig.managed_schema (
+    schema_name text PRIMARY KEY,
+    scope text NOT NULL CHECK (scope IN ('shared', 'tenant')),
+    role_name text NOT NULL UNIQUE,
+    display_name text,
+    domain text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE VIEW wasmig.tenant AS
+    SELECT schema_name, display_name AS name, domain, role_name, created_at
+    FROM wasmig.managed_schema WHERE scope = 'tenant';
+CREATE TABLE IF NOT EXISTS wasmig.run (
+    run_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    command text NOT NULL,
+    arguments jsonb NOT NULL DEFAULT '[]',
+    os_user text,
+    hostname text,
+    db_user text NOT NULL DEFAULT current_user,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    outcome text,
+    applied int,
+    failed int
+);
+CREATE TABLE IF NOT EXISTS wasmig.ledger (
+    schema_name text NOT NULL,
+    plugin text NOT NULL,
+    step_id text NOT NULL,
+    checksum text NOT NULL,
+    artifact_checksum text NOT NULL,
+    plugin_version text NOT NULL,
+    applied_at timestamptz NOT NULL,
+    duration_ms double precision NOT NULL,
+    run_id bigint REFERENCES wasmig.run (run_id),
+    PRIMARY KEY (schema_name, plugin, step_id)
+);
+CREATE TABLE IF NOT EXISTS wasmig.failure (
+    run_id bigint REFERENCES wasmig.run (run_id),
+    schema_name text NOT NULL,
+    plugin text NOT NULL,
+    step_id text NOT NULL,
+    sqlstate text,
+    message text NOT NULL,
+    failed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS failure_schema_idx ON wasmig.failure (schema_name, failed_at);
+CREATE TABLE IF NOT EXISTS wasmig.step_grant (
+    token_hash bytea PRIMARY KEY,
+    role_name text NOT NULL,
+    schema_name text NOT NULL,
+    plugin text NOT NULL,
+    step_id text NOT NULL,
+    checksum text NOT NULL,
+    artifact_checksum text NOT NULL,
+    plugin_version text NOT NULL,
+    run_id bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE OR REPLACE FUNCTION wasmig.record_step(p_token bytea, p_duration_ms double precision)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    g wasmig.step_grant%ROWTYPE;
+BEGIN
+    DELETE FROM wasmig.step_grant
+     WHERE token_hash = sha256(p_token)
+       AND role_name = session_user
+       AND expires_at > clock_timestamp()
+    RETURNING * INTO g;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'wasmig: no valid step grant for this token and role'
+            USING ERRCODE = '42501';
+    END IF;
+    INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
+                               plugin_version, applied_at, duration_ms, run_id)
+    VALUES (g.schema_name, g.plugin, g.step_id, g.checksum, g.artifact_checksum,
+            g.plugin_version, clock_timestamp(), p_duration_ms, g.run_id);
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.record_step(bytea, double precision) FROM PUBLIC;
+INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '1') ON CONFLICT (key) DO NOTHING;
+INSERT INTO wasmig.secret (id, key) VALUES (1, $KEY$) ON CONFLICT (id) DO NOTHING;
+"#;
+
+/// The call a schema role makes, inside its step transaction, to record the step.
+pub const RECORD_STEP_SQL: &str = "SELECT wasmig.record_step($1, $2)";
+
+/// Errors at the control-schema boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// A server error while doing `what`.
+    #[error("{what}: {error}")]
+    Pg {
+        /// What wasmig was doing.
+        what: String,
+        /// What the server said.
+        error: PgError,
+    },
+    /// `wasmig init` has not run on this database.
+    #[error("the control schema `wasmig` does not exist in this database; run `wasmig init` first")]
+    NotInitialised,
+    /// The control schema is newer than this host.
+    #[error("the control schema is version {found}, newer than this wasmig understands ({CONTROL_VERSION}); upgrade wasmig")]
+    TooNew {
+        /// Version found.
+        found: i32,
+    },
+    /// A role wasmig wants to create already exists and is not its own.
+    #[error("role `{role}` already exists and is not managed by wasmig for schema `{schema}`; drop or rename that role, or choose another schema name")]
+    RoleTaken {
+        /// The role.
+        role: String,
+        /// The schema it was meant for.
+        schema: String,
+    },
+    /// A schema exists but wasmig does not manage it.
+    #[error("schema `{0}` already exists but is not registered with wasmig; wasmig manages only schemas it created (drop it or pick another name)")]
+    SchemaTaken(String),
+    /// A tenant name that is the shared schema.
+    #[error("`{0}` is the shared schema, not a tenant")]
+    SharedNotTenant(String),
+    /// No such tenant.
+    #[error("tenant `{0}` is not registered (see `wasmig tenant list`)")]
+    UnknownTenant(String),
+}
+
+fn pg(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> ControlError {
+    let what = what.into();
+    move |e| ControlError::Pg {
+        what,
+        error: e.into(),
+    }
+}
+
+/// Creates or upgrades the control schema (idempotent, safe to run concurrently).
+pub async fn init(client: &mut Client) -> Result<(), ControlError> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| ControlError::Pg {
+        what: "generating the control secret".into(),
+        error: PgError {
+            sqlstate: None,
+            message: e.to_string(),
+            detail: None,
+            hint: None,
+        },
+    })?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let ddl = CONTROL_DDL.replace("$KEY$", &format!("'\\x{hex}'::bytea"));
+    let tx = client.transaction().await.map_err(pg("starting init"))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &REGISTRY_LOCK],
+    )
+    .await
+    .map_err(pg("locking the registry"))?;
+    if let Some(found) = control_version_in(&tx).await? {
+        if found > CONTROL_VERSION {
+            return Err(ControlError::TooNew { found });
+        }
+    }
+    tx.batch_execute(&ddl)
+        .await
+        .map_err(pg("creating the control schema `wasmig`"))?;
+    tx.commit().await.map_err(pg("committing init"))?;
+    Ok(())
+}
+
+async fn control_version_in(c: &impl tokio_postgres::GenericClient) -> Result<Option<i32>, ControlError> {
+    let row = c
+        .query_one(
+            "SELECT to_regclass('wasmig.meta') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the control schema version"))?;
+    if !row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let v = c
+        .query_opt("SELECT value FROM wasmig.meta WHERE key = 'control_version'", &[])
+        .await
+        .map_err(pg("reading the control schema version"))?;
+    Ok(v.and_then(|r| r.get::<_, String>(0).parse().ok()))
+}
+
+/// Fails unless the control schema exists and is a version this host understands.
+pub async fn check_initialised(client: &Client) -> Result<(), ControlError> {
+    match control_version_in(client).await? {
+        None => Err(ControlError::NotInitialised),
+        Some(v) if v > CONTROL_VERSION => Err(ControlError::TooNew { found: v }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A schema wasmig manages.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManagedSchema {
+    /// Schema name.
+    pub schema: SchemaName,
+    /// Shared or tenant.
+    pub scope: Scope,
+    /// Its own role.
+    pub role: String,
+    /// Display name (tenants).
+    pub name: Option<String>,
+    /// Domain (tenants).
+    pub domain: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+/// All managed schemas, shared first, then tenants by name.
+pub async fn list_schemas(client: &Client) -> Result<Vec<ManagedSchema>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT schema_name, scope, role_name, display_name, domain,
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM wasmig.managed_schema ORDER BY scope = 'tenant', schema_name",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the schema registry"))?;
+    rows.iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let scope: String = r.get(1);
+            Ok(ManagedSchema {
+                schema: SchemaName::parse_shared(&name).map_err(|e| ControlError::Pg {
+                    what: "reading the schema registry".into(),
+                    error: PgError { sqlstate: None, message: e.to_string(), detail: None, hint: None },
+                })?,
+                scope: if scope == "shared" { Scope::Shared } else { Scope::Tenant },
+                role: r.get(2),
+                name: r.get(3),
+                domain: r.get(4),
+                created_at: r.get(5),
+            })
+        })
+        .collect()
+}
+
+/// The whole ledger in one query, grouped by schema.
+pub async fn read_ledger(
+    client: &Client,
+    schema: Option<&SchemaName>,
+) -> Result<HashMap<String, Vec<LedgerEntry>>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT schema_name, plugin, step_id, checksum FROM wasmig.ledger
+             WHERE $1::text IS NULL OR schema_name = $1
+             ORDER BY schema_name, applied_at, plugin, step_id",
+            &[&schema.map(SchemaName::as_str)],
+        )
+        .await
+        .map_err(pg("reading the ledger"))?;
+    let mut out: HashMap<String, Vec<LedgerEntry>> = HashMap::new();
+    for r in rows {
+        out.entry(r.get(0)).or_default().push(LedgerEntry {
+            plugin: r.get(1),
+            step_id: r.get(2),
+            checksum: r.get(3),
+        });
+    }
+    Ok(out)
+}
+
+/// The most recent failure per schema: (plugin, step, sqlstate, message).
+pub async fn last_failures(
+    client: &Client,
+) -> Result<HashMap<String, (String, String, Option<String>, String)>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (f.schema_name) f.schema_name, f.plugin, f.step_id, f.sqlstate, f.message
+             FROM wasmig.failure f
+             WHERE NOT EXISTS (SELECT 1 FROM wasmig.ledger l WHERE l.schema_name = f.schema_name
+                               AND l.plugin = f.plugin AND l.step_id = f.step_id)
+             ORDER BY f.schema_name, f.failed_at DESC",
+            &[],
+        )
+        .await
+        .map_err(pg("reading failures"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+        .collect())
+}
+
+/// Starts a run record; returns its id.
+pub async fn start_run(client: &Client, command: &str, args: &[String]) -> Result<i64, ControlError> {
+    let os_user = std::env::var("USER").ok();
+    let host = std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned());
+    let args = serde_json::to_string(args).unwrap_or_else(|_| "[]".into());
+    let row = client
+        .query_one(
+            "INSERT INTO wasmig.run (command, arguments, os_user, hostname)
+             VALUES ($1, $2::text::jsonb, $3, $4) RETURNING run_id",
+            &[&command, &args, &os_user, &host],
+        )
+        .await
+        .map_err(pg("recording the run"))?;
+    Ok(row.get(0))
+}
+
+/// Closes a run record.
+pub async fn finish_run(
+    client: &Client,
+    run_id: i64,
+    outcome: &str,
+    applied: i32,
+    failed: i32,
+) -> Result<(), ControlError> {
+    client
+        .execute(
+            "UPDATE wasmig.run SET finished_at = clock_timestamp(), outcome = $2, applied = $3, failed = $4
+             WHERE run_id = $1",
+            &[&run_id, &outcome, &applied, &failed],
+        )
+        .await
+        .map_err(pg("closing the run record"))?;
+    Ok(())
+}
+
+/// Records a failed step (after its transaction rolled back).
+pub async fn record_failure(
+    client: &Client,
+    run_id: i64,
+    schema: &SchemaName,
+    plugin: &str,
+    step: &str,
+    sqlstate: Option<&str>,
+    message: &str,
+) -> Result<(), ControlError> {
+    client
+        .execute(
+            "INSERT INTO wasmig.failure (run_id, schema_name, plugin, step_id, sqlstate, message)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&run_id, &schema.as_str(), &plugin, &step, &sqlstate, &message],
+        )
+        .await
+        .map_err(pg("recording a failure"))?;
+    Ok(())
+}
+
+/// What the host grants a schema role for one step.
+#[derive(Debug, Clone)]
+pub struct StepGrant {
+    /// Secret one-time token (the server stores only its sha256).
+    pub token: [u8; 32],
+    /// Plugin name.
+    pub plugin: String,
+    /// Step id.
+    pub step_id: String,
+    /// Step checksum.
+    pub checksum: String,
+    /// Artifact checksum.
+    pub artifact_checksum: String,
+    /// Plugin version.
+    pub plugin_version: String,
+}
+
+/// Stores one-time grants for a schema's pending steps, in one round trip.
+pub async fn insert_grants(
+    client: &Client,
+    run_id: i64,
+    role: &str,
+    schema: &SchemaName,
+    grants: &[StepGrant],
+) -> Result<(), ControlError> {
+    let tokens: Vec<&[u8]> = grants.iter().map(|g| &g.token[..]).collect();
+    let col = |f: fn(&StepGrant) -> &str| grants.iter().map(f).collect::<Vec<&str>>();
+    client
+        .execute(
+            "INSERT INTO wasmig.step_grant (token_hash, role_name, schema_name, plugin, step_id, checksum,
+                                            artifact_checksum, plugin_version, run_id, expires_at)
+             SELECT sha256(t), $2, $3, p, s, c, a, v, $9, clock_timestamp() + interval '1 day'
+             FROM unnest($1::bytea[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                  AS u(t, p, s, c, a, v)",
+            &[
+                &tokens,
+                &role,
+                &schema.as_str(),
+                &col(|g| &g.plugin),
+                &col(|g| &g.step_id),
+                &col(|g| &g.checksum),
+                &col(|g| &g.artifact_checksum),
+                &col(|g| &g.plugin_version),
+                &run_id,
+            ],
+        )
+        .await
+        .map_err(pg(format!("granting steps to schema `{schema}`")))?;
+    Ok(())
+}
+
+/// Removes unused grants of a schema (steps not reached) and any expired ones.
+pub async fn clear_grants(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
+    client
+        .execute(
+            "DELETE FROM wasmig.step_grant WHERE schema_name = $1 OR expires_at < clock_timestamp()",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(format!("clearing step grants of `{schema}`")))?;
+    Ok(())
+}
+
+/// Lock key for one schema (second key of the two-key advisory lock).
+pub fn schema_lock_key(schema: &SchemaName) -> i32 {
+    let h = blake3::hash(schema.as_str().as_bytes());
+    i32::from_le_bytes(h.as_bytes()[..4].try_into().expect("4 bytes"))
+}
+
+/// Tries to take the schema's session-level advisory lock; `false` if another runner has it.
+pub async fn try_lock_schema(client: &Client, schema: &SchemaName) -> Result<bool, ControlError> {
+    let row = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            &[&LOCK_CLASS, &schema_lock_key(schema)],
+        )
+        .await
+        .map_err(pg(format!("locking schema `{schema}`")))?;
+    Ok(row.get(0))
+}
+
+/// Waits for the schema's advisory lock.
+pub async fn lock_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
+    client
+        .execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK_CLASS, &schema_lock_key(schema)])
+        .await
+        .map_err(pg(format!("locking schema `{schema}`")))?;
+    Ok(())
+}
+
+/// Releases the schema's advisory lock.
+pub async fn unlock_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
+    client
+        .execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_CLASS, &schema_lock_key(schema)])
+        .await
+        .map_err(pg(format!("unlocking schema `{schema}`")))?;
+    Ok(())
+}
+
+/// The secret that derives schema-role passwords.
+pub async fn read_secret(client: &Client) -> Result<[u8; 32], ControlError> {
+    let row = client
+        .query_one("SELECT key FROM wasmig.secret WHERE id = 1", &[])
+        .await
+        .map_err(pg("reading the control secret (the operator role needs access to `wasmig.secret`)"))?;
+    let key: Vec<u8> = row.get(0);
+    Ok(key.try_into().unwrap_or([0; 32]))
+}
+
+/// The role name for a schema: `<database>_<schema>` when it fits in 63 bytes, otherwise
+/// `wasmig_` plus a hash (roles are cluster-wide, so the database name keeps them apart).
+pub fn role_name_for(dbname: &str, schema: &SchemaName) -> String {
+    let readable = format!("{dbname}_{schema}");
+    if readable.len() <= 63 && readable.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return readable.to_ascii_lowercase();
+    }
+    let h = blake3::hash(format!("{dbname}\0{schema}").as_bytes());
+    format!("wasmig_{}", &h.to_hex()[..24])
+}
+
+/// Options for [`ensure_schema`].
+#[derive(Debug, Clone)]
+pub struct EnsureSchema<'a> {
+    /// The schema.
+    pub schema: &'a SchemaName,
+    /// Shared or tenant.
+    pub scope: Scope,
+    /// Display name (tenants).
+    pub name: Option<&'a str>,
+    /// Domain (tenants).
+    pub domain: Option<&'a str>,
+    /// Database name, for the role name.
+    pub dbname: &'a str,
+    /// Connection limit for the role.
+    pub connection_limit: i32,
+}
+
+/// Whether [`ensure_schema`] created anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    /// Schema, role and registry row were created.
+    Created,
+    /// All three already existed.
+    Existed,
+}
+
+/// Get-or-create a managed schema: its own role (login, no privileges beyond the schema),
+/// the schema owned by that role, and the registry row, all in one transaction.
+pub async fn ensure_schema(
+    client: &mut Client,
+    opts: &EnsureSchema<'_>,
+) -> Result<(Ensured, String), ControlError> {
+    let schema = opts.schema;
+    let what = || format!("creating schema `{schema}`");
+    let tx = client.transaction().await.map_err(pg(what()))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &REGISTRY_LOCK])
+        .await
+        .map_err(pg(what()))?;
+    let existing = tx
+        .query_opt(
+            "SELECT role_name, scope FROM wasmig.managed_schema WHERE schema_name = $1",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(what()))?;
+    if let Some(row) = existing {
+        let scope: String = row.get(1);
+        if scope == "shared" && opts.scope == Scope::Tenant {
+            return Err(ControlError::SharedNotTenant(schema.to_string()));
+        }
+        tx.commit().await.map_err(pg(what()))?;
+        return Ok((Ensured::Existed, row.get(0)));
+    }
+    let role = role_name_for(opts.dbname, schema);
+    let role_exists = tx
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&role])
+        .await
+        .map_err(pg(what()))?
+        .get::<_, bool>(0);
+    if role_exists {
+        return Err(ControlError::RoleTaken { role, schema: schema.to_string() });
+    }
+    let schema_exists = tx
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&schema.as_str()])
+        .await
+        .map_err(pg(what()))?
+        .get::<_, bool>(0);
+    if schema_exists && schema.as_str() != "public" {
+        return Err(ControlError::SchemaTaken(schema.to_string()));
+    }
+    let secret = read_secret_tx(&tx).await?;
+    let verifier = crate::secret::scram_verifier(&crate::secret::role_password(&secret, &role));
+    let r = ident(&role);
+    let s = ident(schema.as_str());
+    let verifier = literal(&verifier).expect("a SCRAM verifier has no NUL");
+    let comment = literal(&format!("wasmig: role of schema {schema}")).expect("no NUL");
+    let create_schema = if schema_exists {
+        format!("ALTER SCHEMA {s} OWNER TO {r};")
+    } else {
+        format!("CREATE SCHEMA {s} AUTHORIZATION {r};")
+    };
+    let ddl = format!(
+        "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS
+             CONNECTION LIMIT {limit} PASSWORD {verifier};
+         COMMENT ON ROLE {r} IS {comment};
+         GRANT {r} TO CURRENT_USER;
+         {create_schema}
+         REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
+         ALTER ROLE {r} SET search_path = {s};
+         GRANT USAGE ON SCHEMA {ctl} TO {r};
+         GRANT EXECUTE ON FUNCTION {ctl}.record_step(bytea, double precision) TO {r};",
+        limit = opts.connection_limit,
+        ctl = CONTROL_SCHEMA,
+    );
+    tx.batch_execute(&ddl).await.map_err(pg(what()))?;
+    tx.execute(
+        "INSERT INTO wasmig.managed_schema (schema_name, scope, role_name, display_name, domain)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &schema.as_str(),
+            &match opts.scope {
+                Scope::Shared => "shared",
+                Scope::Tenant => "tenant",
+            },
+            &role,
+            &opts.name,
+            &opts.domain,
+        ],
+    )
+    .await
+    .map_err(pg(what()))?;
+    tx.commit().await.map_err(pg(what()))?;
+    Ok((Ensured::Created, role))
+}
+
+async fn read_secret_tx(tx: &tokio_postgres::Transaction<'_>) -> Result<[u8; 32], ControlError> {
+    let row = tx
+        .query_one("SELECT key FROM wasmig.secret WHERE id = 1", &[])
+        .await
+        .map_err(pg("reading the control secret"))?;
+    let key: Vec<u8> = row.get(0);
+    Ok(key.try_into().unwrap_or([0; 32]))
+}
+
+/// Drops a tenant: its schema (CASCADE), its role, its registry row and its ledger rows.
+pub async fn drop_tenant(client: &mut Client, schema: &SchemaName) -> Result<(), ControlError> {
+    let what = || format!("dropping tenant `{schema}`");
+    let tx = client.transaction().await.map_err(pg(what()))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &REGISTRY_LOCK])
+        .await
+        .map_err(pg(what()))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &schema_lock_key(schema)])
+        .await
+        .map_err(pg(what()))?;
+    let row = tx
+        .query_opt(
+            "SELECT role_name FROM wasmig.managed_schema WHERE schema_name = $1 AND scope = 'tenant'",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(what()))?
+        .ok_or_else(|| ControlError::UnknownTenant(schema.to_string()))?;
+    let role: String = row.get(0);
+    let ddl = format!(
+        "DROP SCHEMA IF EXISTS {s} CASCADE;
+         DROP OWNED BY {r};
+         DROP ROLE IF EXISTS {r};",
+        s = ident(schema.as_str()),
+        r = ident(&role)
+    );
+    tx.batch_execute(&ddl).await.map_err(pg(what()))?;
+    for table in ["ledger", "step_grant", "failure", "managed_schema"] {
+        tx.execute(
+            &format!("DELETE FROM wasmig.{table} WHERE schema_name = $1"),
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(what()))?;
+    }
+    tx.commit().await.map_err(pg(what()))?;
+    Ok(())
+}

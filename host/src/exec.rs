@@ -1,0 +1,455 @@
+//! Running plans: one schema at a time under its advisory lock, each step in its own
+//! transaction on the schema role's connection, its ledger row committed in that same
+//! transaction; schemas fanned out over `jobs` workers, shared scope first.
+//!
+//! Architecture invariant: a step's changes and its ledger row commit together or not at
+//! all (transactional steps); a failure stops only its own schema.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::control::{self, StepGrant};
+use crate::db::PgError;
+use crate::db::connect::DbTarget;
+use crate::names::SchemaName;
+use crate::plan::{Drift, PendingStep, PluginSpec, Scope, Selection, Target, plan_schema};
+use crate::plugin::bindings::exports::wasmig::plugin::plugin::StepError;
+use crate::plugin::sql::SqlSession;
+use crate::plugin::{LoadedPlugin, Runtime};
+use crate::secret;
+
+/// Everything a run needs, built once.
+pub struct Fleet {
+    /// Operator connection settings.
+    pub target: DbTarget,
+    /// Engine and limits.
+    pub runtime: Runtime,
+    /// Loaded plugins.
+    pub plugins: Vec<LoadedPlugin>,
+    /// Their specs, same order as `plugins`.
+    pub specs: Vec<PluginSpec>,
+    /// Order from `plan::order_plugins`.
+    pub order: Vec<usize>,
+    /// Control secret (derives role passwords).
+    pub secret: [u8; 32],
+    /// Schema -> role, from the registry.
+    pub roles: HashMap<SchemaName, String>,
+}
+
+/// How one schema ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing to do.
+    UpToDate,
+    /// Every pending step applied.
+    Applied {
+        /// `plugin/step` applied, in order.
+        steps: Vec<String>,
+    },
+    /// A step failed; earlier steps of this run stay applied.
+    Failed {
+        /// Steps applied before the failure.
+        applied: Vec<String>,
+        /// Plugin of the failed step.
+        plugin: String,
+        /// Failed step.
+        step: String,
+        /// SQLSTATE, if PostgreSQL reported one.
+        sqlstate: Option<String>,
+        /// The error.
+        message: String,
+    },
+    /// Applied steps changed: the schema was refused.
+    Drift {
+        /// The drifted steps.
+        drift: Vec<Drift>,
+    },
+    /// The selection cannot run here.
+    Blocked {
+        /// Why.
+        reason: String,
+    },
+    /// Not attempted.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// wasmig could not work on the schema (connection, lock, ledger).
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// Whether this outcome makes the run exit non-zero.
+    pub fn is_problem(&self) -> bool {
+        !matches!(self, Outcome::UpToDate | Outcome::Applied { .. })
+    }
+}
+
+/// One schema's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaReport {
+    /// Schema.
+    pub schema: SchemaName,
+    /// Scope.
+    pub scope: Scope,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Wall time spent on it.
+    pub duration_ms: f64,
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Run record id.
+    pub run_id: i64,
+    /// Plugin selection.
+    pub selection: Selection,
+    /// Parallel schemas.
+    pub jobs: usize,
+}
+
+struct StepFailure {
+    sqlstate: Option<String>,
+    message: String,
+}
+
+impl From<PgError> for StepFailure {
+    fn from(e: PgError) -> Self {
+        StepFailure {
+            sqlstate: e.sqlstate,
+            message: e.message,
+        }
+    }
+}
+
+impl Fleet {
+    /// Migrates `targets`: shared ones first (tenants are skipped if one fails), then tenants
+    /// over `opts.jobs` workers. `on_done` sees each report as it completes.
+    pub async fn migrate(
+        self: &Arc<Self>,
+        targets: Vec<Target>,
+        opts: &RunOptions,
+        on_done: &(dyn Fn(&SchemaReport) + Sync),
+    ) -> Vec<SchemaReport> {
+        let (shared, tenants): (Vec<Target>, Vec<Target>) =
+            targets.into_iter().partition(|t| t.scope == Scope::Shared);
+        let mut reports = self.run_queue(shared, opts, on_done).await;
+        if let Some(bad) = reports.iter().find(|r| r.outcome.is_problem()) {
+            let reason = format!("the shared schema `{}` did not migrate cleanly", bad.schema);
+            for t in tenants {
+                let r = SchemaReport {
+                    schema: t.schema,
+                    scope: t.scope,
+                    outcome: Outcome::Skipped { reason: reason.clone() },
+                    duration_ms: 0.0,
+                };
+                on_done(&r);
+                reports.push(r);
+            }
+            return reports;
+        }
+        reports.extend(self.run_queue(tenants, opts, on_done).await);
+        reports
+    }
+
+    async fn run_queue(
+        self: &Arc<Self>,
+        targets: Vec<Target>,
+        opts: &RunOptions,
+        on_done: &(dyn Fn(&SchemaReport) + Sync),
+    ) -> Vec<SchemaReport> {
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        let queue: Mutex<VecDeque<(Target, u32)>> =
+            Mutex::new(targets.into_iter().map(|t| (t, 0)).collect());
+        let reports = Mutex::new(Vec::new());
+        let workers = opts.jobs.max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1));
+        let worker = |_: usize| async {
+            let op = match self.target.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Without a connection this worker can do nothing; report what it would
+                    // have taken so that no schema silently disappears from the summary.
+                    let msg = e.to_string();
+                    while let Some((t, _)) = pop(&queue) {
+                        let r = report(t, Outcome::Error { message: msg.clone() }, Instant::now());
+                        on_done(&r);
+                        push(&reports, r);
+                    }
+                    return;
+                }
+            };
+            while let Some((t, attempts)) = pop(&queue) {
+                let started = Instant::now();
+                let locked = if attempts == 0 {
+                    control::try_lock_schema(&op, &t.schema).await
+                } else {
+                    control::lock_schema(&op, &t.schema).await.map(|()| true)
+                };
+                match locked {
+                    Ok(false) => {
+                        // Another runner has it: do other schemas first, then wait for it.
+                        if let Ok(mut q) = queue.lock() {
+                            q.push_back((t, attempts + 1));
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let r = report(t, Outcome::Error { message: e.to_string() }, started);
+                        on_done(&r);
+                        push(&reports, r);
+                        continue;
+                    }
+                    Ok(true) => {}
+                }
+                let outcome = self.migrate_locked(&op, &t, opts).await;
+                let _ = control::clear_grants(&op, &t.schema).await;
+                let _ = control::unlock_schema(&op, &t.schema).await;
+                let r = report(t, outcome, started);
+                on_done(&r);
+                push(&reports, r);
+            }
+        };
+        let futures: Vec<_> = (0..workers).map(worker).collect();
+        futures_join_all(futures).await;
+        reports.into_inner().unwrap_or_default()
+    }
+
+    async fn migrate_locked(&self, op: &Client, t: &Target, opts: &RunOptions) -> Outcome {
+        // Re-read under the lock: another runner may have applied steps meanwhile.
+        let ledger = match control::read_ledger(op, Some(&t.schema)).await {
+            Ok(mut l) => l.remove(t.schema.as_str()).unwrap_or_default(),
+            Err(e) => return Outcome::Error { message: e.to_string() },
+        };
+        let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, &ledger);
+        if !plan.drift.is_empty() {
+            return Outcome::Drift { drift: plan.drift };
+        }
+        if let Some(reason) = plan.blocked {
+            return Outcome::Blocked { reason };
+        }
+        if plan.pending.is_empty() {
+            return Outcome::UpToDate;
+        }
+        let Some(role) = self.roles.get(&t.schema) else {
+            return Outcome::Error {
+                message: format!("schema `{}` is not registered; create it with `wasmig tenant create`", t.schema),
+            };
+        };
+        let grants: Vec<StepGrant> = plan
+            .pending
+            .iter()
+            .map(|p| {
+                let (pl, st) = self.step(p);
+                StepGrant {
+                    token: secret::token(),
+                    plugin: pl.name.clone(),
+                    step_id: st.id.clone(),
+                    checksum: st.checksum.clone(),
+                    artifact_checksum: pl.artifact_checksum.clone(),
+                    plugin_version: pl.version.clone(),
+                }
+            })
+            .collect();
+        if let Err(e) = control::insert_grants(op, opts.run_id, role, &t.schema, &grants).await {
+            return Outcome::Error { message: e.to_string() };
+        }
+        let password = secret::role_password(&self.secret, role);
+        let options = format!("-c search_path={} -c idle_in_transaction_session_timeout=600000", t.schema);
+        let client = match self.target.connect_as(role, &password, &options).await {
+            Ok(c) => Arc::new(c),
+            Err(e) => return Outcome::Error { message: e.to_string() },
+        };
+        let mut applied = Vec::new();
+        for (p, g) in plan.pending.iter().zip(&grants) {
+            let (pl, st) = self.step(p);
+            let name = format!("{}/{}", pl.name, st.id);
+            match self.run_step(&client, *p, &t.schema, &g.token).await {
+                Ok(()) => {
+                    tracing::debug!("{}: applied {name}", t.schema);
+                    applied.push(name);
+                }
+                Err(f) => {
+                    if let Err(e) = control::record_failure(
+                        op,
+                        opts.run_id,
+                        &t.schema,
+                        &pl.name,
+                        &st.id,
+                        f.sqlstate.as_deref(),
+                        &f.message,
+                    )
+                    .await
+                    {
+                        tracing::warn!("{}: could not record the failure: {e}", t.schema);
+                    }
+                    return Outcome::Failed {
+                        applied,
+                        plugin: pl.name.clone(),
+                        step: st.id.clone(),
+                        sqlstate: f.sqlstate,
+                        message: f.message,
+                    };
+                }
+            }
+        }
+        Outcome::Applied { steps: applied }
+    }
+
+    fn step(&self, p: &PendingStep) -> (&PluginSpec, &crate::plan::StepSpec) {
+        let pl = &self.specs[p.plugin];
+        (pl, &pl.steps[p.step])
+    }
+
+    async fn run_step(
+        &self,
+        client: &Arc<Client>,
+        p: PendingStep,
+        schema: &SchemaName,
+        token: &[u8; 32],
+    ) -> Result<(), StepFailure> {
+        let (pl, st) = self.step(&p);
+        let transactional = st.transactional;
+        if transactional {
+            client.batch_execute("BEGIN").await.map_err(PgError::from)?;
+        }
+        let started = Instant::now();
+        let result = self.call_apply(client, p, schema, transactional).await;
+        let outcome = match result {
+            Ok(()) => {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                let rec = client
+                    .execute(control::RECORD_STEP_SQL, &[&&token[..], &ms])
+                    .await
+                    .map_err(|e| {
+                        let e = PgError::from(e);
+                        StepFailure {
+                            message: format!("recording the step in the ledger failed: {}", e.message),
+                            sqlstate: e.sqlstate,
+                        }
+                    });
+                match rec {
+                    Ok(_) if transactional => client
+                        .batch_execute("COMMIT")
+                        .await
+                        .map_err(|e| StepFailure::from(PgError::from(e))),
+                    other => other.map(|_| ()),
+                }
+            }
+            Err(f) => Err(f),
+        };
+        if outcome.is_err() && transactional {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        // Undo any SET the plugin made, so the next step starts from the session defaults.
+        let _ = client.batch_execute("RESET ALL").await;
+        tracing::trace!("{schema}: {}/{} took {:?}", pl.name, st.id, started.elapsed());
+        outcome
+    }
+
+    async fn call_apply(
+        &self,
+        client: &Arc<Client>,
+        p: PendingStep,
+        schema: &SchemaName,
+        transactional: bool,
+    ) -> Result<(), StepFailure> {
+        let (pl, st) = self.step(&p);
+        let session = SqlSession::new(client.clone(), transactional, self.runtime.limits());
+        let mut store = self.runtime.store(format!("{}@{schema}", pl.name), Some(session));
+        let plugin = &self.plugins[p.plugin];
+        let called = async {
+            let inst = plugin.pre.instantiate_async(&mut store).await?;
+            inst.wasmig_plugin_plugin().call_apply(&mut store, &st.id).await
+        }
+        .await;
+        match called {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(step_error(e)),
+            Err(trap) => Err(StepFailure {
+                sqlstate: None,
+                message: describe_trap(&trap, self.runtime.limits().step_timeout),
+            }),
+        }
+    }
+}
+
+fn step_error(e: StepError) -> StepFailure {
+    match e {
+        StepError::Sql(s) => {
+            let mut message = s.message;
+            if let Some(d) = s.detail {
+                message.push_str(&format!(" (detail: {d})"));
+            }
+            StepFailure { sqlstate: s.sqlstate, message }
+        }
+        StepError::Failed(m) => StepFailure { sqlstate: None, message: m },
+        StepError::UnknownStep(id) => StepFailure {
+            sqlstate: None,
+            message: format!("the plugin does not know step `{id}` although its manifest lists it"),
+        },
+        StepError::Irreversible => StepFailure {
+            sqlstate: None,
+            message: "the plugin answered `irreversible` to apply".into(),
+        },
+    }
+}
+
+/// Turns a wasmtime error into one operator-readable line.
+pub fn describe_trap(e: &wasmtime::Error, timeout: Duration) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => {
+            format!("the step exceeded its time limit of {}s and was stopped", timeout.as_secs())
+        }
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            "the plugin panicked or aborted (wasm `unreachable` trap); its stderr is discarded".into()
+        }
+        Some(t) => format!("the plugin trapped: {t}"),
+        None => format!("the plugin failed: {e:#}"),
+    }
+}
+
+fn pop<T>(q: &Mutex<VecDeque<T>>) -> Option<T> {
+    q.lock().ok().and_then(|mut q| q.pop_front())
+}
+
+fn push<T>(v: &Mutex<Vec<T>>, x: T) {
+    if let Ok(mut v) = v.lock() {
+        v.push(x);
+    }
+}
+
+fn report(t: Target, outcome: Outcome, started: Instant) -> SchemaReport {
+    SchemaReport {
+        schema: t.schema,
+        scope: t.scope,
+        outcome,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
+    // Workers share borrowed state, so they run concurrently on this task rather than as
+    // spawned tasks; their I/O interleaves at every await.
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    std::future::poll_fn(|cx| {
+        pinned.retain_mut(|f| f.as_mut().poll(cx).is_pending());
+        if pinned.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}

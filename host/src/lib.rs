@@ -1,0 +1,80 @@
+//! wasmig: a PostgreSQL migration runner for schema-per-tenant SaaS whose migrations and
+//! seeds are WebAssembly components.
+//!
+//! Code map (see ARCHITECTURE.md for the invariants):
+//! - [`cli`]: clap definitions; the `--help` text.
+//! - [`ops`]: one function per command, taking validated options.
+//! - [`names`]: schema/plugin/step name validation (pure).
+//! - [`plan`]: plugins x ledger -> pending steps, drift, order (pure).
+//! - [`control`]: the `wasmig` control schema: registry, ledger, runs, grants, locks.
+//! - [`db`]: connection settings, quoting, value decoding, PostgreSQL errors.
+//! - [`plugin`]: wasmtime engine, component loading, the `sql`/`log` capability.
+//! - [`exec`]: runs plans per schema with bounded concurrency.
+//! - [`secret`]: role passwords and step tokens.
+//! - [`report`]: human and JSON output.
+
+pub mod cli;
+pub mod control;
+pub mod db;
+pub mod exec;
+pub mod names;
+pub mod ops;
+pub mod plan;
+pub mod plugin;
+pub mod report;
+pub mod secret;
+
+/// Process exit codes (part of the interface; documented in README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for is done.
+    Ok = 0,
+    /// Some schema failed, drifted or was refused (the others were processed).
+    Problems = 1,
+    /// Usage, configuration, plugin or connection error: nothing was applied.
+    Error = 2,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
+    use cli::{Command, TenantCommand};
+    use ops::migrate::{MigrateOptions, ScopeFilter};
+
+    let s = ops::Settings::from_global(&cli.global)?;
+    match cli.command {
+        Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
+        Command::Tenant(TenantCommand::Create { schema, name, domain, no_migrate }) => {
+            let schema = ops::tenant::tenant_name(&s, &schema)?;
+            let o = ops::tenant::CreateOptions { schema, name, domain, migrate: !no_migrate };
+            ops::tenant::create(&s, &o).await
+        }
+        Command::Tenant(TenantCommand::List { json }) => ops::tenant::list(&s, json).await,
+        Command::Tenant(TenantCommand::Drop { schema, yes }) => {
+            let schema = ops::tenant::tenant_name(&s, &schema)?;
+            ops::tenant::drop(&s, &schema, yes).await
+        }
+        Command::Migrate(a) => {
+            let schemas = a
+                .schemas
+                .iter()
+                .map(|raw| names::SchemaName::parse_shared(raw))
+                .collect::<Result<Vec<_>, _>>()?;
+            let o = MigrateOptions {
+                scope: if a.shared {
+                    ScopeFilter::SharedOnly
+                } else if a.tenants || !schemas.is_empty() {
+                    ScopeFilter::TenantsOnly
+                } else {
+                    ScopeFilter::All
+                },
+                schemas,
+                selection: plan::Selection { plugins: a.plugins },
+                dry_run: a.dry_run,
+                json: a.json,
+                command: "migrate".into(),
+            };
+            ops::migrate::migrate(&s, &o).await
+        }
+        Command::Status(a) => ops::status::status(&s, a.json).await,
+    }
+}

@@ -1,0 +1,31 @@
+//! `wasmig init`: control schema plus shared schema and its role.
+
+use anyhow::Result;
+
+use super::Settings;
+use crate::control::{self, EnsureSchema, Ensured};
+use crate::plan::Scope;
+
+/// Creates or upgrades the control schema and the shared schema (idempotent).
+pub async fn init(s: &Settings) -> Result<()> {
+    let mut client = s.target.connect().await?;
+    control::init(&mut client).await?;
+    let (ensured, role) = control::ensure_schema(
+        &mut client,
+        &EnsureSchema {
+            schema: &s.shared_schema,
+            scope: Scope::Shared,
+            name: None,
+            domain: None,
+            dbname: s.target.dbname(),
+            connection_limit: 8,
+        },
+    )
+    .await?;
+    let what = match ensured {
+        Ensured::Created => "created",
+        Ensured::Existed => "already present",
+    };
+    println!("control schema `wasmig` ready; shared schema `{}` {what} (role `{role}`)", s.shared_schema);
+    Ok(())
+}

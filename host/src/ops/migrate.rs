@@ -1,0 +1,120 @@
+//! `wasmig migrate` (and the migration half of `tenant create`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use super::{Settings, load_plugins, registry};
+use crate::Exit;
+use crate::control::{self, ManagedSchema};
+use crate::exec::{Fleet, RunOptions, SchemaReport};
+use crate::names::SchemaName;
+use crate::plan::{Scope, Selection, Target, plan_schema};
+use crate::report;
+
+/// Which schemas a run covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeFilter {
+    /// Shared then tenants.
+    All,
+    /// Only the shared schema.
+    SharedOnly,
+    /// Only tenants.
+    TenantsOnly,
+}
+
+/// Options of `wasmig migrate`.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// Scope filter.
+    pub scope: ScopeFilter,
+    /// Only these tenant schemas (empty = all).
+    pub schemas: Vec<SchemaName>,
+    /// Only these plugins.
+    pub selection: Selection,
+    /// Plan only.
+    pub dry_run: bool,
+    /// JSON output.
+    pub json: bool,
+    /// What to record as the run's command.
+    pub command: String,
+}
+
+fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Vec<Target>> {
+    for wanted in &o.schemas {
+        if *wanted == s.shared_schema {
+            bail!("`{wanted}` is the shared schema; use `wasmig migrate --shared`");
+        }
+        if !reg.iter().any(|m| m.schema == *wanted && m.scope == Scope::Tenant) {
+            bail!("tenant `{wanted}` is not registered; create it with `wasmig tenant create {wanted}`");
+        }
+    }
+    let mut out = Vec::new();
+    if o.scope != ScopeFilter::TenantsOnly && o.schemas.is_empty() {
+        out.push(Target { schema: s.shared_schema.clone(), scope: Scope::Shared });
+    }
+    if o.scope != ScopeFilter::SharedOnly {
+        out.extend(
+            reg.iter()
+                .filter(|m| m.scope == Scope::Tenant)
+                .filter(|m| o.schemas.is_empty() || o.schemas.contains(&m.schema))
+                .map(|m| Target { schema: m.schema.clone(), scope: Scope::Tenant }),
+        );
+    }
+    Ok(out)
+}
+
+/// Plans and (unless dry-run) applies; prints progress and a summary.
+pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
+    let plugins = load_plugins(s).await?;
+    o.selection.validate(&plugins.specs)?;
+    let op = s.connect_initialised().await?;
+    let reg = registry(&op, s).await?;
+    let targets = targets(s, &reg, o)?;
+
+    if o.dry_run {
+        let ledger = control::read_ledger(&op, None).await?;
+        let empty = Vec::new();
+        let mut problems = false;
+        let plans: Vec<_> = targets
+            .iter()
+            .map(|t| {
+                let l = ledger.get(t.schema.as_str()).unwrap_or(&empty);
+                let p = plan_schema(&plugins.specs, &plugins.order, t.scope, &o.selection, l);
+                problems |= !p.drift.is_empty() || p.blocked.is_some();
+                (t, p)
+            })
+            .collect();
+        report::print_plan(&plugins.specs, &plans, o.json);
+        return Ok(if problems { Exit::Problems } else { Exit::Ok });
+    }
+
+    let run_id = control::start_run(&op, &o.command, &std::env::args().skip(1).collect::<Vec<_>>()).await?;
+    let secret = control::read_secret(&op).await?;
+    let roles: HashMap<SchemaName, String> = reg.iter().map(|m| (m.schema.clone(), m.role.clone())).collect();
+    let fleet = Arc::new(Fleet {
+        target: s.target.clone(),
+        runtime: plugins.runtime,
+        plugins: plugins.loaded,
+        specs: plugins.specs,
+        order: plugins.order,
+        secret,
+        roles,
+    });
+    let opts = RunOptions { run_id, selection: o.selection.clone(), jobs: s.jobs };
+    let started = std::time::Instant::now();
+    let show = !o.json && !s.quiet;
+    let on_done = move |r: &SchemaReport| {
+        if show {
+            report::print_schema_line(r);
+        }
+    };
+    let reports = fleet.migrate(targets, &opts, &on_done).await;
+    let applied: usize = reports.iter().map(report::applied_steps).sum();
+    let failed = reports.iter().filter(|r| r.outcome.is_problem()).count();
+    let outcome = if failed == 0 { "ok" } else { "failed" };
+    control::finish_run(&op, run_id, outcome, applied as i32, failed as i32).await?;
+    report::print_run_summary(run_id, &reports, started.elapsed(), o.json);
+    Ok(if failed == 0 { Exit::Ok } else { Exit::Problems })
+}

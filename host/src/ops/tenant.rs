@@ -1,0 +1,108 @@
+//! `wasmig tenant create | list | drop`.
+
+use anyhow::{Result, bail};
+
+use super::migrate::{MigrateOptions, ScopeFilter, migrate};
+use super::{Settings, registry};
+use crate::Exit;
+use crate::control::{self, EnsureSchema, Ensured};
+use crate::names::SchemaName;
+use crate::plan::{Scope, Selection};
+
+/// Options of `tenant create`.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Schema.
+    pub schema: SchemaName,
+    /// Display name.
+    pub name: Option<String>,
+    /// Domain.
+    pub domain: Option<String>,
+    /// Apply tenant plugins afterwards.
+    pub migrate: bool,
+}
+
+/// Validates a tenant schema name against the generic rules and the shared schema.
+pub fn tenant_name(s: &Settings, raw: &str) -> Result<SchemaName> {
+    let schema = SchemaName::parse(raw)?;
+    if schema == s.shared_schema {
+        bail!("`{schema}` is the shared schema and cannot be a tenant; choose another name");
+    }
+    Ok(schema)
+}
+
+/// Get-or-create a tenant, then migrate it.
+pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
+    let mut client = s.connect_initialised().await?;
+    let (ensured, role) = control::ensure_schema(
+        &mut client,
+        &EnsureSchema {
+            schema: &o.schema,
+            scope: Scope::Tenant,
+            name: o.name.as_deref(),
+            domain: o.domain.as_deref(),
+            dbname: s.target.dbname(),
+            connection_limit: 4,
+        },
+    )
+    .await?;
+    if !s.quiet {
+        match ensured {
+            Ensured::Created => println!("tenant `{}` created (role `{role}`)", o.schema),
+            Ensured::Existed => println!("tenant `{}` already exists (role `{role}`)", o.schema),
+        }
+    }
+    if !o.migrate {
+        return Ok(Exit::Ok);
+    }
+    migrate(
+        s,
+        &MigrateOptions {
+            scope: ScopeFilter::TenantsOnly,
+            schemas: vec![o.schema.clone()],
+            selection: Selection::default(),
+            dry_run: false,
+            json: false,
+            command: "tenant create".into(),
+        },
+    )
+    .await
+}
+
+/// Lists tenants.
+pub async fn list(s: &Settings, json: bool) -> Result<Exit> {
+    let client = s.connect_initialised().await?;
+    let tenants: Vec<_> = registry(&client, s)
+        .await?
+        .into_iter()
+        .filter(|m| m.scope == Scope::Tenant)
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tenants)?);
+    } else if tenants.is_empty() {
+        println!("no tenants (create one with `wasmig tenant create SCHEMA`)");
+    } else {
+        println!("{:<24} {:<24} {:<28} {:<20}", "SCHEMA", "NAME", "DOMAIN", "CREATED");
+        for t in tenants {
+            println!(
+                "{:<24} {:<24} {:<28} {:<20}",
+                t.schema,
+                t.name.unwrap_or_default(),
+                t.domain.unwrap_or_default(),
+                t.created_at
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// Drops a tenant (requires `--yes`).
+pub async fn drop(s: &Settings, schema: &SchemaName, yes: bool) -> Result<Exit> {
+    if !yes {
+        bail!("dropping tenant `{schema}` deletes its schema and all its data; add --yes to confirm");
+    }
+    let mut client = s.connect_initialised().await?;
+    control::drop_tenant(&mut client, schema).await?;
+    println!("tenant `{schema}` dropped");
+    Ok(Exit::Ok)
+}

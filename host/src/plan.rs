@@ -1,0 +1,499 @@
+//! Pure planning: plugins x ledger -> the steps each schema still needs, in order, plus
+//! drift and unknown ledger rows. No I/O here; everything is testable without a database.
+//!
+//! Architecture invariant: the plan for a schema is a function of the loaded plugins, the
+//! selection and that schema's ledger rows only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::names::SchemaName;
+
+/// Structure or data; migrations run before seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Schema changes.
+    Migration,
+    /// Data.
+    Seed,
+}
+
+/// Where a plugin runs; shared runs before tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The shared schema.
+    Shared,
+    /// Every tenant schema.
+    Tenant,
+}
+
+/// A validated step of a loaded plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSpec {
+    /// Step id, unique within the plugin.
+    pub id: String,
+    /// Human description.
+    pub description: String,
+    /// Fingerprint declared by the plugin.
+    pub fingerprint: String,
+    /// Runs inside one transaction with its ledger row.
+    pub transactional: bool,
+    /// `step_checksum(plugin, id, fingerprint)`: what the ledger records.
+    pub checksum: String,
+}
+
+/// A validated plugin manifest plus its artifact's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSpec {
+    /// Plugin name (unique among loaded plugins).
+    pub name: String,
+    /// Version the plugin declares.
+    pub version: String,
+    /// Migration or seed.
+    pub kind: Kind,
+    /// Shared or tenant.
+    pub scope: Scope,
+    /// Plugins that must be applied first.
+    pub requires: Vec<String>,
+    /// Steps in apply order.
+    pub steps: Vec<StepSpec>,
+    /// blake3 of the `.wasm` file.
+    pub artifact_checksum: String,
+}
+
+/// The ledger checksum of a step: blake3 over length-prefixed plugin, step id and
+/// fingerprint (length prefixes make the encoding unambiguous).
+pub fn step_checksum(plugin: &str, step_id: &str, fingerprint: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in [plugin, step_id, fingerprint] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Why a set of plugins cannot be ordered.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// Two artifacts declare the same plugin name.
+    #[error("plugin `{name}` is declared by two artifacts: {first} and {second}; keep one")]
+    DuplicatePlugin {
+        /// Plugin name.
+        name: String,
+        /// First artifact.
+        first: String,
+        /// Second artifact.
+        second: String,
+    },
+    /// `requires` names a plugin that is not loaded.
+    #[error("plugin `{plugin}` requires `{required}`, which is not in the plugins directory")]
+    UnknownRequirement {
+        /// The requiring plugin.
+        plugin: String,
+        /// The missing one.
+        required: String,
+    },
+    /// A requirement that cannot run before its dependant.
+    #[error("plugin `{plugin}` requires `{required}`, but {why}")]
+    BadRequirement {
+        /// The requiring plugin.
+        plugin: String,
+        /// The required plugin.
+        required: String,
+        /// Why the order is impossible.
+        why: &'static str,
+    },
+    /// Requirements form a cycle.
+    #[error("plugins require each other in a cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    /// `--plugin` names a plugin that is not loaded.
+    #[error("no plugin named `{0}` is loaded (see `wasmig status` for the loaded plugins)")]
+    UnknownSelection(String),
+}
+
+/// Orders plugins: shared before tenant, migrations before seeds, then by `requires`
+/// (ties broken by name so the order is stable). Returns indexes into `plugins`.
+pub fn order_plugins(plugins: &[PluginSpec]) -> Result<Vec<usize>, PlanError> {
+    let by_name: HashMap<&str, usize> = plugins
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    for p in plugins {
+        for r in &p.requires {
+            let Some(&ri) = by_name.get(r.as_str()) else {
+                return Err(PlanError::UnknownRequirement {
+                    plugin: p.name.clone(),
+                    required: r.clone(),
+                });
+            };
+            let q = &plugins[ri];
+            let why = if p.scope == Scope::Shared && q.scope == Scope::Tenant {
+                Some("a shared plugin cannot require a tenant plugin (shared runs first)")
+            } else if p.scope == q.scope && p.kind == Kind::Migration && q.kind == Kind::Seed {
+                Some("a migration cannot require a seed (migrations run first)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(PlanError::BadRequirement {
+                    plugin: p.name.clone(),
+                    required: r.clone(),
+                    why,
+                });
+            }
+        }
+    }
+    let mut order = Vec::with_capacity(plugins.len());
+    let mut groups: BTreeMap<(Scope, Kind), Vec<usize>> = BTreeMap::new();
+    for (i, p) in plugins.iter().enumerate() {
+        groups.entry((p.scope, p.kind)).or_default().push(i);
+    }
+    for members in groups.values() {
+        let in_group: BTreeSet<usize> = members.iter().copied().collect();
+        let mut indegree: HashMap<usize, usize> = HashMap::new();
+        for &i in members {
+            let n = plugins[i]
+                .requires
+                .iter()
+                .filter(|r| in_group.contains(&by_name[r.as_str()]))
+                .count();
+            indegree.insert(i, n);
+        }
+        let mut ready: BTreeSet<(&str, usize)> = members
+            .iter()
+            .filter(|i| indegree[i] == 0)
+            .map(|&i| (plugins[i].name.as_str(), i))
+            .collect();
+        let mut done = 0;
+        while let Some(next) = ready.pop_first() {
+            order.push(next.1);
+            done += 1;
+            for &j in members {
+                if plugins[j].requires.iter().any(|r| r == &plugins[next.1].name) {
+                    let d = indegree.get_mut(&j).expect("member has an indegree");
+                    *d -= 1;
+                    if *d == 0 {
+                        ready.insert((plugins[j].name.as_str(), j));
+                    }
+                }
+            }
+        }
+        if done < members.len() {
+            let stuck: Vec<usize> = members.iter().copied().filter(|i| indegree[i] > 0).collect();
+            return Err(PlanError::Cycle(find_cycle(plugins, &stuck, &by_name)));
+        }
+    }
+    Ok(order)
+}
+
+fn find_cycle(plugins: &[PluginSpec], stuck: &[usize], by_name: &HashMap<&str, usize>) -> Vec<String> {
+    // Walk requirements among stuck plugins until a plugin repeats: that loop is a cycle.
+    let stuck_set: BTreeSet<usize> = stuck.iter().copied().collect();
+    let mut path = vec![stuck[0]];
+    loop {
+        let cur = *path.last().expect("path is never empty");
+        let next = plugins[cur]
+            .requires
+            .iter()
+            .map(|r| by_name[r.as_str()])
+            .find(|i| stuck_set.contains(i))
+            .expect("a stuck plugin requires another stuck plugin");
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            let mut names: Vec<String> = path[pos..].iter().map(|&i| plugins[i].name.clone()).collect();
+            names.push(plugins[next].name.clone());
+            return names;
+        }
+        path.push(next);
+    }
+}
+
+/// One applied step as the ledger has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Plugin name.
+    pub plugin: String,
+    /// Step id.
+    pub step_id: String,
+    /// Recorded checksum.
+    pub checksum: String,
+}
+
+/// A pending step: indexes into the plugin list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingStep {
+    /// Index of the plugin.
+    pub plugin: usize,
+    /// Index of the step within the plugin.
+    pub step: usize,
+}
+
+/// An applied step whose content changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// Plugin name.
+    pub plugin: String,
+    /// Step id.
+    pub step: String,
+    /// Checksum in the ledger.
+    pub recorded: String,
+    /// Checksum of the loaded plugin's step.
+    pub current: String,
+}
+
+/// What one schema needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SchemaPlan {
+    /// Steps not yet applied, in order. They run only if [`SchemaPlan::refused`] is false.
+    pub pending: Vec<PendingStep>,
+    /// Applied steps whose checksum changed.
+    pub drift: Vec<Drift>,
+    /// Ledger rows for steps that no loaded plugin declares (reported, never deleted).
+    pub unknown: Vec<(String, String)>,
+    /// Steps of loaded plugins already applied with a matching checksum.
+    pub applied: usize,
+    /// Why the schema cannot run its selection (e.g. a required plugin is not selected).
+    pub blocked: Option<String>,
+}
+
+/// Which plugins a run covers.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these plugins (empty = all).
+    pub plugins: Vec<String>,
+}
+
+impl Selection {
+    fn includes(&self, name: &str) -> bool {
+        self.plugins.is_empty() || self.plugins.iter().any(|p| p == name)
+    }
+
+    /// Checks that every selected plugin is loaded.
+    pub fn validate(&self, plugins: &[PluginSpec]) -> Result<(), PlanError> {
+        for s in &self.plugins {
+            if !plugins.iter().any(|p| &p.name == s) {
+                return Err(PlanError::UnknownSelection(s.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plans one schema of `scope`: `order` from [`order_plugins`], `ledger` = this schema's rows.
+pub fn plan_schema(
+    plugins: &[PluginSpec],
+    order: &[usize],
+    scope: Scope,
+    selection: &Selection,
+    ledger: &[LedgerEntry],
+) -> SchemaPlan {
+    let recorded: HashMap<(&str, &str), &str> = ledger
+        .iter()
+        .map(|e| ((e.plugin.as_str(), e.step_id.as_str()), e.checksum.as_str()))
+        .collect();
+    let mut plan = SchemaPlan::default();
+    let mut has_pending: BTreeSet<&str> = BTreeSet::new();
+    for &pi in order {
+        let p = &plugins[pi];
+        if p.scope != scope {
+            continue;
+        }
+        for (si, s) in p.steps.iter().enumerate() {
+            match recorded.get(&(p.name.as_str(), s.id.as_str())) {
+                Some(&c) if c == s.checksum => plan.applied += 1,
+                Some(&c) => plan.drift.push(Drift {
+                    plugin: p.name.clone(),
+                    step: s.id.clone(),
+                    recorded: c.to_owned(),
+                    current: s.checksum.clone(),
+                }),
+                None => {
+                    has_pending.insert(p.name.as_str());
+                    if selection.includes(&p.name) {
+                        plan.pending.push(PendingStep { plugin: pi, step: si });
+                    }
+                }
+            }
+        }
+    }
+    for e in ledger {
+        let known = plugins
+            .iter()
+            .any(|p| p.name == e.plugin && p.steps.iter().any(|s| s.id == e.step_id));
+        if !known {
+            plan.unknown.push((e.plugin.clone(), e.step_id.clone()));
+        }
+    }
+    if !selection.plugins.is_empty() {
+        'outer: for step in &plan.pending {
+            for r in &plugins[step.plugin].requires {
+                if has_pending.contains(r.as_str()) && !selection.includes(r) {
+                    plan.blocked = Some(format!(
+                        "plugin `{}` requires `{r}`, which has pending steps here; add `--plugin {r}` or drop `--plugin`",
+                        plugins[step.plugin].name
+                    ));
+                    break 'outer;
+                }
+            }
+        }
+    }
+    plan
+}
+
+impl SchemaPlan {
+    /// Drift or a blocked selection: the schema must not run anything.
+    pub fn refused(&self) -> bool {
+        !self.drift.is_empty() || self.blocked.is_some()
+    }
+}
+
+/// A schema to plan, with its scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Schema name.
+    pub schema: SchemaName,
+    /// Shared or tenant.
+    pub scope: Scope,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(name: &str, scope: Scope, kind: Kind, requires: &[&str], steps: &[(&str, &str)]) -> PluginSpec {
+        PluginSpec {
+            name: name.into(),
+            version: "1".into(),
+            kind,
+            scope,
+            requires: requires.iter().map(|s| (*s).into()).collect(),
+            steps: steps
+                .iter()
+                .map(|(id, fp)| StepSpec {
+                    id: (*id).into(),
+                    description: String::new(),
+                    fingerprint: (*fp).into(),
+                    transactional: true,
+                    checksum: step_checksum(name, id, fp),
+                })
+                .collect(),
+            artifact_checksum: String::new(),
+        }
+    }
+
+    fn names(plugins: &[PluginSpec], order: &[usize]) -> Vec<String> {
+        order.iter().map(|&i| plugins[i].name.clone()).collect()
+    }
+
+    fn workload() -> Vec<PluginSpec> {
+        use Kind::*;
+        use Scope::*;
+        vec![
+            plugin("seed", Tenant, Seed, &["customers"], &[("1", "a")]),
+            plugin("finance", Tenant, Migration, &["customers", "suppliers"], &[("1", "a")]),
+            plugin("suppliers", Tenant, Migration, &["carriers"], &[("1", "a")]),
+            plugin("customers", Tenant, Migration, &["carriers"], &[("1", "a")]),
+            plugin("carriers", Tenant, Migration, &[], &[("1", "a"), ("2", "b")]),
+            plugin("reference", Shared, Migration, &[], &[("1", "a")]),
+        ]
+    }
+
+    #[test]
+    fn orders_shared_first_then_requirements_then_seeds() {
+        let p = workload();
+        let order = order_plugins(&p).unwrap();
+        assert_eq!(
+            names(&p, &order),
+            ["reference", "carriers", "customers", "suppliers", "finance", "seed"]
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_requirement_cycle_and_bad_direction() {
+        use Kind::*;
+        use Scope::*;
+        let p = vec![plugin("a", Tenant, Migration, &["zzz"], &[])];
+        assert!(matches!(order_plugins(&p), Err(PlanError::UnknownRequirement { .. })));
+        let p = vec![
+            plugin("a", Tenant, Migration, &["b"], &[]),
+            plugin("b", Tenant, Migration, &["c"], &[]),
+            plugin("c", Tenant, Migration, &["a"], &[]),
+            plugin("d", Tenant, Migration, &[], &[]),
+        ];
+        let Err(PlanError::Cycle(c)) = order_plugins(&p) else { panic!("cycle expected") };
+        assert_eq!(c.first(), c.last());
+        assert_eq!(c.len(), 4);
+        let p = vec![
+            plugin("s", Shared, Migration, &["t"], &[]),
+            plugin("t", Tenant, Migration, &[], &[]),
+        ];
+        assert!(matches!(order_plugins(&p), Err(PlanError::BadRequirement { .. })));
+        let p = vec![
+            plugin("m", Tenant, Migration, &["s"], &[]),
+            plugin("s", Tenant, Seed, &[], &[]),
+        ];
+        assert!(matches!(order_plugins(&p), Err(PlanError::BadRequirement { .. })));
+    }
+
+    fn entry(p: &PluginSpec, step: usize) -> LedgerEntry {
+        LedgerEntry {
+            plugin: p.name.clone(),
+            step_id: p.steps[step].id.clone(),
+            checksum: p.steps[step].checksum.clone(),
+        }
+    }
+
+    #[test]
+    fn pending_drift_and_unknown() {
+        let p = workload();
+        let order = order_plugins(&p).unwrap();
+        let all = Selection::default();
+        let fresh = plan_schema(&p, &order, Scope::Tenant, &all, &[]);
+        assert_eq!(fresh.pending.len(), 6);
+        assert_eq!(p[fresh.pending[0].plugin].name, "carriers");
+
+        let carriers = &p[4];
+        let ledger = vec![entry(carriers, 0)];
+        let partial = plan_schema(&p, &order, Scope::Tenant, &all, &ledger);
+        assert_eq!(partial.applied, 1);
+        assert_eq!(partial.pending.len(), 5);
+        assert_eq!(partial.pending[0], PendingStep { plugin: 4, step: 1 });
+
+        let mut drifted = ledger.clone();
+        drifted[0].checksum = "0".repeat(64);
+        drifted.push(LedgerEntry { plugin: "gone".into(), step_id: "x".into(), checksum: "c".into() });
+        let d = plan_schema(&p, &order, Scope::Tenant, &all, &drifted);
+        assert!(d.refused(), "a drifted schema runs nothing");
+        assert_eq!(d.pending.len(), 6);
+        assert_eq!(d.drift.len(), 1);
+        assert_eq!(d.drift[0].recorded, "0".repeat(64));
+        assert_eq!(d.unknown, vec![("gone".to_string(), "x".to_string())]);
+
+        let shared = plan_schema(&p, &order, Scope::Shared, &all, &[]);
+        assert_eq!(shared.pending.len(), 1);
+    }
+
+    #[test]
+    fn selection_is_blocked_by_pending_requirements() {
+        let p = workload();
+        let order = order_plugins(&p).unwrap();
+        let sel = Selection { plugins: vec!["customers".into()] };
+        let blocked = plan_schema(&p, &order, Scope::Tenant, &sel, &[]);
+        assert!(blocked.blocked.as_deref().unwrap().contains("--plugin carriers"));
+        let ledger: Vec<_> = (0..2).map(|s| entry(&p[4], s)).collect();
+        let ok = plan_schema(&p, &order, Scope::Tenant, &sel, &ledger);
+        assert!(ok.blocked.is_none());
+        assert_eq!(ok.pending.len(), 1);
+        assert!(Selection { plugins: vec!["nope".into()] }.validate(&p).is_err());
+    }
+
+    #[test]
+    fn checksum_is_unambiguous() {
+        assert_ne!(step_checksum("ab", "c", "d"), step_checksum("a", "bc", "d"));
+        assert_eq!(step_checksum("a", "b", "c").len(), 64);
+    }
+}

@@ -1,0 +1,322 @@
+//! Loading plugin components from a directory: file checks, compilation, WIT version check,
+//! pre-linking, and manifest validation into a [`PluginSpec`].
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use wasmtime::component::{Component, types::ComponentItem};
+
+use super::bindings::MigrationPluginPre;
+use super::bindings::exports::wasmig::plugin::plugin as wit;
+use super::{Runtime, StepCtx, SUPPORTED_WIT_VERSIONS};
+use crate::names::{check_plugin_name, check_step_id};
+use crate::plan::{Kind, PluginSpec, Scope, StepSpec, step_checksum};
+
+/// Why a plugin file was refused. Every variant names the file.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The plugins directory is missing or unreadable.
+    #[error("cannot read plugins directory `{dir}`: {reason}")]
+    Dir {
+        /// Directory.
+        dir: PathBuf,
+        /// OS error.
+        reason: String,
+    },
+    /// No `.wasm` files.
+    #[error("no plugins (*.wasm) in `{0}`; build them (see README) or pass --plugins DIR")]
+    NoPlugins(PathBuf),
+    /// Not a regular file, or unreadable.
+    #[error("plugin `{path}`: {reason}")]
+    File {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Bytes that are not WebAssembly.
+    #[error("plugin `{path}` is not a WebAssembly file ({reason})")]
+    NotWasm {
+        /// File.
+        path: PathBuf,
+        /// Detail.
+        reason: String,
+    },
+    /// A core module, not a component.
+    #[error("plugin `{0}` is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target with the wasmig SDK")]
+    CoreModule(PathBuf),
+    /// Compilation failed.
+    #[error("plugin `{path}` failed to compile: {reason}")]
+    Compile {
+        /// File.
+        path: PathBuf,
+        /// Compiler message.
+        reason: String,
+    },
+    /// Built for a WIT version this host does not support.
+    #[error("plugin `{path}` was built for wasmig:plugin@{found}; this wasmig supports {}: rebuild the plugin with a matching wasmig-sdk or upgrade wasmig", SUPPORTED_WIT_VERSIONS.join(", "))]
+    WitVersion {
+        /// File.
+        path: PathBuf,
+        /// Version the plugin targets.
+        found: String,
+    },
+    /// Not a wasmig plugin at all.
+    #[error("plugin `{path}` is a component but not a wasmig plugin (it does not export `wasmig:plugin/plugin`; exports: {exports})")]
+    NotAPlugin {
+        /// File.
+        path: PathBuf,
+        /// What it exports.
+        exports: String,
+    },
+    /// Linking or calling `manifest` failed.
+    #[error("plugin `{path}`: {reason}")]
+    Instantiate {
+        /// File.
+        path: PathBuf,
+        /// Detail.
+        reason: String,
+    },
+    /// The manifest breaks a rule.
+    #[error("plugin `{path}` has an invalid manifest: {reason}")]
+    Manifest {
+        /// File.
+        path: PathBuf,
+        /// The rule broken.
+        reason: String,
+    },
+}
+
+/// A loaded, validated plugin ready to instantiate per step.
+pub struct LoadedPlugin {
+    /// Validated manifest.
+    pub spec: PluginSpec,
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Pre-linked instance.
+    pub pre: MigrationPluginPre<StepCtx>,
+}
+
+/// The `.wasm` files of a directory, sorted.
+pub fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| LoadError::Dir {
+        dir: dir.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(LoadError::NoPlugins(dir.to_owned()));
+    }
+    Ok(files)
+}
+
+const WASM_MAGIC: &[u8] = b"\0asm";
+
+impl Runtime {
+    /// Loads every `.wasm` in `dir`; the first bad file stops loading (nothing runs with an
+    /// incomplete set of plugins).
+    pub async fn load_dir(&self, dir: &Path) -> Result<Vec<LoadedPlugin>, LoadError> {
+        let files = list_dir(dir)?;
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            out.push(self.load_file(&f).await?);
+        }
+        Ok(out)
+    }
+
+    /// Loads and validates one component file.
+    pub async fn load_file(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        let file_err = |reason: String| LoadError::File {
+            path: path.to_owned(),
+            reason,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| file_err(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(file_err("not a regular file".into()));
+        }
+        let bytes = std::fs::read(path).map_err(|e| file_err(e.to_string()))?;
+        if bytes.is_empty() {
+            return Err(file_err("the file is empty".into()));
+        }
+        if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
+            return Err(LoadError::NotWasm {
+                path: path.to_owned(),
+                reason: "it does not start with the `\\0asm` magic bytes".into(),
+            });
+        }
+        if bytes[4..8] == [1, 0, 0, 0] {
+            return Err(LoadError::CoreModule(path.to_owned()));
+        }
+        let artifact_checksum = blake3::hash(&bytes).to_hex().to_string();
+        let engine = self.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .map_err(|e| file_err(e.to_string()))?
+            .map_err(|e| LoadError::Compile {
+                path: path.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        self.check_world(path, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(MigrationPluginPre::new)
+            .map_err(|e| LoadError::Instantiate {
+                path: path.to_owned(),
+                reason: format!("cannot link: {e:#}"),
+            })?;
+        let mut store = self.store(format!("{}", path.display()), None);
+        let manifest = async {
+            let inst = pre.instantiate_async(&mut store).await?;
+            inst.wasmig_plugin_plugin().call_manifest(&mut store).await
+        }
+        .await
+        .map_err(|e| LoadError::Instantiate {
+            path: path.to_owned(),
+            reason: format!("calling `manifest` failed: {e:#}"),
+        })?;
+        let spec = validate_manifest(manifest, artifact_checksum).map_err(|reason| LoadError::Manifest {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(LoadedPlugin {
+            spec,
+            path: path.to_owned(),
+            pre,
+        })
+    }
+
+    fn check_world(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
+        let ty = component.component_type();
+        let mut names = Vec::new();
+        let mut found_versions = Vec::new();
+        let interfaces = ty
+            .exports(&self.engine)
+            .map(|(n, i)| (n.to_owned(), i, true))
+            .chain(ty.imports(&self.engine).map(|(n, i)| (n.to_owned(), i, false)));
+        let mut exports_plugin = false;
+        for (name, item, is_export) in interfaces {
+            if is_export && matches!(item, ComponentItem::ComponentInstance(_)) {
+                names.push(name.clone());
+            }
+            if let Some(rest) = name.strip_prefix("wasmig:plugin/") {
+                let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+                if !SUPPORTED_WIT_VERSIONS.contains(&version) {
+                    found_versions.push(if version.is_empty() { "(unversioned)".to_owned() } else { version.to_owned() });
+                } else if is_export && iface == "plugin" {
+                    exports_plugin = true;
+                }
+            }
+        }
+        if let Some(found) = found_versions.into_iter().next() {
+            return Err(LoadError::WitVersion {
+                path: path.to_owned(),
+                found,
+            });
+        }
+        if !exports_plugin {
+            return Err(LoadError::NotAPlugin {
+                path: path.to_owned(),
+                exports: if names.is_empty() { "none".into() } else { names.join(", ") },
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks a manifest's own rules (cross-plugin rules live in `plan::order_plugins`).
+pub fn validate_manifest(m: wit::Manifest, artifact_checksum: String) -> Result<PluginSpec, String> {
+    check_plugin_name(&m.name).map_err(|e| e.to_string())?;
+    if m.version.is_empty() || m.version.len() > 64 {
+        return Err(format!("plugin `{}` has an empty or over-long version", m.name));
+    }
+    let mut seen_req = HashSet::new();
+    for r in &m.requires {
+        check_plugin_name(r).map_err(|e| format!("`requires` entry: {e}"))?;
+        if *r == m.name {
+            return Err(format!("plugin `{}` requires itself", m.name));
+        }
+        if !seen_req.insert(r) {
+            return Err(format!("plugin `{}` lists `{r}` twice in `requires`", m.name));
+        }
+    }
+    if m.steps.is_empty() {
+        return Err(format!("plugin `{}` declares no steps", m.name));
+    }
+    let mut seen = HashSet::new();
+    let mut steps = Vec::with_capacity(m.steps.len());
+    for s in m.steps {
+        check_step_id(&s.id).map_err(|e| format!("plugin `{}`: {e}", m.name))?;
+        if !seen.insert(s.id.clone()) {
+            return Err(format!("plugin `{}` declares step `{}` twice; step ids must be unique", m.name, s.id));
+        }
+        if s.fingerprint.is_empty() {
+            return Err(format!("plugin `{}` step `{}` has an empty fingerprint", m.name, s.id));
+        }
+        steps.push(StepSpec {
+            checksum: step_checksum(&m.name, &s.id, &s.fingerprint),
+            id: s.id,
+            description: s.description,
+            fingerprint: s.fingerprint,
+            transactional: s.transactional,
+        });
+    }
+    Ok(PluginSpec {
+        name: m.name,
+        version: m.version,
+        kind: match m.kind {
+            wit::Kind::Migration => Kind::Migration,
+            wit::Kind::Seed => Kind::Seed,
+        },
+        scope: match m.scope {
+            wit::Scope::Shared => Scope::Shared,
+            wit::Scope::Tenant => Scope::Tenant,
+        },
+        requires: m.requires,
+        steps,
+        artifact_checksum,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(steps: &[&str]) -> wit::Manifest {
+        wit::Manifest {
+            name: "notes".into(),
+            version: "1.0.0".into(),
+            kind: wit::Kind::Migration,
+            scope: wit::Scope::Tenant,
+            requires: vec![],
+            steps: steps
+                .iter()
+                .map(|id| wit::Step {
+                    id: (*id).into(),
+                    description: String::new(),
+                    fingerprint: format!("sql:{id}"),
+                    transactional: true,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn manifest_rules() {
+        assert!(validate_manifest(manifest(&["a", "b"]), String::new()).is_ok());
+        let e = validate_manifest(manifest(&["a", "a"]), String::new()).unwrap_err();
+        assert!(e.contains("step `a` twice"), "{e}");
+        assert!(validate_manifest(manifest(&[""]), String::new()).unwrap_err().contains("empty"));
+        assert!(validate_manifest(manifest(&[&"x".repeat(200)]), String::new()).is_err());
+        assert!(validate_manifest(manifest(&[]), String::new()).is_err());
+        let mut m = manifest(&["a"]);
+        m.requires = vec!["notes".into()];
+        assert!(validate_manifest(m, String::new()).unwrap_err().contains("requires itself"));
+    }
+}

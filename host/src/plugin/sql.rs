@@ -1,0 +1,252 @@
+//! The `sql` capability: what a plugin's `execute`, `query` and `batch` calls do. Statements
+//! run on the schema role's own connection (the server enforces what it may touch); the
+//! host adds only what the server cannot: no transaction control inside a step, and bounds
+//! on statements, rows and bytes.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio_postgres::Client;
+use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type, to_sql_checked};
+
+use super::StepCtx;
+use super::bindings::wasmig::plugin::sql::Host;
+use super::bindings::wasmig::plugin::types::{Column, Rows, SqlError, Value};
+use crate::db::quote::{is_transaction_control, split_statements, first_keyword};
+use crate::db::value::{RawCell, date_to_text, numeric_to_text, time_to_text, timestamp_to_text, uuid_to_text};
+use crate::db::PgError;
+
+/// A plugin's SQL session for one step.
+pub struct SqlSession {
+    client: Arc<Client>,
+    transactional: bool,
+    statements: u32,
+    max_statements: u32,
+    max_rows: usize,
+    max_bytes: usize,
+}
+
+impl SqlSession {
+    /// A session on `client`; `transactional` says whether the host opened a transaction.
+    pub fn new(client: Arc<Client>, transactional: bool, limits: &super::Limits) -> Self {
+        SqlSession {
+            client,
+            transactional,
+            statements: 0,
+            max_statements: limits.max_statements,
+            max_rows: limits.max_result_rows,
+            max_bytes: limits.max_result_bytes,
+        }
+    }
+
+    fn admit(&mut self, statement: &str) -> Result<(), SqlError> {
+        self.statements += 1;
+        if self.statements > self.max_statements {
+            return Err(host_error(format!(
+                "step exceeded the limit of {} statements",
+                self.max_statements
+            )));
+        }
+        if is_transaction_control(statement) {
+            return Err(host_error(format!(
+                "`{}` is not allowed in a step: wasmig runs every step in its own transaction and records it in the same one",
+                first_keyword(statement)
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn host_error(message: String) -> SqlError {
+    SqlError {
+        sqlstate: None,
+        message,
+        detail: None,
+        hint: None,
+    }
+}
+
+impl From<PgError> for SqlError {
+    fn from(e: PgError) -> Self {
+        SqlError {
+            sqlstate: e.sqlstate,
+            message: e.message,
+            detail: e.detail,
+            hint: e.hint,
+        }
+    }
+}
+
+fn no_session() -> SqlError {
+    host_error("SQL is not available while the host reads the manifest".into())
+}
+
+/// A parameter sent in PostgreSQL's text format, so the server parses it with the target
+/// column's own input function (works for every type: ints, numeric, uuid, json, enums...).
+#[derive(Debug)]
+struct TextParam<'a>(&'a Value);
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        let text: std::borrow::Cow<'_, str> = match self.0 {
+            Value::Null => return Ok(IsNull::Yes),
+            Value::Boolean(b) => (if *b { "t" } else { "f" }).into(),
+            Value::Int64(i) => i.to_string().into(),
+            Value::Float64(f) if f.is_nan() => "NaN".into(),
+            Value::Float64(f) if f.is_infinite() => (if *f > 0.0 { "Infinity" } else { "-Infinity" }).into(),
+            Value::Float64(f) => format!("{f:?}").into(),
+            Value::Bytes(b) => {
+                let mut s = String::with_capacity(2 + b.len() * 2);
+                s.push_str("\\x");
+                for byte in b {
+                    s.push_str(&format!("{byte:02x}"));
+                }
+                s.into()
+            }
+            Value::Text(s) | Value::Numeric(s) | Value::Uuid(s) | Value::Json(s) | Value::Timestamp(s) => {
+                s.as_str().into()
+            }
+        };
+        out.extend_from_slice(text.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+
+    to_sql_checked!();
+}
+
+fn decode(ty: &Type, raw: Option<&[u8]>, column: &str) -> Result<(Value, usize), SqlError> {
+    let Some(b) = raw else { return Ok((Value::Null, 0)) };
+    let bad = || host_error(format!("column `{column}`: malformed `{}` value from the server", ty.name()));
+    let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad());
+    let int = |b: &[u8]| -> Option<i64> {
+        Some(match b.len() {
+            2 => i64::from(i16::from_be_bytes(b.try_into().ok()?)),
+            4 => i64::from(i32::from_be_bytes(b.try_into().ok()?)),
+            8 => i64::from_be_bytes(b.try_into().ok()?),
+            _ => return None,
+        })
+    };
+    let v = match *ty {
+        Type::BOOL => Value::Boolean(b.first() == Some(&1)),
+        Type::INT2 | Type::INT4 | Type::INT8 => Value::Int64(int(b).ok_or_else(bad)?),
+        Type::OID => Value::Int64(i64::from(u32::from_be_bytes(b.try_into().map_err(|_| bad())?))),
+        Type::FLOAT4 => Value::Float64(f64::from(f32::from_be_bytes(b.try_into().map_err(|_| bad())?))),
+        Type::FLOAT8 => Value::Float64(f64::from_be_bytes(b.try_into().map_err(|_| bad())?)),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => Value::Text(utf8(b)?),
+        Type::BYTEA => Value::Bytes(b.to_vec()),
+        Type::NUMERIC => Value::Numeric(numeric_to_text(b).ok_or_else(bad)?),
+        Type::UUID => Value::Uuid(uuid_to_text(b).ok_or_else(bad)?),
+        Type::JSON => Value::Json(utf8(b)?),
+        Type::JSONB => Value::Json(utf8(b.get(1..).ok_or_else(bad)?)?),
+        Type::TIMESTAMP => Value::Timestamp(timestamp_to_text(b, false).ok_or_else(bad)?),
+        Type::TIMESTAMPTZ => Value::Timestamp(timestamp_to_text(b, true).ok_or_else(bad)?),
+        Type::DATE => Value::Timestamp(date_to_text(b).ok_or_else(bad)?),
+        Type::TIME => Value::Timestamp(time_to_text(b).ok_or_else(bad)?),
+        _ if matches!(ty.kind(), PgKind::Enum(_)) => Value::Text(utf8(b)?),
+        _ => {
+            return Err(host_error(format!(
+                "column `{column}` has type `{}`, which wasmig does not return yet; cast it in the query (e.g. `{column}::text`)",
+                ty.name()
+            )));
+        }
+    };
+    Ok((v, b.len()))
+}
+
+impl Host for StepCtx {
+    async fn execute(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<Result<u64, SqlError>> {
+        let Some(s) = self.sql.as_mut() else { return Ok(Err(no_session())) };
+        if let Err(e) = s.admit(&statement) {
+            return Ok(Err(e));
+        }
+        let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        Ok(s.client.execute(statement.as_str(), &refs).await.map_err(|e| PgError::from(e).into()))
+    }
+
+    async fn query(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<Result<Rows, SqlError>> {
+        let Some(s) = self.sql.as_mut() else { return Ok(Err(no_session())) };
+        if let Err(e) = s.admit(&statement) {
+            return Ok(Err(e));
+        }
+        let stmt = match s.client.prepare(&statement).await {
+            Ok(st) => st,
+            Err(e) => return Ok(Err(PgError::from(e).into())),
+        };
+        let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = match s.client.query(&stmt, &refs).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(PgError::from(e).into())),
+        };
+        if rows.len() > s.max_rows {
+            return Ok(Err(host_error(format!(
+                "query returned {} rows, over the limit of {} rows per query",
+                rows.len(),
+                s.max_rows
+            ))));
+        }
+        let columns: Vec<Column> = stmt
+            .columns()
+            .iter()
+            .map(|c| Column { name: c.name().to_owned(), type_name: c.type_().name().to_owned() })
+            .collect();
+        let mut bytes = 0usize;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut values = Vec::with_capacity(columns.len());
+            for (i, c) in stmt.columns().iter().enumerate() {
+                let raw: RawCell<'_> = match row.try_get(i) {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Err(PgError::from(e).into())),
+                };
+                match decode(c.type_(), raw.0, c.name()) {
+                    Ok((v, n)) => {
+                        bytes += n;
+                        values.push(v);
+                    }
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            if bytes > s.max_bytes {
+                return Ok(Err(host_error(format!(
+                    "query result is over the limit of {} bytes per query",
+                    s.max_bytes
+                ))));
+            }
+            out.push(values);
+        }
+        Ok(Ok(Rows { columns, rows: out }))
+    }
+
+    async fn batch(&mut self, script: String) -> wasmtime::Result<Result<(), SqlError>> {
+        let Some(s) = self.sql.as_mut() else { return Ok(Err(no_session())) };
+        let statements = split_statements(&script);
+        for st in &statements {
+            if let Err(e) = s.admit(st) {
+                return Ok(Err(e));
+            }
+        }
+        if s.transactional {
+            // One round trip for the whole script; it runs inside the step's transaction.
+            return Ok(s.client.batch_execute(&script).await.map_err(|e| PgError::from(e).into()));
+        }
+        // Outside a transaction each statement runs on its own (e.g. CREATE INDEX CONCURRENTLY,
+        // which refuses to run in a multi-statement query).
+        for st in statements {
+            if let Err(e) = s.client.batch_execute(st).await {
+                return Ok(Err(PgError::from(e).into()));
+            }
+        }
+        Ok(Ok(()))
+    }
+}

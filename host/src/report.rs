@@ -1,0 +1,284 @@
+//! Output: progress lines, run summaries, plans and status, as text for people or JSON for
+//! machines. Nothing here decides anything.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::control::ManagedSchema;
+use crate::exec::{Outcome, SchemaReport};
+use crate::plan::{Drift, PluginSpec, SchemaPlan, Scope, Target};
+
+/// Steps applied in one schema report.
+pub fn applied_steps(r: &SchemaReport) -> usize {
+    match &r.outcome {
+        Outcome::Applied { steps } => steps.len(),
+        Outcome::Failed { applied, .. } => applied.len(),
+        _ => 0,
+    }
+}
+
+fn sqlstate(s: &Option<String>) -> String {
+    s.as_ref().map(|s| format!(" (SQLSTATE {s})")).unwrap_or_default()
+}
+
+/// One line per finished schema.
+pub fn print_schema_line(r: &SchemaReport) {
+    let ms = r.duration_ms;
+    match &r.outcome {
+        Outcome::UpToDate => println!("{}: up to date", r.schema),
+        Outcome::Applied { steps } => println!("{}: applied {} step(s) in {ms:.0} ms", r.schema, steps.len()),
+        Outcome::Failed { applied, plugin, step, sqlstate: code, message } => println!(
+            "{}: FAILED at {plugin}/{step} after applying {} step(s): {message}{}",
+            r.schema,
+            applied.len(),
+            sqlstate(code)
+        ),
+        Outcome::Drift { drift } => println!("{}: REFUSED, {} applied step(s) changed (drift)", r.schema, drift.len()),
+        Outcome::Blocked { reason } => println!("{}: BLOCKED: {reason}", r.schema),
+        Outcome::Skipped { reason } => println!("{}: skipped: {reason}", r.schema),
+        Outcome::Error { message } => println!("{}: ERROR: {message}", r.schema),
+    }
+}
+
+fn drift_line(schema: &impl std::fmt::Display, d: &Drift) -> String {
+    format!(
+        "schema `{schema}`, plugin `{}`, step `{}`: applied step changed (recorded checksum {}, current {}); restore the step as it was applied and add a new step instead",
+        d.plugin, d.step, d.recorded, d.current
+    )
+}
+
+#[derive(Serialize)]
+struct RunJson<'a> {
+    run_id: i64,
+    duration_ms: f64,
+    schemas: usize,
+    applied_steps: usize,
+    problems: usize,
+    results: &'a [SchemaReport],
+}
+
+/// The end-of-run summary; lists every problem with its cause.
+pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, json: bool) {
+    let applied: usize = reports.iter().map(applied_steps).sum();
+    let problems: Vec<&SchemaReport> = reports.iter().filter(|r| r.outcome.is_problem()).collect();
+    if json {
+        let j = RunJson {
+            run_id,
+            duration_ms: took.as_secs_f64() * 1000.0,
+            schemas: reports.len(),
+            applied_steps: applied,
+            problems: problems.len(),
+            results: reports,
+        };
+        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        return;
+    }
+    println!(
+        "run {run_id}: {} schema(s), {applied} step(s) applied, {} problem(s), {:.2}s",
+        reports.len(),
+        problems.len(),
+        took.as_secs_f64()
+    );
+    for r in problems {
+        match &r.outcome {
+            Outcome::Failed { plugin, step, sqlstate: code, message, .. } => eprintln!(
+                "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {message}{}",
+                r.schema,
+                sqlstate(code)
+            ),
+            Outcome::Drift { drift } => {
+                for d in drift {
+                    eprintln!("error: {}", drift_line(&r.schema, d));
+                }
+            }
+            Outcome::Blocked { reason } => eprintln!("error: schema `{}`: {reason}", r.schema),
+            Outcome::Skipped { reason } => eprintln!("error: schema `{}` skipped: {reason}", r.schema),
+            Outcome::Error { message } => eprintln!("error: schema `{}`: {message}", r.schema),
+            Outcome::UpToDate | Outcome::Applied { .. } => {}
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PlannedStepJson<'a> {
+    plugin: &'a str,
+    step: &'a str,
+    description: &'a str,
+    transactional: bool,
+}
+
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    schema: &'a str,
+    scope: Scope,
+    pending: Vec<PlannedStepJson<'a>>,
+    drift: &'a [Drift],
+    blocked: Option<&'a str>,
+}
+
+/// `migrate --dry-run` output.
+pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], json: bool) {
+    if json {
+        let out: Vec<PlanJson<'_>> = plans
+            .iter()
+            .map(|(t, p)| PlanJson {
+                schema: t.schema.as_str(),
+                scope: t.scope,
+                pending: p
+                    .pending
+                    .iter()
+                    .map(|ps| {
+                        let pl = &specs[ps.plugin];
+                        let st = &pl.steps[ps.step];
+                        PlannedStepJson {
+                            plugin: &pl.name,
+                            step: &st.id,
+                            description: &st.description,
+                            transactional: st.transactional,
+                        }
+                    })
+                    .collect(),
+                drift: &p.drift,
+                blocked: p.blocked.as_deref(),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return;
+    }
+    let mut total = 0;
+    for (t, p) in plans {
+        if !p.drift.is_empty() {
+            for d in &p.drift {
+                println!("{}: would refuse: {}", t.schema, drift_line(&t.schema, d));
+            }
+            continue;
+        }
+        if let Some(b) = &p.blocked {
+            println!("{}: would refuse: {b}", t.schema);
+            continue;
+        }
+        if p.pending.is_empty() {
+            println!("{}: up to date", t.schema);
+            continue;
+        }
+        println!("{}: {} pending step(s)", t.schema, p.pending.len());
+        for ps in &p.pending {
+            let pl = &specs[ps.plugin];
+            let st = &pl.steps[ps.step];
+            println!("  {}/{}  {}", pl.name, st.id, st.description);
+        }
+        total += p.pending.len();
+    }
+    println!("dry run: {total} step(s) would be applied; nothing was changed");
+}
+
+/// One row of `wasmig status`.
+#[derive(Debug, Serialize)]
+pub struct SchemaStatus {
+    /// Schema.
+    pub schema: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Tenant domain.
+    pub domain: Option<String>,
+    /// Applied steps with matching checksums.
+    pub applied: usize,
+    /// Pending `plugin/step`.
+    pub pending: Vec<String>,
+    /// Drifted steps.
+    pub drift: Vec<Drift>,
+    /// Ledger rows no loaded plugin declares.
+    pub unknown: Vec<String>,
+    /// Last failure not since fixed: `plugin/step: message`.
+    pub last_failure: Option<String>,
+}
+
+impl SchemaStatus {
+    /// Builds a row from a plan.
+    pub fn new(
+        m: &ManagedSchema,
+        specs: &[PluginSpec],
+        plan: &SchemaPlan,
+        failure: Option<&(String, String, Option<String>, String)>,
+    ) -> Self {
+        SchemaStatus {
+            schema: m.schema.to_string(),
+            scope: m.scope,
+            domain: m.domain.clone(),
+            applied: plan.applied,
+            pending: plan
+                .pending
+                .iter()
+                .map(|p| format!("{}/{}", specs[p.plugin].name, specs[p.plugin].steps[p.step].id))
+                .collect(),
+            drift: plan.drift.clone(),
+            unknown: plan.unknown.iter().map(|(p, s)| format!("{p}/{s}")).collect(),
+            last_failure: failure.map(|(p, s, code, msg)| format!("{p}/{s}: {msg}{}", sqlstate(code))),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    plugins: Vec<PluginJson<'a>>,
+    schemas: &'a [SchemaStatus],
+}
+
+#[derive(Serialize)]
+struct PluginJson<'a> {
+    name: &'a str,
+    version: &'a str,
+    kind: crate::plan::Kind,
+    scope: Scope,
+    steps: usize,
+    artifact_blake3: &'a str,
+}
+
+/// `wasmig status` output.
+pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
+    if json {
+        let j = StatusJson {
+            plugins: specs
+                .iter()
+                .map(|p| PluginJson {
+                    name: &p.name,
+                    version: &p.version,
+                    kind: p.kind,
+                    scope: p.scope,
+                    steps: p.steps.len(),
+                    artifact_blake3: &p.artifact_checksum,
+                })
+                .collect(),
+            schemas: rows,
+        };
+        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        return;
+    }
+    println!("{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}", "SCHEMA", "SCOPE", "APPLIED", "PENDING", "DRIFTED", "UNKNOWN");
+    for r in rows {
+        let scope = match r.scope {
+            Scope::Shared => "shared",
+            Scope::Tenant => "tenant",
+        };
+        let pending = if r.drift.is_empty() { r.pending.len() } else { 0 };
+        println!(
+            "{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}",
+            r.schema,
+            scope,
+            r.applied,
+            pending,
+            r.drift.len(),
+            r.unknown.len()
+        );
+        for d in &r.drift {
+            println!("  drift: {}", drift_line(&r.schema, d));
+        }
+        for u in &r.unknown {
+            println!("  unknown ledger row: {u} (no loaded plugin declares it; left in place)");
+        }
+        if let Some(f) = &r.last_failure {
+            println!("  last failure: {f}");
+        }
+    }
+}
