@@ -48,7 +48,7 @@ pub mod bindings {
 
 #[doc(hidden)]
 pub mod __rt {
-    pub use crate::bindings::exports::wasmig::plugin::plugin::{Guest, Manifest, StepError};
+    pub use crate::bindings::exports::wasmig::plugin::plugin::{Guest, PluginInfo, StepError};
     pub use crate::plugin::{apply, manifest, revert};
 }
 
@@ -60,7 +60,7 @@ macro_rules! export_plugin {
         struct __WasmigPlugin;
 
         impl $crate::__rt::Guest for __WasmigPlugin {
-            fn manifest() -> $crate::__rt::Manifest {
+            fn manifest() -> $crate::__rt::PluginInfo {
                 $crate::__rt::manifest(&$build())
             }
             fn apply(step_id: String) -> Result<(), $crate::__rt::StepError> {

@@ -198,8 +198,8 @@ impl Plugin {
 }
 
 #[doc(hidden)]
-pub fn manifest(p: &Plugin) -> wit::Manifest {
-    wit::Manifest {
+pub fn manifest(p: &Plugin) -> wit::PluginInfo {
+    wit::PluginInfo {
         name: p.name.to_owned(),
         version: p.version.to_owned(),
         kind: match p.kind {

@@ -108,8 +108,8 @@ pub struct MigrateArgs {
     #[arg(long = "schema", value_name = "SCHEMA")]
     pub schemas: Vec<String>,
     /// Only this plugin (repeatable).
-    #[arg(long = "plugin", value_name = "PLUGIN")]
-    pub plugins: Vec<String>,
+    #[arg(long = "plugin", id = "only_plugin", value_name = "PLUGIN")]
+    pub only_plugins: Vec<String>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -124,4 +124,14 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -68,7 +68,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
                     ScopeFilter::All
                 },
                 schemas,
-                selection: plan::Selection { plugins: a.plugins },
+                selection: plan::Selection { plugins: a.only_plugins },
                 dry_run: a.dry_run,
                 json: a.json,
                 command: "migrate".into(),

@@ -23,11 +23,11 @@ pub fn split_statements(script: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut i = 0;
-    let push = |out: &mut Vec<&str>, s: &str| {
-        if !first_keyword(s).is_empty() || has_code(s) {
+    fn push<'a>(out: &mut Vec<&'a str>, s: &'a str) {
+        if has_code(s) {
             out.push(s.trim());
         }
-    };
+    }
     while i < b.len() {
         match b[i] {
             b'\'' | b'"' => i = skip_quoted(b, i, b[i]),

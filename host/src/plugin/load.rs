@@ -202,7 +202,7 @@ impl Runtime {
             .chain(ty.imports(&self.engine).map(|(n, i)| (n.to_owned(), i, false)));
         let mut exports_plugin = false;
         for (name, item, is_export) in interfaces {
-            if is_export && matches!(item, ComponentItem::ComponentInstance(_)) {
+            if is_export && matches!(item.ty, ComponentItem::ComponentInstance(_)) {
                 names.push(name.clone());
             }
             if let Some(rest) = name.strip_prefix("wasmig:plugin/") {
@@ -231,7 +231,7 @@ impl Runtime {
 }
 
 /// Checks a manifest's own rules (cross-plugin rules live in `plan::order_plugins`).
-pub fn validate_manifest(m: wit::Manifest, artifact_checksum: String) -> Result<PluginSpec, String> {
+pub fn validate_manifest(m: wit::PluginInfo, artifact_checksum: String) -> Result<PluginSpec, String> {
     check_plugin_name(&m.name).map_err(|e| e.to_string())?;
     if m.version.is_empty() || m.version.len() > 64 {
         return Err(format!("plugin `{}` has an empty or over-long version", m.name));
@@ -288,8 +288,8 @@ pub fn validate_manifest(m: wit::Manifest, artifact_checksum: String) -> Result<
 mod tests {
     use super::*;
 
-    fn manifest(steps: &[&str]) -> wit::Manifest {
-        wit::Manifest {
+    fn manifest(steps: &[&str]) -> wit::PluginInfo {
+        wit::PluginInfo {
             name: "notes".into(),
             version: "1.0.0".into(),
             kind: wit::Kind::Migration,

@@ -46,7 +46,7 @@ fn plugin() -> Plugin {
                     db.get_or_create(
                         "customers_customer",
                         &[("email", &email)],
-                        &[("name", &name), ("phone", &"+00 000 0000"), ("created_at", &wasmig_sdk::Value::Timestamp("2026-01-01T00:00:00Z".into()))],
+                        &[("name", &name), ("phone", &"+00 000 0000"), ("vat_number", &""), ("created_at", &wasmig_sdk::Value::Timestamp("2026-01-01T00:00:00Z".into()))],
                     )?;
                     let id: i64 = db
                         .query("SELECT id FROM customers_customer WHERE email = $1", &[&email])?

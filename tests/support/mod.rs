@@ -1,0 +1,302 @@
+//! Test support: a throwaway PostgreSQL server per test process (initdb + pg_ctl on a free
+//! loopback port, scram-sha-256 for every TCP login), one database per test, the real plugin
+//! components built from `plugins/`, and a runner for the real `wasmig` binary.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio_postgres::{Client, NoTls, Row};
+
+pub const ADMIN_USER: &str = "wasmig_admin";
+pub const ADMIN_PASSWORD: &str = "admin-pw-7f3a9c";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
+}
+
+/// The shared server of this test process.
+pub struct Server {
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+fn pg_bin(tool: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Path::new(&dir).join(tool);
+    }
+    let mut majors: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    majors.sort();
+    let major = majors.last().expect("PostgreSQL server binaries in /usr/lib/postgresql (apt-get install postgresql)");
+    PathBuf::from(format!("/usr/lib/postgresql/{major}/bin/{tool}"))
+}
+
+fn is_root() -> bool {
+    std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::fs::read_to_string("/proc/self/status")
+            .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+            .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` OS user when we are root (PostgreSQL refuses
+/// to run as root).
+fn pg_tool(tool: &str, args: &[&str]) -> Output {
+    let bin = pg_bin(tool);
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    cmd.args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("addr").port()
+}
+
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(start_server)
+}
+
+fn start_server() -> Server {
+    let base = std::env::temp_dir().join(format!("wasmig-test-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).expect("create server dir");
+    let data = base.join("data");
+    let pwfile = base.join("pwfile");
+    std::fs::write(&pwfile, ADMIN_PASSWORD).expect("write pwfile");
+    if is_root() {
+        let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&base).status().expect("chown");
+        assert!(st.success(), "chown of the server dir failed");
+    }
+    let out = pg_tool(
+        "initdb",
+        &[
+            "-D", data.to_str().expect("utf8 path"),
+            "-U", ADMIN_USER,
+            "--pwfile", pwfile.to_str().expect("utf8 path"),
+            "--auth-local=trust", "--auth-host=scram-sha-256",
+            "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
+        ],
+    );
+    assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+    let port = free_port();
+    let opts = format!(
+        "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
+         -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
+        base.display()
+    );
+    let log = base.join("server.log");
+    let out = pg_tool(
+        "pg_ctl",
+        &["-D", data.to_str().expect("utf8"), "-l", log.to_str().expect("utf8"), "-o", &opts, "-w", "start"],
+    );
+    if !out.status.success() {
+        panic!(
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    // Stop the server and remove its files when this test process exits, however it exits.
+    let pg_ctl = pg_bin("pg_ctl");
+    let stop = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runas}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {base}",
+        pid = std::process::id(),
+        runas = if is_root() { "runuser -u postgres -- " } else { "" },
+        pg_ctl = pg_ctl.display(),
+        data = data.display(),
+        base = base.display(),
+    );
+    Command::new("sh").args(["-c", &stop]).spawn().expect("spawn the server watchdog");
+    Server { port, dir: base }
+}
+
+impl Server {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+/// The plugin components, built once per test process from `plugins/`.
+pub fn built_plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = repo_root();
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(root.join("plugins/Cargo.toml"))
+            .current_dir(root.join("plugins"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .expect("run cargo to build the plugins");
+        assert!(
+            out.status.success(),
+            "building plugins failed (is the wasm32-wasip2 target installed?):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        root.join("plugins/target/wasm32-wasip2/release")
+    })
+}
+
+/// A directory holding copies of the named plugin components (`carriers`, `notes_v1`, ...).
+pub struct PluginDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl PluginDir {
+    pub fn new(names: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = PluginDir { dir };
+        p.set(names);
+        p
+    }
+
+    /// Replaces the directory's contents with the named plugins.
+    pub fn set(&self, names: &[&str]) {
+        for e in std::fs::read_dir(self.dir.path()).expect("read plugin dir") {
+            std::fs::remove_file(e.expect("entry").path()).expect("remove old plugin");
+        }
+        for n in names {
+            self.add_file(n);
+        }
+    }
+
+    pub fn add_file(&self, name: &str) {
+        let src = built_plugins().join(format!("{name}.wasm"));
+        std::fs::copy(&src, self.dir.path().join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+pub const WORKLOAD: &[&str] = &["reference", "carriers", "customers", "suppliers", "finance", "demo_seed"];
+
+/// One database of the shared server, for one test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl TestDb {
+    pub fn new(label: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let srv = server();
+        let name = format!("t_{label}_{}", N.fetch_add(1, Ordering::Relaxed));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let admin_url = |db: &str| {
+            format!("postgres://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{}/{db}", srv.port)
+        };
+        let connect = |url: String| async move {
+            let (c, conn) = tokio_postgres::connect(&url, NoTls).await.expect("admin connect");
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            c
+        };
+        rt.block_on(async {
+            let c = connect(admin_url("postgres")).await;
+            c.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        });
+        let url = admin_url(&name);
+        let client = rt.block_on(connect(url.clone()));
+        TestDb { name, url, rt, client }
+    }
+
+    pub fn query(&self, sql: &str) -> Vec<Row> {
+        self.rt
+            .block_on(self.client.query(sql, &[]))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub fn exec(&self, sql: &str) {
+        self.rt.block_on(self.client.batch_execute(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    pub fn scalar_i64(&self, sql: &str) -> i64 {
+        self.query(sql)[0].get(0)
+    }
+
+    pub fn scalar_text(&self, sql: &str) -> Option<String> {
+        self.query(sql)[0].get(0)
+    }
+
+    /// The whole ledger as text, to compare byte for byte.
+    pub fn ledger_dump(&self) -> String {
+        self.scalar_text(
+            "SELECT coalesce(string_agg(row_to_json(l)::text, E'\\n' ORDER BY schema_name, plugin, step_id), '') FROM wasmig.ledger l",
+        )
+        .unwrap_or_default()
+    }
+
+    pub fn table_exists(&self, schema: &str, table: &str) -> bool {
+        self.scalar_i64(&format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}' AND tablename = '{table}'"
+        )) == 1
+    }
+
+    /// Runs the real `wasmig` binary against this database.
+    pub fn wasmig(&self, plugins: &Path, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_wasmig"))
+            .args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("WASMIG_PLUGINS", plugins)
+            .env_remove("WASMIG_SHARED_SCHEMA")
+            .env_remove("PGHOST")
+            .env_remove("PGPASSWORD")
+            .output()
+            .expect("run wasmig");
+        Run::from(out, args)
+    }
+}
+
+/// What one `wasmig` invocation did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output, args: &[&str]) -> Run {
+        let r = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        eprintln!("$ wasmig {}\n[exit {}]\n{}{}", args.join(" "), r.code, r.stdout, r.stderr);
+        r
+    }
+
+    /// Asserts exit code `code`, showing the output and the server log otherwise.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Run {
+        if self.code != code {
+            let tail: String = server().log().lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            panic!(
+                "expected exit {code}, got {}\nstdout:\n{}\nstderr:\n{}\nserver log (tail):\n{tail}",
+                self.code, self.stdout, self.stderr
+            );
+        }
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
