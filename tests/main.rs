@@ -1,1 +1,6 @@
-//! integration tests
+//! Integration tests: the real `wasmig` binary, real plugin components built from
+//! `plugins/`, a real PostgreSQL server started by the tests (see `support`).
+
+mod support;
+
+mod foundation;

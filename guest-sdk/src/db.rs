@@ -311,16 +311,12 @@ pub struct Row<'a> {
 impl Row<'_> {
     /// Reads column `name` as `T`.
     pub fn get<T: FromValue>(&self, name: &str) -> Result<T, Error> {
-        let idx = self
-            .columns
-            .iter()
-            .position(|c| c == name)
-            .ok_or_else(|| {
-                Error::msg(format!(
-                    "no column `{name}` in the result (columns: {})",
-                    self.columns.join(", ")
-                ))
-            })?;
+        let idx = self.columns.iter().position(|c| c == name).ok_or_else(|| {
+            Error::msg(format!(
+                "no column `{name}` in the result (columns: {})",
+                self.columns.join(", ")
+            ))
+        })?;
         T::from_value(&self.values[idx])
             .map_err(|why| Error::msg(format!("column `{name}`: {why}")))
     }

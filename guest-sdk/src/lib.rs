@@ -5,14 +5,15 @@
 //! Rust code ([`code_step!`]). Each step's fingerprint is derived from its content, so editing
 //! an applied step is caught by the host as drift, while adding a step is not.
 //!
-//! ```ignore
+//! ```no_run
 //! use wasmig_sdk::{Plugin, export_plugin};
 //!
 //! fn plugin() -> Plugin {
 //!     Plugin::migration("notes")
-//!         .sql("0001_init", "Create notes", include_str!("../sql/0001_init.sql"))
+//!         .sql("0001_init", "Create notes", "CREATE TABLE notes (id bigint PRIMARY KEY);")
 //! }
 //! export_plugin!(plugin);
+//! # fn main() {}
 //! ```
 //!
 //! The plugin never sees WIT types: SQL goes through [`Db`], results come back as [`Rows`]

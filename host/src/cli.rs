@@ -27,15 +27,33 @@ pub struct Global {
     pub database_url: Option<String>,
 
     /// Directory holding the plugin components (*.wasm).
-    #[arg(long, global = true, env = "WASMIG_PLUGINS", default_value = "plugins", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "WASMIG_PLUGINS",
+        default_value = "plugins",
+        value_name = "DIR"
+    )]
     pub plugins: PathBuf,
 
     /// Name of the shared schema (shared-scope plugins run there).
-    #[arg(long, global = true, env = "WASMIG_SHARED_SCHEMA", default_value = "shared", value_name = "SCHEMA")]
+    #[arg(
+        long,
+        global = true,
+        env = "WASMIG_SHARED_SCHEMA",
+        default_value = "shared",
+        value_name = "SCHEMA"
+    )]
     pub shared_schema: String,
 
     /// Tenant schemas migrated in parallel, each on its own connections.
-    #[arg(long, short = 'j', global = true, env = "WASMIG_JOBS", value_name = "N")]
+    #[arg(
+        long,
+        short = 'j',
+        global = true,
+        env = "WASMIG_JOBS",
+        value_name = "N"
+    )]
     pub jobs: Option<usize>,
 
     /// Print more (plugin debug logs, per-step timings). Repeat for more.

@@ -140,13 +140,17 @@ pub enum ControlError {
     #[error("the control schema `wasmig` does not exist in this database; run `wasmig init` first")]
     NotInitialised,
     /// The control schema is newer than this host.
-    #[error("the control schema is version {found}, newer than this wasmig understands ({CONTROL_VERSION}); upgrade wasmig")]
+    #[error(
+        "the control schema is version {found}, newer than this wasmig understands ({CONTROL_VERSION}); upgrade wasmig"
+    )]
     TooNew {
         /// Version found.
         found: i32,
     },
     /// A role wasmig wants to create already exists and is not its own.
-    #[error("role `{role}` already exists and is not managed by wasmig for schema `{schema}`; drop or rename that role, or choose another schema name")]
+    #[error(
+        "role `{role}` already exists and is not managed by wasmig for schema `{schema}`; drop or rename that role, or choose another schema name"
+    )]
     RoleTaken {
         /// The role.
         role: String,
@@ -154,7 +158,9 @@ pub enum ControlError {
         schema: String,
     },
     /// A schema exists but wasmig does not manage it.
-    #[error("schema `{0}` already exists but is not registered with wasmig; wasmig manages only schemas it created (drop it or pick another name)")]
+    #[error(
+        "schema `{0}` already exists but is not registered with wasmig; wasmig manages only schemas it created (drop it or pick another name)"
+    )]
     SchemaTaken(String),
     /// A tenant name that is the shared schema.
     #[error("`{0}` is the shared schema, not a tenant")]
@@ -193,10 +199,10 @@ pub async fn init(client: &mut Client) -> Result<(), ControlError> {
     )
     .await
     .map_err(pg("locking the registry"))?;
-    if let Some(found) = control_version_in(&tx).await? {
-        if found > CONTROL_VERSION {
-            return Err(ControlError::TooNew { found });
-        }
+    if let Some(found) = control_version_in(&tx).await?
+        && found > CONTROL_VERSION
+    {
+        return Err(ControlError::TooNew { found });
     }
     tx.batch_execute(&ddl)
         .await
@@ -205,19 +211,21 @@ pub async fn init(client: &mut Client) -> Result<(), ControlError> {
     Ok(())
 }
 
-async fn control_version_in(c: &impl tokio_postgres::GenericClient) -> Result<Option<i32>, ControlError> {
+async fn control_version_in(
+    c: &impl tokio_postgres::GenericClient,
+) -> Result<Option<i32>, ControlError> {
     let row = c
-        .query_one(
-            "SELECT to_regclass('wasmig.meta') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('wasmig.meta') IS NOT NULL", &[])
         .await
         .map_err(pg("reading the control schema version"))?;
     if !row.get::<_, bool>(0) {
         return Ok(None);
     }
     let v = c
-        .query_opt("SELECT value FROM wasmig.meta WHERE key = 'control_version'", &[])
+        .query_opt(
+            "SELECT value FROM wasmig.meta WHERE key = 'control_version'",
+            &[],
+        )
         .await
         .map_err(pg("reading the control schema version"))?;
     Ok(v.and_then(|r| r.get::<_, String>(0).parse().ok()))
@@ -267,9 +275,18 @@ pub async fn list_schemas(client: &Client) -> Result<Vec<ManagedSchema>, Control
             Ok(ManagedSchema {
                 schema: SchemaName::parse_shared(&name).map_err(|e| ControlError::Pg {
                     what: "reading the schema registry".into(),
-                    error: PgError { sqlstate: None, message: e.to_string(), detail: None, hint: None },
+                    error: PgError {
+                        sqlstate: None,
+                        message: e.to_string(),
+                        detail: None,
+                        hint: None,
+                    },
                 })?,
-                scope: if scope == "shared" { Scope::Shared } else { Scope::Tenant },
+                scope: if scope == "shared" {
+                    Scope::Shared
+                } else {
+                    Scope::Tenant
+                },
                 role: r.get(2),
                 name: r.get(3),
                 domain: r.get(4),
@@ -326,9 +343,15 @@ pub async fn last_failures(
 }
 
 /// Starts a run record; returns its id.
-pub async fn start_run(client: &Client, command: &str, args: &[String]) -> Result<i64, ControlError> {
+pub async fn start_run(
+    client: &Client,
+    command: &str,
+    args: &[String],
+) -> Result<i64, ControlError> {
     let os_user = std::env::var("USER").ok();
-    let host = std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned());
     let args = serde_json::to_string(args).unwrap_or_else(|_| "[]".into());
     let row = client
         .query_one(
@@ -374,7 +397,14 @@ pub async fn record_failure(
         .execute(
             "INSERT INTO wasmig.failure (run_id, schema_name, plugin, step_id, sqlstate, message)
              VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&run_id, &schema.as_str(), &plugin, &step, &sqlstate, &message],
+            &[
+                &run_id,
+                &schema.as_str(),
+                &plugin,
+                &step,
+                &sqlstate,
+                &message,
+            ],
         )
         .await
         .map_err(pg("recording a failure"))?;
@@ -465,7 +495,10 @@ pub async fn try_lock_schema(client: &Client, schema: &SchemaName) -> Result<boo
 /// Waits for the schema's advisory lock.
 pub async fn lock_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
     client
-        .execute("SELECT pg_advisory_lock($1, $2)", &[&LOCK_CLASS, &schema_lock_key(schema)])
+        .execute(
+            "SELECT pg_advisory_lock($1, $2)",
+            &[&LOCK_CLASS, &schema_lock_key(schema)],
+        )
         .await
         .map_err(pg(format!("locking schema `{schema}`")))?;
     Ok(())
@@ -474,7 +507,10 @@ pub async fn lock_schema(client: &Client, schema: &SchemaName) -> Result<(), Con
 /// Releases the schema's advisory lock.
 pub async fn unlock_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
     client
-        .execute("SELECT pg_advisory_unlock($1, $2)", &[&LOCK_CLASS, &schema_lock_key(schema)])
+        .execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&LOCK_CLASS, &schema_lock_key(schema)],
+        )
         .await
         .map_err(pg(format!("unlocking schema `{schema}`")))?;
     Ok(())
@@ -485,7 +521,9 @@ pub async fn read_secret(client: &Client) -> Result<[u8; 32], ControlError> {
     let row = client
         .query_one("SELECT key FROM wasmig.secret WHERE id = 1", &[])
         .await
-        .map_err(pg("reading the control secret (the operator role needs access to `wasmig.secret`)"))?;
+        .map_err(pg(
+            "reading the control secret (the operator role needs access to `wasmig.secret`)",
+        ))?;
     let key: Vec<u8> = row.get(0);
     Ok(key.try_into().unwrap_or([0; 32]))
 }
@@ -494,7 +532,11 @@ pub async fn read_secret(client: &Client) -> Result<[u8; 32], ControlError> {
 /// `wasmig_` plus a hash (roles are cluster-wide, so the database name keeps them apart).
 pub fn role_name_for(dbname: &str, schema: &SchemaName) -> String {
     let readable = format!("{dbname}_{schema}");
-    if readable.len() <= 63 && readable.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if readable.len() <= 63
+        && readable
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return readable.to_ascii_lowercase();
     }
     let h = blake3::hash(format!("{dbname}\0{schema}").as_bytes());
@@ -536,9 +578,12 @@ pub async fn ensure_schema(
     let schema = opts.schema;
     let what = || format!("creating schema `{schema}`");
     let tx = client.transaction().await.map_err(pg(what()))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &REGISTRY_LOCK])
-        .await
-        .map_err(pg(what()))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &REGISTRY_LOCK],
+    )
+    .await
+    .map_err(pg(what()))?;
     let existing = tx
         .query_opt(
             "SELECT role_name, scope FROM wasmig.managed_schema WHERE schema_name = $1",
@@ -556,15 +601,24 @@ pub async fn ensure_schema(
     }
     let role = role_name_for(opts.dbname, schema);
     let role_exists = tx
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&role])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&role],
+        )
         .await
         .map_err(pg(what()))?
         .get::<_, bool>(0);
     if role_exists {
-        return Err(ControlError::RoleTaken { role, schema: schema.to_string() });
+        return Err(ControlError::RoleTaken {
+            role,
+            schema: schema.to_string(),
+        });
     }
     let schema_exists = tx
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&schema.as_str()])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema.as_str()],
+        )
         .await
         .map_err(pg(what()))?
         .get::<_, bool>(0);
@@ -629,12 +683,18 @@ async fn read_secret_tx(tx: &tokio_postgres::Transaction<'_>) -> Result<[u8; 32]
 pub async fn drop_tenant(client: &mut Client, schema: &SchemaName) -> Result<(), ControlError> {
     let what = || format!("dropping tenant `{schema}`");
     let tx = client.transaction().await.map_err(pg(what()))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &REGISTRY_LOCK])
-        .await
-        .map_err(pg(what()))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&LOCK_CLASS, &schema_lock_key(schema)])
-        .await
-        .map_err(pg(what()))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &REGISTRY_LOCK],
+    )
+    .await
+    .map_err(pg(what()))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &schema_lock_key(schema)],
+    )
+    .await
+    .map_err(pg(what()))?;
     let row = tx
         .query_opt(
             "SELECT role_name FROM wasmig.managed_schema WHERE schema_name = $1 AND scope = 'tenant'",

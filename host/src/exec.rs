@@ -150,7 +150,9 @@ impl Fleet {
                 let r = SchemaReport {
                     schema: t.schema,
                     scope: t.scope,
-                    outcome: Outcome::Skipped { reason: reason.clone() },
+                    outcome: Outcome::Skipped {
+                        reason: reason.clone(),
+                    },
                     duration_ms: 0.0,
                 };
                 on_done(&r);
@@ -174,7 +176,10 @@ impl Fleet {
         let queue: Mutex<VecDeque<(Target, u32)>> =
             Mutex::new(targets.into_iter().map(|t| (t, 0)).collect());
         let reports = Mutex::new(Vec::new());
-        let workers = opts.jobs.max(1).min(queue.lock().map(|q| q.len()).unwrap_or(1));
+        let workers = opts
+            .jobs
+            .max(1)
+            .min(queue.lock().map(|q| q.len()).unwrap_or(1));
         let worker = |_: usize| async {
             let op = match self.target.connect().await {
                 Ok(c) => c,
@@ -183,7 +188,13 @@ impl Fleet {
                     // have taken so that no schema silently disappears from the summary.
                     let msg = e.to_string();
                     while let Some((t, _)) = pop(&queue) {
-                        let r = report(t, Outcome::Error { message: msg.clone() }, Instant::now());
+                        let r = report(
+                            t,
+                            Outcome::Error {
+                                message: msg.clone(),
+                            },
+                            Instant::now(),
+                        );
                         on_done(&r);
                         push(&reports, r);
                     }
@@ -206,7 +217,13 @@ impl Fleet {
                         continue;
                     }
                     Err(e) => {
-                        let r = report(t, Outcome::Error { message: e.to_string() }, started);
+                        let r = report(
+                            t,
+                            Outcome::Error {
+                                message: e.to_string(),
+                            },
+                            started,
+                        );
                         on_done(&r);
                         push(&reports, r);
                         continue;
@@ -230,7 +247,11 @@ impl Fleet {
         // Re-read under the lock: another runner may have applied steps meanwhile.
         let ledger = match control::read_ledger(op, Some(&t.schema)).await {
             Ok(mut l) => l.remove(t.schema.as_str()).unwrap_or_default(),
-            Err(e) => return Outcome::Error { message: e.to_string() },
+            Err(e) => {
+                return Outcome::Error {
+                    message: e.to_string(),
+                };
+            }
         };
         let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, &ledger);
         if !plan.drift.is_empty() {
@@ -244,7 +265,10 @@ impl Fleet {
         }
         let Some(role) = self.roles.get(&t.schema) else {
             return Outcome::Error {
-                message: format!("schema `{}` is not registered; create it with `wasmig tenant create`", t.schema),
+                message: format!(
+                    "schema `{}` is not registered; create it with `wasmig tenant create`",
+                    t.schema
+                ),
             };
         };
         let grants: Vec<StepGrant> = plan
@@ -263,13 +287,22 @@ impl Fleet {
             })
             .collect();
         if let Err(e) = control::insert_grants(op, opts.run_id, role, &t.schema, &grants).await {
-            return Outcome::Error { message: e.to_string() };
+            return Outcome::Error {
+                message: e.to_string(),
+            };
         }
         let password = secret::role_password(&self.secret, role);
-        let options = format!("-c search_path={} -c idle_in_transaction_session_timeout=600000", t.schema);
+        let options = format!(
+            "-c search_path={} -c idle_in_transaction_session_timeout=600000",
+            t.schema
+        );
         let client = match self.target.connect_as(role, &password, &options).await {
             Ok(c) => Arc::new(c),
-            Err(e) => return Outcome::Error { message: e.to_string() },
+            Err(e) => {
+                return Outcome::Error {
+                    message: e.to_string(),
+                };
+            }
         };
         let mut applied = Vec::new();
         for (p, g) in plan.pending.iter().zip(&grants) {
@@ -335,7 +368,10 @@ impl Fleet {
                     .map_err(|e| {
                         let e = PgError::from(e);
                         StepFailure {
-                            message: format!("recording the step in the ledger failed: {}", e.message),
+                            message: format!(
+                                "recording the step in the ledger failed: {}",
+                                e.message
+                            ),
                             sqlstate: e.sqlstate,
                         }
                     });
@@ -354,7 +390,12 @@ impl Fleet {
         }
         // Undo any SET the plugin made, so the next step starts from the session defaults.
         let _ = client.batch_execute("RESET ALL").await;
-        tracing::trace!("{schema}: {}/{} took {:?}", pl.name, st.id, started.elapsed());
+        tracing::trace!(
+            "{schema}: {}/{} took {:?}",
+            pl.name,
+            st.id,
+            started.elapsed()
+        );
         outcome
     }
 
@@ -367,11 +408,15 @@ impl Fleet {
     ) -> Result<(), StepFailure> {
         let (pl, st) = self.step(&p);
         let session = SqlSession::new(client.clone(), transactional, self.runtime.limits());
-        let mut store = self.runtime.store(format!("{}@{schema}", pl.name), Some(session));
+        let mut store = self
+            .runtime
+            .store(format!("{}@{schema}", pl.name), Some(session));
         let plugin = &self.plugins[p.plugin];
         let called = async {
             let inst = plugin.pre.instantiate_async(&mut store).await?;
-            inst.wasmig_plugin_plugin().call_apply(&mut store, &st.id).await
+            inst.wasmig_plugin_plugin()
+                .call_apply(&mut store, &st.id)
+                .await
         }
         .await;
         match called {
@@ -392,9 +437,15 @@ fn step_error(e: StepError) -> StepFailure {
             if let Some(d) = s.detail {
                 message.push_str(&format!(" (detail: {d})"));
             }
-            StepFailure { sqlstate: s.sqlstate, message }
+            StepFailure {
+                sqlstate: s.sqlstate,
+                message,
+            }
         }
-        StepError::Failed(m) => StepFailure { sqlstate: None, message: m },
+        StepError::Failed(m) => StepFailure {
+            sqlstate: None,
+            message: m,
+        },
         StepError::UnknownStep(id) => StepFailure {
             sqlstate: None,
             message: format!("the plugin does not know step `{id}` although its manifest lists it"),
@@ -410,10 +461,14 @@ fn step_error(e: StepError) -> StepFailure {
 pub fn describe_trap(e: &wasmtime::Error, timeout: Duration) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => {
-            format!("the step exceeded its time limit of {}s and was stopped", timeout.as_secs())
+            format!(
+                "the step exceeded its time limit of {}s and was stopped",
+                timeout.as_secs()
+            )
         }
         Some(wasmtime::Trap::UnreachableCodeReached) => {
-            "the plugin panicked or aborted (wasm `unreachable` trap); its stderr is discarded".into()
+            "the plugin panicked or aborted (wasm `unreachable` trap); its stderr is discarded"
+                .into()
         }
         Some(t) => format!("the plugin trapped: {t}"),
         None => format!("the plugin failed: {e:#}"),

@@ -43,9 +43,19 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
     let s = ops::Settings::from_global(&cli.global)?;
     match cli.command {
         Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
-        Command::Tenant(TenantCommand::Create { schema, name, domain, no_migrate }) => {
+        Command::Tenant(TenantCommand::Create {
+            schema,
+            name,
+            domain,
+            no_migrate,
+        }) => {
             let schema = ops::tenant::tenant_name(&s, &schema)?;
-            let o = ops::tenant::CreateOptions { schema, name, domain, migrate: !no_migrate };
+            let o = ops::tenant::CreateOptions {
+                schema,
+                name,
+                domain,
+                migrate: !no_migrate,
+            };
             ops::tenant::create(&s, &o).await
         }
         Command::Tenant(TenantCommand::List { json }) => ops::tenant::list(&s, json).await,
@@ -68,7 +78,9 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
                     ScopeFilter::All
                 },
                 schemas,
-                selection: plan::Selection { plugins: a.only_plugins },
+                selection: plan::Selection {
+                    plugins: a.only_plugins,
+                },
                 dry_run: a.dry_run,
                 json: a.json,
                 command: "migrate".into(),

@@ -14,14 +14,18 @@ fn main() -> ExitCode {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_env("WASMIG_LOG").unwrap_or_else(|_| EnvFilter::new(format!("wasmig={level},warn")));
+    let filter = EnvFilter::try_from_env("WASMIG_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("wasmig={level},warn")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

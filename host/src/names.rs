@@ -85,7 +85,10 @@ impl SchemaName {
             });
         }
         if s.starts_with("pg_") {
-            return Err(NameError::Reserved(s.to_owned(), "`pg_` is PostgreSQL's prefix"));
+            return Err(NameError::Reserved(
+                s.to_owned(),
+                "`pg_` is PostgreSQL's prefix",
+            ));
         }
         match s {
             "information_schema" => Err(NameError::Reserved(s.to_owned(), "PostgreSQL catalog")),
@@ -123,8 +126,7 @@ impl fmt::Display for SchemaName {
 pub fn check_plugin_name(s: &str) -> Result<(), NameError> {
     check_len("plugin", s, MAX_IDENT_BYTES)?;
     let ok = s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if ok {
         Ok(())
@@ -140,8 +142,7 @@ pub fn check_plugin_name(s: &str) -> Result<(), NameError> {
 /// A step id: `[A-Za-z0-9_.-]+`, at most 128 bytes.
 pub fn check_step_id(s: &str) -> Result<(), NameError> {
     check_len("step", s, MAX_STEP_ID_BYTES)?;
-    if s
-        .chars()
+    if s.chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
     {
         Ok(())
@@ -163,7 +164,17 @@ mod tests {
         assert!(SchemaName::parse("acme").is_ok());
         assert!(SchemaName::parse("_t1").is_ok());
         assert!(SchemaName::parse(&"a".repeat(63)).is_ok());
-        for bad in ["", "Acme", "a-b", "1abc", "a\"b", "pg_x", "public", "wasmig", "information_schema"] {
+        for bad in [
+            "",
+            "Acme",
+            "a-b",
+            "1abc",
+            "a\"b",
+            "pg_x",
+            "public",
+            "wasmig",
+            "information_schema",
+        ] {
             assert!(SchemaName::parse(bad).is_err(), "{bad} must be refused");
         }
         assert!(matches!(

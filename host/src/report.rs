@@ -19,7 +19,9 @@ pub fn applied_steps(r: &SchemaReport) -> usize {
 }
 
 fn sqlstate(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!(" (SQLSTATE {s})")).unwrap_or_default()
+    s.as_ref()
+        .map(|s| format!(" (SQLSTATE {s})"))
+        .unwrap_or_default()
 }
 
 /// One line per finished schema.
@@ -27,14 +29,28 @@ pub fn print_schema_line(r: &SchemaReport) {
     let ms = r.duration_ms;
     match &r.outcome {
         Outcome::UpToDate => println!("{}: up to date", r.schema),
-        Outcome::Applied { steps } => println!("{}: applied {} step(s) in {ms:.0} ms", r.schema, steps.len()),
-        Outcome::Failed { applied, plugin, step, sqlstate: code, message } => println!(
+        Outcome::Applied { steps } => println!(
+            "{}: applied {} step(s) in {ms:.0} ms",
+            r.schema,
+            steps.len()
+        ),
+        Outcome::Failed {
+            applied,
+            plugin,
+            step,
+            sqlstate: code,
+            message,
+        } => println!(
             "{}: FAILED at {plugin}/{step} after applying {} step(s): {message}{}",
             r.schema,
             applied.len(),
             sqlstate(code)
         ),
-        Outcome::Drift { drift } => println!("{}: REFUSED, {} applied step(s) changed (drift)", r.schema, drift.len()),
+        Outcome::Drift { drift } => println!(
+            "{}: REFUSED, {} applied step(s) changed (drift)",
+            r.schema,
+            drift.len()
+        ),
         Outcome::Blocked { reason } => println!("{}: BLOCKED: {reason}", r.schema),
         Outcome::Skipped { reason } => println!("{}: skipped: {reason}", r.schema),
         Outcome::Error { message } => println!("{}: ERROR: {message}", r.schema),
@@ -82,7 +98,13 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
     );
     for r in problems {
         match &r.outcome {
-            Outcome::Failed { plugin, step, sqlstate: code, message, .. } => eprintln!(
+            Outcome::Failed {
+                plugin,
+                step,
+                sqlstate: code,
+                message,
+                ..
+            } => eprintln!(
                 "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {message}{}",
                 r.schema,
                 sqlstate(code)
@@ -93,7 +115,9 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
                 }
             }
             Outcome::Blocked { reason } => eprintln!("error: schema `{}`: {reason}", r.schema),
-            Outcome::Skipped { reason } => eprintln!("error: schema `{}` skipped: {reason}", r.schema),
+            Outcome::Skipped { reason } => {
+                eprintln!("error: schema `{}` skipped: {reason}", r.schema)
+            }
             Outcome::Error { message } => eprintln!("error: schema `{}`: {message}", r.schema),
             Outcome::UpToDate | Outcome::Applied { .. } => {}
         }
@@ -210,11 +234,21 @@ impl SchemaStatus {
             pending: plan
                 .pending
                 .iter()
-                .map(|p| format!("{}/{}", specs[p.plugin].name, specs[p.plugin].steps[p.step].id))
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        specs[p.plugin].name, specs[p.plugin].steps[p.step].id
+                    )
+                })
                 .collect(),
             drift: plan.drift.clone(),
-            unknown: plan.unknown.iter().map(|(p, s)| format!("{p}/{s}")).collect(),
-            last_failure: failure.map(|(p, s, code, msg)| format!("{p}/{s}: {msg}{}", sqlstate(code))),
+            unknown: plan
+                .unknown
+                .iter()
+                .map(|(p, s)| format!("{p}/{s}"))
+                .collect(),
+            last_failure: failure
+                .map(|(p, s, code, msg)| format!("{p}/{s}: {msg}{}", sqlstate(code))),
         }
     }
 }
@@ -255,13 +289,20 @@ pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
         println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
         return;
     }
-    println!("{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}", "SCHEMA", "SCOPE", "APPLIED", "PENDING", "DRIFTED", "UNKNOWN");
+    println!(
+        "{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}",
+        "SCHEMA", "SCOPE", "APPLIED", "PENDING", "DRIFTED", "UNKNOWN"
+    );
     for r in rows {
         let scope = match r.scope {
             Scope::Shared => "shared",
             Scope::Tenant => "tenant",
         };
-        let pending = if r.drift.is_empty() { r.pending.len() } else { 0 };
+        let pending = if r.drift.is_empty() {
+            r.pending.len()
+        } else {
+            0
+        };
         println!(
             "{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}",
             r.schema,

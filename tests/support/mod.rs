@@ -16,7 +16,10 @@ pub const ADMIN_USER: &str = "wasmig_admin";
 pub const ADMIN_PASSWORD: &str = "admin-pw-7f3a9c";
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_owned()
 }
 
 /// The shared server of this test process.
@@ -30,17 +33,25 @@ fn pg_bin(tool: &str) -> PathBuf {
         return Path::new(&dir).join(tool);
     }
     let mut majors: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     majors.sort();
-    let major = majors.last().expect("PostgreSQL server binaries in /usr/lib/postgresql (apt-get install postgresql)");
+    let major = majors
+        .last()
+        .expect("PostgreSQL server binaries in /usr/lib/postgresql (apt-get install postgresql)");
     PathBuf::from(format!("/usr/lib/postgresql/{major}/bin/{tool}"))
 }
 
 fn is_root() -> bool {
     std::env::var("USER").map(|u| u == "root").unwrap_or(false)
         || std::fs::read_to_string("/proc/self/status")
-            .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
             .unwrap_or(false)
 }
 
@@ -55,11 +66,17 @@ fn pg_tool(tool: &str, args: &[&str]) -> Output {
     } else {
         Command::new(&bin)
     };
-    cmd.args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+    cmd.args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 pub fn server() -> &'static Server {
@@ -75,20 +92,35 @@ fn start_server() -> Server {
     let pwfile = base.join("pwfile");
     std::fs::write(&pwfile, ADMIN_PASSWORD).expect("write pwfile");
     if is_root() {
-        let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&base).status().expect("chown");
+        let st = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&base)
+            .status()
+            .expect("chown");
         assert!(st.success(), "chown of the server dir failed");
     }
     let out = pg_tool(
         "initdb",
         &[
-            "-D", data.to_str().expect("utf8 path"),
-            "-U", ADMIN_USER,
-            "--pwfile", pwfile.to_str().expect("utf8 path"),
-            "--auth-local=trust", "--auth-host=scram-sha-256",
-            "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
+            "-D",
+            data.to_str().expect("utf8 path"),
+            "-U",
+            ADMIN_USER,
+            "--pwfile",
+            pwfile.to_str().expect("utf8 path"),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
         ],
     );
-    assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let port = free_port();
     let opts = format!(
         "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
@@ -98,7 +130,16 @@ fn start_server() -> Server {
     let log = base.join("server.log");
     let out = pg_tool(
         "pg_ctl",
-        &["-D", data.to_str().expect("utf8"), "-l", log.to_str().expect("utf8"), "-o", &opts, "-w", "start"],
+        &[
+            "-D",
+            data.to_str().expect("utf8"),
+            "-l",
+            log.to_str().expect("utf8"),
+            "-o",
+            &opts,
+            "-w",
+            "start",
+        ],
     );
     if !out.status.success() {
         panic!(
@@ -108,16 +149,25 @@ fn start_server() -> Server {
         );
     }
     // Stop the server and remove its files when this test process exits, however it exits.
+    // The watchdog outlives us on purpose, so it is never waited for.
     let pg_ctl = pg_bin("pg_ctl");
     let stop = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runas}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {base}",
         pid = std::process::id(),
-        runas = if is_root() { "runuser -u postgres -- " } else { "" },
+        runas = if is_root() {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        },
         pg_ctl = pg_ctl.display(),
         data = data.display(),
         base = base.display(),
     );
-    Command::new("sh").args(["-c", &stop]).spawn().expect("spawn the server watchdog");
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .args(["-c", &stop])
+        .spawn()
+        .expect("spawn the server watchdog");
     Server { port, dir: base }
 }
 
@@ -133,7 +183,14 @@ pub fn built_plugins() -> &'static Path {
     DIR.get_or_init(|| {
         let root = repo_root();
         let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(root.join("plugins/Cargo.toml"))
             .current_dir(root.join("plugins"))
             .env_remove("RUSTFLAGS")
@@ -183,7 +240,14 @@ impl PluginDir {
     }
 }
 
-pub const WORKLOAD: &[&str] = &["reference", "carriers", "customers", "suppliers", "finance", "demo_seed"];
+pub const WORKLOAD: &[&str] = &[
+    "reference",
+    "carriers",
+    "customers",
+    "suppliers",
+    "finance",
+    "demo_seed",
+];
 
 /// One database of the shared server, for one test.
 pub struct TestDb {
@@ -198,12 +262,20 @@ impl TestDb {
         static N: AtomicU32 = AtomicU32::new(0);
         let srv = server();
         let name = format!("t_{label}_{}", N.fetch_add(1, Ordering::Relaxed));
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let admin_url = |db: &str| {
-            format!("postgres://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{}/{db}", srv.port)
+            format!(
+                "postgres://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{}/{db}",
+                srv.port
+            )
         };
         let connect = |url: String| async move {
-            let (c, conn) = tokio_postgres::connect(&url, NoTls).await.expect("admin connect");
+            let (c, conn) = tokio_postgres::connect(&url, NoTls)
+                .await
+                .expect("admin connect");
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -211,11 +283,18 @@ impl TestDb {
         };
         rt.block_on(async {
             let c = connect(admin_url("postgres")).await;
-            c.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+            c.batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create database");
         });
         let url = admin_url(&name);
         let client = rt.block_on(connect(url.clone()));
-        TestDb { name, url, rt, client }
+        TestDb {
+            name,
+            url,
+            rt,
+            client,
+        }
     }
 
     pub fn query(&self, sql: &str) -> Vec<Row> {
@@ -225,7 +304,9 @@ impl TestDb {
     }
 
     pub fn exec(&self, sql: &str) {
-        self.rt.block_on(self.client.batch_execute(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.rt
+            .block_on(self.client.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     pub fn scalar_i64(&self, sql: &str) -> i64 {
@@ -279,7 +360,13 @@ impl Run {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        eprintln!("$ wasmig {}\n[exit {}]\n{}{}", args.join(" "), r.code, r.stdout, r.stderr);
+        eprintln!(
+            "$ wasmig {}\n[exit {}]\n{}{}",
+            args.join(" "),
+            r.code,
+            r.stdout,
+            r.stderr
+        );
         r
     }
 
@@ -287,7 +374,16 @@ impl Run {
     #[track_caller]
     pub fn expect(self, code: i32) -> Run {
         if self.code != code {
-            let tail: String = server().log().lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String = server()
+                .log()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
             panic!(
                 "expected exit {code}, got {}\nstdout:\n{}\nstderr:\n{}\nserver log (tail):\n{tail}",
                 self.code, self.stdout, self.stderr
@@ -297,6 +393,7 @@ impl Run {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
 }

@@ -45,7 +45,7 @@ pub enum ConnectError {
         /// The role used.
         user: String,
         /// What the driver or server said.
-        error: PgError,
+        error: Box<PgError>,
     },
 }
 
@@ -94,7 +94,7 @@ fn redact_kv_pairs(s: &str, sep: char) -> String {
     s.split(sep)
         .map(|part| {
             let key = part.split('=').next().unwrap_or("");
-            if key.trim_start_matches(|c| c == '?' || c == '&').ends_with("password") {
+            if key.trim_start_matches(['?', '&']).ends_with("password") {
                 let prefix_len = part.find('=').map_or(part.len(), |i| i + 1);
                 format!("{}***", &part[..prefix_len])
             } else {
@@ -138,7 +138,9 @@ impl DbTarget {
             })?;
             config.port(port);
         }
-        let user = var("PGUSER").or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "postgres".into());
+        let user = var("PGUSER")
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "postgres".into());
         config.user(&user);
         if let Some(pw) = var("PGPASSWORD") {
             config.password(pw);
@@ -161,8 +163,17 @@ impl DbTarget {
             // The driver's parse errors describe the fault without echoing the input; redact
             // anyway in case a future version does.
             let msg = e.to_string();
-            let src = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
-            invalid(redact(&format!("{msg}{}", if src.is_empty() { String::new() } else { format!(": {src}") })))
+            let src = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            invalid(redact(&format!(
+                "{msg}{}",
+                if src.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {src}")
+                }
+            )))
         })?;
         if config.get_user().is_none() {
             let mut c = config;
@@ -223,7 +234,7 @@ impl DbTarget {
                 .map_err(|e| ConnectError::Connect {
                     target: self.described.clone(),
                     user,
-                    error: e.into(),
+                    error: Box::new(e.into()),
                 })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -262,21 +273,36 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:s3cret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:s3cret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(
             redact("postgres://h/db?user=u&password=s3cret"),
             "postgres://h/db?user=u&password=***"
         );
-        assert_eq!(redact("host=h password=s3cret user=u"), "host=h password=*** user=u");
+        assert_eq!(
+            redact("host=h password=s3cret user=u"),
+            "host=h password=*** user=u"
+        );
     }
 
     #[test]
     fn resolves_in_order_and_never_shows_the_password() {
-        let env = |k: &str| (k == "DATABASE_URL").then(|| "postgres://e:pw1@envhost/envdb".to_owned());
-        let t = DbTarget::resolve(&Sources { flag: Some("postgres://f:pw2@flaghost:6000/fdb"), env: &env }).unwrap();
+        let env =
+            |k: &str| (k == "DATABASE_URL").then(|| "postgres://e:pw1@envhost/envdb".to_owned());
+        let t = DbTarget::resolve(&Sources {
+            flag: Some("postgres://f:pw2@flaghost:6000/fdb"),
+            env: &env,
+        })
+        .unwrap();
         assert_eq!(t.to_string(), "postgres://f@flaghost:6000/fdb");
-        let t = DbTarget::resolve(&Sources { flag: None, env: &env }).unwrap();
+        let t = DbTarget::resolve(&Sources {
+            flag: None,
+            env: &env,
+        })
+        .unwrap();
         assert_eq!(t.dbname(), "envdb");
         assert!(!format!("{t:?}").contains("pw1"));
         let pg = |k: &str| match k {
@@ -286,18 +312,31 @@ mod tests {
             "PGPASSWORD" => Some("pw3".to_owned()),
             _ => None,
         };
-        let t = DbTarget::resolve(&Sources { flag: None, env: &pg }).unwrap();
+        let t = DbTarget::resolve(&Sources {
+            flag: None,
+            env: &pg,
+        })
+        .unwrap();
         assert_eq!(t.to_string(), "postgres://op@pghost:7000/op");
         assert!(matches!(
-            DbTarget::resolve(&Sources { flag: None, env: &no_env }),
+            DbTarget::resolve(&Sources {
+                flag: None,
+                env: &no_env
+            }),
             Err(ConnectError::NotConfigured)
         ));
     }
 
     #[test]
     fn malformed_urls_are_refused_without_echoing_the_password() {
-        for bad in ["postgres://u:hunter2@h:notaport/db", "postgres://u:hunter2@h/db?sslmode=bogus", ""] {
-            let e = DbTarget::parse(bad, "--database-url").unwrap_err().to_string();
+        for bad in [
+            "postgres://u:hunter2@h:notaport/db",
+            "postgres://u:hunter2@h/db?sslmode=bogus",
+            "",
+        ] {
+            let e = DbTarget::parse(bad, "--database-url")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("invalid database URL"), "{e}");
             assert!(!e.contains("hunter2"), "{e}");
         }

@@ -174,12 +174,28 @@ mod tests {
 
     #[test]
     fn detects_transaction_control() {
-        for s in ["COMMIT", "  commit;", "-- x\nROLLBACK", "begin", "END", "start transaction",
-                  "SAVEPOINT a", "release a", "abort", "PREPARE TRANSACTION 'x'", "/* */ Commit"] {
+        for s in [
+            "COMMIT",
+            "  commit;",
+            "-- x\nROLLBACK",
+            "begin",
+            "END",
+            "start transaction",
+            "SAVEPOINT a",
+            "release a",
+            "abort",
+            "PREPARE TRANSACTION 'x'",
+            "/* */ Commit",
+        ] {
             assert!(is_transaction_control(s), "{s}");
         }
-        for s in ["CREATE TABLE commit_log (id int)", "SELECT 1", "PREPARE q AS SELECT 1",
-                  "ENDPOINT", "DO $$BEGIN END$$"] {
+        for s in [
+            "CREATE TABLE commit_log (id int)",
+            "SELECT 1",
+            "PREPARE q AS SELECT 1",
+            "ENDPOINT",
+            "DO $$BEGIN END$$",
+        ] {
             assert!(!is_transaction_control(s), "{s}");
         }
     }

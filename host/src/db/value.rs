@@ -38,9 +38,14 @@ pub fn numeric_to_text(b: &[u8]) -> Option<String> {
         0xF000 => return Some("-Infinity".into()),
         _ => {}
     }
-    let digits: Vec<i16> = (0..ndigits).map(|i| be_i16(b, 8 + 2 * i)).collect::<Option<_>>()?;
+    let digits: Vec<i16> = (0..ndigits)
+        .map(|i| be_i16(b, 8 + 2 * i))
+        .collect::<Option<_>>()?;
     let digit = |k: i32| -> i16 {
-        usize::try_from(k).ok().and_then(|k| digits.get(k).copied()).unwrap_or(0)
+        usize::try_from(k)
+            .ok()
+            .and_then(|k| digits.get(k).copied())
+            .unwrap_or(0)
     };
     let mut out = String::new();
     if sign == 0x4000 {
@@ -76,7 +81,14 @@ pub fn uuid_to_text(b: &[u8]) -> Option<String> {
         return None;
     }
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Some(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
 }
 
 const USECS_PER_DAY: i64 = 86_400_000_000;
@@ -166,15 +178,30 @@ mod tests {
     #[test]
     fn numerics() {
         // 12345.678 = [1, 2345, 6780], weight 1, dscale 3
-        assert_eq!(numeric_to_text(&numeric(3, 1, 0, 3, &[1, 2345, 6780])).unwrap(), "12345.678");
+        assert_eq!(
+            numeric_to_text(&numeric(3, 1, 0, 3, &[1, 2345, 6780])).unwrap(),
+            "12345.678"
+        );
         // -0.05 = [500], weight -1, dscale 2
-        assert_eq!(numeric_to_text(&numeric(1, -1, 0x4000, 2, &[500])).unwrap(), "-0.05");
+        assert_eq!(
+            numeric_to_text(&numeric(1, -1, 0x4000, 2, &[500])).unwrap(),
+            "-0.05"
+        );
         // 0.00001 = [1000], weight -2, dscale 5
-        assert_eq!(numeric_to_text(&numeric(1, -2, 0, 5, &[1000])).unwrap(), "0.00001");
+        assert_eq!(
+            numeric_to_text(&numeric(1, -2, 0, 5, &[1000])).unwrap(),
+            "0.00001"
+        );
         // 10000 = [1], weight 1, dscale 0
-        assert_eq!(numeric_to_text(&numeric(1, 1, 0, 0, &[1])).unwrap(), "10000");
+        assert_eq!(
+            numeric_to_text(&numeric(1, 1, 0, 0, &[1])).unwrap(),
+            "10000"
+        );
         assert_eq!(numeric_to_text(&numeric(0, 0, 0, 2, &[])).unwrap(), "0.00");
-        assert_eq!(numeric_to_text(&numeric(0, 0, 0xC000, 0, &[])).unwrap(), "NaN");
+        assert_eq!(
+            numeric_to_text(&numeric(0, 0, 0xC000, 0, &[])).unwrap(),
+            "NaN"
+        );
         assert!(numeric_to_text(&[0, 1]).is_none());
     }
 
@@ -184,14 +211,26 @@ mod tests {
         assert_eq!(date_to_text(&(-1i32).to_be_bytes()).unwrap(), "1999-12-31");
         assert_eq!(date_to_text(&9556i32.to_be_bytes()).unwrap(), "2026-03-01");
         let ts = (9556 * USECS_PER_DAY) + 3_723_500_000;
-        assert_eq!(timestamp_to_text(&ts.to_be_bytes(), true).unwrap(), "2026-03-01T01:02:03.5Z");
-        assert_eq!(timestamp_to_text(&(-1i64).to_be_bytes(), false).unwrap(), "1999-12-31T23:59:59.999999");
-        assert_eq!(time_to_text(&45_296_000_000i64.to_be_bytes()).unwrap(), "12:34:56");
+        assert_eq!(
+            timestamp_to_text(&ts.to_be_bytes(), true).unwrap(),
+            "2026-03-01T01:02:03.5Z"
+        );
+        assert_eq!(
+            timestamp_to_text(&(-1i64).to_be_bytes(), false).unwrap(),
+            "1999-12-31T23:59:59.999999"
+        );
+        assert_eq!(
+            time_to_text(&45_296_000_000i64.to_be_bytes()).unwrap(),
+            "12:34:56"
+        );
     }
 
     #[test]
     fn uuids() {
         let b: Vec<u8> = (0u8..16).collect();
-        assert_eq!(uuid_to_text(&b).unwrap(), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+        assert_eq!(
+            uuid_to_text(&b).unwrap(),
+            "00010203-0405-0607-0809-0a0b0c0d0e0f"
+        );
     }
 }

@@ -26,6 +26,9 @@ pub async fn init(s: &Settings) -> Result<()> {
         Ensured::Created => "created",
         Ensured::Existed => "already present",
     };
-    println!("control schema `wasmig` ready; shared schema `{}` {what} (role `{role}`)", s.shared_schema);
+    println!(
+        "control schema `wasmig` ready; shared schema `{}` {what} (role `{role}`)",
+        s.shared_schema
+    );
     Ok(())
 }

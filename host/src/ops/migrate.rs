@@ -46,20 +46,31 @@ fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Ve
         if *wanted == s.shared_schema {
             bail!("`{wanted}` is the shared schema; use `wasmig migrate --shared`");
         }
-        if !reg.iter().any(|m| m.schema == *wanted && m.scope == Scope::Tenant) {
-            bail!("tenant `{wanted}` is not registered; create it with `wasmig tenant create {wanted}`");
+        if !reg
+            .iter()
+            .any(|m| m.schema == *wanted && m.scope == Scope::Tenant)
+        {
+            bail!(
+                "tenant `{wanted}` is not registered; create it with `wasmig tenant create {wanted}`"
+            );
         }
     }
     let mut out = Vec::new();
     if o.scope != ScopeFilter::TenantsOnly && o.schemas.is_empty() {
-        out.push(Target { schema: s.shared_schema.clone(), scope: Scope::Shared });
+        out.push(Target {
+            schema: s.shared_schema.clone(),
+            scope: Scope::Shared,
+        });
     }
     if o.scope != ScopeFilter::SharedOnly {
         out.extend(
             reg.iter()
                 .filter(|m| m.scope == Scope::Tenant)
                 .filter(|m| o.schemas.is_empty() || o.schemas.contains(&m.schema))
-                .map(|m| Target { schema: m.schema.clone(), scope: Scope::Tenant }),
+                .map(|m| Target {
+                    schema: m.schema.clone(),
+                    scope: Scope::Tenant,
+                }),
         );
     }
     Ok(out)
@@ -90,9 +101,17 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         return Ok(if problems { Exit::Problems } else { Exit::Ok });
     }
 
-    let run_id = control::start_run(&op, &o.command, &std::env::args().skip(1).collect::<Vec<_>>()).await?;
+    let run_id = control::start_run(
+        &op,
+        &o.command,
+        &std::env::args().skip(1).collect::<Vec<_>>(),
+    )
+    .await?;
     let secret = control::read_secret(&op).await?;
-    let roles: HashMap<SchemaName, String> = reg.iter().map(|m| (m.schema.clone(), m.role.clone())).collect();
+    let roles: HashMap<SchemaName, String> = reg
+        .iter()
+        .map(|m| (m.schema.clone(), m.role.clone()))
+        .collect();
     let fleet = Arc::new(Fleet {
         target: s.target.clone(),
         runtime: plugins.runtime,
@@ -102,7 +121,11 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         secret,
         roles,
     });
-    let opts = RunOptions { run_id, selection: o.selection.clone(), jobs: s.jobs };
+    let opts = RunOptions {
+        run_id,
+        selection: o.selection.clone(),
+        jobs: s.jobs,
+    };
     let started = std::time::Instant::now();
     let show = !o.json && !s.quiet;
     let on_done = move |r: &SchemaReport| {
@@ -116,5 +139,9 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let outcome = if failed == 0 { "ok" } else { "failed" };
     control::finish_run(&op, run_id, outcome, applied as i32, failed as i32).await?;
     report::print_run_summary(run_id, &reports, started.elapsed(), o.json);
-    Ok(if failed == 0 { Exit::Ok } else { Exit::Problems })
+    Ok(if failed == 0 {
+        Exit::Ok
+    } else {
+        Exit::Problems
+    })
 }

@@ -37,13 +37,18 @@ impl Settings {
     /// Validates the global flags (no I/O).
     pub fn from_global(g: &crate::cli::Global) -> Result<Self> {
         let env = |k: &str| std::env::var(k).ok();
-        let target = DbTarget::resolve(&Sources { flag: g.database_url.as_deref(), env: &env })?;
+        let target = DbTarget::resolve(&Sources {
+            flag: g.database_url.as_deref(),
+            env: &env,
+        })?;
         let shared_schema = SchemaName::parse_shared(&g.shared_schema)
             .with_context(|| "invalid --shared-schema / WASMIG_SHARED_SCHEMA")?;
         let jobs = match g.jobs {
             Some(0) => anyhow::bail!("--jobs must be at least 1"),
             Some(n) => n,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8),
+            None => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(2, 8),
         };
         Ok(Settings {
             target,
@@ -76,7 +81,8 @@ pub struct Plugins {
 
 /// Loads every plugin of the directory and orders them; any bad plugin refuses the run.
 pub async fn load_plugins(s: &Settings) -> Result<Plugins> {
-    let runtime = Runtime::new(Limits::default()).map_err(|e| anyhow::anyhow!("{e:#}"))
+    let runtime = Runtime::new(Limits::default())
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
         .context("starting the WebAssembly engine")?;
     let loaded = runtime.load_dir(&s.plugins_dir).await?;
     let specs: Vec<PluginSpec> = loaded.iter().map(|p| p.spec.clone()).collect();
@@ -92,7 +98,12 @@ pub async fn load_plugins(s: &Settings) -> Result<Plugins> {
         }
     }
     let order = order_plugins(&specs)?;
-    Ok(Plugins { runtime, loaded, specs, order })
+    Ok(Plugins {
+        runtime,
+        loaded,
+        specs,
+        order,
+    })
 }
 
 /// The registry, checked to contain the shared schema.

@@ -82,7 +82,10 @@ pub async fn list(s: &Settings, json: bool) -> Result<Exit> {
     } else if tenants.is_empty() {
         println!("no tenants (create one with `wasmig tenant create SCHEMA`)");
     } else {
-        println!("{:<24} {:<24} {:<28} {:<20}", "SCHEMA", "NAME", "DOMAIN", "CREATED");
+        println!(
+            "{:<24} {:<24} {:<28} {:<20}",
+            "SCHEMA", "NAME", "DOMAIN", "CREATED"
+        );
         for t in tenants {
             println!(
                 "{:<24} {:<24} {:<28} {:<20}",
@@ -99,7 +102,9 @@ pub async fn list(s: &Settings, json: bool) -> Result<Exit> {
 /// Drops a tenant (requires `--yes`).
 pub async fn drop(s: &Settings, schema: &SchemaName, yes: bool) -> Result<Exit> {
     if !yes {
-        bail!("dropping tenant `{schema}` deletes its schema and all its data; add --yes to confirm");
+        bail!(
+            "dropping tenant `{schema}` deletes its schema and all its data; add --yes to confirm"
+        );
     }
     let mut client = s.connect_initialised().await?;
     control::drop_tenant(&mut client, schema).await?;

@@ -9,7 +9,7 @@ use wasmtime::component::{Component, types::ComponentItem};
 
 use super::bindings::MigrationPluginPre;
 use super::bindings::exports::wasmig::plugin::plugin as wit;
-use super::{Runtime, StepCtx, SUPPORTED_WIT_VERSIONS};
+use super::{Runtime, SUPPORTED_WIT_VERSIONS, StepCtx};
 use crate::names::{check_plugin_name, check_step_id};
 use crate::plan::{Kind, PluginSpec, Scope, StepSpec, step_checksum};
 
@@ -44,7 +44,9 @@ pub enum LoadError {
         reason: String,
     },
     /// A core module, not a component.
-    #[error("plugin `{0}` is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target with the wasmig SDK")]
+    #[error(
+        "plugin `{0}` is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target with the wasmig SDK"
+    )]
     CoreModule(PathBuf),
     /// Compilation failed.
     #[error("plugin `{path}` failed to compile: {reason}")]
@@ -63,7 +65,9 @@ pub enum LoadError {
         found: String,
     },
     /// Not a wasmig plugin at all.
-    #[error("plugin `{path}` is a component but not a wasmig plugin (it does not export `wasmig:plugin/plugin`; exports: {exports})")]
+    #[error(
+        "plugin `{path}` is a component but not a wasmig plugin (it does not export `wasmig:plugin/plugin`; exports: {exports})"
+    )]
     NotAPlugin {
         /// File.
         path: PathBuf,
@@ -181,9 +185,11 @@ impl Runtime {
             path: path.to_owned(),
             reason: format!("calling `manifest` failed: {e:#}"),
         })?;
-        let spec = validate_manifest(manifest, artifact_checksum).map_err(|reason| LoadError::Manifest {
-            path: path.to_owned(),
-            reason,
+        let spec = validate_manifest(manifest, artifact_checksum).map_err(|reason| {
+            LoadError::Manifest {
+                path: path.to_owned(),
+                reason,
+            }
         })?;
         Ok(LoadedPlugin {
             spec,
@@ -199,7 +205,10 @@ impl Runtime {
         let interfaces = ty
             .exports(&self.engine)
             .map(|(n, i)| (n.to_owned(), i, true))
-            .chain(ty.imports(&self.engine).map(|(n, i)| (n.to_owned(), i, false)));
+            .chain(
+                ty.imports(&self.engine)
+                    .map(|(n, i)| (n.to_owned(), i, false)),
+            );
         let mut exports_plugin = false;
         for (name, item, is_export) in interfaces {
             if is_export && matches!(item.ty, ComponentItem::ComponentInstance(_)) {
@@ -208,7 +217,11 @@ impl Runtime {
             if let Some(rest) = name.strip_prefix("wasmig:plugin/") {
                 let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
                 if !SUPPORTED_WIT_VERSIONS.contains(&version) {
-                    found_versions.push(if version.is_empty() { "(unversioned)".to_owned() } else { version.to_owned() });
+                    found_versions.push(if version.is_empty() {
+                        "(unversioned)".to_owned()
+                    } else {
+                        version.to_owned()
+                    });
                 } else if is_export && iface == "plugin" {
                     exports_plugin = true;
                 }
@@ -223,7 +236,11 @@ impl Runtime {
         if !exports_plugin {
             return Err(LoadError::NotAPlugin {
                 path: path.to_owned(),
-                exports: if names.is_empty() { "none".into() } else { names.join(", ") },
+                exports: if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                },
             });
         }
         Ok(())
@@ -231,10 +248,16 @@ impl Runtime {
 }
 
 /// Checks a manifest's own rules (cross-plugin rules live in `plan::order_plugins`).
-pub fn validate_manifest(m: wit::PluginInfo, artifact_checksum: String) -> Result<PluginSpec, String> {
+pub fn validate_manifest(
+    m: wit::PluginInfo,
+    artifact_checksum: String,
+) -> Result<PluginSpec, String> {
     check_plugin_name(&m.name).map_err(|e| e.to_string())?;
     if m.version.is_empty() || m.version.len() > 64 {
-        return Err(format!("plugin `{}` has an empty or over-long version", m.name));
+        return Err(format!(
+            "plugin `{}` has an empty or over-long version",
+            m.name
+        ));
     }
     let mut seen_req = HashSet::new();
     for r in &m.requires {
@@ -243,7 +266,10 @@ pub fn validate_manifest(m: wit::PluginInfo, artifact_checksum: String) -> Resul
             return Err(format!("plugin `{}` requires itself", m.name));
         }
         if !seen_req.insert(r) {
-            return Err(format!("plugin `{}` lists `{r}` twice in `requires`", m.name));
+            return Err(format!(
+                "plugin `{}` lists `{r}` twice in `requires`",
+                m.name
+            ));
         }
     }
     if m.steps.is_empty() {
@@ -254,10 +280,16 @@ pub fn validate_manifest(m: wit::PluginInfo, artifact_checksum: String) -> Resul
     for s in m.steps {
         check_step_id(&s.id).map_err(|e| format!("plugin `{}`: {e}", m.name))?;
         if !seen.insert(s.id.clone()) {
-            return Err(format!("plugin `{}` declares step `{}` twice; step ids must be unique", m.name, s.id));
+            return Err(format!(
+                "plugin `{}` declares step `{}` twice; step ids must be unique",
+                m.name, s.id
+            ));
         }
         if s.fingerprint.is_empty() {
-            return Err(format!("plugin `{}` step `{}` has an empty fingerprint", m.name, s.id));
+            return Err(format!(
+                "plugin `{}` step `{}` has an empty fingerprint",
+                m.name, s.id
+            ));
         }
         steps.push(StepSpec {
             checksum: step_checksum(&m.name, &s.id, &s.fingerprint),
@@ -312,11 +344,19 @@ mod tests {
         assert!(validate_manifest(manifest(&["a", "b"]), String::new()).is_ok());
         let e = validate_manifest(manifest(&["a", "a"]), String::new()).unwrap_err();
         assert!(e.contains("step `a` twice"), "{e}");
-        assert!(validate_manifest(manifest(&[""]), String::new()).unwrap_err().contains("empty"));
+        assert!(
+            validate_manifest(manifest(&[""]), String::new())
+                .unwrap_err()
+                .contains("empty")
+        );
         assert!(validate_manifest(manifest(&[&"x".repeat(200)]), String::new()).is_err());
         assert!(validate_manifest(manifest(&[]), String::new()).is_err());
         let mut m = manifest(&["a"]);
         m.requires = vec!["notes".into()];
-        assert!(validate_manifest(m, String::new()).unwrap_err().contains("requires itself"));
+        assert!(
+            validate_manifest(m, String::new())
+                .unwrap_err()
+                .contains("requires itself")
+        );
     }
 }

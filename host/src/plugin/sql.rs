@@ -13,9 +13,11 @@ use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type, to_sql_
 use super::StepCtx;
 use super::bindings::wasmig::plugin::sql::Host;
 use super::bindings::wasmig::plugin::types::{Column, Rows, SqlError, Value};
-use crate::db::quote::{is_transaction_control, split_statements, first_keyword};
-use crate::db::value::{RawCell, date_to_text, numeric_to_text, time_to_text, timestamp_to_text, uuid_to_text};
 use crate::db::PgError;
+use crate::db::quote::{first_keyword, is_transaction_control, split_statements};
+use crate::db::value::{
+    RawCell, date_to_text, numeric_to_text, time_to_text, timestamp_to_text, uuid_to_text,
+};
 
 /// A plugin's SQL session for one step.
 pub struct SqlSession {
@@ -88,13 +90,19 @@ fn no_session() -> SqlError {
 struct TextParam<'a>(&'a Value);
 
 impl ToSql for TextParam<'_> {
-    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         let text: std::borrow::Cow<'_, str> = match self.0 {
             Value::Null => return Ok(IsNull::Yes),
             Value::Boolean(b) => (if *b { "t" } else { "f" }).into(),
             Value::Int64(i) => i.to_string().into(),
             Value::Float64(f) if f.is_nan() => "NaN".into(),
-            Value::Float64(f) if f.is_infinite() => (if *f > 0.0 { "Infinity" } else { "-Infinity" }).into(),
+            Value::Float64(f) if f.is_infinite() => {
+                (if *f > 0.0 { "Infinity" } else { "-Infinity" }).into()
+            }
             Value::Float64(f) => format!("{f:?}").into(),
             Value::Bytes(b) => {
                 let mut s = String::with_capacity(2 + b.len() * 2);
@@ -104,9 +112,11 @@ impl ToSql for TextParam<'_> {
                 }
                 s.into()
             }
-            Value::Text(s) | Value::Numeric(s) | Value::Uuid(s) | Value::Json(s) | Value::Timestamp(s) => {
-                s.as_str().into()
-            }
+            Value::Text(s)
+            | Value::Numeric(s)
+            | Value::Uuid(s)
+            | Value::Json(s)
+            | Value::Timestamp(s) => s.as_str().into(),
         };
         out.extend_from_slice(text.as_bytes());
         Ok(IsNull::No)
@@ -124,8 +134,15 @@ impl ToSql for TextParam<'_> {
 }
 
 fn decode(ty: &Type, raw: Option<&[u8]>, column: &str) -> Result<(Value, usize), SqlError> {
-    let Some(b) = raw else { return Ok((Value::Null, 0)) };
-    let bad = || host_error(format!("column `{column}`: malformed `{}` value from the server", ty.name()));
+    let Some(b) = raw else {
+        return Ok((Value::Null, 0));
+    };
+    let bad = || {
+        host_error(format!(
+            "column `{column}`: malformed `{}` value from the server",
+            ty.name()
+        ))
+    };
     let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad());
     let int = |b: &[u8]| -> Option<i64> {
         Some(match b.len() {
@@ -138,10 +155,16 @@ fn decode(ty: &Type, raw: Option<&[u8]>, column: &str) -> Result<(Value, usize),
     let v = match *ty {
         Type::BOOL => Value::Boolean(b.first() == Some(&1)),
         Type::INT2 | Type::INT4 | Type::INT8 => Value::Int64(int(b).ok_or_else(bad)?),
-        Type::OID => Value::Int64(i64::from(u32::from_be_bytes(b.try_into().map_err(|_| bad())?))),
-        Type::FLOAT4 => Value::Float64(f64::from(f32::from_be_bytes(b.try_into().map_err(|_| bad())?))),
+        Type::OID => Value::Int64(i64::from(u32::from_be_bytes(
+            b.try_into().map_err(|_| bad())?,
+        ))),
+        Type::FLOAT4 => Value::Float64(f64::from(f32::from_be_bytes(
+            b.try_into().map_err(|_| bad())?,
+        ))),
         Type::FLOAT8 => Value::Float64(f64::from_be_bytes(b.try_into().map_err(|_| bad())?)),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => Value::Text(utf8(b)?),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::CHAR => {
+            Value::Text(utf8(b)?)
+        }
         Type::BYTEA => Value::Bytes(b.to_vec()),
         Type::NUMERIC => Value::Numeric(numeric_to_text(b).ok_or_else(bad)?),
         Type::UUID => Value::Uuid(uuid_to_text(b).ok_or_else(bad)?),
@@ -163,18 +186,33 @@ fn decode(ty: &Type, raw: Option<&[u8]>, column: &str) -> Result<(Value, usize),
 }
 
 impl Host for StepCtx {
-    async fn execute(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<Result<u64, SqlError>> {
-        let Some(s) = self.sql.as_mut() else { return Ok(Err(no_session())) };
+    async fn execute(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<u64, SqlError>> {
+        let Some(s) = self.sql.as_mut() else {
+            return Ok(Err(no_session()));
+        };
         if let Err(e) = s.admit(&statement) {
             return Ok(Err(e));
         }
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        Ok(s.client.execute(statement.as_str(), &refs).await.map_err(|e| PgError::from(e).into()))
+        Ok(s.client
+            .execute(statement.as_str(), &refs)
+            .await
+            .map_err(|e| PgError::from(e).into()))
     }
 
-    async fn query(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<Result<Rows, SqlError>> {
-        let Some(s) = self.sql.as_mut() else { return Ok(Err(no_session())) };
+    async fn query(
+        &mut self,
+        statement: String,
+        params: Vec<Value>,
+    ) -> wasmtime::Result<Result<Rows, SqlError>> {
+        let Some(s) = self.sql.as_mut() else {
+            return Ok(Err(no_session()));
+        };
         if let Err(e) = s.admit(&statement) {
             return Ok(Err(e));
         }
@@ -198,7 +236,10 @@ impl Host for StepCtx {
         let columns: Vec<Column> = stmt
             .columns()
             .iter()
-            .map(|c| Column { name: c.name().to_owned(), type_name: c.type_().name().to_owned() })
+            .map(|c| Column {
+                name: c.name().to_owned(),
+                type_name: c.type_().name().to_owned(),
+            })
             .collect();
         let mut bytes = 0usize;
         let mut out = Vec::with_capacity(rows.len());
@@ -229,7 +270,9 @@ impl Host for StepCtx {
     }
 
     async fn batch(&mut self, script: String) -> wasmtime::Result<Result<(), SqlError>> {
-        let Some(s) = self.sql.as_mut() else { return Ok(Err(no_session())) };
+        let Some(s) = self.sql.as_mut() else {
+            return Ok(Err(no_session()));
+        };
         let statements = split_statements(&script);
         for st in &statements {
             if let Err(e) = s.admit(st) {
@@ -238,7 +281,11 @@ impl Host for StepCtx {
         }
         if s.transactional {
             // One round trip for the whole script; it runs inside the step's transaction.
-            return Ok(s.client.batch_execute(&script).await.map_err(|e| PgError::from(e).into()));
+            return Ok(s
+                .client
+                .batch_execute(&script)
+                .await
+                .map_err(|e| PgError::from(e).into()));
         }
         // Outside a transaction each statement runs on its own (e.g. CREATE INDEX CONCURRENTLY,
         // which refuses to run in a multi-statement query).

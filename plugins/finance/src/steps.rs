@@ -14,7 +14,9 @@ pub fn plugin() -> Plugin {
         .sql(
             "0002_payment_reference_invoice_invoice_status_due_idx_and_more",
             "Payment reference, invoice status/due index and more",
-            include_str!("../sql/0002_payment_reference_invoice_invoice_status_due_idx_and_more.sql"),
+            include_str!(
+                "../sql/0002_payment_reference_invoice_invoice_status_due_idx_and_more.sql"
+            ),
         )
         .sql(
             "0003_invoice_paid_at_invoiceline_tax_rate_and_more",

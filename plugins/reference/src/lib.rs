@@ -37,10 +37,18 @@ fn plugin() -> Plugin {
             "Load ISO currencies and countries",
             |db| {
                 for (code, name, minor) in CURRENCIES {
-                    db.upsert("currency", &[("code", code)], &[("name", name), ("minor_unit", minor)])?;
+                    db.upsert(
+                        "currency",
+                        &[("code", code)],
+                        &[("name", name), ("minor_unit", minor)],
+                    )?;
                 }
                 for (code, name, currency) in COUNTRIES {
-                    db.upsert("country", &[("code", code)], &[("name", name), ("currency_code", currency)])?;
+                    db.upsert(
+                        "country",
+                        &[("code", code)],
+                        &[("name", name), ("currency_code", currency)],
+                    )?;
                 }
                 let n: i64 = db
                     .query("SELECT count(*) AS n FROM country", &[])?

@@ -4,7 +4,11 @@ use wasmig_sdk::Plugin;
 fn plugin() -> Plugin {
     Plugin::migration("bad-manifest")
         .sql("0001_notes", "Create notes", "CREATE TABLE notes (id int);")
-        .sql("0001_notes", "Create notes again", "CREATE TABLE notes2 (id int);")
+        .sql(
+            "0001_notes",
+            "Create notes again",
+            "CREATE TABLE notes2 (id int);",
+        )
 }
 
 wasmig_sdk::export_plugin!(plugin);

@@ -3,7 +3,11 @@ use wasmig_sdk::Plugin;
 
 fn plugin() -> Plugin {
     Plugin::migration("notes")
-        .sql("0001_notes", "Create notes", include_str!("../../notes-sql/0001_notes.sql"))
+        .sql(
+            "0001_notes",
+            "Create notes",
+            include_str!("../../notes-sql/0001_notes.sql"),
+        )
         .sql(
             "0002_note_body",
             "Add a body to notes",
