@@ -487,3 +487,33 @@ fn example_plugins_carry_the_reference_workload_verbatim() {
     }
     assert_eq!(files, 12);
 }
+
+#[test]
+fn ledger_rows_of_removed_plugins_are_reported_not_deleted() {
+    let (db, plugins) = notes_fleet("unknown", &["u1"]);
+    let before = db.ledger_dump();
+    plugins.set(&["reference"]);
+    let status = db
+        .wasmig(plugins.path(), &["status", "--json"])
+        .expect(0)
+        .json();
+    let u1 = status["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .find(|s| s["schema"] == "u1")
+        .expect("u1")
+        .clone();
+    assert_eq!(
+        u1["unknown"],
+        serde_json::json!(["notes/0001_notes", "notes/0002_note_body"])
+    );
+    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    let after = db.ledger_dump();
+    for line in before.lines() {
+        assert!(
+            after.contains(line),
+            "ledger row of a removed plugin was touched: {line}"
+        );
+    }
+}
