@@ -288,6 +288,7 @@ fn two_concurrent_runners_apply_every_step_exactly_once() {
             .args(["migrate", "--jobs", "2"])
             .env("DATABASE_URL", &db.url)
             .env("WASMIG_PLUGINS", plugins.path())
+            .env("WASMIG_TRUSTED", "reference")
             .output()
             .expect("spawn wasmig")
     };

@@ -56,6 +56,68 @@ pub struct Global {
     )]
     pub jobs: Option<usize>,
 
+    /// Plugins allowed to run in the shared schema (repeatable, or comma-separated in
+    /// WASMIG_TRUSTED). Shared-scope plugins that are not trusted are refused.
+    #[arg(
+        long = "trust",
+        global = true,
+        env = "WASMIG_TRUSTED",
+        value_delimiter = ',',
+        value_name = "PLUGIN"
+    )]
+    pub trusted: Vec<String>,
+
+    /// Lock file pinning plugin artifacts by blake3 (used when it exists).
+    #[arg(
+        long,
+        global = true,
+        env = "WASMIG_LOCK_FILE",
+        default_value = "wasmig.lock",
+        value_name = "FILE"
+    )]
+    pub lock_file: PathBuf,
+
+    /// Refuse any plugin that the lock file does not pin.
+    #[arg(long, global = true)]
+    pub locked: bool,
+
+    /// Role that gets data privileges (SELECT, INSERT, UPDATE, DELETE, sequences, functions)
+    /// on everything plugins create, so the application keeps working.
+    #[arg(long, global = true, env = "WASMIG_APP_ROLE", value_name = "ROLE")]
+    pub app_role: Option<String>,
+
+    /// Wall-clock limit of one plugin step (e.g. 30s, 15m).
+    #[arg(
+        long,
+        global = true,
+        env = "WASMIG_STEP_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub step_timeout: Option<String>,
+
+    /// Linear-memory limit of one plugin instance, in MiB.
+    #[arg(
+        long,
+        global = true,
+        env = "WASMIG_MEMORY_LIMIT_MB",
+        value_name = "MIB"
+    )]
+    pub memory_limit_mb: Option<u64>,
+
+    /// `lock_timeout` of plugin sessions (e.g. 30s).
+    #[arg(
+        long,
+        global = true,
+        env = "WASMIG_LOCK_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub lock_timeout: Option<String>,
+
+    /// Per-plugin limit, PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb,
+    /// max_result_rows, max_result_bytes, max_statements (repeatable).
+    #[arg(long = "limit", global = true, value_name = "PLUGIN:KEY=VALUE")]
+    pub limits: Vec<String>,
+
     /// Print more (plugin debug logs, per-step timings). Repeat for more.
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -77,6 +139,12 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Show, per schema, applied, pending and drifted steps.
     Status(StatusArgs),
+    /// Pin plugin artifacts in the lock file by their blake3 (all loaded plugins, or the
+    /// named ones).
+    Pin {
+        /// Plugins to pin (default: every loaded plugin).
+        plugins: Vec<String>,
+    },
 }
 
 /// `wasmig tenant ...`

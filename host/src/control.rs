@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 
 use crate::db::PgError;
 use crate::db::quote::{ident, literal};
-use crate::names::{CONTROL_SCHEMA, SchemaName};
+use crate::names::SchemaName;
 use crate::plan::{LedgerEntry, Scope};
 
 /// Version of the control schema layout this host creates and understands.
@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS wasmig.ledger (
     applied_at timestamptz NOT NULL,
     duration_ms double precision NOT NULL,
     run_id bigint REFERENCES wasmig.run (run_id),
+    mac text NOT NULL,
     PRIMARY KEY (schema_name, plugin, step_id)
 );
 CREATE TABLE IF NOT EXISTS wasmig.failure (
@@ -92,9 +93,13 @@ CREATE TABLE IF NOT EXISTS wasmig.step_grant (
     artifact_checksum text NOT NULL,
     plugin_version text NOT NULL,
     run_id bigint NOT NULL,
+    mac text NOT NULL,
     expires_at timestamptz NOT NULL
 );
-CREATE OR REPLACE FUNCTION wasmig.record_step(p_token bytea, p_duration_ms double precision)
+-- The only thing schema roles may use: a schema of its own, holding one function.
+CREATE SCHEMA IF NOT EXISTS wasmig_api;
+REVOKE ALL ON SCHEMA wasmig_api FROM PUBLIC;
+CREATE OR REPLACE FUNCTION wasmig_api.record_step(p_token bytea, p_duration_ms double precision)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -112,18 +117,33 @@ BEGIN
             USING ERRCODE = '42501';
     END IF;
     INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
-                               plugin_version, applied_at, duration_ms, run_id)
+                               plugin_version, applied_at, duration_ms, run_id, mac)
     VALUES (g.schema_name, g.plugin, g.step_id, g.checksum, g.artifact_checksum,
-            g.plugin_version, clock_timestamp(), p_duration_ms, g.run_id);
+            g.plugin_version, clock_timestamp(), p_duration_ms, g.run_id, g.mac);
 END
 $fn$;
-REVOKE ALL ON FUNCTION wasmig.record_step(bytea, double precision) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wasmig_api.record_step(bytea, double precision) FROM PUBLIC;
+-- Tenant roles may not hand out privileges (GRANT/REVOKE/default privileges): enforced by an
+-- event trigger when the operator can create one (superuser), see `install_guard`.
+CREATE OR REPLACE FUNCTION wasmig.guard_tenant_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF EXISTS (SELECT 1 FROM wasmig.managed_schema
+               WHERE role_name = session_user AND scope = 'tenant') THEN
+        RAISE EXCEPTION 'wasmig: % is not allowed in a tenant plugin step', tg_tag
+            USING ERRCODE = '42501',
+                  HINT = 'tenant plugins may not grant or revoke privileges; the application role gets its privileges from wasmig';
+    END IF;
+END
+$fn$;
 INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '1') ON CONFLICT (key) DO NOTHING;
 INSERT INTO wasmig.secret (id, key) VALUES (1, $KEY$) ON CONFLICT (id) DO NOTHING;
 "#;
 
 /// The call a schema role makes, inside its step transaction, to record the step.
-pub const RECORD_STEP_SQL: &str = "SELECT wasmig.record_step($1, $2)";
+pub const RECORD_STEP_SQL: &str = "SELECT wasmig_api.record_step($1, $2)";
 
 /// Errors at the control-schema boundary.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +227,28 @@ pub async fn init(client: &mut Client) -> Result<(), ControlError> {
     tx.batch_execute(&ddl)
         .await
         .map_err(pg("creating the control schema `wasmig`"))?;
+    let superuser: bool = tx
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the operator role"))?
+        .get(0);
+    if superuser {
+        tx.batch_execute(
+            "DROP EVENT TRIGGER IF EXISTS wasmig_guard_tenant_ddl;
+             CREATE EVENT TRIGGER wasmig_guard_tenant_ddl ON ddl_command_start
+                 WHEN TAG IN ('GRANT', 'REVOKE', 'ALTER DEFAULT PRIVILEGES')
+                 EXECUTE FUNCTION wasmig.guard_tenant_ddl();",
+        )
+        .await
+        .map_err(pg("installing the tenant DDL guard"))?;
+    } else {
+        tracing::warn!(
+            "the operator role is not a superuser, so the event trigger that stops tenant plugins from granting privileges was not installed"
+        );
+    }
     tx.commit().await.map_err(pg("committing init"))?;
     Ok(())
 }
@@ -296,14 +338,17 @@ pub async fn list_schemas(client: &Client) -> Result<Vec<ManagedSchema>, Control
         .collect()
 }
 
-/// The whole ledger in one query, grouped by schema.
+/// The whole ledger in one query, grouped by schema; each row's MAC is checked with the
+/// control secret, so rows not written through a host-issued grant are marked forged.
 pub async fn read_ledger(
     client: &Client,
     schema: Option<&SchemaName>,
+    secret: &[u8; 32],
 ) -> Result<HashMap<String, Vec<LedgerEntry>>, ControlError> {
     let rows = client
         .query(
-            "SELECT schema_name, plugin, step_id, checksum FROM wasmig.ledger
+            "SELECT schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version, mac
+             FROM wasmig.ledger
              WHERE $1::text IS NULL OR schema_name = $1
              ORDER BY schema_name, applied_at, plugin, step_id",
             &[&schema.map(SchemaName::as_str)],
@@ -312,13 +357,42 @@ pub async fn read_ledger(
         .map_err(pg("reading the ledger"))?;
     let mut out: HashMap<String, Vec<LedgerEntry>> = HashMap::new();
     for r in rows {
-        out.entry(r.get(0)).or_default().push(LedgerEntry {
+        let schema_name: String = r.get(0);
+        let fields = LedgerMacFields {
+            schema: &schema_name,
             plugin: r.get(1),
             step_id: r.get(2),
             checksum: r.get(3),
-        });
+            artifact_checksum: r.get(4),
+            plugin_version: r.get(5),
+        };
+        let mac: &str = r.get(6);
+        let authentic = crate::secret::ledger_mac(secret, &fields) == mac;
+        let entry = LedgerEntry {
+            plugin: fields.plugin.to_owned(),
+            step_id: fields.step_id.to_owned(),
+            checksum: fields.checksum.to_owned(),
+            authentic,
+        };
+        out.entry(schema_name).or_default().push(entry);
     }
     Ok(out)
+}
+
+/// The ledger fields a MAC covers.
+pub struct LedgerMacFields<'a> {
+    /// Schema.
+    pub schema: &'a str,
+    /// Plugin.
+    pub plugin: &'a str,
+    /// Step id.
+    pub step_id: &'a str,
+    /// Step checksum.
+    pub checksum: &'a str,
+    /// Artifact checksum.
+    pub artifact_checksum: &'a str,
+    /// Plugin version.
+    pub plugin_version: &'a str,
 }
 
 /// The most recent failure per schema: (plugin, step, sqlstate, message).
@@ -426,6 +500,8 @@ pub struct StepGrant {
     pub artifact_checksum: String,
     /// Plugin version.
     pub plugin_version: String,
+    /// MAC of the ledger row this grant will produce.
+    pub mac: String,
 }
 
 /// Stores one-time grants for a schema's pending steps, in one round trip.
@@ -441,10 +517,10 @@ pub async fn insert_grants(
     client
         .execute(
             "INSERT INTO wasmig.step_grant (token_hash, role_name, schema_name, plugin, step_id, checksum,
-                                            artifact_checksum, plugin_version, run_id, expires_at)
-             SELECT sha256(t), $2, $3, p, s, c, a, v, $9, clock_timestamp() + interval '1 day'
-             FROM unnest($1::bytea[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-                  AS u(t, p, s, c, a, v)",
+                                            artifact_checksum, plugin_version, run_id, mac, expires_at)
+             SELECT sha256(t), $2, $3, p, s, c, a, v, $9, m, clock_timestamp() + interval '1 day'
+             FROM unnest($1::bytea[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $10::text[])
+                  AS u(t, p, s, c, a, v, m)",
             &[
                 &tokens,
                 &role,
@@ -455,6 +531,7 @@ pub async fn insert_grants(
                 &col(|g| &g.artifact_checksum),
                 &col(|g| &g.plugin_version),
                 &run_id,
+                &col(|g| &g.mac),
             ],
         )
         .await
@@ -543,6 +620,53 @@ pub fn role_name_for(dbname: &str, schema: &SchemaName) -> String {
     format!("wasmig_{}", &h.to_hex()[..24])
 }
 
+/// The group role every tenant role belongs to; shared plugins grant it read access to
+/// shared tables. Schema names starting with `wasmig` are reserved, so this cannot collide
+/// with a schema role.
+pub fn tenant_group_for(dbname: &str) -> String {
+    let readable = format!("{dbname}_wasmig_tenants");
+    if readable.len() <= 63
+        && readable
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return readable.to_ascii_lowercase();
+    }
+    let h = blake3::hash(format!("{dbname}\0wasmig_tenants").as_bytes());
+    format!("wasmig_g_{}", &h.to_hex()[..24])
+}
+
+/// Server-side limits of schema-role sessions (set on the role and at every connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// `statement_timeout`, milliseconds.
+    pub statement_timeout_ms: u64,
+    /// `lock_timeout`, milliseconds.
+    pub lock_timeout_ms: u64,
+    /// `idle_in_transaction_session_timeout`, milliseconds.
+    pub idle_in_transaction_ms: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            statement_timeout_ms: 10 * 60 * 1000,
+            lock_timeout_ms: 30 * 1000,
+            idle_in_transaction_ms: 60 * 1000,
+        }
+    }
+}
+
+impl SessionLimits {
+    /// Startup options for a schema-role connection (they override role defaults).
+    pub fn startup_options(&self, schema: &SchemaName) -> String {
+        format!(
+            "-c search_path={schema} -c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+            self.statement_timeout_ms, self.lock_timeout_ms, self.idle_in_transaction_ms
+        )
+    }
+}
+
 /// Options for [`ensure_schema`].
 #[derive(Debug, Clone)]
 pub struct EnsureSchema<'a> {
@@ -558,6 +682,10 @@ pub struct EnsureSchema<'a> {
     pub dbname: &'a str,
     /// Connection limit for the role.
     pub connection_limit: i32,
+    /// Role defaults for timeouts.
+    pub session: &'a SessionLimits,
+    /// Application role that gets data privileges on everything plugins create here.
+    pub app_role: Option<&'a str>,
 }
 
 /// Whether [`ensure_schema`] created anything.
@@ -570,7 +698,8 @@ pub enum Ensured {
 }
 
 /// Get-or-create a managed schema: its own role (login, no privileges beyond the schema),
-/// the schema owned by that role, and the registry row, all in one transaction.
+/// the schema owned by that role, and the registry row, all in one transaction. The
+/// application role's privileges are (re)applied every time.
 pub async fn ensure_schema(
     client: &mut Client,
     opts: &EnsureSchema<'_>,
@@ -591,14 +720,28 @@ pub async fn ensure_schema(
         )
         .await
         .map_err(pg(what()))?;
-    if let Some(row) = existing {
+    let (ensured, role) = if let Some(row) = existing {
         let scope: String = row.get(1);
         if scope == "shared" && opts.scope == Scope::Tenant {
             return Err(ControlError::SharedNotTenant(schema.to_string()));
         }
-        tx.commit().await.map_err(pg(what()))?;
-        return Ok((Ensured::Existed, row.get(0)));
+        (Ensured::Existed, row.get::<_, String>(0))
+    } else {
+        (Ensured::Created, create_schema_and_role(&tx, opts).await?)
+    };
+    if let Some(app) = opts.app_role {
+        grant_app_role(&tx, schema, &role, app).await?;
     }
+    tx.commit().await.map_err(pg(what()))?;
+    Ok((ensured, role))
+}
+
+async fn create_schema_and_role(
+    tx: &tokio_postgres::Transaction<'_>,
+    opts: &EnsureSchema<'_>,
+) -> Result<String, ControlError> {
+    let schema = opts.schema;
+    let what = || format!("creating schema `{schema}`");
     let role = role_name_for(opts.dbname, schema);
     let role_exists = tx
         .query_one(
@@ -625,10 +768,10 @@ pub async fn ensure_schema(
     if schema_exists && schema.as_str() != "public" {
         return Err(ControlError::SchemaTaken(schema.to_string()));
     }
-    let secret = read_secret_tx(&tx).await?;
+    let secret = read_secret_tx(tx).await?;
     let verifier = crate::secret::scram_verifier(&crate::secret::role_password(&secret, &role));
-    let r = ident(&role);
-    let s = ident(schema.as_str());
+    let group = tenant_group_for(opts.dbname);
+    let (r, s, g) = (ident(&role), ident(schema.as_str()), ident(&group));
     let verifier = literal(&verifier).expect("a SCRAM verifier has no NUL");
     let comment = literal(&format!("wasmig: role of schema {schema}")).expect("no NUL");
     let create_schema = if schema_exists {
@@ -636,18 +779,30 @@ pub async fn ensure_schema(
     } else {
         format!("CREATE SCHEMA {s} AUTHORIZATION {r};")
     };
+    let scope_ddl = match opts.scope {
+        // Tenants read the shared schema only where shared plugins grant the group.
+        Scope::Tenant => format!("GRANT {g} TO {r};"),
+        Scope::Shared => format!("GRANT USAGE ON SCHEMA {s} TO {g};"),
+    };
+    let sl = opts.session;
     let ddl = format!(
-        "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS
+        "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS
              CONNECTION LIMIT {limit} PASSWORD {verifier};
          COMMENT ON ROLE {r} IS {comment};
          GRANT {r} TO CURRENT_USER;
          {create_schema}
          REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
          ALTER ROLE {r} SET search_path = {s};
-         GRANT USAGE ON SCHEMA {ctl} TO {r};
-         GRANT EXECUTE ON FUNCTION {ctl}.record_step(bytea, double precision) TO {r};",
+         ALTER ROLE {r} SET statement_timeout = {st};
+         ALTER ROLE {r} SET lock_timeout = {lt};
+         ALTER ROLE {r} SET idle_in_transaction_session_timeout = {it};
+         {scope_ddl}
+         GRANT USAGE ON SCHEMA wasmig_api TO {r};
+         GRANT EXECUTE ON FUNCTION wasmig_api.record_step(bytea, double precision) TO {r};",
         limit = opts.connection_limit,
-        ctl = CONTROL_SCHEMA,
+        st = sl.statement_timeout_ms,
+        lt = sl.lock_timeout_ms,
+        it = sl.idle_in_transaction_ms,
     );
     tx.batch_execute(&ddl).await.map_err(pg(what()))?;
     tx.execute(
@@ -666,8 +821,87 @@ pub async fn ensure_schema(
     )
     .await
     .map_err(pg(what()))?;
-    tx.commit().await.map_err(pg(what()))?;
-    Ok((Ensured::Created, role))
+    Ok(role)
+}
+
+async fn grant_app_role(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &SchemaName,
+    role: &str,
+    app: &str,
+) -> Result<(), ControlError> {
+    let what = || format!("granting application role `{app}` on schema `{schema}`");
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&app],
+        )
+        .await
+        .map_err(pg(what()))?
+        .get(0);
+    if !exists {
+        return Err(ControlError::Pg {
+            what: what(),
+            error: PgError {
+                sqlstate: None,
+                message: format!(
+                    "role `{app}` does not exist; create it or change the application role setting"
+                ),
+                detail: None,
+                hint: None,
+            },
+        });
+    }
+    let (r, s, a) = (ident(role), ident(schema.as_str()), ident(app));
+    tx.batch_execute(&format!(
+        "GRANT USAGE ON SCHEMA {s} TO {a};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {a};
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO {a};
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {a};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {r} IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {a};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {r} IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {a};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {r} IN SCHEMA {s} GRANT EXECUTE ON FUNCTIONS TO {a};"
+    ))
+    .await
+    .map_err(pg(what()))
+}
+
+/// Re-sets a schema role's password to the derived one (a plugin may change its own role's
+/// password; PostgreSQL lets any role do that).
+pub async fn reset_role_password(
+    client: &Client,
+    role: &str,
+    secret: &[u8; 32],
+) -> Result<(), ControlError> {
+    let verifier = crate::secret::scram_verifier(&crate::secret::role_password(secret, role));
+    let verifier = literal(&verifier).expect("a SCRAM verifier has no NUL");
+    client
+        .batch_execute(&format!("ALTER ROLE {} PASSWORD {verifier}", ident(role)))
+        .await
+        .map_err(pg(format!("restoring the password of role `{role}`")))
+}
+
+/// Creates the tenant group role if missing (at `init`).
+pub async fn ensure_tenant_group(client: &Client, dbname: &str) -> Result<String, ControlError> {
+    let group = tenant_group_for(dbname);
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&group],
+        )
+        .await
+        .map_err(pg("reading roles"))?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(&format!(
+                "CREATE ROLE {} NOLOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
+                ident(&group)
+            ))
+            .await
+            .map_err(pg(format!("creating the tenant group role `{group}`")))?;
+    }
+    Ok(group)
 }
 
 async fn read_secret_tx(tx: &tokio_postgres::Transaction<'_>) -> Result<[u8; 32], ControlError> {

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -19,7 +19,7 @@ use crate::names::SchemaName;
 use crate::plan::{Drift, PendingStep, PluginSpec, Scope, Selection, Target, plan_schema};
 use crate::plugin::bindings::exports::wasmig::plugin::plugin::StepError;
 use crate::plugin::sql::SqlSession;
-use crate::plugin::{LoadedPlugin, Runtime};
+use crate::plugin::{Limits, LoadedPlugin, Runtime};
 use crate::secret;
 
 /// Everything a run needs, built once.
@@ -38,6 +38,8 @@ pub struct Fleet {
     pub secret: [u8; 32],
     /// Schema -> role, from the registry.
     pub roles: HashMap<SchemaName, String>,
+    /// Limits per plugin, same order as `plugins`.
+    pub limits: Vec<Limits>,
 }
 
 /// How one schema ended.
@@ -68,6 +70,11 @@ pub enum Outcome {
     Drift {
         /// The drifted steps.
         drift: Vec<Drift>,
+    },
+    /// Ledger rows that wasmig did not write: the schema was refused.
+    Forged {
+        /// `plugin/step` of each forged row.
+        rows: Vec<String>,
     },
     /// The selection cannot run here.
     Blocked {
@@ -245,7 +252,7 @@ impl Fleet {
 
     async fn migrate_locked(&self, op: &Client, t: &Target, opts: &RunOptions) -> Outcome {
         // Re-read under the lock: another runner may have applied steps meanwhile.
-        let ledger = match control::read_ledger(op, Some(&t.schema)).await {
+        let ledger = match control::read_ledger(op, Some(&t.schema), &self.secret).await {
             Ok(mut l) => l.remove(t.schema.as_str()).unwrap_or_default(),
             Err(e) => {
                 return Outcome::Error {
@@ -254,6 +261,9 @@ impl Fleet {
             }
         };
         let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, &ledger);
+        if !plan.forged.is_empty() {
+            return Outcome::Forged { rows: plan.forged };
+        }
         if !plan.drift.is_empty() {
             return Outcome::Drift { drift: plan.drift };
         }
@@ -276,6 +286,17 @@ impl Fleet {
             .iter()
             .map(|p| {
                 let (pl, st) = self.step(p);
+                let mac = secret::ledger_mac(
+                    &self.secret,
+                    &control::LedgerMacFields {
+                        schema: t.schema.as_str(),
+                        plugin: &pl.name,
+                        step_id: &st.id,
+                        checksum: &st.checksum,
+                        artifact_checksum: &pl.artifact_checksum,
+                        plugin_version: &pl.version,
+                    },
+                );
                 StepGrant {
                     token: secret::token(),
                     plugin: pl.name.clone(),
@@ -283,6 +304,7 @@ impl Fleet {
                     checksum: st.checksum.clone(),
                     artifact_checksum: pl.artifact_checksum.clone(),
                     plugin_version: pl.version.clone(),
+                    mac,
                 }
             })
             .collect();
@@ -291,18 +313,9 @@ impl Fleet {
                 message: e.to_string(),
             };
         }
-        let password = secret::role_password(&self.secret, role);
-        let options = format!(
-            "-c search_path={} -c idle_in_transaction_session_timeout=600000",
-            t.schema
-        );
-        let client = match self.target.connect_as(role, &password, &options).await {
+        let client = match self.connect_schema_role(op, role, &t.schema).await {
             Ok(c) => Arc::new(c),
-            Err(e) => {
-                return Outcome::Error {
-                    message: e.to_string(),
-                };
-            }
+            Err(message) => return Outcome::Error { message },
         };
         let mut applied = Vec::new();
         for (p, g) in plan.pending.iter().zip(&grants) {
@@ -338,6 +351,35 @@ impl Fleet {
             }
         }
         Outcome::Applied { steps: applied }
+    }
+
+    /// Logs in as the schema's own role. A plugin can change its own role's password (any
+    /// PostgreSQL role may), so on an authentication failure the operator restores the derived
+    /// password once and retries.
+    async fn connect_schema_role(
+        &self,
+        op: &Client,
+        role: &str,
+        schema: &SchemaName,
+    ) -> Result<Client, String> {
+        let password = secret::role_password(&self.secret, role);
+        let options = self.runtime.limits().session.startup_options(schema);
+        match self.target.connect_as(role, &password, &options).await {
+            Ok(c) => Ok(c),
+            Err(crate::db::connect::ConnectError::Connect { error, .. })
+                if error.sqlstate.as_deref() == Some("28P01") =>
+            {
+                tracing::warn!("{schema}: role `{role}` refused its password; restoring it");
+                control::reset_role_password(op, role, &self.secret)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.target
+                    .connect_as(role, &password, &options)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn step(&self, p: &PendingStep) -> (&PluginSpec, &crate::plan::StepSpec) {
@@ -407,10 +449,11 @@ impl Fleet {
         transactional: bool,
     ) -> Result<(), StepFailure> {
         let (pl, st) = self.step(&p);
-        let session = SqlSession::new(client.clone(), transactional, self.runtime.limits());
+        let limits = &self.limits[p.plugin];
+        let session = SqlSession::new(client.clone(), transactional, limits);
         let mut store = self
             .runtime
-            .store(format!("{}@{schema}", pl.name), Some(session));
+            .store(format!("{}@{schema}", pl.name), Some(session), limits);
         let plugin = &self.plugins[p.plugin];
         let called = async {
             let inst = plugin.pre.instantiate_async(&mut store).await?;
@@ -419,12 +462,13 @@ impl Fleet {
                 .await
         }
         .await;
+        store.data().flush_output();
         match called {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(step_error(e)),
             Err(trap) => Err(StepFailure {
                 sqlstate: None,
-                message: describe_trap(&trap, self.runtime.limits().step_timeout),
+                message: store.data().describe_failure(&trap, limits),
             }),
         }
     }
@@ -454,24 +498,6 @@ fn step_error(e: StepError) -> StepFailure {
             sqlstate: None,
             message: "the plugin answered `irreversible` to apply".into(),
         },
-    }
-}
-
-/// Turns a wasmtime error into one operator-readable line.
-pub fn describe_trap(e: &wasmtime::Error, timeout: Duration) -> String {
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => {
-            format!(
-                "the step exceeded its time limit of {}s and was stopped",
-                timeout.as_secs()
-            )
-        }
-        Some(wasmtime::Trap::UnreachableCodeReached) => {
-            "the plugin panicked or aborted (wasm `unreachable` trap); its stderr is discarded"
-                .into()
-        }
-        Some(t) => format!("the plugin trapped: {t}"),
-        None => format!("the plugin failed: {e:#}"),
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`cli`]: clap definitions; the `--help` text.
 //! - [`ops`]: one function per command, taking validated options.
 //! - [`names`]: schema/plugin/step name validation (pure).
+//! - [`config`]: durations, limit overrides, lock file format (pure).
 //! - [`plan`]: plugins x ledger -> pending steps, drift, order (pure).
 //! - [`control`]: the `wasmig` control schema: registry, ledger, runs, grants, locks.
 //! - [`db`]: connection settings, quoting, value decoding, PostgreSQL errors.
@@ -14,6 +15,7 @@
 //! - [`report`]: human and JSON output.
 
 pub mod cli;
+pub mod config;
 pub mod control;
 pub mod db;
 pub mod exec;
@@ -88,5 +90,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
             ops::migrate::migrate(&s, &o).await
         }
         Command::Status(a) => ops::status::status(&s, a.json).await,
+        Command::Pin { plugins } => ops::pin::pin(&s, &plugins).await,
     }
 }

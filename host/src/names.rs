@@ -64,7 +64,7 @@ fn check_len(what: &'static str, s: &str, max: usize) -> Result<(), NameError> {
 }
 
 /// A schema name wasmig may manage: a lowercase unquoted identifier (`[a-z_][a-z0-9_]*`, at
-/// most 63 bytes) that is not `pg_*`, `information_schema`, `public` or `wasmig`.
+/// most 63 bytes) that is not `pg_*`, `information_schema`, `public` or `wasmig*`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct SchemaName(String);
@@ -96,7 +96,10 @@ impl SchemaName {
                 s.to_owned(),
                 "PostgreSQL's default schema, writable by older defaults",
             )),
-            CONTROL_SCHEMA => Err(NameError::Reserved(s.to_owned(), "wasmig's control schema")),
+            _ if s.starts_with(CONTROL_SCHEMA) => Err(NameError::Reserved(
+                s.to_owned(),
+                "names starting with `wasmig` belong to wasmig's control schemas and roles",
+            )),
             _ => Ok(SchemaName(s.to_owned())),
         }
     }

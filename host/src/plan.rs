@@ -236,6 +236,8 @@ pub struct LedgerEntry {
     pub step_id: String,
     /// Recorded checksum.
     pub checksum: String,
+    /// Whether the row's MAC verifies (written through a host-issued grant).
+    pub authentic: bool,
 }
 
 /// A pending step: indexes into the plugin list.
@@ -273,6 +275,8 @@ pub struct SchemaPlan {
     pub applied: usize,
     /// Why the schema cannot run its selection (e.g. a required plugin is not selected).
     pub blocked: Option<String>,
+    /// Ledger rows whose MAC does not verify: not written by wasmig (`plugin/step`).
+    pub forged: Vec<String>,
 }
 
 /// Which plugins a run covers.
@@ -306,11 +310,20 @@ pub fn plan_schema(
     selection: &Selection,
     ledger: &[LedgerEntry],
 ) -> SchemaPlan {
+    let mut plan = SchemaPlan {
+        forged: ledger
+            .iter()
+            .filter(|e| !e.authentic)
+            .map(|e| format!("{}/{}", e.plugin, e.step_id))
+            .collect(),
+        ..SchemaPlan::default()
+    };
+    // A forged row proves nothing: its step counts as not applied.
     let recorded: HashMap<(&str, &str), &str> = ledger
         .iter()
+        .filter(|e| e.authentic)
         .map(|e| ((e.plugin.as_str(), e.step_id.as_str()), e.checksum.as_str()))
         .collect();
-    let mut plan = SchemaPlan::default();
     let mut has_pending: BTreeSet<&str> = BTreeSet::new();
     for &pi in order {
         let p = &plugins[pi];
@@ -363,9 +376,9 @@ pub fn plan_schema(
 }
 
 impl SchemaPlan {
-    /// Drift or a blocked selection: the schema must not run anything.
+    /// Drift, forged ledger rows or a blocked selection: the schema must not run anything.
     pub fn refused(&self) -> bool {
-        !self.drift.is_empty() || self.blocked.is_some()
+        !self.drift.is_empty() || !self.forged.is_empty() || self.blocked.is_some()
     }
 }
 
@@ -498,6 +511,7 @@ mod tests {
             plugin: p.name.clone(),
             step_id: p.steps[step].id.clone(),
             checksum: p.steps[step].checksum.clone(),
+            authentic: true,
         }
     }
 
@@ -523,6 +537,7 @@ mod tests {
             plugin: "gone".into(),
             step_id: "x".into(),
             checksum: "c".into(),
+            authentic: true,
         });
         let d = plan_schema(&p, &order, Scope::Tenant, &all, &drifted);
         assert!(d.refused(), "a drifted schema runs nothing");
@@ -533,6 +548,19 @@ mod tests {
 
         let shared = plan_schema(&p, &order, Scope::Shared, &all, &[]);
         assert_eq!(shared.pending.len(), 1);
+    }
+
+    #[test]
+    fn forged_rows_refuse_the_schema_and_count_as_not_applied() {
+        let p = workload();
+        let order = order_plugins(&p).unwrap();
+        let mut forged = entry(&p[4], 0);
+        forged.authentic = false;
+        let plan = plan_schema(&p, &order, Scope::Tenant, &Selection::default(), &[forged]);
+        assert_eq!(plan.forged, vec!["carriers/1".to_string()]);
+        assert!(plan.refused());
+        assert_eq!(plan.applied, 0);
+        assert_eq!(plan.pending.len(), 6);
     }
 
     #[test]

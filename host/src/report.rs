@@ -51,6 +51,11 @@ pub fn print_schema_line(r: &SchemaReport) {
             r.schema,
             drift.len()
         ),
+        Outcome::Forged { rows } => println!(
+            "{}: REFUSED, {} ledger row(s) not written by wasmig",
+            r.schema,
+            rows.len()
+        ),
         Outcome::Blocked { reason } => println!("{}: BLOCKED: {reason}", r.schema),
         Outcome::Skipped { reason } => println!("{}: skipped: {reason}", r.schema),
         Outcome::Error { message } => println!("{}: ERROR: {message}", r.schema),
@@ -61,6 +66,12 @@ fn drift_line(schema: &impl std::fmt::Display, d: &Drift) -> String {
     format!(
         "schema `{schema}`, plugin `{}`, step `{}`: applied step changed (recorded checksum {}, current {}); restore the step as it was applied and add a new step instead",
         d.plugin, d.step, d.recorded, d.current
+    )
+}
+
+fn forged_line(schema: &impl std::fmt::Display, row: &str) -> String {
+    format!(
+        "schema `{schema}`: ledger row `{row}` was not written by wasmig (its MAC does not verify); the schema is refused until a person removes or repairs that row"
     )
 }
 
@@ -112,6 +123,11 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
             Outcome::Drift { drift } => {
                 for d in drift {
                     eprintln!("error: {}", drift_line(&r.schema, d));
+                }
+            }
+            Outcome::Forged { rows } => {
+                for row in rows {
+                    eprintln!("error: {}", forged_line(&r.schema, row));
                 }
             }
             Outcome::Blocked { reason } => eprintln!("error: schema `{}`: {reason}", r.schema),
@@ -172,6 +188,12 @@ pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], json: b
     }
     let mut total = 0;
     for (t, p) in plans {
+        for f in &p.forged {
+            println!("{}: would refuse: {}", t.schema, forged_line(&t.schema, f));
+        }
+        if !p.forged.is_empty() {
+            continue;
+        }
         if !p.drift.is_empty() {
             for d in &p.drift {
                 println!("{}: would refuse: {}", t.schema, drift_line(&t.schema, d));
@@ -214,6 +236,8 @@ pub struct SchemaStatus {
     pub drift: Vec<Drift>,
     /// Ledger rows no loaded plugin declares.
     pub unknown: Vec<String>,
+    /// Ledger rows not written by wasmig (MAC does not verify).
+    pub forged: Vec<String>,
     /// Last failure not since fixed: `plugin/step: message`.
     pub last_failure: Option<String>,
 }
@@ -247,6 +271,7 @@ impl SchemaStatus {
                 .iter()
                 .map(|(p, s)| format!("{p}/{s}"))
                 .collect(),
+            forged: plan.forged.clone(),
             last_failure: failure
                 .map(|(p, s, code, msg)| format!("{p}/{s}: {msg}{}", sqlstate(code))),
         }
@@ -314,6 +339,9 @@ pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
         );
         for d in &r.drift {
             println!("  drift: {}", drift_line(&r.schema, d));
+        }
+        for f in &r.forged {
+            println!("  {}", forged_line(&r.schema, f));
         }
         for u in &r.unknown {
             println!("  unknown ledger row: {u} (no loaded plugin declares it; left in place)");

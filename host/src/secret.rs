@@ -9,6 +9,25 @@ pub fn role_password(secret: &[u8; 32], role: &str) -> String {
     format!("wm1_{}", blake3::keyed_hash(&key, role.as_bytes()).to_hex())
 }
 
+/// MAC of a ledger row: keyed blake3 (key derived from the control secret) over its
+/// length-prefixed fields. Rows not written through a host-issued grant do not verify.
+pub fn ledger_mac(secret: &[u8; 32], f: &crate::control::LedgerMacFields<'_>) -> String {
+    let key = blake3::derive_key("wasmig 2026-11 ledger row mac", secret);
+    let mut h = blake3::Hasher::new_keyed(&key);
+    for part in [
+        f.schema,
+        f.plugin,
+        f.step_id,
+        f.checksum,
+        f.artifact_checksum,
+        f.plugin_version,
+    ] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
 /// A fresh one-time token for a step grant.
 pub fn token() -> [u8; 32] {
     let mut t = [0u8; 32];

@@ -337,6 +337,8 @@ impl TestDb {
             .args(args)
             .env("DATABASE_URL", &self.url)
             .env("WASMIG_PLUGINS", plugins)
+            .env("WASMIG_TRUSTED", "reference")
+            .env("WASMIG_LOCK_FILE", plugins.join("wasmig.lock"))
             .env_remove("WASMIG_SHARED_SCHEMA")
             .env_remove("PGHOST")
             .env_remove("PGPASSWORD")

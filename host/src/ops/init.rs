@@ -10,6 +10,7 @@ use crate::plan::Scope;
 pub async fn init(s: &Settings) -> Result<()> {
     let mut client = s.target.connect().await?;
     control::init(&mut client).await?;
+    control::ensure_tenant_group(&client, s.target.dbname()).await?;
     let (ensured, role) = control::ensure_schema(
         &mut client,
         &EnsureSchema {
@@ -18,6 +19,8 @@ pub async fn init(s: &Settings) -> Result<()> {
             name: None,
             domain: None,
             dbname: s.target.dbname(),
+            session: &s.limits.session,
+            app_role: s.app_role.as_deref(),
             connection_limit: 8,
         },
     )

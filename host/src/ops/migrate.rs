@@ -84,8 +84,9 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let reg = registry(&op, s).await?;
     let targets = targets(s, &reg, o)?;
 
+    let secret = control::read_secret(&op).await?;
     if o.dry_run {
-        let ledger = control::read_ledger(&op, None).await?;
+        let ledger = control::read_ledger(&op, None, &secret).await?;
         let empty = Vec::new();
         let mut problems = false;
         let plans: Vec<_> = targets
@@ -93,7 +94,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
             .map(|t| {
                 let l = ledger.get(t.schema.as_str()).unwrap_or(&empty);
                 let p = plan_schema(&plugins.specs, &plugins.order, t.scope, &o.selection, l);
-                problems |= !p.drift.is_empty() || p.blocked.is_some();
+                problems |= p.refused();
                 (t, p)
             })
             .collect();
@@ -107,10 +108,14 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         &std::env::args().skip(1).collect::<Vec<_>>(),
     )
     .await?;
-    let secret = control::read_secret(&op).await?;
     let roles: HashMap<SchemaName, String> = reg
         .iter()
         .map(|m| (m.schema.clone(), m.role.clone()))
+        .collect();
+    let limits = plugins
+        .specs
+        .iter()
+        .map(|p| s.limits_for(&p.name))
         .collect();
     let fleet = Arc::new(Fleet {
         target: s.target.clone(),
@@ -120,6 +125,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         order: plugins.order,
         secret,
         roles,
+        limits,
     });
     let opts = RunOptions {
         run_id,

@@ -3,6 +3,7 @@
 
 pub mod init;
 pub mod migrate;
+pub mod pin;
 pub mod status;
 pub mod tenant;
 
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use tokio_postgres::Client;
 
+use crate::config::{LimitOverride, LockFile, parse_duration};
 use crate::control::{self, ManagedSchema};
 use crate::db::connect::{DbTarget, Sources};
 use crate::names::SchemaName;
@@ -31,6 +33,18 @@ pub struct Settings {
     pub jobs: usize,
     /// Print progress lines.
     pub quiet: bool,
+    /// Default limits for every plugin.
+    pub limits: Limits,
+    /// Per-plugin overrides.
+    pub limit_overrides: Vec<LimitOverride>,
+    /// Plugins trusted to run in the shared schema.
+    pub trusted: Vec<String>,
+    /// Lock file path (used if it exists).
+    pub lock_file: PathBuf,
+    /// Every plugin must be pinned.
+    pub locked: bool,
+    /// Application role.
+    pub app_role: Option<String>,
 }
 
 impl Settings {
@@ -50,13 +64,74 @@ impl Settings {
                 .map_or(2, |n| n.get())
                 .clamp(2, 8),
         };
+        let mut limits = Limits::default();
+        if let Some(t) = &g.step_timeout {
+            limits.step_timeout =
+                parse_duration(t).context("invalid --step-timeout / WASMIG_STEP_TIMEOUT")?;
+        }
+        if let Some(mb) = g.memory_limit_mb {
+            let mut o = LimitOverride::parse(&format!("*:memory_mb={mb}"))
+                .context("invalid --memory-limit-mb")?;
+            o.plugin.clear();
+            o.apply(&mut limits);
+        }
+        if let Some(t) = &g.lock_timeout {
+            limits.session.lock_timeout_ms = parse_duration(t)
+                .context("invalid --lock-timeout / WASMIG_LOCK_TIMEOUT")?
+                .as_millis() as u64;
+        }
+        // The server stops a statement a little after the host would, so the host's message
+        // (naming the step limit) is the one the operator sees.
+        limits.session.statement_timeout_ms = limits.step_timeout.as_millis() as u64 + 1000;
+        let limit_overrides = g
+            .limits
+            .iter()
+            .map(|l| LimitOverride::parse(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(app) = &g.app_role {
+            crate::names::check_plugin_name(&app.replace('-', "_")).map_err(|_| {
+                anyhow::anyhow!("invalid --app-role `{app}`: use a lowercase role name")
+            })?;
+        }
         Ok(Settings {
             target,
             plugins_dir: g.plugins.clone(),
             shared_schema,
             jobs,
             quiet: g.quiet,
+            limits,
+            limit_overrides,
+            trusted: g
+                .trusted
+                .iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            lock_file: g.lock_file.clone(),
+            locked: g.locked,
+            app_role: g.app_role.clone(),
         })
+    }
+
+    /// The limits of one plugin: defaults plus its overrides.
+    pub fn limits_for(&self, plugin: &str) -> Limits {
+        let mut l = self.limits.clone();
+        for o in self.limit_overrides.iter().filter(|o| o.plugin == plugin) {
+            o.apply(&mut l);
+        }
+        l
+    }
+
+    /// The lock file, if it exists.
+    pub fn read_lock(&self) -> Result<Option<LockFile>> {
+        match std::fs::read_to_string(&self.lock_file) {
+            Ok(text) => LockFile::parse(&text)
+                .map(Some)
+                .with_context(|| format!("invalid lock file `{}`", self.lock_file.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e)
+                .with_context(|| format!("cannot read lock file `{}`", self.lock_file.display())),
+        }
     }
 
     /// Connects as the operator and checks `wasmig init` ran.
@@ -79,9 +154,37 @@ pub struct Plugins {
     pub order: Vec<usize>,
 }
 
-/// Loads every plugin of the directory and orders them; any bad plugin refuses the run.
+/// Loads every plugin of the directory, applies the trust policy and the lock file, and
+/// orders them; any bad plugin refuses the run.
 pub async fn load_plugins(s: &Settings) -> Result<Plugins> {
-    let runtime = Runtime::new(Limits::default())
+    let plugins = load_unchecked(s).await?;
+    let lock = s.read_lock()?;
+    for p in &plugins.loaded {
+        let (name, file) = (&p.spec.name, p.path.display());
+        if p.spec.scope == crate::plan::Scope::Shared && !s.trusted.iter().any(|t| t == name) {
+            anyhow::bail!(
+                "plugin `{name}` ({file}) runs in the shared schema but is not trusted; review it, then trust it with --trust {name} (or WASMIG_TRUSTED)"
+            );
+        }
+        match lock.as_ref().and_then(|l| l.plugins.get(name)) {
+            Some(pin) if *pin != p.spec.artifact_checksum => anyhow::bail!(
+                "plugin `{name}` ({file}) has blake3 {}, but {} pins {pin}; review the new artifact, then run `wasmig pin {name}`",
+                p.spec.artifact_checksum,
+                s.lock_file.display()
+            ),
+            None if s.locked => anyhow::bail!(
+                "plugin `{name}` ({file}) is not pinned in {} and --locked is set; review it, then run `wasmig pin {name}`",
+                s.lock_file.display()
+            ),
+            _ => {}
+        }
+    }
+    Ok(plugins)
+}
+
+/// Loads and orders plugins without the trust and lock checks (for `wasmig pin`).
+pub async fn load_unchecked(s: &Settings) -> Result<Plugins> {
+    let runtime = Runtime::new(s.limits.clone())
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .context("starting the WebAssembly engine")?;
     let loaded = runtime.load_dir(&s.plugins_dir).await?;

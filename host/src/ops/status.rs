@@ -14,7 +14,8 @@ pub async fn status(s: &Settings, json: bool) -> Result<Exit> {
     let plugins = load_plugins(s).await?;
     let client = s.connect_initialised().await?;
     let reg = registry(&client, s).await?;
-    let ledger = control::read_ledger(&client, None).await?;
+    let secret = control::read_secret(&client).await?;
+    let ledger = control::read_ledger(&client, None, &secret).await?;
     let failures = control::last_failures(&client).await?;
     let all = Selection::default();
     let empty = Vec::new();

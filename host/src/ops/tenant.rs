@@ -42,6 +42,8 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
             name: o.name.as_deref(),
             domain: o.domain.as_deref(),
             dbname: s.target.dbname(),
+            session: &s.limits.session,
+            app_role: s.app_role.as_deref(),
             connection_limit: 4,
         },
     )

@@ -175,7 +175,7 @@ impl Runtime {
                 path: path.to_owned(),
                 reason: format!("cannot link: {e:#}"),
             })?;
-        let mut store = self.store(format!("{}", path.display()), None);
+        let mut store = self.store(format!("{}", path.display()), None, &self.limits);
         let manifest = async {
             let inst = pre.instantiate_async(&mut store).await?;
             inst.wasmig_plugin_plugin().call_manifest(&mut store).await
@@ -183,7 +183,10 @@ impl Runtime {
         .await
         .map_err(|e| LoadError::Instantiate {
             path: path.to_owned(),
-            reason: format!("calling `manifest` failed: {e:#}"),
+            reason: format!(
+                "calling `manifest` failed: {}",
+                store.data().describe_failure(&e, &self.limits)
+            ),
         })?;
         let spec = validate_manifest(manifest, artifact_checksum).map_err(|reason| {
             LoadError::Manifest {

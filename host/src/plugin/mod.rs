@@ -7,6 +7,7 @@
 //! sockets).
 
 pub mod load;
+pub mod output;
 pub mod sql;
 
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use output::CappedPipe;
 
 pub use load::{LoadError, LoadedPlugin};
 
@@ -49,8 +51,10 @@ pub struct Limits {
     pub max_result_bytes: usize,
     /// Most statements one step may send.
     pub max_statements: u32,
-    /// Most bytes of log messages kept per step.
+    /// Most bytes of log messages, and of stdout/stderr, kept per step.
     pub max_log_bytes: usize,
+    /// Server-side timeouts of the schema role's session.
+    pub session: crate::control::SessionLimits,
 }
 
 impl Default for Limits {
@@ -62,9 +66,13 @@ impl Default for Limits {
             max_result_bytes: 64 << 20,
             max_statements: 100_000,
             max_log_bytes: 1 << 20,
+            session: crate::control::SessionLimits::default(),
         }
     }
 }
+
+/// The largest per-plugin memory limit the engine can grant.
+pub const MAX_MEMORY_CEILING: usize = 4 << 30;
 
 /// Epoch tick; deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(10);
@@ -73,13 +81,100 @@ const TICK: Duration = Duration::from_millis(10);
 pub struct StepCtx {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
     /// The SQL session, absent while reading the manifest.
     pub sql: Option<sql::SqlSession>,
     /// `plugin@schema`, prefixed to log lines.
     pub label: String,
     log_bytes: usize,
     max_log_bytes: usize,
+    memory_cap: usize,
+    memory_denied: bool,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+}
+
+impl ResourceLimiter for StepCtx {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            // Refuse the growth (the guest sees allocation failure) and remember why, so the
+            // resulting trap is reported as the memory limit rather than a bare abort.
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+impl StepCtx {
+    /// Turns a failed call into one operator-readable line naming the limit that was hit,
+    /// or the plugin's own panic message from its stderr.
+    pub fn describe_failure(&self, e: &wasmtime::Error, limits: &Limits) -> String {
+        if self.memory_denied {
+            return format!(
+                "the plugin hit its memory limit of {} MiB and was stopped",
+                limits.memory_bytes >> 20
+            );
+        }
+        let stderr = self.stderr.tail(600);
+        let said = if stderr.is_empty() {
+            String::new()
+        } else {
+            format!("; the plugin wrote: {stderr}")
+        };
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => format!(
+                "the step exceeded its time limit of {}s and was stopped",
+                limits.step_timeout.as_secs_f64()
+            ),
+            Some(wasmtime::Trap::UnreachableCodeReached) => {
+                format!("the plugin panicked or aborted (wasm `unreachable` trap){said}")
+            }
+            Some(t) => format!("the plugin trapped: {t}{said}"),
+            None => format!("the plugin failed: {e:#}{said}"),
+        }
+    }
+
+    /// Logs what the plugin printed on stdout/stderr (capped), prefixed with its label.
+    pub fn flush_output(&self) {
+        for (name, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (text, dropped) = pipe.contents();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::info!("[{}] {name}: {line}", self.label);
+            }
+            if dropped > 0 {
+                tracing::warn!(
+                    "[{}] {name}: {dropped} more byte(s) dropped (output limit)",
+                    self.label
+                );
+            }
+        }
+    }
 }
 
 impl WasiView for StepCtx {
@@ -109,11 +204,13 @@ impl Runtime {
     /// Builds the engine (pooling allocator, epoch interruption) and links the capability.
     pub fn new(limits: Limits) -> wasmtime::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
+        // The pool's per-memory reservation is the ceiling; each store's limiter enforces the
+        // plugin's own (smaller or equal) cap.
         pool.total_component_instances(256)
             .total_core_instances(2048)
             .total_memories(512)
             .total_tables(512)
-            .max_memory_size(limits.memory_bytes);
+            .max_memory_size(MAX_MEMORY_CEILING.max(limits.memory_bytes));
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -142,31 +239,41 @@ impl Runtime {
         })
     }
 
-    /// The limits in force.
+    /// The default limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
-    /// A fresh store for one call: deny-by-default WASI, memory cap, deadline.
-    pub fn store(&self, label: String, sql: Option<sql::SqlSession>) -> Store<StepCtx> {
-        let wasi = WasiCtx::builder().build();
+    /// A fresh store for one call. WASI grants nothing: no filesystem, environment,
+    /// arguments or sockets (the builder's defaults); stdout/stderr go to capped buffers.
+    /// Memory is capped by the limiter, time by the epoch deadline.
+    pub fn store(
+        &self,
+        label: String,
+        sql: Option<sql::SqlSession>,
+        limits: &Limits,
+    ) -> Store<StepCtx> {
+        let stdout = CappedPipe::new(limits.max_log_bytes);
+        let stderr = CappedPipe::new(limits.max_log_bytes);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
         let ctx = StepCtx {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .instances(64)
-                .tables(64)
-                .memories(16)
-                .build(),
             sql,
             label,
             log_bytes: 0,
-            max_log_bytes: self.limits.max_log_bytes,
+            max_log_bytes: limits.max_log_bytes,
+            memory_cap: limits.memory_bytes,
+            memory_denied: false,
+            stdout,
+            stderr,
         };
         let mut store = Store::new(&self.engine, ctx);
-        store.limiter(|s| &mut s.limits);
-        let ticks = (self.limits.step_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        let ticks = (limits.step_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         store

@@ -4,11 +4,14 @@
 //! on statements, rows and bytes.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
-use tokio_postgres::Client;
+use futures_util::StreamExt;
 use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type, to_sql_checked};
+use tokio_postgres::{Client, NoTls};
 
 use super::StepCtx;
 use super::bindings::wasmig::plugin::sql::Host;
@@ -27,10 +30,13 @@ pub struct SqlSession {
     max_statements: u32,
     max_rows: usize,
     max_bytes: usize,
+    deadline: Instant,
+    timeout_secs: f64,
 }
 
 impl SqlSession {
     /// A session on `client`; `transactional` says whether the host opened a transaction.
+    /// Every call must finish by the step's deadline (`limits.step_timeout` from now).
     pub fn new(client: Arc<Client>, transactional: bool, limits: &super::Limits) -> Self {
         SqlSession {
             client,
@@ -39,6 +45,26 @@ impl SqlSession {
             max_statements: limits.max_statements,
             max_rows: limits.max_result_rows,
             max_bytes: limits.max_result_bytes,
+            deadline: Instant::now() + limits.step_timeout,
+            timeout_secs: limits.step_timeout.as_secs_f64(),
+        }
+    }
+
+    /// Runs `fut` against the step deadline. The plugin can change `statement_timeout` in its
+    /// own session, so the host enforces the deadline itself and cancels the query server-side.
+    async fn guarded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, SqlError>>,
+    ) -> Result<T, SqlError> {
+        match tokio::time::timeout_at(self.deadline.into(), fut).await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = self.client.cancel_token().cancel_query(NoTls).await;
+                Err(host_error(format!(
+                    "the step exceeded its time limit of {}s while waiting for PostgreSQL; the statement was cancelled",
+                    self.timeout_secs
+                )))
+            }
         }
     }
 
@@ -46,7 +72,7 @@ impl SqlSession {
         self.statements += 1;
         if self.statements > self.max_statements {
             return Err(host_error(format!(
-                "step exceeded the limit of {} statements",
+                "the step sent more than {} statements, the limit per step (max_statements)",
                 self.max_statements
             )));
         }
@@ -199,10 +225,14 @@ impl Host for StepCtx {
         }
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        Ok(s.client
-            .execute(statement.as_str(), &refs)
-            .await
-            .map_err(|e| PgError::from(e).into()))
+        let client = s.client.clone();
+        Ok(s.guarded(async {
+            client
+                .execute(statement.as_str(), &refs)
+                .await
+                .map_err(pg_err)
+        })
+        .await)
     }
 
     async fn query(
@@ -216,57 +246,13 @@ impl Host for StepCtx {
         if let Err(e) = s.admit(&statement) {
             return Ok(Err(e));
         }
-        let stmt = match s.client.prepare(&statement).await {
-            Ok(st) => st,
-            Err(e) => return Ok(Err(PgError::from(e).into())),
-        };
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = match s.client.query(&stmt, &refs).await {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(PgError::from(e).into())),
-        };
-        if rows.len() > s.max_rows {
-            return Ok(Err(host_error(format!(
-                "query returned {} rows, over the limit of {} rows per query",
-                rows.len(),
-                s.max_rows
-            ))));
-        }
-        let columns: Vec<Column> = stmt
-            .columns()
-            .iter()
-            .map(|c| Column {
-                name: c.name().to_owned(),
-                type_name: c.type_().name().to_owned(),
-            })
-            .collect();
-        let mut bytes = 0usize;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let mut values = Vec::with_capacity(columns.len());
-            for (i, c) in stmt.columns().iter().enumerate() {
-                let raw: RawCell<'_> = match row.try_get(i) {
-                    Ok(r) => r,
-                    Err(e) => return Ok(Err(PgError::from(e).into())),
-                };
-                match decode(c.type_(), raw.0, c.name()) {
-                    Ok((v, n)) => {
-                        bytes += n;
-                        values.push(v);
-                    }
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
-            if bytes > s.max_bytes {
-                return Ok(Err(host_error(format!(
-                    "query result is over the limit of {} bytes per query",
-                    s.max_bytes
-                ))));
-            }
-            out.push(values);
-        }
-        Ok(Ok(Rows { columns, rows: out }))
+        let (max_rows, max_bytes) = (s.max_rows, s.max_bytes);
+        let client = s.client.clone();
+        Ok(
+            s.guarded(run_query(&client, &statement, &ps, max_rows, max_bytes))
+                .await,
+        )
     }
 
     async fn batch(&mut self, script: String) -> wasmtime::Result<Result<(), SqlError>> {
@@ -279,21 +265,72 @@ impl Host for StepCtx {
                 return Ok(Err(e));
             }
         }
+        let client = s.client.clone();
         if s.transactional {
             // One round trip for the whole script; it runs inside the step's transaction.
             return Ok(s
-                .client
-                .batch_execute(&script)
-                .await
-                .map_err(|e| PgError::from(e).into()));
+                .guarded(async { client.batch_execute(&script).await.map_err(pg_err) })
+                .await);
         }
         // Outside a transaction each statement runs on its own (e.g. CREATE INDEX CONCURRENTLY,
         // which refuses to run in a multi-statement query).
-        for st in statements {
-            if let Err(e) = s.client.batch_execute(st).await {
-                return Ok(Err(PgError::from(e).into()));
+        Ok(s.guarded(async {
+            for st in statements {
+                client.batch_execute(st).await.map_err(pg_err)?;
             }
-        }
-        Ok(Ok(()))
+            Ok(())
+        })
+        .await)
     }
+}
+
+fn pg_err(e: tokio_postgres::Error) -> SqlError {
+    PgError::from(e).into()
+}
+
+/// Prepares and runs a query, streaming rows and stopping as soon as a row or byte limit is
+/// passed, so a huge result is never buffered whole in the host.
+async fn run_query(
+    client: &Client,
+    statement: &str,
+    params: &[TextParam<'_>],
+    max_rows: usize,
+    max_bytes: usize,
+) -> Result<Rows, SqlError> {
+    let stmt = client.prepare(statement).await.map_err(pg_err)?;
+    let columns: Vec<Column> = stmt
+        .columns()
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            type_name: c.type_().name().to_owned(),
+        })
+        .collect();
+    let refs = params.iter().map(|p| p as &dyn ToSql);
+    let stream = client.query_raw(&stmt, refs).await.map_err(pg_err)?;
+    let mut stream = std::pin::pin!(stream);
+    let mut bytes = 0usize;
+    let mut out = Vec::new();
+    while let Some(row) = stream.next().await {
+        let row = row.map_err(pg_err)?;
+        if out.len() == max_rows {
+            return Err(host_error(format!(
+                "query returned more than {max_rows} rows, the limit per query (max_result_rows)"
+            )));
+        }
+        let mut values = Vec::with_capacity(columns.len());
+        for (i, c) in stmt.columns().iter().enumerate() {
+            let raw: RawCell<'_> = row.try_get(i).map_err(pg_err)?;
+            let (v, n) = decode(c.type_(), raw.0, c.name())?;
+            bytes += n;
+            values.push(v);
+        }
+        if bytes > max_bytes {
+            return Err(host_error(format!(
+                "query result is larger than {max_bytes} bytes, the limit per query (max_result_bytes)"
+            )));
+        }
+        out.push(values);
+    }
+    Ok(Rows { columns, rows: out })
 }

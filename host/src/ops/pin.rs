@@ -1,0 +1,35 @@
+//! `wasmig pin`: record plugin artifacts' blake3 in the lock file.
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{Settings, load_unchecked};
+use crate::Exit;
+
+/// Pins the named plugins (or all loaded ones) and writes the lock file atomically.
+pub async fn pin(s: &Settings, names: &[String]) -> Result<Exit> {
+    let plugins = load_unchecked(s).await?;
+    for n in names {
+        if !plugins.specs.iter().any(|p| &p.name == n) {
+            bail!("no plugin named `{n}` in `{}`", s.plugins_dir.display());
+        }
+    }
+    let mut lock = s.read_lock()?.unwrap_or_default();
+    for p in &plugins.specs {
+        if names.is_empty() || names.contains(&p.name) {
+            let old = lock
+                .plugins
+                .insert(p.name.clone(), p.artifact_checksum.clone());
+            match old {
+                Some(o) if o == p.artifact_checksum => println!("{}: unchanged {}", p.name, o),
+                Some(o) => println!("{}: {} -> {}", p.name, o, p.artifact_checksum),
+                None => println!("{}: pinned {}", p.name, p.artifact_checksum),
+            }
+        }
+    }
+    let tmp = s.lock_file.with_extension("lock.tmp");
+    std::fs::write(&tmp, lock.render())
+        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, &s.lock_file)
+        .with_context(|| format!("cannot write `{}`", s.lock_file.display()))?;
+    Ok(Exit::Ok)
+}
