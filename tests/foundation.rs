@@ -305,15 +305,15 @@ fn two_concurrent_runners_apply_every_step_exactly_once() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // 8 tenants x 14 steps + 2 shared steps, each exactly once (the ledger's primary key
+    // 8 tenants x 14 steps + 3 shared steps, each exactly once (the ledger's primary key
     // would have failed a runner on a second apply), split between the two runs.
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM wasmig.ledger"),
-        8 * 14 + 2
+        8 * 14 + 3
     );
     assert_eq!(
         db.scalar_i64("SELECT sum(applied) FROM wasmig.run WHERE command = 'migrate'"),
-        8 * 14 + 2
+        8 * 14 + 3
     );
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),

@@ -59,6 +59,34 @@ impl Db {
         Ok(self.execute(&sql, &refs(&ins.params))? == 1)
     }
 
+    /// Lets every tenant read `table` (shared-scope plugins only): grants SELECT to the
+    /// tenant group role the host names in the session setting `wasmig.tenant_group`.
+    /// Tenants never get more than read access to the shared schema.
+    pub fn grant_read_to_tenants(&self, table: &str) -> Result<(), Error> {
+        let group: String = self
+            .query(
+                "SELECT current_setting('wasmig.tenant_group', true) AS g",
+                &[],
+            )?
+            .first()
+            .map(|r| r.get::<Option<String>>("g"))
+            .transpose()?
+            .flatten()
+            .filter(|g| !g.is_empty())
+            .ok_or_else(|| {
+                Error::msg("the host did not name a tenant group (is this a shared-scope plugin?)")
+            })?;
+        self.execute(
+            &format!(
+                "GRANT SELECT ON {} TO {}",
+                quote_ident(table),
+                quote_ident(&group)
+            ),
+            &[],
+        )?;
+        Ok(())
+    }
+
     /// Inserts the row, or updates the `values` columns of the row with the same `key`.
     pub fn upsert(&self, table: &str, key: Key<'_>, values: Key<'_>) -> Result<(), Error> {
         let ins = build_insert(table, key, values);

@@ -658,10 +658,12 @@ impl Default for SessionLimits {
 }
 
 impl SessionLimits {
-    /// Startup options for a schema-role connection (they override role defaults).
-    pub fn startup_options(&self, schema: &SchemaName) -> String {
+    /// Startup options for a schema-role connection (they override role defaults). The
+    /// tenant group's name is passed as `wasmig.tenant_group` for shared plugins that grant
+    /// tenants read access.
+    pub fn startup_options(&self, schema: &SchemaName, tenant_group: &str) -> String {
         format!(
-            "-c search_path={schema} -c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+            "-c search_path={schema} -c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={} -c wasmig.tenant_group={tenant_group}",
             self.statement_timeout_ms, self.lock_timeout_ms, self.idle_in_transaction_ms
         )
     }

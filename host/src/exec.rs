@@ -363,7 +363,12 @@ impl Fleet {
         schema: &SchemaName,
     ) -> Result<Client, String> {
         let password = secret::role_password(&self.secret, role);
-        let options = self.runtime.limits().session.startup_options(schema);
+        let group = control::tenant_group_for(self.target.dbname());
+        let options = self
+            .runtime
+            .limits()
+            .session
+            .startup_options(schema, &group);
         match self.target.connect_as(role, &password, &options).await {
             Ok(c) => Ok(c),
             Err(crate::db::connect::ConnectError::Connect { error, .. })

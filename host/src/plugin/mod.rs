@@ -17,6 +17,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -273,9 +274,19 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, ctx);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        let ticks = (limits.step_timeout.as_millis() / TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Every epoch tick the guest yields to the executor, so a CPU-bound plugin never
+        // starves the other schemas of the run; past the step deadline the tick traps instead.
+        let deadline = std::time::Instant::now() + limits.step_timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
         store
     }
 }

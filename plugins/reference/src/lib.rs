@@ -60,6 +60,14 @@ fn plugin() -> Plugin {
                 Ok(())
             }
         ))
+        .step(code_step!(
+            "0003_tenants_read_reference",
+            "Let tenants read currencies and countries",
+            |db| {
+                db.grant_read_to_tenants("currency")?;
+                db.grant_read_to_tenants("country")
+            }
+        ))
 }
 
 export_plugin!(plugin);

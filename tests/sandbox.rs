@@ -1,0 +1,569 @@
+//! The hostile suite: every attack is a real plugin step (plugins/test-fixtures/hostile) run
+//! against the real sandbox. Each must fail with a clear error and leave the victim tenant,
+//! the shared schema, the ledger and the roles byte-for-byte unchanged, while the host keeps
+//! migrating the other tenants of the same run.
+
+use crate::support::{ADMIN_USER, PluginDir, Run, TestDb};
+
+struct Arena {
+    db: TestDb,
+    plugins: PluginDir,
+}
+
+impl Arena {
+    fn new(label: &str) -> Arena {
+        let db = TestDb::new(label);
+        let plugins = PluginDir::new(&["reference", "notes_v1", "hostile"]);
+        db.wasmig(plugins.path(), &["init"]).expect(0);
+        db.wasmig(plugins.path(), &["migrate", "--shared"])
+            .expect(0);
+        let a = Arena { db, plugins };
+        a.tenant("vic", "none", "");
+        a.db.wasmig(a.plugins.path(), &["migrate", "--schema", "vic"])
+            .expect(0);
+        a.db.exec("INSERT INTO vic.notes (title) VALUES ('the victim''s data')");
+        a
+    }
+
+    fn role(&self, schema: &str) -> String {
+        format!("{}_{schema}", self.db.name)
+    }
+
+    /// Creates a tenant (without migrating it) and writes the attack it will run.
+    fn tenant(&self, schema: &str, attack: &str, target: &str) {
+        self.db
+            .wasmig(
+                self.plugins.path(),
+                &["tenant", "create", schema, "--no-migrate"],
+            )
+            .expect(0);
+        self.db.exec(&format!(
+            "SET ROLE \"{role}\"; CREATE TABLE {schema}.attack_plan (attack text, target text);
+             INSERT INTO {schema}.attack_plan VALUES ('{attack}', '{target}'); RESET ROLE;",
+            role = self.role(schema)
+        ));
+    }
+
+    /// Everything an attack must not change, as text.
+    fn snapshot(&self) -> String {
+        let q = |sql: &str| self.db.scalar_text(sql).unwrap_or_default();
+        let our_roles = format!("{}\\_%", self.db.name);
+        [
+            q("SELECT string_agg(row_to_json(n)::text, ',' ORDER BY id) FROM vic.notes n"),
+            q("SELECT string_agg(row_to_json(c)::text, ',' ORDER BY code) FROM shared.currency c"),
+            q("SELECT string_agg(row_to_json(c)::text, ',' ORDER BY code) FROM shared.country c"),
+            q("SELECT string_agg(row_to_json(l)::text, E'\\n' ORDER BY schema_name, plugin, step_id)
+               FROM wasmig.ledger l WHERE schema_name NOT IN ('att', 'by')"),
+            q("SELECT string_agg(row_to_json(m)::text, ',' ORDER BY schema_name) FROM wasmig.managed_schema m"),
+            q(&format!(
+                // Any role may change its own password, so the attacker's is left out.
+                "SELECT string_agg(format('%s %s %s %s %s %s', rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls,
+                                          CASE WHEN rolname = '{att}' THEN '' ELSE rolpassword END), ',' ORDER BY rolname)
+                 FROM pg_authid WHERE rolname LIKE '{our_roles}' OR rolname = 'evil'",
+                att = self.role("att")
+            )),
+            q("SELECT string_agg(format('%s.%s', table_schema, table_name), ',' ORDER BY 1)
+               FROM information_schema.tables WHERE table_schema IN ('vic', 'shared', 'public')"),
+            q("SELECT count(*)::text FROM pg_largeobject_metadata"),
+            q("SELECT coalesce(string_agg(extname, ','), '') FROM pg_extension WHERE extname <> 'plpgsql'"),
+        ]
+        .join("\n")
+    }
+
+    /// Runs `attack` in a fresh tenant `att` next to a fresh bystander `by`; checks that
+    /// nothing else changed and that the bystander was migrated by the same run.
+    fn attack(&self, attack: &str, target: &str, extra: &[&str], code: i32) -> Run {
+        self.tenant("att", attack, target);
+        self.tenant("by", "none", "");
+        let before = self.snapshot();
+        let mut args = vec!["migrate"];
+        args.extend_from_slice(extra);
+        let run = self.db.wasmig(self.plugins.path(), &args).expect(code);
+        assert_eq!(
+            self.snapshot(),
+            before,
+            "attack `{attack}` changed something outside its schema"
+        );
+        assert!(
+            self.db.table_exists("by", "behaved"),
+            "the bystander must still be migrated"
+        );
+        if code != 0 {
+            assert_eq!(
+                self.db
+                    .scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'att'"),
+                0,
+                "a failed attack records nothing"
+            );
+            assert!(!std::path::Path::new("/tmp/wasmig-pwned").exists());
+        }
+        run
+    }
+}
+
+/// The attacker's error line in the run summary.
+fn att_error(run: &Run) -> String {
+    run.stderr
+        .lines()
+        .find(|l| l.contains("schema `att`"))
+        .unwrap_or_else(|| panic!("no error line for `att`:\n{}", run.stderr))
+        .to_owned()
+}
+
+#[track_caller]
+fn fails_with(attack: &str, target: &str, extra: &[&str], expected: &str) {
+    let a = Arena::new(attack);
+    let target = target.replace("$vic", "vic").replace("$admin", ADMIN_USER);
+    let run = a.attack(attack, &target, extra, 1);
+    let line = att_error(&run);
+    assert!(
+        line.contains("plugin `hostile`, step `0001_attack`"),
+        "{line}"
+    );
+    assert!(
+        line.contains(expected),
+        "attack `{attack}`: expected `{expected}` in:\n{line}"
+    );
+}
+
+#[test]
+fn reset_role_then_write_elsewhere() {
+    fails_with(
+        "reset_role",
+        "$vic",
+        &[],
+        "permission denied for schema vic",
+    );
+}
+
+#[test]
+fn set_role_to_the_operator() {
+    fails_with("set_role", "$admin", &[], "permission denied to set role");
+}
+
+#[test]
+fn set_session_authorization() {
+    fails_with(
+        "set_session_authorization",
+        "$admin",
+        &[],
+        "permission denied to set session authorization",
+    );
+}
+
+#[test]
+fn set_config_role() {
+    fails_with(
+        "set_config_role",
+        "$admin",
+        &[],
+        "permission denied to set role",
+    );
+}
+
+#[test]
+fn set_config_search_path_then_write() {
+    fails_with(
+        "set_config_search_path",
+        "$vic",
+        &[],
+        "relation \"notes\" does not exist",
+    );
+}
+
+#[test]
+fn read_another_tenant() {
+    fails_with(
+        "read_other",
+        "$vic",
+        &[],
+        "permission denied for schema vic",
+    );
+}
+
+#[test]
+fn write_another_tenant() {
+    fails_with(
+        "write_other",
+        "$vic",
+        &[],
+        "permission denied for schema vic",
+    );
+}
+
+#[test]
+fn write_the_shared_schema() {
+    fails_with(
+        "write_shared",
+        "shared",
+        &[],
+        "permission denied for table currency",
+    );
+}
+
+#[test]
+fn lock_a_shared_table() {
+    fails_with(
+        "lock_shared",
+        "shared",
+        &[],
+        "permission denied for table currency",
+    );
+}
+
+#[test]
+fn read_the_control_schema() {
+    fails_with(
+        "read_wasmig",
+        "",
+        &[],
+        "permission denied for schema wasmig",
+    );
+}
+
+#[test]
+fn forge_a_ledger_row() {
+    fails_with(
+        "forge_ledger",
+        "",
+        &[],
+        "permission denied for schema wasmig",
+    );
+}
+
+#[test]
+fn forge_a_step_grant() {
+    fails_with("forge_record_step", "", &[], "no valid step grant");
+}
+
+#[test]
+fn security_definer_function() {
+    fails_with(
+        "security_definer",
+        "$vic",
+        &[],
+        "permission denied for schema vic",
+    );
+}
+
+#[test]
+fn do_block() {
+    fails_with("do_block", "$vic", &[], "permission denied for schema vic");
+}
+
+#[test]
+fn create_extension() {
+    fails_with(
+        "create_extension",
+        "",
+        &[],
+        "permission denied to create extension",
+    );
+}
+
+#[test]
+fn dblink() {
+    fails_with("dblink", "$admin", &[], "does not exist");
+}
+
+#[test]
+fn pg_read_file() {
+    fails_with(
+        "pg_read_file",
+        "",
+        &[],
+        "permission denied for function pg_read_file",
+    );
+}
+
+#[test]
+fn copy_to_program() {
+    fails_with("copy_program", "", &[], "pg_execute_server_program");
+}
+
+#[test]
+fn lo_import() {
+    fails_with(
+        "lo_import",
+        "",
+        &[],
+        "permission denied for function lo_import",
+    );
+}
+
+#[test]
+fn alter_role() {
+    fails_with("alter_role", "", &[], "superuser");
+}
+
+#[test]
+fn create_role() {
+    fails_with(
+        "create_role",
+        "",
+        &[],
+        "must be superuser to create superusers",
+    );
+}
+
+#[test]
+fn grant_to_others() {
+    fails_with(
+        "grant_to_others",
+        "public",
+        &[],
+        "GRANT is not allowed in a tenant plugin step",
+    );
+}
+
+#[test]
+fn commit_inside_a_step_keeps_it_atomic() {
+    fails_with("commit", "", &[], "`COMMIT` is not allowed in a step");
+}
+
+#[test]
+fn commit_inside_a_script_keeps_it_atomic() {
+    let a = Arena::new("commit_script");
+    let run = a.attack("commit_in_script", "", &[], 1);
+    assert!(att_error(&run).contains("`COMMIT` is not allowed in a step"));
+    assert!(
+        !a.db.table_exists("att", "leaked"),
+        "nothing before the COMMIT may stay"
+    );
+}
+
+#[test]
+fn begin_and_rollback_inside_a_step() {
+    fails_with("begin", "", &[], "`BEGIN` is not allowed in a step");
+    fails_with("rollback", "", &[], "`ROLLBACK` is not allowed in a step");
+}
+
+#[test]
+fn commit_inside_a_do_block() {
+    let a = Arena::new("commit_do");
+    let run = a.attack("commit_in_do", "", &[], 1);
+    assert!(
+        att_error(&run).contains("invalid transaction termination"),
+        "{}",
+        run.stderr
+    );
+    assert!(!a.db.table_exists("att", "leaked"));
+}
+
+#[test]
+fn long_pg_sleep_is_stopped_at_the_step_deadline() {
+    let started = std::time::Instant::now();
+    fails_with(
+        "pg_sleep",
+        "",
+        &["--step-timeout", "2s"],
+        "time limit of 2s",
+    );
+    assert!(started.elapsed().as_secs() < 60);
+}
+
+#[test]
+fn pg_sleep_after_disabling_statement_timeout_is_still_stopped() {
+    fails_with(
+        "pg_sleep_no_timeout",
+        "",
+        &["--step-timeout", "2s"],
+        "time limit of 2s",
+    );
+}
+
+#[test]
+fn guest_infinite_loop() {
+    fails_with(
+        "infinite_loop",
+        "",
+        &["--step-timeout", "2s"],
+        "exceeded its time limit of 2s and was stopped",
+    );
+}
+
+#[test]
+fn guest_memory_bomb() {
+    fails_with(
+        "memory_bomb",
+        "",
+        &["--limit", "hostile:memory_mb=32"],
+        "memory limit of 32 MiB",
+    );
+}
+
+#[test]
+fn huge_query_result() {
+    fails_with(
+        "huge_result",
+        "",
+        &["--limit", "hostile:max_result_bytes=1000000"],
+        "larger than 1000000 bytes",
+    );
+}
+
+#[test]
+fn statement_flood() {
+    fails_with(
+        "statement_flood",
+        "",
+        &["--limit", "hostile:max_statements=100"],
+        "more than 100 statements",
+    );
+}
+
+#[test]
+fn guest_panic_is_reported_with_its_message() {
+    fails_with("panic", "", &[], "hostile plugin panics on purpose");
+}
+
+#[test]
+fn log_flood_is_truncated_and_never_floods_the_host() {
+    let a = Arena::new("log_flood");
+    // The step itself is harmless apart from its output, so it applies.
+    let run = a.attack("log_flood", "", &[], 0);
+    assert!(a.db.table_exists("att", "flooded"));
+    assert!(
+        run.stderr.len() < 4 << 20,
+        "host output must stay bounded: {} bytes",
+        run.stderr.len()
+    );
+    assert!(
+        run.stderr.contains("log limit reached"),
+        "log truncation is announced"
+    );
+    assert!(
+        run.stderr.contains("dropped (output limit)"),
+        "stdout/stderr truncation is announced"
+    );
+}
+
+#[test]
+fn a_plugin_changing_its_own_password_does_not_lock_the_tenant_out() {
+    let a = Arena::new("own_password");
+    a.attack("change_own_password", "", &[], 0);
+    // The next run must log in as that role again: the host restores the password.
+    a.plugins.set(&["reference", "notes_v2_added", "hostile"]);
+    let run = a.db.wasmig(a.plugins.path(), &["migrate"]).expect(0);
+    assert!(
+        run.stderr.contains("refused its password; restoring it"),
+        "{}",
+        run.stderr
+    );
+    assert!(a.db.table_exists("att", "note_tags"));
+}
+
+#[test]
+fn a_forged_ledger_row_is_reported_and_refuses_the_schema() {
+    let a = Arena::new("forged");
+    // Someone with database access (not a plugin: plugins cannot) adds a ledger row.
+    a.db.exec(
+        "INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version, applied_at, duration_ms, mac)
+         VALUES ('vic', 'notes', '0003_tags_unique_titles', 'x', 'x', 'x', now(), 0, 'not-a-mac')",
+    );
+    let status =
+        a.db.wasmig(a.plugins.path(), &["status", "--json"])
+            .expect(0)
+            .json();
+    let vic = status["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .find(|s| s["schema"] == "vic")
+        .expect("vic")
+        .clone();
+    assert_eq!(
+        vic["forged"],
+        serde_json::json!(["notes/0003_tags_unique_titles"])
+    );
+    let run = a.db.wasmig(a.plugins.path(), &["migrate"]).expect(1);
+    assert!(
+        run.stderr
+            .contains("ledger row `notes/0003_tags_unique_titles` was not written by wasmig"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn schema_roles_have_no_privileges_beyond_their_schema() {
+    let a = Arena::new("roles");
+    let role = a.role("vic");
+    let row = &a.db.query(&format!(
+        "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolconnlimit, rolconfig::text
+         FROM pg_roles WHERE rolname = '{role}'"
+    ))[0];
+    assert!(!row.get::<_, bool>(0) && !row.get::<_, bool>(1) && !row.get::<_, bool>(2));
+    assert!(!row.get::<_, bool>(3) && !row.get::<_, bool>(4));
+    assert_eq!(row.get::<_, i32>(5), 4);
+    let config: String = row.get(6);
+    for setting in [
+        "search_path=vic",
+        "statement_timeout=",
+        "lock_timeout=",
+        "idle_in_transaction_session_timeout=",
+    ] {
+        assert!(config.contains(setting), "{setting} in {config}");
+    }
+    // Member of exactly one role: the tenant group, which holds only SELECT grants.
+    let groups: Vec<String> =
+        a.db.query(&format!(
+            "SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+             JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = '{role}'"
+        ))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(groups, [format!("{}_wasmig_tenants", a.db.name)]);
+    let can = |obj: &str, privilege: &str| {
+        a.db.query(&format!(
+            "SELECT has_table_privilege('{role}', '{obj}', '{privilege}')"
+        ))[0]
+            .get::<_, bool>(0)
+    };
+    assert!(
+        can("shared.currency", "SELECT"),
+        "shared plugins granted read access"
+    );
+    assert!(!can("shared.currency", "INSERT"));
+    assert!(!can("wasmig.ledger", "SELECT"));
+    assert!(!can("wasmig.secret", "SELECT"));
+}
+
+#[test]
+fn the_application_role_gets_privileges_on_plugin_objects() {
+    let db = TestDb::new("approle");
+    db.exec("CREATE ROLE app_user_approle LOGIN");
+    let plugins = PluginDir::new(&["notes_v1"]);
+    db.wasmig(plugins.path(), &["init", "--app-role", "app_user_approle"])
+        .expect(0);
+    db.wasmig(
+        plugins.path(),
+        &["tenant", "create", "ap", "--app-role", "app_user_approle"],
+    )
+    .expect(0);
+    plugins.set(&["notes_v2_added"]);
+    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    for (table, privilege) in [
+        ("ap.notes", "INSERT"),
+        ("ap.notes", "SELECT"),
+        ("ap.note_tags", "UPDATE"),
+    ] {
+        let ok: bool = db.query(&format!(
+            "SELECT has_table_privilege('app_user_approle', '{table}', '{privilege}')"
+        ))[0]
+            .get(0);
+        assert!(ok, "app role lacks {privilege} on {table}");
+    }
+    let bad = db
+        .wasmig(
+            plugins.path(),
+            &["tenant", "create", "ap2", "--app-role", "no_such_role"],
+        )
+        .expect(2);
+    assert!(
+        bad.stderr.contains("role `no_such_role` does not exist"),
+        "{}",
+        bad.stderr
+    );
+}
