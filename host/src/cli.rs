@@ -143,7 +143,8 @@ pub enum Command {
     /// named ones).
     Pin {
         /// Plugins to pin (default: every loaded plugin).
-        plugins: Vec<String>,
+        #[arg(id = "pin_plugins", value_name = "PLUGIN")]
+        names: Vec<String>,
     },
 }
 
@@ -214,10 +215,57 @@ pub struct StatusArgs {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_parses_into_its_options() {
+        // Field ids shared between global and command options only fail at parse time.
+        for argv in [
+            &["wasmig", "init"][..],
+            &[
+                "wasmig",
+                "--plugins",
+                "p",
+                "migrate",
+                "--plugin",
+                "a",
+                "--plugin",
+                "b",
+                "--schema",
+                "s",
+                "--dry-run",
+            ],
+            &["wasmig", "migrate", "--shared", "--json"],
+            &[
+                "wasmig",
+                "status",
+                "--json",
+                "--trust",
+                "a,b",
+                "--limit",
+                "a:memory_mb=4",
+            ],
+            &[
+                "wasmig",
+                "tenant",
+                "create",
+                "acme",
+                "--name",
+                "Acme",
+                "--domain",
+                "a.example",
+                "--no-migrate",
+            ],
+            &["wasmig", "tenant", "list", "--json"],
+            &["wasmig", "tenant", "drop", "acme", "--yes"],
+            &["wasmig", "pin", "a", "b", "--lock-file", "x.lock"],
+        ] {
+            super::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
     }
 }

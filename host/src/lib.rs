@@ -90,6 +90,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
             ops::migrate::migrate(&s, &o).await
         }
         Command::Status(a) => ops::status::status(&s, a.json).await,
-        Command::Pin { plugins } => ops::pin::pin(&s, &plugins).await,
+        Command::Pin { names } => ops::pin::pin(&s, &names).await,
     }
 }

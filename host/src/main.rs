@@ -35,10 +35,8 @@ fn main() -> ExitCode {
     match runtime.block_on(wasmig::run(cli)) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            // One line: what failed, then each cause after a colon (e.g. the flag, then why).
+            eprintln!("error: {e:#}");
             ExitCode::from(Exit::Error as u8)
         }
     }

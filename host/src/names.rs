@@ -16,15 +16,15 @@ pub const CONTROL_SCHEMA: &str = "wasmig";
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum NameError {
     /// Empty name.
-    #[error("{what} name is empty")]
+    #[error("{what} is empty")]
     Empty {
-        /// "schema", "plugin" or "step".
+        /// "schema name", "plugin name" or "step id".
         what: &'static str,
     },
     /// Longer than PostgreSQL keeps.
-    #[error("{what} name `{name}` is {len} bytes long; the limit is {max}")]
+    #[error("{what} `{name}` is {len} bytes long; the limit is {max}")]
     TooLong {
-        /// "schema", "plugin" or "step".
+        /// "schema name", "plugin name" or "step id".
         what: &'static str,
         /// The offending name.
         name: String,
@@ -34,9 +34,9 @@ pub enum NameError {
         max: usize,
     },
     /// Characters outside the allowed set.
-    #[error("{what} name `{name}` is invalid: {rule}")]
+    #[error("{what} `{name}` is invalid: {rule}")]
     Invalid {
-        /// "schema", "plugin" or "step".
+        /// "schema name", "plugin name" or "step id".
         what: &'static str,
         /// The offending name.
         name: String,
@@ -72,14 +72,14 @@ pub struct SchemaName(String);
 impl SchemaName {
     /// Validates `s` as a schema name.
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        check_len("schema", s, MAX_IDENT_BYTES)?;
+        check_len("schema name", s, MAX_IDENT_BYTES)?;
         let mut chars = s.chars();
         let first_ok = chars
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
         if !first_ok || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             return Err(NameError::Invalid {
-                what: "schema",
+                what: "schema name",
                 name: s.to_owned(),
                 rule: "use lowercase letters, digits and `_`, starting with a letter or `_`",
             });
@@ -127,7 +127,7 @@ impl fmt::Display for SchemaName {
 
 /// A plugin name: `[a-z0-9][a-z0-9_-]*`, at most 63 bytes.
 pub fn check_plugin_name(s: &str) -> Result<(), NameError> {
-    check_len("plugin", s, MAX_IDENT_BYTES)?;
+    check_len("plugin name", s, MAX_IDENT_BYTES)?;
     let ok = s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
@@ -135,7 +135,7 @@ pub fn check_plugin_name(s: &str) -> Result<(), NameError> {
         Ok(())
     } else {
         Err(NameError::Invalid {
-            what: "plugin",
+            what: "plugin name",
             name: s.to_owned(),
             rule: "use lowercase letters, digits, `_` and `-`, starting with a letter or digit",
         })
@@ -144,14 +144,14 @@ pub fn check_plugin_name(s: &str) -> Result<(), NameError> {
 
 /// A step id: `[A-Za-z0-9_.-]+`, at most 128 bytes.
 pub fn check_step_id(s: &str) -> Result<(), NameError> {
-    check_len("step", s, MAX_STEP_ID_BYTES)?;
+    check_len("step id", s, MAX_STEP_ID_BYTES)?;
     if s.chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
     {
         Ok(())
     } else {
         Err(NameError::Invalid {
-            what: "step",
+            what: "step id",
             name: s.to_owned(),
             rule: "use letters, digits, `_`, `.` and `-`",
         })

@@ -219,10 +219,14 @@ impl PluginDir {
         p
     }
 
-    /// Replaces the directory's contents with the named plugins.
+    /// Replaces the directory's plugins with the named ones (other files, such as the lock
+    /// file, stay).
     pub fn set(&self, names: &[&str]) {
         for e in std::fs::read_dir(self.dir.path()).expect("read plugin dir") {
-            std::fs::remove_file(e.expect("entry").path()).expect("remove old plugin");
+            let path = e.expect("entry").path();
+            if path.extension().is_some_and(|x| x == "wasm") {
+                std::fs::remove_file(path).expect("remove old plugin");
+            }
         }
         for n in names {
             self.add_file(n);
