@@ -358,25 +358,88 @@ pub async fn read_ledger(
     let mut out: HashMap<String, Vec<LedgerEntry>> = HashMap::new();
     for r in rows {
         let schema_name: String = r.get(0);
-        let fields = LedgerMacFields {
-            schema: &schema_name,
-            plugin: r.get(1),
-            step_id: r.get(2),
-            checksum: r.get(3),
-            artifact_checksum: r.get(4),
-            plugin_version: r.get(5),
-        };
-        let mac: &str = r.get(6);
-        let authentic = crate::secret::ledger_mac(secret, &fields) == mac;
-        let entry = LedgerEntry {
-            plugin: fields.plugin.to_owned(),
-            step_id: fields.step_id.to_owned(),
-            checksum: fields.checksum.to_owned(),
-            authentic,
-        };
+        let entry = ledger_entry(&r, 1, &schema_name, secret);
         out.entry(schema_name).or_default().push(entry);
     }
     Ok(out)
+}
+
+/// Reads `plugin, step_id, checksum, artifact_checksum, plugin_version, mac` starting at
+/// column `at` and verifies the MAC.
+fn ledger_entry(
+    r: &tokio_postgres::Row,
+    at: usize,
+    schema: &str,
+    secret: &[u8; 32],
+) -> LedgerEntry {
+    let fields = LedgerMacFields {
+        schema,
+        plugin: r.get(at),
+        step_id: r.get(at + 1),
+        checksum: r.get(at + 2),
+        artifact_checksum: r.get(at + 3),
+        plugin_version: r.get(at + 4),
+    };
+    let mac: &str = r.get(at + 5);
+    LedgerEntry {
+        authentic: crate::secret::ledger_mac(secret, &fields) == mac,
+        plugin: fields.plugin.to_owned(),
+        step_id: fields.step_id.to_owned(),
+        checksum: fields.checksum.to_owned(),
+    }
+}
+
+/// In one round trip: tries the schema's session-level advisory lock and, if it was free,
+/// reads the schema's ledger under it. `None` when another runner holds the schema.
+pub async fn try_lock_and_read(
+    client: &Client,
+    schema: &SchemaName,
+    secret: &[u8; 32],
+) -> Result<Option<Vec<LedgerEntry>>, ControlError> {
+    let rows = client
+        .query(
+            "WITH lock AS (SELECT pg_try_advisory_lock($1, $2) AS got)
+             SELECT lock.got, l.plugin, l.step_id, l.checksum, l.artifact_checksum, l.plugin_version, l.mac
+             FROM lock LEFT JOIN wasmig.ledger l ON lock.got AND l.schema_name = $3
+             ORDER BY l.applied_at, l.plugin, l.step_id",
+            &[&LOCK_CLASS, &schema_lock_key(schema), &schema.as_str()],
+        )
+        .await
+        .map_err(pg(format!("locking schema `{schema}`")))?;
+    if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.iter()
+            .filter(|r| r.get::<_, Option<&str>>(1).is_some())
+            .map(|r| ledger_entry(r, 1, schema.as_str(), secret))
+            .collect(),
+    ))
+}
+
+/// In one round trip: drops the schema's unused step grants and releases its lock.
+pub async fn release_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
+    let name = literal(schema.as_str()).expect("schema names have no NUL");
+    client
+        .batch_execute(&format!(
+            "DELETE FROM wasmig.step_grant WHERE schema_name = {name};
+             SELECT pg_advisory_unlock({LOCK_CLASS}, {});",
+            schema_lock_key(schema)
+        ))
+        .await
+        .map_err(pg(format!("releasing schema `{schema}`")))
+}
+
+/// Removes grants that expired (left by a runner that died).
+pub async fn clear_expired_grants(client: &Client) -> Result<(), ControlError> {
+    client
+        .execute(
+            "DELETE FROM wasmig.step_grant WHERE expires_at < clock_timestamp()",
+            &[],
+        )
+        .await
+        .map_err(pg("clearing expired step grants"))?;
+    Ok(())
 }
 
 /// The ledger fields a MAC covers.
@@ -539,58 +602,10 @@ pub async fn insert_grants(
     Ok(())
 }
 
-/// Removes unused grants of a schema (steps not reached) and any expired ones.
-pub async fn clear_grants(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
-    client
-        .execute(
-            "DELETE FROM wasmig.step_grant WHERE schema_name = $1 OR expires_at < clock_timestamp()",
-            &[&schema.as_str()],
-        )
-        .await
-        .map_err(pg(format!("clearing step grants of `{schema}`")))?;
-    Ok(())
-}
-
 /// Lock key for one schema (second key of the two-key advisory lock).
 pub fn schema_lock_key(schema: &SchemaName) -> i32 {
     let h = blake3::hash(schema.as_str().as_bytes());
     i32::from_le_bytes(h.as_bytes()[..4].try_into().expect("4 bytes"))
-}
-
-/// Tries to take the schema's session-level advisory lock; `false` if another runner has it.
-pub async fn try_lock_schema(client: &Client, schema: &SchemaName) -> Result<bool, ControlError> {
-    let row = client
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, $2)",
-            &[&LOCK_CLASS, &schema_lock_key(schema)],
-        )
-        .await
-        .map_err(pg(format!("locking schema `{schema}`")))?;
-    Ok(row.get(0))
-}
-
-/// Waits for the schema's advisory lock.
-pub async fn lock_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
-    client
-        .execute(
-            "SELECT pg_advisory_lock($1, $2)",
-            &[&LOCK_CLASS, &schema_lock_key(schema)],
-        )
-        .await
-        .map_err(pg(format!("locking schema `{schema}`")))?;
-    Ok(())
-}
-
-/// Releases the schema's advisory lock.
-pub async fn unlock_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
-    client
-        .execute(
-            "SELECT pg_advisory_unlock($1, $2)",
-            &[&LOCK_CLASS, &schema_lock_key(schema)],
-        )
-        .await
-        .map_err(pg(format!("unlocking schema `{schema}`")))?;
-    Ok(())
 }
 
 /// The secret that derives schema-role passwords.

@@ -16,7 +16,9 @@ use crate::control::{self, StepGrant};
 use crate::db::PgError;
 use crate::db::connect::DbTarget;
 use crate::names::SchemaName;
-use crate::plan::{Drift, PendingStep, PluginSpec, Scope, Selection, Target, plan_schema};
+use crate::plan::{
+    Drift, LedgerEntry, PendingStep, PluginSpec, Scope, Selection, Target, plan_schema,
+};
 use crate::plugin::bindings::exports::wasmig::plugin::plugin::StepError;
 use crate::plugin::sql::SqlSession;
 use crate::plugin::{Limits, LoadedPlugin, Runtime};
@@ -141,27 +143,56 @@ impl From<PgError> for StepFailure {
 
 impl Fleet {
     /// Migrates `targets`: shared ones first (tenants are skipped if one fails), then tenants
-    /// over `opts.jobs` workers. `on_done` sees each report as it completes.
+    /// over `opts.jobs` workers. `snapshot` is the whole ledger read once up front: schemas it
+    /// shows as up to date (or refused) cost no further round trip. `on_done` sees each
+    /// report as it completes.
     pub async fn migrate(
         self: &Arc<Self>,
         targets: Vec<Target>,
+        snapshot: &HashMap<String, Vec<LedgerEntry>>,
         opts: &RunOptions,
         on_done: &(dyn Fn(&SchemaReport) + Sync),
     ) -> Vec<SchemaReport> {
+        let mut reports = Vec::new();
+        let mut work = Vec::new();
+        let empty = Vec::new();
+        for t in targets {
+            let ledger = snapshot.get(t.schema.as_str()).unwrap_or(&empty);
+            let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, ledger);
+            // Steps are only ever added to a ledger, so a schema complete in the snapshot is
+            // complete now; anything else is re-checked under the schema's lock.
+            let settled = if plan.refused() {
+                Some(refusal(plan))
+            } else if plan.pending.is_empty() {
+                Some(Outcome::UpToDate)
+            } else {
+                None
+            };
+            match settled {
+                Some(outcome) => {
+                    let r = report(t, outcome, Instant::now());
+                    on_done(&r);
+                    reports.push(r);
+                }
+                None => work.push(t),
+            }
+        }
         let (shared, tenants): (Vec<Target>, Vec<Target>) =
-            targets.into_iter().partition(|t| t.scope == Scope::Shared);
-        let mut reports = self.run_queue(shared, opts, on_done).await;
-        if let Some(bad) = reports.iter().find(|r| r.outcome.is_problem()) {
+            work.into_iter().partition(|t| t.scope == Scope::Shared);
+        reports.extend(self.run_queue(shared, opts, on_done).await);
+        if let Some(bad) = reports
+            .iter()
+            .find(|r| r.scope == Scope::Shared && r.outcome.is_problem())
+        {
             let reason = format!("the shared schema `{}` did not migrate cleanly", bad.schema);
             for t in tenants {
-                let r = SchemaReport {
-                    schema: t.schema,
-                    scope: t.scope,
-                    outcome: Outcome::Skipped {
+                let r = report(
+                    t,
+                    Outcome::Skipped {
                         reason: reason.clone(),
                     },
-                    duration_ms: 0.0,
-                };
+                    Instant::now(),
+                );
                 on_done(&r);
                 reports.push(r);
             }
@@ -210,14 +241,15 @@ impl Fleet {
             };
             while let Some((t, attempts)) = pop(&queue) {
                 let started = Instant::now();
-                let locked = if attempts == 0 {
-                    control::try_lock_schema(&op, &t.schema).await
-                } else {
-                    control::lock_schema(&op, &t.schema).await.map(|()| true)
-                };
-                match locked {
-                    Ok(false) => {
-                        // Another runner has it: do other schemas first, then wait for it.
+                let ledger = match control::try_lock_and_read(&op, &t.schema, &self.secret).await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => {
+                        // Another runner is on it: go on with other schemas and come back
+                        // later; never block on the lock, which would serialise the fleet.
+                        if attempts > 0 {
+                            let backoff = 10u64 << attempts.min(5);
+                            tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
+                        }
                         if let Ok(mut q) = queue.lock() {
                             q.push_back((t, attempts + 1));
                         }
@@ -235,11 +267,11 @@ impl Fleet {
                         push(&reports, r);
                         continue;
                     }
-                    Ok(true) => {}
+                };
+                let outcome = self.migrate_locked(&op, &t, ledger, opts).await;
+                if let Err(e) = control::release_schema(&op, &t.schema).await {
+                    tracing::warn!("{e}");
                 }
-                let outcome = self.migrate_locked(&op, &t, opts).await;
-                let _ = control::clear_grants(&op, &t.schema).await;
-                let _ = control::unlock_schema(&op, &t.schema).await;
                 let r = report(t, outcome, started);
                 on_done(&r);
                 push(&reports, r);
@@ -250,25 +282,16 @@ impl Fleet {
         reports.into_inner().unwrap_or_default()
     }
 
-    async fn migrate_locked(&self, op: &Client, t: &Target, opts: &RunOptions) -> Outcome {
-        // Re-read under the lock: another runner may have applied steps meanwhile.
-        let ledger = match control::read_ledger(op, Some(&t.schema), &self.secret).await {
-            Ok(mut l) => l.remove(t.schema.as_str()).unwrap_or_default(),
-            Err(e) => {
-                return Outcome::Error {
-                    message: e.to_string(),
-                };
-            }
-        };
+    async fn migrate_locked(
+        &self,
+        op: &Client,
+        t: &Target,
+        ledger: Vec<LedgerEntry>,
+        opts: &RunOptions,
+    ) -> Outcome {
         let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, &ledger);
-        if !plan.forged.is_empty() {
-            return Outcome::Forged { rows: plan.forged };
-        }
-        if !plan.drift.is_empty() {
-            return Outcome::Drift { drift: plan.drift };
-        }
-        if let Some(reason) = plan.blocked {
-            return Outcome::Blocked { reason };
+        if plan.refused() {
+            return refusal(plan);
         }
         if plan.pending.is_empty() {
             return Outcome::UpToDate;
@@ -284,36 +307,20 @@ impl Fleet {
         let grants: Vec<StepGrant> = plan
             .pending
             .iter()
-            .map(|p| {
-                let (pl, st) = self.step(p);
-                let mac = secret::ledger_mac(
-                    &self.secret,
-                    &control::LedgerMacFields {
-                        schema: t.schema.as_str(),
-                        plugin: &pl.name,
-                        step_id: &st.id,
-                        checksum: &st.checksum,
-                        artifact_checksum: &pl.artifact_checksum,
-                        plugin_version: &pl.version,
-                    },
-                );
-                StepGrant {
-                    token: secret::token(),
-                    plugin: pl.name.clone(),
-                    step_id: st.id.clone(),
-                    checksum: st.checksum.clone(),
-                    artifact_checksum: pl.artifact_checksum.clone(),
-                    plugin_version: pl.version.clone(),
-                    mac,
-                }
-            })
+            .map(|p| self.grant(&t.schema, p))
             .collect();
-        if let Err(e) = control::insert_grants(op, opts.run_id, role, &t.schema, &grants).await {
+        // The grants must be committed before the first step records itself; logging in as
+        // the schema role meanwhile overlaps the two round trips.
+        let (granted, client) = tokio::join!(
+            control::insert_grants(op, opts.run_id, role, &t.schema, &grants),
+            self.connect_schema_role(op, role, &t.schema)
+        );
+        if let Err(e) = granted {
             return Outcome::Error {
                 message: e.to_string(),
             };
         }
-        let client = match self.connect_schema_role(op, role, &t.schema).await {
+        let client = match client {
             Ok(c) => Arc::new(c),
             Err(message) => return Outcome::Error { message },
         };
@@ -351,6 +358,30 @@ impl Fleet {
             }
         }
         Outcome::Applied { steps: applied }
+    }
+
+    fn grant(&self, schema: &SchemaName, p: &PendingStep) -> StepGrant {
+        let (pl, st) = self.step(p);
+        let mac = secret::ledger_mac(
+            &self.secret,
+            &control::LedgerMacFields {
+                schema: schema.as_str(),
+                plugin: &pl.name,
+                step_id: &st.id,
+                checksum: &st.checksum,
+                artifact_checksum: &pl.artifact_checksum,
+                plugin_version: &pl.version,
+            },
+        );
+        StepGrant {
+            token: secret::token(),
+            plugin: pl.name.clone(),
+            step_id: st.id.clone(),
+            checksum: st.checksum.clone(),
+            artifact_checksum: pl.artifact_checksum.clone(),
+            plugin_version: pl.version.clone(),
+            mac,
+        }
     }
 
     /// Logs in as the schema's own role. A plugin can change its own role's password (any
@@ -392,6 +423,8 @@ impl Fleet {
         (pl, &pl.steps[p.step])
     }
 
+    /// One step: the plugin's SQL (the transaction's `BEGIN` rides with its first script),
+    /// then the ledger record, `COMMIT` and `RESET ALL` in a single round trip.
     async fn run_step(
         &self,
         client: &Arc<Client>,
@@ -401,42 +434,42 @@ impl Fleet {
     ) -> Result<(), StepFailure> {
         let (pl, st) = self.step(&p);
         let transactional = st.transactional;
-        if transactional {
-            client.batch_execute("BEGIN").await.map_err(PgError::from)?;
-        }
         let started = Instant::now();
-        let result = self.call_apply(client, p, schema, transactional).await;
-        let outcome = match result {
-            Ok(()) => {
+        let begin_pending = self.call_apply(client, p, schema, transactional).await;
+        let outcome = match begin_pending {
+            Ok(begin_pending) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
-                let rec = client
-                    .execute(control::RECORD_STEP_SQL, &[&&token[..], &ms])
-                    .await
-                    .map_err(|e| {
-                        let e = PgError::from(e);
-                        StepFailure {
-                            message: format!(
-                                "recording the step in the ledger failed: {}",
-                                e.message
-                            ),
-                            sqlstate: e.sqlstate,
-                        }
-                    });
-                match rec {
-                    Ok(_) if transactional => client
-                        .batch_execute("COMMIT")
-                        .await
-                        .map_err(|e| StepFailure::from(PgError::from(e))),
-                    other => other.map(|_| ()),
-                }
+                let token_hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+                // The token is a one-time secret consumed by this very statement; the plugin
+                // is no longer running on this connection.
+                let finish = format!(
+                    "{begin}SELECT wasmig_api.record_step('\\x{token_hex}'::bytea, {ms:.3}); {commit}RESET ALL;",
+                    begin = if transactional && begin_pending {
+                        "BEGIN; "
+                    } else {
+                        ""
+                    },
+                    commit = if transactional { "COMMIT; " } else { "" },
+                );
+                client.batch_execute(&finish).await.map_err(|e| {
+                    let e = PgError::from(e);
+                    StepFailure {
+                        message: format!("recording and committing the step failed: {}", e.message),
+                        sqlstate: e.sqlstate,
+                    }
+                })
             }
             Err(f) => Err(f),
         };
-        if outcome.is_err() && transactional {
-            let _ = client.batch_execute("ROLLBACK").await;
+        if outcome.is_err() {
+            // Undo the step and any SET it made, so the next step starts clean.
+            let undo = if transactional {
+                "ROLLBACK; RESET ALL;"
+            } else {
+                "RESET ALL;"
+            };
+            let _ = client.batch_execute(undo).await;
         }
-        // Undo any SET the plugin made, so the next step starts from the session defaults.
-        let _ = client.batch_execute("RESET ALL").await;
         tracing::trace!(
             "{schema}: {}/{} took {:?}",
             pl.name,
@@ -446,13 +479,15 @@ impl Fleet {
         outcome
     }
 
+    /// Instantiates the plugin in a fresh store and calls `apply`; returns whether the
+    /// step's transaction is still to be opened (the plugin sent no SQL).
     async fn call_apply(
         &self,
         client: &Arc<Client>,
         p: PendingStep,
         schema: &SchemaName,
         transactional: bool,
-    ) -> Result<(), StepFailure> {
+    ) -> Result<bool, StepFailure> {
         let (pl, st) = self.step(&p);
         let limits = &self.limits[p.plugin];
         let session = SqlSession::new(client.clone(), transactional, limits);
@@ -469,12 +504,28 @@ impl Fleet {
         .await;
         store.data().flush_output();
         match called {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(store
+                .data()
+                .sql
+                .as_ref()
+                .is_some_and(SqlSession::begin_pending)),
             Ok(Err(e)) => Err(step_error(e)),
             Err(trap) => Err(StepFailure {
                 sqlstate: None,
                 message: store.data().describe_failure(&trap, limits),
             }),
+        }
+    }
+}
+
+fn refusal(plan: crate::plan::SchemaPlan) -> Outcome {
+    if !plan.forged.is_empty() {
+        Outcome::Forged { rows: plan.forged }
+    } else if !plan.drift.is_empty() {
+        Outcome::Drift { drift: plan.drift }
+    } else {
+        Outcome::Blocked {
+            reason: plan.blocked.unwrap_or_default(),
         }
     }
 }

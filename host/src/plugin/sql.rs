@@ -32,6 +32,7 @@ pub struct SqlSession {
     max_bytes: usize,
     deadline: Instant,
     timeout_secs: f64,
+    begin_pending: bool,
 }
 
 impl SqlSession {
@@ -47,7 +48,25 @@ impl SqlSession {
             max_bytes: limits.max_result_bytes,
             deadline: Instant::now() + limits.step_timeout,
             timeout_secs: limits.step_timeout.as_secs_f64(),
+            begin_pending: transactional,
         }
+    }
+
+    /// Whether the step's transaction has not been opened yet (the plugin sent no SQL);
+    /// the host then opens it together with the ledger record.
+    pub fn begin_pending(&self) -> bool {
+        self.begin_pending
+    }
+
+    /// Opens the step's transaction before the first extended-protocol statement.
+    async fn begin_if_pending(&mut self) -> Result<(), SqlError> {
+        if self.begin_pending {
+            self.begin_pending = false;
+            let client = self.client.clone();
+            self.guarded(async { client.batch_execute("BEGIN").await.map_err(pg_err) })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Runs `fut` against the step deadline. The plugin can change `statement_timeout` in its
@@ -223,6 +242,9 @@ impl Host for StepCtx {
         if let Err(e) = s.admit(&statement) {
             return Ok(Err(e));
         }
+        if let Err(e) = s.begin_if_pending().await {
+            return Ok(Err(e));
+        }
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let client = s.client.clone();
@@ -246,6 +268,9 @@ impl Host for StepCtx {
         if let Err(e) = s.admit(&statement) {
             return Ok(Err(e));
         }
+        if let Err(e) = s.begin_if_pending().await {
+            return Ok(Err(e));
+        }
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let (max_rows, max_bytes) = (s.max_rows, s.max_bytes);
         let client = s.client.clone();
@@ -267,7 +292,13 @@ impl Host for StepCtx {
         }
         let client = s.client.clone();
         if s.transactional {
-            // One round trip for the whole script; it runs inside the step's transaction.
+            // One round trip for the whole script, inside the step's transaction; the
+            // transaction's BEGIN rides along with the step's first script.
+            let script = if std::mem::take(&mut s.begin_pending) {
+                format!("BEGIN;\n{script}")
+            } else {
+                script
+            };
             return Ok(s
                 .guarded(async { client.batch_execute(&script).await.map_err(pg_err) })
                 .await);
