@@ -28,7 +28,7 @@ pg_throwaway_start() {
   pg_throwaway_as "$bin/initdb" -D "$PG_THROWAWAY_DIR/data" -U wasmig_admin --pwfile "$PG_THROWAWAY_DIR/pwfile" \
     --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
   pg_throwaway_as "$bin/pg_ctl" -D "$PG_THROWAWAY_DIR/data" -l "$PG_THROWAWAY_DIR/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$PG_THROWAWAY_DIR -c max_connections=${PG_MAX_CONNECTIONS:-200}" \
+    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$PG_THROWAWAY_DIR -c max_connections=${PG_MAX_CONNECTIONS:-200} ${PG_EXTRA_OPTS:-}" \
     start >/dev/null
   export DATABASE_URL="postgres://wasmig_admin:$pw@127.0.0.1:$port/postgres"
   echo "throwaway PostgreSQL on 127.0.0.1:$port (data in $PG_THROWAWAY_DIR, removed on exit)"

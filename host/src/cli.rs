@@ -139,6 +139,9 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Show, per schema, applied, pending and drifted steps.
     Status(StatusArgs),
+    /// Check tenants for pending, drifted, failed and unknown steps; exit 0 when all is
+    /// applied, 1 when something is pending or drifted, 2 on error.
+    Verify(VerifyArgs),
     /// Pin plugin artifacts in the lock file by their blake3 (all loaded plugins, or the
     /// named ones).
     Pin {
@@ -151,11 +154,12 @@ pub enum Command {
 /// `wasmig tenant ...`
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
-    /// Get-or-create a tenant: its schema, its own role and its registry row; then apply all
-    /// tenant plugins to it. Running it twice is fine.
+    /// Get-or-create tenants: each one's schema, its own role and its registry row; then
+    /// apply all tenant plugins to them. Running it twice is fine.
     Create {
-        /// Schema name: lowercase letters, digits and `_`, at most 63 bytes.
-        schema: String,
+        /// Schema names: lowercase letters, digits and `_`, at most 63 bytes.
+        #[arg(required = true, value_name = "SCHEMA")]
+        schemas: Vec<String>,
         /// Display name.
         #[arg(long)]
         name: Option<String>,
@@ -203,6 +207,23 @@ pub struct MigrateArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `wasmig verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Apply what is pending, then verify again.
+    #[arg(long)]
+    pub fix: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this tenant (repeatable).
+    #[arg(long = "tenant", value_name = "SCHEMA")]
+    pub tenants: Vec<String>,
+    /// Only this plugin (repeatable).
+    #[arg(long = "plugin", id = "verify_plugin", value_name = "PLUGIN")]
+    pub only_plugins: Vec<String>,
 }
 
 /// `wasmig status`

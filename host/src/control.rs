@@ -417,17 +417,16 @@ pub async fn try_lock_and_read(
     ))
 }
 
-/// In one round trip: drops the schema's unused step grants and releases its lock.
+/// Releases the schema's lock (no write, so no commit to wait for).
 pub async fn release_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
-    let name = literal(schema.as_str()).expect("schema names have no NUL");
     client
-        .batch_execute(&format!(
-            "DELETE FROM wasmig.step_grant WHERE schema_name = {name};
-             SELECT pg_advisory_unlock({LOCK_CLASS}, {});",
-            schema_lock_key(schema)
-        ))
+        .execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&LOCK_CLASS, &schema_lock_key(schema)],
+        )
         .await
-        .map_err(pg(format!("releasing schema `{schema}`")))
+        .map_err(pg(format!("releasing schema `{schema}`")))?;
+    Ok(())
 }
 
 /// Removes grants that expired (left by a runner that died).
@@ -549,7 +548,7 @@ pub async fn record_failure(
 }
 
 /// What the host grants a schema role for one step.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepGrant {
     /// Secret one-time token (the server stores only its sha256).
     pub token: [u8; 32],
@@ -567,38 +566,56 @@ pub struct StepGrant {
     pub mac: String,
 }
 
-/// Stores one-time grants for a schema's pending steps, in one round trip.
+/// Stores one-time grants (for any number of schemas) in one round trip and one commit.
 pub async fn insert_grants(
     client: &Client,
     run_id: i64,
-    role: &str,
-    schema: &SchemaName,
-    grants: &[StepGrant],
+    grants: &[(&str, &SchemaName, &StepGrant)],
 ) -> Result<(), ControlError> {
-    let tokens: Vec<&[u8]> = grants.iter().map(|g| &g.token[..]).collect();
-    let col = |f: fn(&StepGrant) -> &str| grants.iter().map(f).collect::<Vec<&str>>();
+    if grants.is_empty() {
+        return Ok(());
+    }
+    let tokens: Vec<&[u8]> = grants.iter().map(|(_, _, g)| &g.token[..]).collect();
+    let roles: Vec<&str> = grants.iter().map(|(r, _, _)| *r).collect();
+    let schemas: Vec<&str> = grants.iter().map(|(_, s, _)| s.as_str()).collect();
+    let col =
+        |f: fn(&StepGrant) -> &str| grants.iter().map(|(_, _, g)| f(g)).collect::<Vec<&str>>();
     client
         .execute(
             "INSERT INTO wasmig.step_grant (token_hash, role_name, schema_name, plugin, step_id, checksum,
                                             artifact_checksum, plugin_version, run_id, mac, expires_at)
-             SELECT sha256(t), $2, $3, p, s, c, a, v, $9, m, clock_timestamp() + interval '1 day'
-             FROM unnest($1::bytea[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $10::text[])
-                  AS u(t, p, s, c, a, v, m)",
+             SELECT sha256(t), r, sc, p, s, c, a, v, $1, m, clock_timestamp() + interval '1 day'
+             FROM unnest($2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[])
+                  AS u(t, r, sc, p, s, c, a, v, m)",
             &[
+                &run_id,
                 &tokens,
-                &role,
-                &schema.as_str(),
+                &roles,
+                &schemas,
                 &col(|g| &g.plugin),
                 &col(|g| &g.step_id),
                 &col(|g| &g.checksum),
                 &col(|g| &g.artifact_checksum),
                 &col(|g| &g.plugin_version),
-                &run_id,
                 &col(|g| &g.mac),
             ],
         )
         .await
-        .map_err(pg(format!("granting steps to schema `{schema}`")))?;
+        .map_err(pg("granting steps"))?;
+    Ok(())
+}
+
+/// Removes the grants a run issued but did not use (steps not reached, schemas another
+/// runner completed first).
+pub async fn clear_run_grants(client: &Client, run_id: i64) -> Result<(), ControlError> {
+    client
+        .execute(
+            "DELETE FROM wasmig.step_grant WHERE run_id = $1",
+            &[&run_id],
+        )
+        .await
+        .map_err(pg("clearing the run's unused step grants"))?;
     Ok(())
 }
 

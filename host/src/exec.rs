@@ -148,6 +148,7 @@ impl Fleet {
     /// report as it completes.
     pub async fn migrate(
         self: &Arc<Self>,
+        op: &Client,
         targets: Vec<Target>,
         snapshot: &HashMap<String, Vec<LedgerEntry>>,
         opts: &RunOptions,
@@ -177,9 +178,12 @@ impl Fleet {
                 None => work.push(t),
             }
         }
+        // One statement (one commit) grants every step the snapshot shows pending, for all
+        // schemas; the per-schema path then writes nothing on the operator's connection.
+        let grants = self.grant_all(op, &work, snapshot, opts).await;
         let (shared, tenants): (Vec<Target>, Vec<Target>) =
             work.into_iter().partition(|t| t.scope == Scope::Shared);
-        reports.extend(self.run_queue(shared, opts, on_done).await);
+        reports.extend(self.run_queue(shared, &grants, opts, on_done).await);
         if let Some(bad) = reports
             .iter()
             .find(|r| r.scope == Scope::Shared && r.outcome.is_problem())
@@ -198,13 +202,53 @@ impl Fleet {
             }
             return reports;
         }
-        reports.extend(self.run_queue(tenants, opts, on_done).await);
+        reports.extend(self.run_queue(tenants, &grants, opts, on_done).await);
+        if let Err(e) = control::clear_run_grants(op, opts.run_id).await {
+            tracing::warn!("{e}");
+        }
         reports
+    }
+
+    async fn grant_all(
+        &self,
+        op: &Client,
+        work: &[Target],
+        snapshot: &HashMap<String, Vec<LedgerEntry>>,
+        opts: &RunOptions,
+    ) -> Grants {
+        let empty = Vec::new();
+        let mut grants: Grants = HashMap::new();
+        for t in work {
+            let ledger = snapshot.get(t.schema.as_str()).unwrap_or(&empty);
+            let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, ledger);
+            let list = plan
+                .pending
+                .iter()
+                .map(|p| (*p, self.grant(&t.schema, p)))
+                .collect();
+            grants.insert(t.schema.clone(), list);
+        }
+        let rows: Vec<(&str, &SchemaName, &StepGrant)> = grants
+            .iter()
+            .filter_map(|(schema, list)| self.roles.get(schema).map(|role| (role, schema, list)))
+            .flat_map(|(role, schema, list)| {
+                list.iter().map(move |(_, g)| (role.as_str(), schema, g))
+            })
+            .collect();
+        for chunk in rows.chunks(10_000) {
+            if let Err(e) = control::insert_grants(op, opts.run_id, chunk).await {
+                // Each schema then grants its own steps (and reports the error if it recurs).
+                tracing::warn!("{e}");
+                return HashMap::new();
+            }
+        }
+        grants
     }
 
     async fn run_queue(
         self: &Arc<Self>,
         targets: Vec<Target>,
+        grants: &Grants,
         opts: &RunOptions,
         on_done: &(dyn Fn(&SchemaReport) + Sync),
     ) -> Vec<SchemaReport> {
@@ -268,7 +312,8 @@ impl Fleet {
                         continue;
                     }
                 };
-                let outcome = self.migrate_locked(&op, &t, ledger, opts).await;
+                let issued = grants.get(&t.schema).map_or(&[][..], Vec::as_slice);
+                let outcome = self.migrate_locked(&op, &t, ledger, issued, opts).await;
                 if let Err(e) = control::release_schema(&op, &t.schema).await {
                     tracing::warn!("{e}");
                 }
@@ -287,6 +332,7 @@ impl Fleet {
         op: &Client,
         t: &Target,
         ledger: Vec<LedgerEntry>,
+        issued: &[(PendingStep, StepGrant)],
         opts: &RunOptions,
     ) -> Outcome {
         let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, &ledger);
@@ -304,15 +350,26 @@ impl Fleet {
                 ),
             };
         };
-        let grants: Vec<StepGrant> = plan
-            .pending
+        // Normally every pending step was granted up front. A step that was not (the ledger
+        // changed since the snapshot) is granted now, while the role login is under way.
+        let mut grants: Vec<StepGrant> = Vec::with_capacity(plan.pending.len());
+        let mut missing = Vec::new();
+        for p in &plan.pending {
+            match issued.iter().find(|(q, _)| q == p) {
+                Some((_, g)) => grants.push(g.clone()),
+                None => {
+                    let g = self.grant(&t.schema, p);
+                    missing.push(g.clone());
+                    grants.push(g);
+                }
+            }
+        }
+        let rows: Vec<(&str, &SchemaName, &StepGrant)> = missing
             .iter()
-            .map(|p| self.grant(&t.schema, p))
+            .map(|g| (role.as_str(), &t.schema, g))
             .collect();
-        // The grants must be committed before the first step records itself; logging in as
-        // the schema role meanwhile overlaps the two round trips.
         let (granted, client) = tokio::join!(
-            control::insert_grants(op, opts.run_id, role, &t.schema, &grants),
+            control::insert_grants(op, opts.run_id, &rows),
             self.connect_schema_role(op, role, &t.schema)
         );
         if let Err(e) = granted {
@@ -517,6 +574,9 @@ impl Fleet {
         }
     }
 }
+
+/// One-time grants per schema, for the steps pending in the up-front snapshot.
+type Grants = HashMap<SchemaName, Vec<(PendingStep, StepGrant)>>;
 
 fn refusal(plan: crate::plan::SchemaPlan) -> Outcome {
     if !plan.forged.is_empty() {

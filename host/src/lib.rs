@@ -46,14 +46,22 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
         Command::Tenant(TenantCommand::Create {
-            schema,
+            schemas,
             name,
             domain,
             no_migrate,
         }) => {
-            let schema = ops::tenant::tenant_name(&s, &schema)?;
+            let schemas = schemas
+                .iter()
+                .map(|raw| ops::tenant::tenant_name(&s, raw))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if schemas.len() > 1 && (name.is_some() || domain.is_some()) {
+                anyhow::bail!(
+                    "--name and --domain apply to one tenant; create tenants with names one at a time"
+                );
+            }
             let o = ops::tenant::CreateOptions {
-                schema,
+                schemas,
                 name,
                 domain,
                 migrate: !no_migrate,
@@ -91,5 +99,21 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
         }
         Command::Status(a) => ops::status::status(&s, a.json).await,
         Command::Pin { names } => ops::pin::pin(&s, &names).await,
+        Command::Verify(a) => {
+            let tenants = a
+                .tenants
+                .iter()
+                .map(|raw| ops::tenant::tenant_name(&s, raw))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let o = ops::verify::VerifyOptions {
+                fix: a.fix,
+                json: a.json,
+                tenants,
+                selection: plan::Selection {
+                    plugins: a.only_plugins,
+                },
+            };
+            ops::verify::verify(&s, &o).await
+        }
     }
 }

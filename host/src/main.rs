@@ -1,5 +1,6 @@
 //! The `wasmig` binary: parse arguments, set up logging, run, map the result to an exit code.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,8 +17,10 @@ fn main() -> ExitCode {
     };
     let filter = EnvFilter::try_from_env("WASMIG_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("wasmig={level},warn")));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()

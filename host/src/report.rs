@@ -351,3 +351,72 @@ pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
         }
     }
 }
+
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    totals: VerifyTotals,
+    tenants: &'a [SchemaStatus],
+}
+
+#[derive(Serialize)]
+struct VerifyTotals {
+    tenants: usize,
+    ok: usize,
+    with_issues: usize,
+}
+
+impl SchemaStatus {
+    /// Nothing pending, drifted, forged or failed.
+    pub fn is_ok(&self) -> bool {
+        self.pending.is_empty()
+            && self.drift.is_empty()
+            && self.forged.is_empty()
+            && self.last_failure.is_none()
+    }
+}
+
+/// `wasmig verify` output; returns whether every tenant is fully applied.
+pub fn print_verify(rows: &[SchemaStatus], json: bool, quiet: bool) -> bool {
+    let ok = rows.iter().filter(|r| r.is_ok()).count();
+    let totals = VerifyTotals {
+        tenants: rows.len(),
+        ok,
+        with_issues: rows.len() - ok,
+    };
+    let all_ok = totals.with_issues == 0;
+    if json {
+        let j = VerifyJson {
+            totals,
+            tenants: rows,
+        };
+        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        return all_ok;
+    }
+    if !quiet {
+        for r in rows.iter().filter(|r| !r.is_ok()) {
+            let mut parts = Vec::new();
+            if !r.pending.is_empty() {
+                parts.push(format!(
+                    "{} pending ({})",
+                    r.pending.len(),
+                    r.pending.join(", ")
+                ));
+            }
+            for d in &r.drift {
+                parts.push(format!("drifted {}/{}", d.plugin, d.step));
+            }
+            for f in &r.forged {
+                parts.push(format!("forged ledger row {f}"));
+            }
+            if let Some(f) = &r.last_failure {
+                parts.push(format!("failed {f}"));
+            }
+            println!("{}: {}", r.schema, parts.join("; "));
+        }
+    }
+    println!(
+        "{} tenant(s): {} ok, {} with issues",
+        totals.tenants, totals.ok, totals.with_issues
+    );
+    all_ok
+}

@@ -141,7 +141,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
             report::print_schema_line(r);
         }
     };
-    let reports = fleet.migrate(targets, &ledger, &opts, &on_done).await;
+    let reports = fleet.migrate(&op, targets, &ledger, &opts, &on_done).await;
     let applied: usize = reports.iter().map(report::applied_steps).sum();
     let failed = reports.iter().filter(|r| r.outcome.is_problem()).count();
     let outcome = if failed == 0 { "ok" } else { "failed" };

@@ -6,6 +6,7 @@ pub mod migrate;
 pub mod pin;
 pub mod status;
 pub mod tenant;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,33 +1,74 @@
-//! `wasmig status`: per schema, applied / pending / drifted / unknown steps, from one read of
-//! the registry and one read of the whole ledger.
+//! `wasmig status` and `wasmig verify`: per schema, applied / pending / drifted / forged /
+//! unknown steps and the last unresolved failure, from one read of the registry, one of the
+//! whole ledger and one of the failures, whatever the number of tenants.
 
 use anyhow::Result;
 
 use super::{Settings, load_plugins, registry};
 use crate::Exit;
 use crate::control;
-use crate::plan::{Selection, plan_schema};
+use crate::names::SchemaName;
+use crate::plan::{PluginSpec, Scope, Selection, plan_schema};
 use crate::report::{self, SchemaStatus};
 
-/// Prints the status of every managed schema.
-pub async fn status(s: &Settings, json: bool) -> Result<Exit> {
+/// Which schemas to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which<'a> {
+    /// The shared schema and every tenant.
+    All,
+    /// Tenants only; all of them when the list is empty.
+    Tenants(&'a [SchemaName]),
+}
+
+/// Plans every selected schema against its ledger rows and returns one status row each.
+pub async fn collect(
+    s: &Settings,
+    which: Which<'_>,
+    selection: &Selection,
+) -> Result<(Vec<PluginSpec>, Vec<SchemaStatus>)> {
     let plugins = load_plugins(s).await?;
+    selection.validate(&plugins.specs)?;
+    let db_started = std::time::Instant::now();
     let client = s.connect_initialised().await?;
     let reg = registry(&client, s).await?;
+    if let Which::Tenants(wanted) = which {
+        for w in wanted {
+            if !reg
+                .iter()
+                .any(|m| m.schema == *w && m.scope == Scope::Tenant)
+            {
+                anyhow::bail!("tenant `{w}` is not registered (see `wasmig tenant list`)");
+            }
+        }
+    }
     let secret = control::read_secret(&client).await?;
     let ledger = control::read_ledger(&client, None, &secret).await?;
     let failures = control::last_failures(&client).await?;
-    let all = Selection::default();
+    tracing::debug!(
+        "database work took {:.1} ms",
+        db_started.elapsed().as_secs_f64() * 1000.0
+    );
     let empty = Vec::new();
-    let rows: Vec<SchemaStatus> = reg
+    let rows = reg
         .iter()
-        .filter(|m| m.scope == crate::plan::Scope::Tenant || m.schema == s.shared_schema)
+        .filter(|m| match which {
+            Which::All => m.scope == Scope::Tenant || m.schema == s.shared_schema,
+            Which::Tenants(w) => {
+                m.scope == Scope::Tenant && (w.is_empty() || w.contains(&m.schema))
+            }
+        })
         .map(|m| {
             let l = ledger.get(m.schema.as_str()).unwrap_or(&empty);
-            let plan = plan_schema(&plugins.specs, &plugins.order, m.scope, &all, l);
+            let plan = plan_schema(&plugins.specs, &plugins.order, m.scope, selection, l);
             SchemaStatus::new(m, &plugins.specs, &plan, failures.get(m.schema.as_str()))
         })
         .collect();
-    report::print_status(&plugins.specs, &rows, json);
+    Ok((plugins.specs, rows))
+}
+
+/// Prints the status of every managed schema.
+pub async fn status(s: &Settings, json: bool) -> Result<Exit> {
+    let (specs, rows) = collect(s, Which::All, &Selection::default()).await?;
+    report::print_status(&specs, &rows, json);
     Ok(Exit::Ok)
 }

@@ -12,8 +12,8 @@ use crate::plan::{Scope, Selection};
 /// Options of `tenant create`.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
-    /// Schema.
-    pub schema: SchemaName,
+    /// Schemas (name and domain apply when there is one).
+    pub schemas: Vec<SchemaName>,
     /// Display name.
     pub name: Option<String>,
     /// Domain.
@@ -31,27 +31,29 @@ pub fn tenant_name(s: &Settings, raw: &str) -> Result<SchemaName> {
     Ok(schema)
 }
 
-/// Get-or-create a tenant, then migrate it.
+/// Get-or-create tenants, then migrate them.
 pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
     let mut client = s.connect_initialised().await?;
-    let (ensured, role) = control::ensure_schema(
-        &mut client,
-        &EnsureSchema {
-            schema: &o.schema,
-            scope: Scope::Tenant,
-            name: o.name.as_deref(),
-            domain: o.domain.as_deref(),
-            dbname: s.target.dbname(),
-            session: &s.limits.session,
-            app_role: s.app_role.as_deref(),
-            connection_limit: 4,
-        },
-    )
-    .await?;
-    if !s.quiet {
-        match ensured {
-            Ensured::Created => println!("tenant `{}` created (role `{role}`)", o.schema),
-            Ensured::Existed => println!("tenant `{}` already exists (role `{role}`)", o.schema),
+    for schema in &o.schemas {
+        let (ensured, role) = control::ensure_schema(
+            &mut client,
+            &EnsureSchema {
+                schema,
+                scope: Scope::Tenant,
+                name: o.name.as_deref(),
+                domain: o.domain.as_deref(),
+                dbname: s.target.dbname(),
+                session: &s.limits.session,
+                app_role: s.app_role.as_deref(),
+                connection_limit: 4,
+            },
+        )
+        .await?;
+        if !s.quiet {
+            match ensured {
+                Ensured::Created => println!("tenant `{schema}` created (role `{role}`)"),
+                Ensured::Existed => println!("tenant `{schema}` already exists (role `{role}`)"),
+            }
         }
     }
     if !o.migrate {
@@ -61,7 +63,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
         s,
         &MigrateOptions {
             scope: ScopeFilter::TenantsOnly,
-            schemas: vec![o.schema.clone()],
+            schemas: o.schemas.clone(),
             selection: Selection::default(),
             dry_run: false,
             json: false,

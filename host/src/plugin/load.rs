@@ -158,8 +158,8 @@ impl Runtime {
             return Err(LoadError::CoreModule(path.to_owned()));
         }
         let artifact_checksum = blake3::hash(&bytes).to_hex().to_string();
-        let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+        let (engine, cache) = (self.engine.clone(), self.cache.clone());
+        let component = tokio::task::spawn_blocking(move || cache.load(&engine, &bytes))
             .await
             .map_err(|e| file_err(e.to_string()))?
             .map_err(|e| LoadError::Compile {

@@ -6,6 +6,7 @@
 //! runs on the schema role's own connection; WASI grants nothing (no files, env, args,
 //! sockets).
 
+pub mod cache;
 pub mod load;
 pub mod output;
 pub mod sql;
@@ -190,6 +191,7 @@ impl WasiView for StepCtx {
 /// The engine, the linker and the limits; build once per process.
 pub struct Runtime {
     engine: Engine,
+    cache: cache::CompileCache,
     linker: Linker<StepCtx>,
     limits: Limits,
     stop_ticker: Arc<AtomicBool>,
@@ -234,6 +236,7 @@ impl Runtime {
             })?;
         Ok(Runtime {
             engine,
+            cache: cache::CompileCache::from_env(),
             linker,
             limits,
             stop_ticker,

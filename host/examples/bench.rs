@@ -1,0 +1,544 @@
+//! The wasmig benchmark: one command (`scripts/bench`, or
+//! `cargo run --release -p wasmig --example bench -- [--quick]` after building the plugins).
+//!
+//! It starts its own PostgreSQL with PostgreSQL's default durability (fsync on), and measures,
+//! side by side in one run, wasmig against the lower bound of sending the same SQL directly
+//! (no WebAssembly, no ledger, one connection per job):
+//! 1. the reference workload (12 migrations) into N fresh tenants, N in {100, 1000}, jobs 1, 2;
+//! 2. one pending step (finance 0004) on all N tenants;
+//! 3. no-op `migrate`, `verify` and `status` over 10,000 tenants x 12 steps;
+//! 4. peak RSS of the host per case, and `status` cold start with a warm compile cache;
+//! 5. instantiation + one `apply` call per step, in process.
+//!
+//! Disk sync latency here drifts for minutes at a time, so A/B runs are interleaved and
+//! compared as ratios of medians. Results: a table on stdout and `target/bench/results.json`
+//! (format `wasmig-bench/1`: stable, so runs can be compared across changes).
+
+#[path = "../../tests/support/pg.rs"]
+mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use tokio_postgres::NoTls;
+
+const WORKLOAD_PLUGINS: &[&str] = &["carriers", "customers", "suppliers", "finance"];
+/// The 12 migrations in apply order: (app, file).
+const APPS: &[&str] = &["carriers", "customers", "suppliers", "finance"];
+
+struct Bench {
+    server: pg::Server,
+    root: PathBuf,
+    wasmig: PathBuf,
+    wasm_dir: PathBuf,
+    work: tempdir::Dir,
+    rows: Vec<ResultRow>,
+    db_seq: usize,
+}
+
+mod tempdir {
+    use std::path::{Path, PathBuf};
+    pub struct Dir(PathBuf);
+    impl Dir {
+        pub fn new() -> Dir {
+            let p = std::env::temp_dir().join(format!("wasmig-bench-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).expect("bench work dir");
+            Dir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ResultRow {
+    case: String,
+    tenants: usize,
+    jobs: usize,
+    /// Median wall seconds of wasmig.
+    wasmig_s: f64,
+    /// Median wall seconds of the direct-SQL lower bound (absent where none applies).
+    direct_s: Option<f64>,
+    /// wasmig / direct, medians of interleaved runs.
+    ratio: Option<f64>,
+    /// Peak RSS of the wasmig process, MiB.
+    wasmig_peak_rss_mib: f64,
+    runs: usize,
+    note: String,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    format: &'static str,
+    postgres: String,
+    durability: &'static str,
+    cpus: usize,
+    results: &'a [ResultRow],
+    instantiate_apply_us: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+struct Timed {
+    secs: f64,
+    rss_mib: f64,
+    stdout: String,
+    stderr: String,
+}
+
+impl Bench {
+    fn new() -> Result<Bench> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("repo root")?
+            .to_owned();
+        let wasmig = root.join("target/release/wasmig");
+        if !wasmig.exists() {
+            bail!(
+                "{} is missing: run `cargo build --release -p wasmig` (scripts/bench does)",
+                wasmig.display()
+            );
+        }
+        let wasm_dir = root.join("plugins/target/wasm32-wasip2/release");
+        if !wasm_dir.join("finance_next.wasm").exists() {
+            bail!("plugins are not built: run scripts/bench (it builds them)");
+        }
+        eprintln!("starting PostgreSQL with default durability (fsync on) ...");
+        let server = pg::Server::start(pg::Durability::Default);
+        Ok(Bench {
+            server,
+            root,
+            wasmig,
+            wasm_dir,
+            work: tempdir::Dir::new(),
+            rows: Vec::new(),
+            db_seq: 0,
+        })
+    }
+
+    fn plugin_dir(&self, name: &str, plugins: &[&str]) -> Result<PathBuf> {
+        let dir = self.work.path().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        for p in plugins {
+            std::fs::copy(
+                self.wasm_dir.join(format!("{p}.wasm")),
+                dir.join(format!("{p}.wasm")),
+            )
+            .with_context(|| format!("copy {p}.wasm"))?;
+        }
+        Ok(dir)
+    }
+
+    async fn new_db(&mut self, label: &str) -> Result<String> {
+        self.db_seq += 1;
+        let name = format!("b{}_{label}", self.db_seq);
+        let c = connect(&self.server.url("postgres")).await?;
+        c.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        Ok(name)
+    }
+
+    async fn drop_db(&self, name: &str) -> Result<()> {
+        let c = connect(&self.server.url("postgres")).await?;
+        c.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await?;
+        // Tenant roles are cluster-wide: remove this database's.
+        let roles: Vec<String> = c
+            .query(
+                "SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1",
+                &[&format!("{name}\\_%")],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for chunk in roles.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(|r| format!("\"{r}\"")).collect();
+            c.batch_execute(&format!("DROP ROLE {}", list.join(", ")))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs wasmig under GNU time to read its peak RSS.
+    fn wasmig(&self, db: &str, plugins: &Path, args: &[&str]) -> Result<Timed> {
+        let started = Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "wasmig-peak-rss-kb=%M"])
+            .arg(&self.wasmig)
+            .args(args)
+            .env("DATABASE_URL", self.server.url(db))
+            .env("WASMIG_PLUGINS", plugins)
+            .env("WASMIG_CACHE_DIR", self.work.path().join("compile-cache"))
+            .env("WASMIG_LOCK_FILE", self.work.path().join("no.lock"))
+            .output()
+            .context("run wasmig under /usr/bin/time (apt-get install time)")?;
+        let secs = started.elapsed().as_secs_f64();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let rss_kb: f64 = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("wasmig-peak-rss-kb="))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        if !out.status.success()
+            && !(args.first() == Some(&"verify") && out.status.code() == Some(1))
+        {
+            bail!("wasmig {} failed:\n{stdout}\n{stderr}", args.join(" "));
+        }
+        Ok(Timed {
+            secs,
+            rss_mib: rss_kb / 1024.0,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// A database with `n` registered tenants (`t00001`...), nothing applied.
+    async fn wasmig_db(&mut self, label: &str, n: usize, plugins: &Path) -> Result<String> {
+        let db = self.new_db(label).await?;
+        self.wasmig(&db, plugins, &["init"])?;
+        let names: Vec<String> = (1..=n).map(|i| format!("t{i:05}")).collect();
+        for chunk in names.chunks(2000) {
+            let mut args = vec!["-q", "tenant", "create", "--no-migrate"];
+            args.extend(chunk.iter().map(String::as_str));
+            self.wasmig(&db, plugins, &args)?;
+        }
+        Ok(db)
+    }
+
+    /// A database with `n` empty schemas for the direct-SQL lower bound.
+    async fn direct_db(&mut self, label: &str, n: usize) -> Result<String> {
+        let db = self.new_db(label).await?;
+        let c = connect(&self.server.url(&db)).await?;
+        let ddl: String = (1..=n).map(|i| format!("CREATE SCHEMA t{i:05};")).collect();
+        c.batch_execute(&ddl).await?;
+        Ok(db)
+    }
+
+    /// The lower bound: the same SQL files, one connection per job, each file one simple
+    /// query (its own implicit transaction, like wasmig's one transaction per step).
+    async fn direct(
+        &self,
+        db: &str,
+        n: usize,
+        jobs: usize,
+        scripts: &Arc<Vec<String>>,
+    ) -> Result<f64> {
+        let next = Arc::new(AtomicUsize::new(1));
+        let url = self.server.url(db);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..jobs {
+            let (next, url, scripts) = (next.clone(), url.clone(), scripts.clone());
+            let per_tenant = std::env::var_os("BENCH_DIRECT_CONNECT_PER_TENANT").is_some();
+            tasks.push(tokio::spawn(async move {
+                let mut c = connect(&url).await?;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i > n {
+                        return anyhow::Ok(());
+                    }
+                    if per_tenant {
+                        c = connect(&url).await?;
+                    }
+                    c.batch_execute(&format!("SET search_path TO t{i:05}"))
+                        .await?;
+                    for s in scripts.iter() {
+                        c.batch_execute(s).await?;
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
+
+    fn workload_scripts(&self) -> Result<Vec<String>> {
+        let base = self.root.join("../shared/workload/tenant");
+        let mut out = Vec::new();
+        for app in APPS {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(base.join(app))
+                .with_context(|| format!("read {}", base.join(app).display()))?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<std::io::Result<_>>()?;
+            files.sort();
+            for f in files {
+                out.push(std::fs::read_to_string(f)?);
+            }
+        }
+        if out.len() != 12 {
+            bail!("expected 12 workload migrations, found {}", out.len());
+        }
+        Ok(out)
+    }
+
+    /// Cases 1 and 2 for one (n, jobs): interleaved A/B runs on fresh databases.
+    async fn workload_case(&mut self, n: usize, jobs: usize, reps: usize) -> Result<()> {
+        let scripts = Arc::new(self.workload_scripts()?);
+        let pending = Arc::new(vec![std::fs::read_to_string(self.root.join(
+            "../shared/workload/pending/finance__0004_invoice_external_ref_and_more.sql",
+        ))?]);
+        let jobs_s = jobs.to_string();
+        let (mut w_full, mut d_full, mut w_pend, mut d_pend) = (vec![], vec![], vec![], vec![]);
+        let (mut rss_full, mut rss_pend) = (0f64, 0f64);
+        for rep in 0..reps {
+            eprintln!("workload: {n} tenants, jobs {jobs}, run {}/{reps}", rep + 1);
+            let plugins = self.plugin_dir("workload", WORKLOAD_PLUGINS)?;
+            let wdb = self.wasmig_db("w", n, &plugins).await?;
+            let ddb = self.direct_db("d", n).await?;
+            // A then B for the full workload ...
+            let t = self.wasmig(
+                &wdb,
+                &plugins,
+                &["-q", "migrate", "--tenants", "--jobs", &jobs_s],
+            )?;
+            w_full.push(t.secs);
+            rss_full = rss_full.max(t.rss_mib);
+            d_full.push(self.direct(&ddb, n, jobs, &scripts).await?);
+            // ... then B then A for the pending step, alternating which goes first.
+            let next = self.plugin_dir(
+                "workload-next",
+                &["carriers", "customers", "suppliers", "finance_next"],
+            )?;
+            d_pend.push(self.direct(&ddb, n, jobs, &pending).await?);
+            let t = self.wasmig(
+                &wdb,
+                &next,
+                &["-q", "migrate", "--tenants", "--jobs", &jobs_s],
+            )?;
+            w_pend.push(t.secs);
+            rss_pend = rss_pend.max(t.rss_mib);
+            self.drop_db(&wdb).await?;
+            self.drop_db(&ddb).await?;
+        }
+        for (case, w, d, rss) in [
+            ("full workload (12 migrations)", w_full, d_full, rss_full),
+            ("one pending step (finance 0004)", w_pend, d_pend, rss_pend),
+        ] {
+            let (wm, dm) = (median(w), median(d));
+            self.rows.push(ResultRow {
+                case: case.into(),
+                tenants: n,
+                jobs,
+                wasmig_s: wm,
+                direct_s: Some(dm),
+                ratio: Some(wm / dm),
+                wasmig_peak_rss_mib: rss,
+                runs: reps,
+                note: String::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Case 3: no-op migrate, verify and status over `n` fully applied tenants.
+    async fn fleet_case(&mut self, n: usize, reps: usize) -> Result<()> {
+        let plugins = self.plugin_dir("light", &["light"])?;
+        eprintln!("no-op fleet: setting up {n} tenants x 12 steps (not timed) ...");
+        let setup = Instant::now();
+        let db = self.wasmig_db("fleet", n, &plugins).await?;
+        self.wasmig(&db, &plugins, &["-q", "migrate", "--jobs", "4"])?;
+        let setup_s = setup.elapsed().as_secs_f64();
+        for (case, args) in [
+            ("no-op migrate", &["-q", "migrate"][..]),
+            ("verify", &["-q", "verify"][..]),
+            ("status", &["status"][..]),
+        ] {
+            let mut secs = vec![];
+            let mut rss = 0f64;
+            for _ in 0..reps {
+                let t = self.wasmig(&db, &plugins, args)?;
+                if case == "verify" && !t.stdout.contains(&format!("{n} tenant(s): {n} ok")) {
+                    bail!("verify did not find every tenant ok:\n{}", t.stdout);
+                }
+                secs.push(t.secs);
+                rss = rss.max(t.rss_mib);
+            }
+            self.rows.push(ResultRow {
+                case: case.into(),
+                tenants: n,
+                jobs: 1,
+                wasmig_s: median(secs),
+                direct_s: None,
+                ratio: None,
+                wasmig_peak_rss_mib: rss,
+                runs: reps,
+                note: format!("{n} tenants x 12 applied steps; setup took {setup_s:.0}s"),
+            });
+        }
+        self.drop_db(&db).await?;
+        Ok(())
+    }
+
+    /// Case 4b: `status` start-up with a warm compile cache, against the time of its queries.
+    async fn cold_start_case(&mut self, reps: usize) -> Result<()> {
+        let plugins = self.plugin_dir("coldstart", WORKLOAD_PLUGINS)?;
+        let db = self.wasmig_db("cold", 1, &plugins).await?;
+        self.wasmig(&db, &plugins, &["status"])?; // warms the compile cache
+        let mut secs = vec![];
+        let mut queries = vec![];
+        let mut rss = 0f64;
+        for _ in 0..reps {
+            let t = self.wasmig(&db, &plugins, &["-v", "status"])?;
+            secs.push(t.secs);
+            rss = rss.max(t.rss_mib);
+            let q = t
+                .stderr
+                .lines()
+                .find_map(|l| l.split("database work took ").nth(1))
+                .and_then(|v| v.trim_end_matches(" ms").parse::<f64>().ok())
+                .context("wasmig -v prints its database time")?;
+            queries.push(q / 1000.0);
+        }
+        let (wall, q) = (median(secs), median(queries));
+        self.rows.push(ResultRow {
+            case: "status cold start, warm compile cache".into(),
+            tenants: 1,
+            jobs: 1,
+            wasmig_s: wall,
+            direct_s: None,
+            ratio: None,
+            wasmig_peak_rss_mib: rss,
+            runs: reps,
+            note: format!(
+                "of which connect + queries {:.1} ms; start-up outside the database {:.1} ms",
+                q * 1000.0,
+                (wall - q) * 1000.0
+            ),
+        });
+        self.drop_db(&db).await?;
+        Ok(())
+    }
+}
+
+/// Case 5: instantiate a plugin from its pre-linked instance and call `apply` once (the step
+/// asks for SQL, which this session refuses, so no database time is included).
+async fn instantiate_apply_us(wasm: &Path) -> Result<f64> {
+    use wasmig::plugin::{Limits, Runtime};
+    let rt = Runtime::new(Limits::default()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let plugin = rt.load_file(wasm).await?;
+    let limits = Limits::default();
+    let run = |n: usize| {
+        let (rt, plugin, limits) = (&rt, &plugin, &limits);
+        async move {
+            let started = Instant::now();
+            for _ in 0..n {
+                let mut store = rt.store("bench".into(), None, limits);
+                let inst = plugin
+                    .pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                let r = inst
+                    .wasmig_plugin_plugin()
+                    .call_apply(&mut store, "0001")
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                std::hint::black_box(r.is_err());
+            }
+            anyhow::Ok(started.elapsed())
+        }
+    };
+    run(200).await?; // warm up
+    let mut samples = vec![];
+    for _ in 0..5 {
+        let d: Duration = run(2000).await?;
+        samples.push(d.as_secs_f64() * 1e6 / 2000.0);
+    }
+    Ok(median(samples))
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (c, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(c)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let mut b = Bench::new()?;
+    let version = connect(&b.server.url("postgres"))
+        .await?
+        .query_one("SHOW server_version", &[])
+        .await?
+        .get::<_, String>(0);
+    let sizes: &[(usize, usize)] = if quick {
+        &[(100, 1)]
+    } else {
+        &[(100, 3), (1000, 1)]
+    };
+    for &(n, reps) in sizes {
+        for jobs in [1, 2] {
+            b.workload_case(n, jobs, reps).await?;
+        }
+    }
+    b.fleet_case(if quick { 1000 } else { 10_000 }, 3).await?;
+    b.cold_start_case(10).await?;
+    let us = instantiate_apply_us(&b.wasm_dir.join("light.wasm")).await?;
+
+    println!();
+    println!(
+        "{:<40} {:>7} {:>4} {:>10} {:>10} {:>7} {:>9}  note",
+        "case", "tenants", "jobs", "wasmig s", "direct s", "ratio", "RSS MiB"
+    );
+    for r in &b.rows {
+        println!(
+            "{:<40} {:>7} {:>4} {:>10.3} {:>10} {:>7} {:>9.1}  {}",
+            r.case,
+            r.tenants,
+            r.jobs,
+            r.wasmig_s,
+            r.direct_s
+                .map(|d| format!("{d:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            r.ratio
+                .map(|x| format!("{x:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            r.wasmig_peak_rss_mib,
+            r.note
+        );
+    }
+    println!("instantiate + one apply call per step: {us:.1} us (median of 5 x 2000, in process)");
+    let out = Output {
+        format: "wasmig-bench/1",
+        postgres: version,
+        durability: "PostgreSQL defaults (fsync on, synchronous_commit on)",
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        results: &b.rows,
+        instantiate_apply_us: us,
+    };
+    let dir = b.root.join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("results.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&out)?)?;
+    println!("results: {}", file.display());
+    drop(b.work);
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! A throwaway PostgreSQL server: initdb + pg_ctl on a free loopback port, run as the
+//! `postgres` OS user when we are root, scram-sha-256 for every TCP login, stopped and
+//! removed when the process that started it exits. Shared by the tests (fast settings) and
+//! the benchmark (PostgreSQL's default durability).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const ADMIN_USER: &str = "wasmig_admin";
+pub const ADMIN_PASSWORD: &str = "admin-pw-7f3a9c";
+
+/// How the server treats durability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync=off`, `synchronous_commit=off`: for tests only.
+    Fast,
+    /// PostgreSQL's defaults: for benchmarks.
+    Default,
+}
+
+/// A running server.
+pub struct Server {
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+fn pg_bin(tool: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Path::new(&dir).join(tool);
+    }
+    let mut majors: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    majors.sort();
+    let major = majors
+        .last()
+        .expect("PostgreSQL server binaries in /usr/lib/postgresql (apt-get install postgresql)");
+    PathBuf::from(format!("/usr/lib/postgresql/{major}/bin/{tool}"))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` OS user when we are root (PostgreSQL refuses
+/// to run as root).
+fn pg_tool(tool: &str, args: &[&str]) -> Output {
+    let bin = pg_bin(tool);
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    cmd.args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Server {
+    pub fn start(durability: Durability) -> Server {
+        let base =
+            std::env::temp_dir().join(format!("wasmig-pg-{}-{:?}", std::process::id(), durability));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).expect("create server dir");
+        let data = base.join("data");
+        let pwfile = base.join("pwfile");
+        std::fs::write(&pwfile, ADMIN_PASSWORD).expect("write pwfile");
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&base)
+                .status()
+                .expect("chown");
+            assert!(st.success(), "chown of the server dir failed");
+        }
+        let mut initdb = vec![
+            "-D",
+            data.to_str().expect("utf8 path"),
+            "-U",
+            ADMIN_USER,
+            "--pwfile",
+            pwfile.to_str().expect("utf8 path"),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ];
+        if durability == Durability::Fast {
+            initdb.push("--no-sync");
+        }
+        let out = pg_tool("initdb", &initdb);
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut opts = format!(
+            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} -c max_connections=400",
+            base.display()
+        );
+        if durability == Durability::Fast {
+            opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        let log = base.join("server.log");
+        let out = pg_tool(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("utf8"),
+                "-l",
+                log.to_str().expect("utf8"),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        );
+        if !out.status.success() {
+            panic!(
+                "pg_ctl start failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        // Stop the server and remove its files when this process exits, however it exits.
+        // The watchdog outlives us on purpose, so it is never waited for.
+        let stop = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runas}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {base}",
+            pid = std::process::id(),
+            runas = if is_root() {
+                "runuser -u postgres -- "
+            } else {
+                ""
+            },
+            pg_ctl = pg_bin("pg_ctl").display(),
+            data = data.display(),
+            base = base.display(),
+        );
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", &stop])
+            .spawn()
+            .expect("spawn the server watchdog");
+        Server { port, dir: base }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// The admin URL of database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{}/{db}",
+            self.port
+        )
+    }
+}
