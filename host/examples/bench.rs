@@ -219,6 +219,12 @@ impl Bench {
     async fn wasmig_db(&mut self, label: &str, n: usize, plugins: &Path) -> Result<String> {
         let db = self.new_db(label).await?;
         self.wasmig(&db, plugins, &["init"])?;
+        if std::env::var_os("BENCH_NO_GUARD").is_some() {
+            connect(&self.server.url(&db))
+                .await?
+                .batch_execute("DROP EVENT TRIGGER wasmig_guard_tenant_ddl")
+                .await?;
+        }
         let names: Vec<String> = (1..=n).map(|i| format!("t{i:05}")).collect();
         for chunk in names.chunks(2000) {
             let mut args = vec!["-q", "tenant", "create", "--no-migrate"];
@@ -415,6 +421,7 @@ impl Bench {
             queries.push(q / 1000.0);
         }
         let (wall, q) = (median(secs), median(queries));
+        self.login_cost(&db).await?;
         self.rows.push(ResultRow {
             case: "status cold start, warm compile cache".into(),
             tenants: 1,
@@ -431,6 +438,48 @@ impl Bench {
             ),
         });
         self.drop_db(&db).await?;
+        Ok(())
+    }
+}
+
+impl Bench {
+    /// What the security model costs per tenant: a fresh login as a schema role (scram over
+    /// TCP, a new backend) plus its first statement, against a statement on a warm session.
+    async fn login_cost(&mut self, db: &str) -> Result<()> {
+        let admin = connect(&self.server.url(db)).await?;
+        let key: Vec<u8> = admin
+            .query_one("SELECT key FROM wasmig.secret", &[])
+            .await?
+            .get(0);
+        let key: [u8; 32] = key.try_into().map_err(|_| anyhow::anyhow!("secret"))?;
+        let role: String = admin
+            .query_one("SELECT role_name FROM wasmig.tenant LIMIT 1", &[])
+            .await?
+            .get(0);
+        let pw = wasmig::secret::role_password(&key, &role);
+        let url = format!("postgres://{role}:{pw}@127.0.0.1:{}/{db}", self.server.port);
+        let (mut login, mut warm) = (vec![], vec![]);
+        for _ in 0..100 {
+            let t = Instant::now();
+            let c = connect(&url).await?;
+            c.batch_execute("SELECT 1").await?;
+            login.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            admin.batch_execute("SELECT 1").await?;
+            warm.push(t.elapsed().as_secs_f64());
+        }
+        let (l, w) = (median(login), median(warm));
+        self.rows.push(ResultRow {
+            case: "schema-role login + first statement".into(),
+            tenants: 1,
+            jobs: 1,
+            wasmig_s: l,
+            direct_s: Some(w),
+            ratio: Some(l / w),
+            wasmig_peak_rss_mib: 0.0,
+            runs: 100,
+            note: "direct = the same statement on a warm session; this is the per-tenant floor of one login per tenant".into(),
+        });
         Ok(())
     }
 }
@@ -494,6 +543,13 @@ async fn main() -> Result<()> {
     } else {
         &[(100, 3), (1000, 1)]
     };
+    if std::env::var_os("BENCH_ONLY_LOGIN").is_some() {
+        b.cold_start_case(3).await?;
+        for r in &b.rows {
+            println!("{} {:.4} {:?}", r.case, r.wasmig_s, r.direct_s);
+        }
+        return Ok(());
+    }
     for &(n, reps) in sizes {
         for jobs in [1, 2] {
             b.workload_case(n, jobs, reps).await?;

@@ -99,29 +99,41 @@ CREATE TABLE IF NOT EXISTS wasmig.step_grant (
 -- The only thing schema roles may use: a schema of its own, holding one function.
 CREATE SCHEMA IF NOT EXISTS wasmig_api;
 REVOKE ALL ON SCHEMA wasmig_api FROM PUBLIC;
-CREATE OR REPLACE FUNCTION wasmig_api.record_step(p_token bytea, p_duration_ms double precision)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+-- Raises the refusal; plpgsql, so only the failure path pays for compiling it.
+CREATE OR REPLACE FUNCTION wasmig_api.no_valid_grant() RETURNS void
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    g wasmig.step_grant%ROWTYPE;
 BEGIN
-    DELETE FROM wasmig.step_grant
-     WHERE token_hash = sha256(p_token)
-       AND role_name = session_user
-       AND expires_at > clock_timestamp()
-    RETURNING * INTO g;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'wasmig: no valid step grant for this token and role'
-            USING ERRCODE = '42501';
-    END IF;
-    INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
-                               plugin_version, applied_at, duration_ms, run_id, mac)
-    VALUES (g.schema_name, g.plugin, g.step_id, g.checksum, g.artifact_checksum,
-            g.plugin_version, clock_timestamp(), p_duration_ms, g.run_id, g.mac);
+    RAISE EXCEPTION 'wasmig: no valid step grant for this token and role'
+        USING ERRCODE = '42501';
 END
 $fn$;
+-- Consumes the one-time grant and writes the ledger row from the grant's own fields. Plain
+-- SQL (no per-session compile): every new schema-role session calls it.
+CREATE OR REPLACE FUNCTION wasmig_api.record_step(p_token bytea, p_duration_ms double precision)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH g AS (
+        DELETE FROM wasmig.step_grant
+         WHERE token_hash = sha256(p_token)
+           AND role_name = session_user
+           AND expires_at > clock_timestamp()
+        RETURNING *
+    ), recorded AS (
+        INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
+                                   plugin_version, applied_at, duration_ms, run_id, mac)
+        SELECT schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version,
+               clock_timestamp(), p_duration_ms, run_id, mac
+        FROM g
+        RETURNING 1
+    )
+    SELECT CASE WHEN (SELECT count(*) FROM recorded) = 1 THEN NULL
+                ELSE wasmig_api.no_valid_grant() END;
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.no_valid_grant() FROM PUBLIC;
 REVOKE ALL ON FUNCTION wasmig_api.record_step(bytea, double precision) FROM PUBLIC;
 -- Tenant roles may not hand out privileges (GRANT/REVOKE/default privileges): enforced by an
 -- event trigger when the operator can create one (superuser), see `install_guard`.

@@ -283,13 +283,31 @@ impl Fleet {
                     return;
                 }
             };
-            while let Some((t, attempts)) = pop(&queue) {
+            // While one schema runs, the next one's role login is already under way: a login
+            // is a new server backend, and starting it overlaps the current schema's work.
+            let mut next: Option<(Target, u32, Prefetch)> = None;
+            loop {
+                let (t, attempts, login) = match next.take() {
+                    Some(n) => n,
+                    None => match pop(&queue) {
+                        Some((t, a)) => {
+                            let login = self.prefetch_login(&t);
+                            (t, a, login)
+                        }
+                        None => break,
+                    },
+                };
+                if let Some((t2, a2)) = pop(&queue) {
+                    let login2 = self.prefetch_login(&t2);
+                    next = Some((t2, a2, login2));
+                }
                 let started = Instant::now();
                 let ledger = match control::try_lock_and_read(&op, &t.schema, &self.secret).await {
                     Ok(Some(l)) => l,
                     Ok(None) => {
                         // Another runner is on it: go on with other schemas and come back
                         // later; never block on the lock, which would serialise the fleet.
+                        login.abort();
                         if attempts > 0 {
                             let backoff = 10u64 << attempts.min(5);
                             tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
@@ -300,6 +318,7 @@ impl Fleet {
                         continue;
                     }
                     Err(e) => {
+                        login.abort();
                         let r = report(
                             t,
                             Outcome::Error {
@@ -313,7 +332,9 @@ impl Fleet {
                     }
                 };
                 let issued = grants.get(&t.schema).map_or(&[][..], Vec::as_slice);
-                let outcome = self.migrate_locked(&op, &t, ledger, issued, opts).await;
+                let outcome = self
+                    .migrate_locked(&op, &t, ledger, issued, login, opts)
+                    .await;
                 if let Err(e) = control::release_schema(&op, &t.schema).await {
                     tracing::warn!("{e}");
                 }
@@ -321,10 +342,38 @@ impl Fleet {
                 on_done(&r);
                 push(&reports, r);
             }
+            if let Some((t, a, login)) = next {
+                // Only reached if the loop ended early; hand the schema back.
+                login.abort();
+                if let Ok(mut q) = queue.lock() {
+                    q.push_back((t, a));
+                }
+            }
         };
         let futures: Vec<_> = (0..workers).map(worker).collect();
         futures_join_all(futures).await;
         reports.into_inner().unwrap_or_default()
+    }
+
+    /// Starts logging in as the schema's role in the background.
+    fn prefetch_login(self: &Arc<Self>, t: &Target) -> Prefetch {
+        let fleet = self.clone();
+        let schema = t.schema.clone();
+        Prefetch(tokio::spawn(async move {
+            let role = fleet.roles.get(&schema)?;
+            let password = secret::role_password(&fleet.secret, role);
+            let group = control::tenant_group_for(fleet.target.dbname());
+            let options = fleet
+                .runtime
+                .limits()
+                .session
+                .startup_options(&schema, &group);
+            fleet
+                .target
+                .connect_as(role, &password, &options)
+                .await
+                .ok()
+        }))
     }
 
     async fn migrate_locked(
@@ -333,14 +382,17 @@ impl Fleet {
         t: &Target,
         ledger: Vec<LedgerEntry>,
         issued: &[(PendingStep, StepGrant)],
+        login: Prefetch,
         opts: &RunOptions,
     ) -> Outcome {
         let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, &ledger);
-        if plan.refused() {
-            return refusal(plan);
-        }
-        if plan.pending.is_empty() {
-            return Outcome::UpToDate;
+        if plan.refused() || plan.pending.is_empty() {
+            login.abort();
+            return if plan.refused() {
+                refusal(plan)
+            } else {
+                Outcome::UpToDate
+            };
         }
         let Some(role) = self.roles.get(&t.schema) else {
             return Outcome::Error {
@@ -368,10 +420,15 @@ impl Fleet {
             .iter()
             .map(|g| (role.as_str(), &t.schema, g))
             .collect();
-        let (granted, client) = tokio::join!(
-            control::insert_grants(op, opts.run_id, &rows),
-            self.connect_schema_role(op, role, &t.schema)
-        );
+        let (granted, client) =
+            tokio::join!(control::insert_grants(op, opts.run_id, &rows), async {
+                match login.0.await {
+                    Ok(Some(c)) => Ok(c),
+                    // The prefetch failed (e.g. the plugin changed its role's password): log in
+                    // again on the path that repairs what it can and reports what it cannot.
+                    _ => self.connect_schema_role(op, role, &t.schema).await,
+                }
+            });
         if let Err(e) = granted {
             return Outcome::Error {
                 message: e.to_string(),
@@ -572,6 +629,15 @@ impl Fleet {
                 message: store.data().describe_failure(&trap, limits),
             }),
         }
+    }
+}
+
+/// A schema-role login started ahead of time.
+struct Prefetch(tokio::task::JoinHandle<Option<Client>>);
+
+impl Prefetch {
+    fn abort(self) {
+        self.0.abort();
     }
 }
 
