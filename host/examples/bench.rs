@@ -73,6 +73,10 @@ struct ResultRow {
     direct_s: Option<f64>,
     /// wasmig / direct, medians of interleaved runs.
     ratio: Option<f64>,
+    /// Median wall seconds of direct SQL with one fresh login per tenant.
+    direct_login_s: Option<f64>,
+    /// wasmig / direct with one login per tenant.
+    ratio_login: Option<f64>,
     /// Peak RSS of the wasmig process, MiB.
     wasmig_peak_rss_mib: f64,
     runs: usize,
@@ -244,7 +248,9 @@ impl Bench {
     }
 
     /// The lower bound: the same SQL files, one connection per job, each file one simple
-    /// query (its own implicit transaction, like wasmig's one transaction per step).
+    /// query (its own implicit transaction, like wasmig's one transaction per step). With
+    /// `per_tenant`, a fresh login per tenant: what wasmig's role-per-tenant sessions cost
+    /// before wasmig does anything (a new backend, cold catalog caches).
     async fn direct(
         &self,
         db: &str,
@@ -258,7 +264,6 @@ impl Bench {
         let mut tasks = Vec::new();
         for _ in 0..jobs {
             let (next, url, scripts) = (next.clone(), url.clone(), scripts.clone());
-            let per_tenant = std::env::var_os("BENCH_DIRECT_CONNECT_PER_TENANT").is_some();
             tasks.push(tokio::spawn(async move {
                 let mut c = connect(&url).await?;
                 loop {
@@ -310,6 +315,7 @@ impl Bench {
         ))?]);
         let jobs_s = jobs.to_string();
         let (mut w_full, mut d_full, mut w_pend, mut d_pend) = (vec![], vec![], vec![], vec![]);
+        let (mut l_full, mut l_pend) = (vec![], vec![]);
         let (mut rss_full, mut rss_pend) = (0f64, 0f64);
         for rep in 0..reps {
             eprintln!("workload: {n} tenants, jobs {jobs}, run {}/{reps}", rep + 1);
@@ -341,11 +347,23 @@ impl Bench {
             self.drop_db(&wdb).await?;
             self.drop_db(&ddb).await?;
         }
-        for (case, w, d, rss) in [
-            ("full workload (12 migrations)", w_full, d_full, rss_full),
-            ("one pending step (finance 0004)", w_pend, d_pend, rss_pend),
+        for (case, w, d, l, rss) in [
+            (
+                "full workload (12 migrations)",
+                w_full,
+                d_full,
+                l_full,
+                rss_full,
+            ),
+            (
+                "one pending step (finance 0004)",
+                w_pend,
+                d_pend,
+                l_pend,
+                rss_pend,
+            ),
         ] {
-            let (wm, dm) = (median(w), median(d));
+            let (wm, dm, lm) = (median(w), median(d), median(l));
             self.rows.push(ResultRow {
                 case: case.into(),
                 tenants: n,
@@ -353,6 +371,8 @@ impl Bench {
                 wasmig_s: wm,
                 direct_s: Some(dm),
                 ratio: Some(wm / dm),
+                direct_login_s: Some(lm),
+                ratio_login: Some(wm / lm),
                 wasmig_peak_rss_mib: rss,
                 runs: reps,
                 note: String::new(),
@@ -391,6 +411,8 @@ impl Bench {
                 wasmig_s: median(secs),
                 direct_s: None,
                 ratio: None,
+                direct_login_s: None,
+                ratio_login: None,
                 wasmig_peak_rss_mib: rss,
                 runs: reps,
                 note: format!("{n} tenants x 12 applied steps; setup took {setup_s:.0}s"),
@@ -476,6 +498,8 @@ impl Bench {
             wasmig_s: l,
             direct_s: Some(w),
             ratio: Some(l / w),
+            direct_login_s: None,
+            ratio_login: None,
             wasmig_peak_rss_mib: 0.0,
             runs: 100,
             note: "direct = the same statement on a warm session; this is the per-tenant floor of one login per tenant".into(),
@@ -543,13 +567,6 @@ async fn main() -> Result<()> {
     } else {
         &[(100, 3), (1000, 1)]
     };
-    if std::env::var_os("BENCH_ONLY_LOGIN").is_some() {
-        b.cold_start_case(3).await?;
-        for r in &b.rows {
-            println!("{} {:.4} {:?}", r.case, r.wasmig_s, r.direct_s);
-        }
-        return Ok(());
-    }
     for &(n, reps) in sizes {
         for jobs in [1, 2] {
             b.workload_case(n, jobs, reps).await?;
