@@ -223,12 +223,6 @@ impl Bench {
     async fn wasmig_db(&mut self, label: &str, n: usize, plugins: &Path) -> Result<String> {
         let db = self.new_db(label).await?;
         self.wasmig(&db, plugins, &["init"])?;
-        if std::env::var_os("BENCH_NO_GUARD").is_some() {
-            connect(&self.server.url(&db))
-                .await?
-                .batch_execute("DROP EVENT TRIGGER wasmig_guard_tenant_ddl")
-                .await?;
-        }
         let names: Vec<String> = (1..=n).map(|i| format!("t{i:05}")).collect();
         for chunk in names.chunks(2000) {
             let mut args = vec!["-q", "tenant", "create", "--no-migrate"];
@@ -257,6 +251,7 @@ impl Bench {
         n: usize,
         jobs: usize,
         scripts: &Arc<Vec<String>>,
+        per_tenant: bool,
     ) -> Result<f64> {
         let next = Arc::new(AtomicUsize::new(1));
         let url = self.server.url(db);
@@ -322,30 +317,27 @@ impl Bench {
             let plugins = self.plugin_dir("workload", WORKLOAD_PLUGINS)?;
             let wdb = self.wasmig_db("w", n, &plugins).await?;
             let ddb = self.direct_db("d", n).await?;
-            // A then B for the full workload ...
-            let t = self.wasmig(
-                &wdb,
-                &plugins,
-                &["-q", "migrate", "--tenants", "--jobs", &jobs_s],
-            )?;
+            let ldb = self.direct_db("l", n).await?;
+            let migrate = ["-q", "migrate", "--tenants", "--jobs", &jobs_s];
+            // A, B, C for the full workload ...
+            let t = self.wasmig(&wdb, &plugins, &migrate)?;
             w_full.push(t.secs);
             rss_full = rss_full.max(t.rss_mib);
-            d_full.push(self.direct(&ddb, n, jobs, &scripts).await?);
-            // ... then B then A for the pending step, alternating which goes first.
+            d_full.push(self.direct(&ddb, n, jobs, &scripts, false).await?);
+            l_full.push(self.direct(&ldb, n, jobs, &scripts, true).await?);
+            // ... then C, B, A for the pending step, so neither side always goes first.
             let next = self.plugin_dir(
                 "workload-next",
                 &["carriers", "customers", "suppliers", "finance_next"],
             )?;
-            d_pend.push(self.direct(&ddb, n, jobs, &pending).await?);
-            let t = self.wasmig(
-                &wdb,
-                &next,
-                &["-q", "migrate", "--tenants", "--jobs", &jobs_s],
-            )?;
+            l_pend.push(self.direct(&ldb, n, jobs, &pending, true).await?);
+            d_pend.push(self.direct(&ddb, n, jobs, &pending, false).await?);
+            let t = self.wasmig(&wdb, &next, &migrate)?;
             w_pend.push(t.secs);
             rss_pend = rss_pend.max(t.rss_mib);
-            self.drop_db(&wdb).await?;
-            self.drop_db(&ddb).await?;
+            for db in [&wdb, &ddb, &ldb] {
+                self.drop_db(db).await?;
+            }
         }
         for (case, w, d, l, rss) in [
             (
@@ -451,6 +443,8 @@ impl Bench {
             wasmig_s: wall,
             direct_s: None,
             ratio: None,
+            direct_login_s: None,
+            ratio_login: None,
             wasmig_peak_rss_mib: rss,
             runs: reps,
             note: format!(
