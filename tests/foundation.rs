@@ -528,3 +528,69 @@ fn ledger_rows_of_removed_plugins_are_reported_not_deleted() {
         );
     }
 }
+
+#[test]
+fn compiled_plugins_are_cached_and_a_damaged_cache_entry_is_recompiled() {
+    let db = TestDb::new("cache");
+    let plugins = PluginDir::new(&["notes_v1", "carriers"]);
+    db.wasmig(plugins.path(), &["init"]).expect(0);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let cache_dir = cache.path().join("wasmig");
+    let status = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmig"))
+            .args(["status", "--json"])
+            .env("DATABASE_URL", &db.url)
+            .env("WASMIG_PLUGINS", plugins.path())
+            .env("WASMIG_CACHE_DIR", &cache_dir)
+            .output()
+            .expect("run wasmig");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    status();
+    let entries = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&cache_dir)
+            .expect("cache dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect()
+    };
+    let files = entries();
+    assert_eq!(files.len(), 2, "one compiled artifact per plugin");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cache_dir)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "the cache directory is private");
+    let before: Vec<_> = files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .expect("meta")
+                .modified()
+                .expect("mtime")
+        })
+        .collect();
+    status();
+    let after: Vec<_> = files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .expect("meta")
+                .modified()
+                .expect("mtime")
+        })
+        .collect();
+    assert_eq!(before, after, "a warm cache is read, not rewritten");
+    // A damaged entry is not trusted: it is compiled again and replaced.
+    std::fs::write(&files[0], b"not a compiled component").expect("damage");
+    status();
+    assert!(
+        std::fs::metadata(&files[0]).expect("meta").len() > 1000,
+        "recompiled"
+    );
+}

@@ -387,7 +387,7 @@ fn guest_memory_bomb() {
     fails_with(
         "memory_bomb",
         "",
-        &["--limit", "hostile:memory_mb=32"],
+        &["--plugin-limit", "hostile:memory_mb=32"],
         "memory limit of 32 MiB",
     );
 }
@@ -397,7 +397,7 @@ fn huge_query_result() {
     fails_with(
         "huge_result",
         "",
-        &["--limit", "hostile:max_result_bytes=1000000"],
+        &["--plugin-limit", "hostile:max_result_bytes=1000000"],
         "larger than 1000000 bytes",
     );
 }
@@ -407,7 +407,7 @@ fn statement_flood() {
     fails_with(
         "statement_flood",
         "",
-        &["--limit", "hostile:max_statements=100"],
+        &["--plugin-limit", "hostile:max_statements=100"],
         "more than 100 statements",
     );
 }

@@ -21,30 +21,31 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// PostgreSQL URL (postgres://user:password@host:port/db). Default: DATABASE_URL, else
-    /// the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE.
+    /// PostgreSQL URL (postgres://user:password@host:port/db). Default: the config file, else
+    /// DATABASE_URL, else the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE.
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
-    /// Directory holding the plugin components (*.wasm).
-    #[arg(
-        long,
-        global = true,
-        env = "WASMIG_PLUGINS",
-        default_value = "plugins",
-        value_name = "DIR"
-    )]
-    pub plugins: PathBuf,
+    /// Config file with named environments (default: ./wasmig.toml when it exists).
+    #[arg(long, global = true, env = "WASMIG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
-    /// Name of the shared schema (shared-scope plugins run there).
+    /// Environment of the config file to use (default: its `default_env`).
+    #[arg(long = "env", global = true, env = "WASMIG_ENV", value_name = "NAME")]
+    pub env_name: Option<String>,
+
+    /// Directory holding the plugin components (*.wasm) [default: plugins].
+    #[arg(long, global = true, env = "WASMIG_PLUGINS", value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+
+    /// Name of the shared schema (shared-scope plugins run there) [default: shared].
     #[arg(
         long,
         global = true,
         env = "WASMIG_SHARED_SCHEMA",
-        default_value = "shared",
         value_name = "SCHEMA"
     )]
-    pub shared_schema: String,
+    pub shared_schema: Option<String>,
 
     /// Tenant schemas migrated in parallel, each on its own connections.
     #[arg(
@@ -67,15 +68,9 @@ pub struct Global {
     )]
     pub trusted: Vec<String>,
 
-    /// Lock file pinning plugin artifacts by blake3 (used when it exists).
-    #[arg(
-        long,
-        global = true,
-        env = "WASMIG_LOCK_FILE",
-        default_value = "wasmig.lock",
-        value_name = "FILE"
-    )]
-    pub lock_file: PathBuf,
+    /// Lock file pinning plugin artifacts by blake3, used when it exists [default: wasmig.lock].
+    #[arg(long, global = true, env = "WASMIG_LOCK_FILE", value_name = "FILE")]
+    pub lock_file: Option<PathBuf>,
 
     /// Refuse any plugin that the lock file does not pin.
     #[arg(long, global = true)]
@@ -115,7 +110,7 @@ pub struct Global {
 
     /// Per-plugin limit, PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb,
     /// max_result_rows, max_result_bytes, max_statements (repeatable).
-    #[arg(long = "limit", global = true, value_name = "PLUGIN:KEY=VALUE")]
+    #[arg(long = "plugin-limit", global = true, value_name = "PLUGIN:KEY=VALUE")]
     pub limits: Vec<String>,
 
     /// Print more (plugin debug logs, per-step timings). Repeat for more.
@@ -142,6 +137,83 @@ pub enum Command {
     /// Check tenants for pending, drifted, failed and unknown steps; exit 0 when all is
     /// applied, 1 when something is pending or drifted, 2 on error.
     Verify(VerifyArgs),
+    /// Restore one schema and its ledger rows from a dump made by `migrate --backup-dir`.
+    Restore {
+        /// The `.dump` file (its `.ledger.json` must sit beside it).
+        file: PathBuf,
+        /// Schema to restore.
+        #[arg(long)]
+        schema: String,
+    },
+    /// Run a plugin's revert steps in one schema, newest first, each removing its ledger row
+    /// in the same transaction; an irreversible step stops it.
+    Revert {
+        /// Schema.
+        #[arg(long)]
+        schema: String,
+        /// Plugin.
+        #[arg(long)]
+        plugin: String,
+        /// Keep this step (and those before it) applied; default: revert every step.
+        #[arg(long, value_name = "STEP")]
+        to: Option<String>,
+    },
+    /// Record a plugin's steps up to STEP as applied without running them (adopting schemas
+    /// an older tool already migrated).
+    Baseline {
+        /// Schema.
+        #[arg(long)]
+        schema: String,
+        /// Plugin.
+        #[arg(long)]
+        plugin: String,
+        /// The last step to record.
+        #[arg(long, value_name = "STEP")]
+        to: String,
+    },
+    /// After a person reviewed a drift: record the step's current checksum.
+    Repair {
+        /// Schema.
+        #[arg(long)]
+        schema: String,
+        /// Plugin.
+        #[arg(long)]
+        plugin: String,
+        /// Step id.
+        #[arg(long)]
+        step: String,
+    },
+    /// Wait until the database accepts connections (backoff), or fail with the last error.
+    Wait {
+        /// How long to wait (e.g. 60s, 5m).
+        #[arg(long, default_value = "60s", value_name = "DURATION")]
+        timeout: String,
+    },
+    /// Database reachability and latency, versions, pending/drifted/failed counts, locks, last
+    /// run. Exit 0 healthy, 1 needs attention, 2 unreachable.
+    Health {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fleet metrics for Prometheus (text format) or JSON.
+    Metrics {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "prometheus")]
+        format: crate::ops::metrics::Format,
+        /// Write atomically to this file (for a node-exporter textfile collector).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Past runs: who, where, when, arguments, duration, outcome, counts.
+    History {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
     /// Pin plugin artifacts in the lock file by their blake3 (all loaded plugins, or the
     /// named ones).
     Pin {
@@ -204,6 +276,10 @@ pub struct MigrateArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Before migrating a schema, dump it (pg_dump, custom format) and its ledger rows here;
+    /// a schema whose dump fails is not migrated.
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -268,7 +344,7 @@ mod tests {
                 "--json",
                 "--trust",
                 "a,b",
-                "--limit",
+                "--plugin-limit",
                 "a:memory_mb=4",
             ],
             &[
@@ -285,6 +361,24 @@ mod tests {
             &["wasmig", "tenant", "list", "--json"],
             &["wasmig", "tenant", "drop", "acme", "--yes"],
             &["wasmig", "pin", "a", "b", "--lock-file", "x.lock"],
+            &["wasmig", "wait", "--timeout", "5s"],
+            &["wasmig", "migrate", "--backup-dir", "b"],
+            &["wasmig", "restore", "b/x.dump", "--schema", "x"],
+            &["wasmig", "--config", "w.toml", "--env", "prod", "status"],
+            &[
+                "wasmig", "revert", "--schema", "a", "--plugin", "p", "--to", "0001",
+            ],
+            &[
+                "wasmig", "baseline", "--schema", "a", "--plugin", "p", "--to", "0001",
+            ],
+            &[
+                "wasmig", "repair", "--schema", "a", "--plugin", "p", "--step", "0001",
+            ],
+            &["wasmig", "health", "--json"],
+            &[
+                "wasmig", "metrics", "--format", "json", "--output", "m.prom",
+            ],
+            &["wasmig", "history", "--json", "--limit", "3"],
         ] {
             super::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

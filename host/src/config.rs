@@ -1,11 +1,14 @@
-//! Typed settings parsed from text before any I/O: durations (`30s`, `5m`, `250ms`), limit
-//! overrides (`PLUGIN:KEY=VALUE`), and the plugin lock file format.
+//! Typed settings parsed from text before any I/O beyond reading the file: the config file
+//! (`wasmig.toml`, named environments, `${VAR}` interpolation), durations (`30s`, `5m`,
+//! `250ms`), limit overrides (`PLUGIN:KEY=VALUE`), and the plugin lock file format.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use toml::Spanned;
 
 use crate::plugin::Limits;
 
@@ -15,7 +18,7 @@ pub enum ConfigError {
     /// Not a duration.
     #[error("invalid duration `{0}`: use a number with a unit, e.g. 250ms, 30s, 5m, 1h")]
     Duration(String),
-    /// A malformed `--limit`.
+    /// A malformed `--plugin-limit`.
     #[error(
         "invalid limit `{0}`: use PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb, max_result_rows, max_result_bytes, max_statements"
     )]
@@ -45,7 +48,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// One `--limit PLUGIN:KEY=VALUE`.
+/// One `--plugin-limit PLUGIN:KEY=VALUE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitOverride {
     /// Plugin name.
@@ -117,6 +120,269 @@ impl LimitOverride {
     }
 }
 
+/// A config file problem, naming the file, the line and the key.
+#[derive(Debug, Error)]
+pub enum FileError {
+    /// Cannot be read.
+    #[error("cannot read config file `{path}`: {reason}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// OS error.
+        reason: String,
+    },
+    /// Not valid TOML, or an unknown / mistyped key.
+    #[error("config file `{path}`{}: {reason}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Line, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A value that does not validate.
+    #[error("config file `{path}`, line {line}, `{key}`: {reason}")]
+    Value {
+        /// File.
+        path: PathBuf,
+        /// Line.
+        line: usize,
+        /// Dotted key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `--env` names an environment the file does not define.
+    #[error(
+        "config file `{path}` has no environment `{name}` (it defines: {known}); check --env / WASMIG_ENV"
+    )]
+    UnknownEnv {
+        /// File.
+        path: PathBuf,
+        /// Requested name.
+        name: String,
+        /// Defined names.
+        known: String,
+    },
+}
+
+/// One environment's settings (or the `[defaults]` every environment starts from).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSettings {
+    /// PostgreSQL URL; `${VAR}` is replaced from the environment.
+    pub database_url: Option<Spanned<String>>,
+    /// Shared schema.
+    pub shared_schema: Option<Spanned<String>>,
+    /// Plugins directory (relative to the config file).
+    pub plugins: Option<PathBuf>,
+    /// Parallel tenants.
+    pub jobs: Option<usize>,
+    /// Application role.
+    pub app_role: Option<String>,
+    /// Trusted shared plugins.
+    pub trusted: Option<Vec<String>>,
+    /// Lock file (relative to the config file).
+    pub lock_file: Option<PathBuf>,
+    /// Step wall-clock limit, e.g. `15m`.
+    pub step_timeout: Option<Spanned<String>>,
+    /// Plugin memory limit, MiB.
+    pub memory_limit_mb: Option<u64>,
+    /// `lock_timeout` of plugin sessions.
+    pub lock_timeout: Option<Spanned<String>>,
+    /// Per-plugin limits: `[env.prod.limits.demo-seed] memory_mb = 64`.
+    pub limits: Option<BTreeMap<String, BTreeMap<String, Spanned<toml::Value>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    default_env: Option<String>,
+    #[serde(default)]
+    defaults: EnvSettings,
+    #[serde(default)]
+    env: BTreeMap<String, EnvSettings>,
+}
+
+/// The settings a config file gives for the selected environment, validated.
+#[derive(Debug, Clone, Default)]
+pub struct FileSettings {
+    /// Interpolated database URL.
+    pub database_url: Option<String>,
+    /// Shared schema.
+    pub shared_schema: Option<String>,
+    /// Plugins directory, resolved against the file's directory.
+    pub plugins: Option<PathBuf>,
+    /// Parallel tenants.
+    pub jobs: Option<usize>,
+    /// Application role.
+    pub app_role: Option<String>,
+    /// Trusted plugins.
+    pub trusted: Option<Vec<String>>,
+    /// Lock file, resolved against the file's directory.
+    pub lock_file: Option<PathBuf>,
+    /// Step timeout.
+    pub step_timeout: Option<Duration>,
+    /// Memory limit, MiB.
+    pub memory_limit_mb: Option<u64>,
+    /// Lock timeout.
+    pub lock_timeout: Option<Duration>,
+    /// Per-plugin limit overrides.
+    pub limits: Vec<LimitOverride>,
+    /// The environment used, if any.
+    pub env_name: Option<String>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Replaces `${NAME}` with the variable's value; the error names the missing variable.
+pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "`${` without a closing `}`".to_owned())?;
+        let name = &after[..end];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`${{{name}}}` is not a valid variable reference"));
+        }
+        let value = env(name)
+            .ok_or_else(|| format!("uses ${{{name}}}, which is not set in the environment"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl FileSettings {
+    /// Reads `path` and resolves environment `env_name` (or the file's `default_env`).
+    pub fn load(
+        path: &Path,
+        env_name: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<FileSettings, FileError> {
+        let text = std::fs::read_to_string(path).map_err(|e| FileError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(path, &text, env_name, env)
+    }
+
+    /// Parses config text (`path` is for messages and relative paths).
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env_name: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<FileSettings, FileError> {
+        let doc: FileDoc = toml::from_str(text).map_err(|e| FileError::Parse {
+            path: path.to_owned(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            reason: e.message().to_owned(),
+        })?;
+        let chosen = env_name.map(str::to_owned).or(doc.default_env.clone());
+        let section = match &chosen {
+            None => None,
+            Some(name) => Some(doc.env.get(name).ok_or_else(|| FileError::UnknownEnv {
+                path: path.to_owned(),
+                name: name.clone(),
+                known: if doc.env.is_empty() {
+                    "none".into()
+                } else {
+                    doc.env.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
+            })?),
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let prefix = |k: &str, from_env: bool| match (&chosen, from_env) {
+            (Some(n), true) => format!("env.{n}.{k}"),
+            _ => format!("defaults.{k}"),
+        };
+        let value_err =
+            |key: String, span: std::ops::Range<usize>, reason: String| FileError::Value {
+                path: path.to_owned(),
+                line: line_of(text, span.start),
+                key,
+                reason,
+            };
+        // Environment section over defaults; remember which one gave the value for messages.
+        macro_rules! pick {
+            ($f:ident) => {
+                match section.and_then(|s| s.$f.clone()) {
+                    Some(v) => Some((v, true)),
+                    None => doc.defaults.$f.clone().map(|v| (v, false)),
+                }
+            };
+        }
+        let mut out = FileSettings {
+            env_name: chosen.clone(),
+            ..FileSettings::default()
+        };
+        if let Some((url, from_env)) = pick!(database_url) {
+            let span = url.span();
+            let value = interpolate(url.get_ref(), env)
+                .map_err(|r| value_err(prefix("database_url", from_env), span, r))?;
+            out.database_url = Some(value);
+        }
+        if let Some((v, _)) = pick!(shared_schema) {
+            out.shared_schema = Some(v.into_inner());
+        }
+        out.plugins = pick!(plugins).map(|(p, _)| base.join(p));
+        out.lock_file = pick!(lock_file).map(|(p, _)| base.join(p));
+        out.jobs = pick!(jobs).map(|(v, _)| v);
+        out.app_role = pick!(app_role).map(|(v, _)| v);
+        out.trusted = pick!(trusted).map(|(v, _)| v);
+        out.memory_limit_mb = pick!(memory_limit_mb).map(|(v, _)| v);
+        for (key, slot) in [
+            ("step_timeout", &mut out.step_timeout),
+            ("lock_timeout", &mut out.lock_timeout),
+        ] {
+            let v = if key == "step_timeout" {
+                pick!(step_timeout)
+            } else {
+                pick!(lock_timeout)
+            };
+            if let Some((d, from_env)) = v {
+                let span = d.span();
+                *slot = Some(
+                    parse_duration(d.get_ref())
+                        .map_err(|e| value_err(prefix(key, from_env), span, e.to_string()))?,
+                );
+            }
+        }
+        for (from_env, limits) in [
+            (false, doc.defaults.limits.as_ref()),
+            (true, section.and_then(|s| s.limits.as_ref())),
+        ] {
+            for (plugin, kv) in limits.into_iter().flatten() {
+                for (k, v) in kv {
+                    let span = v.span();
+                    let raw = match v.get_ref() {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    let o = LimitOverride::parse(&format!("{plugin}:{k}={raw}")).map_err(|e| {
+                        value_err(
+                            prefix(&format!("limits.{plugin}.{k}"), from_env),
+                            span,
+                            e.to_string(),
+                        )
+                    })?;
+                    out.limits.push(o);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// `wasmig.lock`: the blake3 of each pinned plugin artifact, committed with the deploy
 /// config. A pinned plugin whose artifact changed is refused until re-pinned.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +448,90 @@ mod tests {
         ] {
             assert!(LimitOverride::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn env(k: &str) -> Option<String> {
+        (k == "PROD_PW").then(|| "s3cret".to_owned())
+    }
+
+    #[test]
+    fn config_file_environments_and_interpolation() {
+        let text = r#"
+default_env = "dev"
+[defaults]
+jobs = 2
+trusted = ["reference"]
+step_timeout = "10m"
+[defaults.limits.demo-seed]
+memory_mb = 64
+
+[env.dev]
+database_url = "postgres://app@localhost/app"
+
+[env.prod]
+database_url = "postgres://app:${PROD_PW}@db.internal/app"
+jobs = 8
+plugins = "deploy/plugins"
+"#;
+        let p = Path::new("/etc/wasmig/wasmig.toml");
+        let dev = FileSettings::parse(p, text, None, &env).unwrap();
+        assert_eq!(dev.env_name.as_deref(), Some("dev"));
+        assert_eq!(dev.jobs, Some(2));
+        assert_eq!(dev.step_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(dev.limits.len(), 1);
+        let prod = FileSettings::parse(p, text, Some("prod"), &env).unwrap();
+        assert_eq!(
+            prod.database_url.as_deref(),
+            Some("postgres://app:s3cret@db.internal/app")
+        );
+        assert_eq!(prod.jobs, Some(8));
+        assert_eq!(
+            prod.plugins,
+            Some(PathBuf::from("/etc/wasmig/deploy/plugins"))
+        );
+        assert_eq!(prod.trusted, Some(vec!["reference".to_string()]));
+
+        let e = FileSettings::parse(p, text, Some("uat"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no environment `uat`") && e.contains("dev, prod"),
+            "{e}"
+        );
+        let missing = FileSettings::parse(p, text, Some("prod"), &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("line 14")
+                && missing.contains("`env.prod.database_url`")
+                && missing.contains("${PROD_PW}"),
+            "{missing}"
+        );
+        let bad = FileSettings::parse(p, "[defaults]\njbos = 3\n", None, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("line 2") && bad.contains("jbos"), "{bad}");
+        let dur = FileSettings::parse(p, "[defaults]\n\nstep_timeout = \"soon\"\n", None, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            dur.contains("line 3")
+                && dur.contains("`defaults.step_timeout`")
+                && dur.contains("invalid duration"),
+            "{dur}"
+        );
+    }
+
+    #[test]
+    fn interpolation() {
+        assert_eq!(interpolate("a${PROD_PW}b", &env).unwrap(), "as3cretb");
+        assert!(
+            interpolate("${NOPE}", &env)
+                .unwrap_err()
+                .contains("${NOPE}")
+        );
+        assert!(interpolate("${", &env).is_err());
+        assert_eq!(interpolate("no vars", &env).unwrap(), "no vars");
     }
 
     #[test]

@@ -94,8 +94,12 @@ CREATE TABLE IF NOT EXISTS wasmig.step_grant (
     plugin_version text NOT NULL,
     run_id bigint NOT NULL,
     mac text NOT NULL,
+    action text NOT NULL DEFAULT 'apply' CHECK (action IN ('apply', 'revert')),
     expires_at timestamptz NOT NULL
 );
+-- Databases initialised by an earlier build of this version lack the column.
+ALTER TABLE wasmig.step_grant ADD COLUMN IF NOT EXISTS action text NOT NULL DEFAULT 'apply'
+    CHECK (action IN ('apply', 'revert'));
 -- The only thing schema roles may use: a schema of its own, holding one function.
 CREATE SCHEMA IF NOT EXISTS wasmig_api;
 REVOKE ALL ON SCHEMA wasmig_api FROM PUBLIC;
@@ -120,6 +124,7 @@ AS $fn$
         DELETE FROM wasmig.step_grant
          WHERE token_hash = sha256(p_token)
            AND role_name = session_user
+           AND action = 'apply'
            AND expires_at > clock_timestamp()
         RETURNING *
     ), recorded AS (
@@ -134,6 +139,28 @@ AS $fn$
                 ELSE wasmig_api.no_valid_grant() END;
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.no_valid_grant() FROM PUBLIC;
+-- The revert counterpart: consumes a revert grant and removes that step's ledger row.
+CREATE OR REPLACE FUNCTION wasmig_api.unrecord_step(p_token bytea)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH g AS (
+        DELETE FROM wasmig.step_grant
+         WHERE token_hash = sha256(p_token)
+           AND role_name = session_user
+           AND action = 'revert'
+           AND expires_at > clock_timestamp()
+        RETURNING *
+    ), removed AS (
+        DELETE FROM wasmig.ledger l USING g
+         WHERE l.schema_name = g.schema_name AND l.plugin = g.plugin AND l.step_id = g.step_id
+        RETURNING 1
+    )
+    SELECT CASE WHEN (SELECT count(*) FROM removed) = 1 THEN NULL
+                ELSE wasmig_api.no_valid_grant() END;
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.unrecord_step(bytea) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wasmig_api.record_step(bytea, double precision) FROM PUBLIC;
 -- Tenant roles may not hand out privileges (GRANT/REVOKE/default privileges): enforced by an
 -- event trigger when the operator can create one (superuser), see `install_guard`.
@@ -151,7 +178,6 @@ BEGIN
 END
 $fn$;
 INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '1') ON CONFLICT (key) DO NOTHING;
-INSERT INTO wasmig.secret (id, key) VALUES (1, $KEY$) ON CONFLICT (id) DO NOTHING;
 "#;
 
 /// The call a schema role makes, inside its step transaction, to record the step.
@@ -222,8 +248,6 @@ pub async fn init(client: &mut Client) -> Result<(), ControlError> {
             hint: None,
         },
     })?;
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    let ddl = CONTROL_DDL.replace("$KEY$", &format!("'\\x{hex}'::bytea"));
     let tx = client.transaction().await.map_err(pg("starting init"))?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
@@ -236,9 +260,32 @@ pub async fn init(client: &mut Client) -> Result<(), ControlError> {
     {
         return Err(ControlError::TooNew { found });
     }
-    tx.batch_execute(&ddl)
+    tx.batch_execute(CONTROL_DDL)
         .await
         .map_err(pg("creating the control schema `wasmig`"))?;
+    // The secret is bound, never spliced into SQL text (which drivers and servers may log).
+    tx.execute(
+        "INSERT INTO wasmig.secret (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+        &[&&key[..]],
+    )
+    .await
+    .map_err(pg("storing the control secret"))?;
+    // Roles created before a function existed get EXECUTE on it now.
+    let roles: Vec<String> = tx
+        .query("SELECT role_name FROM wasmig.managed_schema", &[])
+        .await
+        .map_err(pg("reading the schema registry"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for role in roles {
+        tx.batch_execute(&format!(
+            "GRANT EXECUTE ON FUNCTION wasmig_api.record_step(bytea, double precision), wasmig_api.unrecord_step(bytea) TO {}",
+            ident(&role)
+        ))
+        .await
+        .map_err(pg(format!("granting role `{role}` the ledger functions")))?;
+    }
     let superuser: bool = tx
         .query_one(
             "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
@@ -441,6 +488,69 @@ pub async fn release_schema(client: &Client, schema: &SchemaName) -> Result<(), 
     Ok(())
 }
 
+/// Records steps as applied without running them (`wasmig baseline`): operator-written
+/// ledger rows with valid MACs; rows already present are left alone. Returns how many were
+/// added.
+pub async fn baseline_rows(
+    client: &Client,
+    run_id: i64,
+    schema: &SchemaName,
+    grants: &[StepGrant],
+) -> Result<u64, ControlError> {
+    let col = |f: fn(&StepGrant) -> &str| grants.iter().map(f).collect::<Vec<&str>>();
+    client
+        .execute(
+            "INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
+                                        plugin_version, applied_at, duration_ms, run_id, mac)
+             SELECT $1, p, s, c, a, v, clock_timestamp(), 0, $2, m
+             FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                  AS u(p, s, c, a, v, m)
+             ON CONFLICT (schema_name, plugin, step_id) DO NOTHING",
+            &[
+                &schema.as_str(),
+                &run_id,
+                &col(|g| &g.plugin),
+                &col(|g| &g.step_id),
+                &col(|g| &g.checksum),
+                &col(|g| &g.artifact_checksum),
+                &col(|g| &g.plugin_version),
+                &col(|g| &g.mac),
+            ],
+        )
+        .await
+        .map_err(pg(format!("recording a baseline in `{schema}`")))
+}
+
+/// Rewrites one ledger row with the current checksum (`wasmig repair`); returns the old
+/// checksum, or `None` if the step is not recorded.
+pub async fn repair_row(
+    client: &Client,
+    schema: &SchemaName,
+    g: &StepGrant,
+) -> Result<Option<String>, ControlError> {
+    let row = client
+        .query_opt(
+            "UPDATE wasmig.ledger AS l
+                SET checksum = $4, artifact_checksum = $5, plugin_version = $6, mac = $7
+               FROM (SELECT checksum AS old FROM wasmig.ledger
+                      WHERE schema_name = $1 AND plugin = $2 AND step_id = $3 FOR UPDATE) o
+              WHERE l.schema_name = $1 AND l.plugin = $2 AND l.step_id = $3
+             RETURNING o.old",
+            &[
+                &schema.as_str(),
+                &g.plugin,
+                &g.step_id,
+                &g.checksum,
+                &g.artifact_checksum,
+                &g.plugin_version,
+                &g.mac,
+            ],
+        )
+        .await
+        .map_err(pg(format!("repairing a ledger row of `{schema}`")))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 /// Removes grants that expired (left by a runner that died).
 pub async fn clear_expired_grants(client: &Client) -> Result<(), ControlError> {
     client
@@ -500,7 +610,9 @@ pub async fn start_run(
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned());
-    let args = serde_json::to_string(args).unwrap_or_else(|_| "[]".into());
+    // Arguments are kept for `wasmig history`; a URL among them loses its password.
+    let args: Vec<String> = args.iter().map(|a| crate::db::connect::redact(a)).collect();
+    let args = serde_json::to_string(&args).unwrap_or_else(|_| "[]".into());
     let row = client
         .query_one(
             "INSERT INTO wasmig.run (command, arguments, os_user, hostname)
@@ -510,6 +622,166 @@ pub async fn start_run(
         .await
         .map_err(pg("recording the run"))?;
     Ok(row.get(0))
+}
+
+/// One row of the run history.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub run_id: i64,
+    /// Command (`migrate`, `tenant create`, ...).
+    pub command: String,
+    /// Arguments as given (URLs redacted).
+    pub arguments: Vec<String>,
+    /// OS user.
+    pub os_user: Option<String>,
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Database role.
+    pub db_user: String,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// Start, Unix seconds.
+    pub started_epoch_s: f64,
+    /// Duration in seconds, if finished.
+    pub duration_s: Option<f64>,
+    /// `ok`, `failed`, or absent while running / if interrupted.
+    pub outcome: Option<String>,
+    /// Steps applied.
+    pub applied: Option<i32>,
+    /// Schemas with problems.
+    pub failed: Option<i32>,
+}
+
+/// The newest `limit` runs, newest first.
+pub async fn runs(client: &Client, limit: i64) -> Result<Vec<RunRecord>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT run_id, command, arguments::text, os_user, hostname, db_user,
+                    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    extract(epoch FROM started_at)::float8,
+                    extract(epoch FROM finished_at - started_at)::float8,
+                    outcome, applied, failed
+             FROM wasmig.run ORDER BY run_id DESC LIMIT $1",
+            &[&limit],
+        )
+        .await
+        .map_err(pg("reading the run history"))?;
+    Ok(rows
+        .iter()
+        .map(|r| RunRecord {
+            run_id: r.get(0),
+            command: r.get(1),
+            arguments: serde_json::from_str(r.get::<_, &str>(2)).unwrap_or_default(),
+            os_user: r.get(3),
+            hostname: r.get(4),
+            db_user: r.get(5),
+            started_at: r.get(6),
+            started_epoch_s: r.get(7),
+            duration_s: r.get(8),
+            outcome: r.get(9),
+            applied: r.get(10),
+            failed: r.get(11),
+        })
+        .collect())
+}
+
+/// `server_version`.
+pub async fn server_version(client: &Client) -> Result<String, ControlError> {
+    Ok(client
+        .query_one("SHOW server_version", &[])
+        .await
+        .map_err(pg("reading the server version"))?
+        .get(0))
+}
+
+/// The control schema's version, `None` if `wasmig init` never ran.
+pub async fn control_version(client: &Client) -> Result<Option<i32>, ControlError> {
+    control_version_in(client).await
+}
+
+/// A wasmig advisory lock someone holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldLock {
+    /// The schema it protects (`?` if no registered schema has that key).
+    pub schema: String,
+    /// Backend holding it.
+    pub pid: i32,
+    /// Its `application_name`.
+    pub application_name: String,
+    /// Seconds since that session last changed state (a lower bound of the hold time for
+    /// a session-level lock taken when the schema's work started).
+    pub held_s: f64,
+}
+
+/// wasmig's advisory locks currently held, with their holders.
+pub async fn held_locks(
+    client: &Client,
+    reg: &[ManagedSchema],
+) -> Result<Vec<HeldLock>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT l.objid::int4, a.pid, coalesce(a.application_name, ''),
+                    extract(epoch FROM clock_timestamp() - coalesce(a.query_start, a.backend_start))::float8
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int4 = $1 AND l.objsubid = 2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[&LOCK_CLASS],
+        )
+        .await
+        .map_err(pg("reading advisory locks"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let key: i32 = r.get(0);
+            HeldLock {
+                schema: reg
+                    .iter()
+                    .find(|m| schema_lock_key(&m.schema) == key)
+                    .map_or_else(|| "?".to_owned(), |m| m.schema.to_string()),
+                pid: r.get(1),
+                application_name: r.get(2),
+                held_s: r.get(3),
+            }
+        })
+        .collect())
+}
+
+/// Summary of applied steps' durations.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DurationSummary {
+    /// Steps in the ledger.
+    pub count: i64,
+    /// Sum of durations, ms.
+    pub sum: f64,
+    /// Median, ms.
+    pub p50: Option<f64>,
+    /// 90th percentile, ms.
+    pub p90: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99: Option<f64>,
+}
+
+/// Duration summary over the whole ledger, in one query.
+pub async fn step_durations(client: &Client) -> Result<DurationSummary, ControlError> {
+    let r = client
+        .query_one(
+            "SELECT count(*), coalesce(sum(duration_ms), 0)::float8,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
+                    percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_ms),
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)
+             FROM wasmig.ledger",
+            &[],
+        )
+        .await
+        .map_err(pg("summarising step durations"))?;
+    Ok(DurationSummary {
+        count: r.get(0),
+        sum: r.get(1),
+        p50: r.get(2),
+        p90: r.get(3),
+        p99: r.get(4),
+    })
 }
 
 /// Closes a run record.
@@ -576,6 +848,8 @@ pub struct StepGrant {
     pub plugin_version: String,
     /// MAC of the ledger row this grant will produce.
     pub mac: String,
+    /// `apply` (record the step) or `revert` (remove its row).
+    pub action: &'static str,
 }
 
 /// Stores one-time grants (for any number of schemas) in one round trip and one commit.
@@ -595,11 +869,11 @@ pub async fn insert_grants(
     client
         .execute(
             "INSERT INTO wasmig.step_grant (token_hash, role_name, schema_name, plugin, step_id, checksum,
-                                            artifact_checksum, plugin_version, run_id, mac, expires_at)
-             SELECT sha256(t), r, sc, p, s, c, a, v, $1, m, clock_timestamp() + interval '1 day'
+                                            artifact_checksum, plugin_version, run_id, mac, action, expires_at)
+             SELECT sha256(t), r, sc, p, s, c, a, v, $1, m, x, clock_timestamp() + interval '1 day'
              FROM unnest($2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[])
-                  AS u(t, r, sc, p, s, c, a, v, m)",
+                         $8::text[], $9::text[], $10::text[], $11::text[])
+                  AS u(t, r, sc, p, s, c, a, v, m, x)",
             &[
                 &run_id,
                 &tokens,
@@ -611,6 +885,7 @@ pub async fn insert_grants(
                 &col(|g| &g.artifact_checksum),
                 &col(|g| &g.plugin_version),
                 &col(|g| &g.mac),
+                &col(|g| g.action),
             ],
         )
         .await
@@ -844,7 +1119,8 @@ async fn create_schema_and_role(
          ALTER ROLE {r} SET idle_in_transaction_session_timeout = {it};
          {scope_ddl}
          GRANT USAGE ON SCHEMA wasmig_api TO {r};
-         GRANT EXECUTE ON FUNCTION wasmig_api.record_step(bytea, double precision) TO {r};",
+         GRANT EXECUTE ON FUNCTION wasmig_api.record_step(bytea, double precision) TO {r};
+         GRANT EXECUTE ON FUNCTION wasmig_api.unrecord_step(bytea) TO {r};",
         limit = opts.connection_limit,
         st = sl.statement_timeout_ms,
         lt = sl.lock_timeout_ms,

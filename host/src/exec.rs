@@ -42,6 +42,8 @@ pub struct Fleet {
     pub roles: HashMap<SchemaName, String>,
     /// Limits per plugin, same order as `plugins`.
     pub limits: Vec<Limits>,
+    /// Dump each schema with pending steps before migrating it.
+    pub backups: Option<crate::backup::Backups>,
 }
 
 /// How one schema ended.
@@ -257,6 +259,10 @@ impl Fleet {
         }
         let queue: Mutex<VecDeque<(Target, u32)>> =
             Mutex::new(targets.into_iter().map(|t| (t, 0)).collect());
+        // How long a schema may stay locked by another runner before this run gives up on it
+        // (that runner's steps are bounded by the same limit).
+        let lock_wait = self.runtime.limits().step_timeout * 2;
+        let busy_since: Mutex<HashMap<SchemaName, Instant>> = Mutex::new(HashMap::new());
         let reports = Mutex::new(Vec::new());
         let workers = opts
             .jobs
@@ -308,6 +314,21 @@ impl Fleet {
                         // Another runner is on it: go on with other schemas and come back
                         // later; never block on the lock, which would serialise the fleet.
                         login.abort();
+                        let since = busy_since
+                            .lock()
+                            .map(|mut m| *m.entry(t.schema.clone()).or_insert(started))
+                            .unwrap_or(started);
+                        if since.elapsed() > lock_wait {
+                            let message = format!(
+                                "schema `{}` stayed locked by another wasmig run for more than {}s; skipped",
+                                t.schema,
+                                lock_wait.as_secs()
+                            );
+                            let r = report(t, Outcome::Error { message }, since);
+                            on_done(&r);
+                            push(&reports, r);
+                            continue;
+                        }
                         if attempts > 0 {
                             let backoff = 10u64 << attempts.min(5);
                             tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
@@ -402,6 +423,18 @@ impl Fleet {
                 ),
             };
         };
+        if let Some(b) = &self.backups {
+            // Under the lock and before any change: a schema whose dump fails is not touched.
+            match b.dump(&self.target, op, &t.schema).await {
+                Ok(file) => tracing::info!("{}: backed up to {}", t.schema, file.display()),
+                Err(e) => {
+                    login.abort();
+                    return Outcome::Error {
+                        message: format!("{e}; the schema was not migrated"),
+                    };
+                }
+            }
+        }
         // Normally every pending step was granted up front. A step that was not (the ledger
         // changed since the snapshot) is granted now, while the role login is under way.
         let mut grants: Vec<StepGrant> = Vec::with_capacity(plan.pending.len());
@@ -495,6 +528,7 @@ impl Fleet {
             artifact_checksum: pl.artifact_checksum.clone(),
             plugin_version: pl.version.clone(),
             mac,
+            action: "apply",
         }
     }
 
@@ -554,24 +588,25 @@ impl Fleet {
             Ok(begin_pending) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 let token_hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
-                // The token is a one-time secret consumed by this very statement; the plugin
-                // is no longer running on this connection.
+                // `RESET ALL` first: the ledger record and the COMMIT (which fires deferred
+                // constraints) run under the session's own settings, not the plugin's
+                // `search_path` or `statement_timeout`. The token is a one-time secret
+                // consumed by this very statement.
                 let finish = format!(
-                    "{begin}SELECT wasmig_api.record_step('\\x{token_hex}'::bytea, {ms:.3}); {commit}RESET ALL;",
+                    "{begin}RESET ALL; SELECT wasmig_api.record_step('\\x{token_hex}'::pg_catalog.bytea, {ms:.3}); {commit}",
                     begin = if transactional && begin_pending {
                         "BEGIN; "
                     } else {
                         ""
                     },
-                    commit = if transactional { "COMMIT; " } else { "" },
+                    commit = if transactional { "COMMIT;" } else { "" },
                 );
-                client.batch_execute(&finish).await.map_err(|e| {
-                    let e = PgError::from(e);
-                    StepFailure {
+                self.bounded(client, &finish)
+                    .await
+                    .map_err(|e| StepFailure {
                         message: format!("recording and committing the step failed: {}", e.message),
                         sqlstate: e.sqlstate,
-                    }
-                })
+                    })
             }
             Err(f) => Err(f),
         };
@@ -582,7 +617,7 @@ impl Fleet {
             } else {
                 "RESET ALL;"
             };
-            let _ = client.batch_execute(undo).await;
+            let _ = self.bounded(client, undo).await;
         }
         tracing::trace!(
             "{schema}: {}/{} took {:?}",
@@ -628,6 +663,153 @@ impl Fleet {
                 sqlstate: None,
                 message: store.data().describe_failure(&trap, limits),
             }),
+        }
+    }
+}
+
+impl Fleet {
+    /// Reverts `steps` (newest first) of one schema, each in its own transaction together
+    /// with the removal of its ledger row; stops at the first failure or irreversible step.
+    /// The caller holds the schema's lock and has inserted the revert `grants`.
+    pub async fn revert_steps(
+        &self,
+        op: &Client,
+        schema: &SchemaName,
+        steps: &[(PendingStep, StepGrant)],
+        run_id: i64,
+    ) -> Outcome {
+        let Some(role) = self.roles.get(schema) else {
+            return Outcome::Error {
+                message: format!("schema `{schema}` is not registered"),
+            };
+        };
+        let client = match self.connect_schema_role(op, role, schema).await {
+            Ok(c) => Arc::new(c),
+            Err(message) => return Outcome::Error { message },
+        };
+        let mut reverted = Vec::new();
+        for (p, g) in steps {
+            let (pl, st) = self.step(p);
+            match self.revert_one(&client, *p, schema, &g.token).await {
+                Ok(()) => reverted.push(format!("{}/{}", pl.name, st.id)),
+                Err(f) => {
+                    let _ = control::record_failure(
+                        op,
+                        run_id,
+                        schema,
+                        &pl.name,
+                        &st.id,
+                        f.sqlstate.as_deref(),
+                        &f.message,
+                    )
+                    .await;
+                    return Outcome::Failed {
+                        applied: reverted,
+                        plugin: pl.name.clone(),
+                        step: st.id.clone(),
+                        sqlstate: f.sqlstate,
+                        message: f.message,
+                    };
+                }
+            }
+        }
+        Outcome::Applied { steps: reverted }
+    }
+
+    async fn revert_one(
+        &self,
+        client: &Arc<Client>,
+        p: PendingStep,
+        schema: &SchemaName,
+        token: &[u8; 32],
+    ) -> Result<(), StepFailure> {
+        let (pl, st) = self.step(&p);
+        let limits = &self.limits[p.plugin];
+        let session = SqlSession::new(client.clone(), true, limits);
+        let mut store = self
+            .runtime
+            .store(format!("{}@{schema}", pl.name), Some(session), limits);
+        let plugin = &self.plugins[p.plugin];
+        let called = async {
+            let inst = plugin.pre.instantiate_async(&mut store).await?;
+            inst.wasmig_plugin_plugin()
+                .call_revert(&mut store, &st.id)
+                .await
+        }
+        .await;
+        store.data().flush_output();
+        let begin_pending = store
+            .data()
+            .sql
+            .as_ref()
+            .is_some_and(SqlSession::begin_pending);
+        let outcome = match called {
+            Ok(Ok(())) => {
+                let token_hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+                let finish = format!(
+                    "{}RESET ALL; SELECT wasmig_api.unrecord_step('\\x{token_hex}'::pg_catalog.bytea); COMMIT;",
+                    if begin_pending { "BEGIN; " } else { "" }
+                );
+                self.bounded(client, &finish)
+                    .await
+                    .map_err(|e| StepFailure {
+                        message: format!("removing the step from the ledger failed: {}", e.message),
+                        sqlstate: e.sqlstate,
+                    })
+            }
+            Ok(Err(StepError::Irreversible)) => Err(StepFailure {
+                sqlstate: None,
+                message: format!(
+                    "step `{}` of plugin `{}` is irreversible (it declares no revert); it and the steps before it stay applied",
+                    st.id, pl.name
+                ),
+            }),
+            Ok(Err(e)) => Err(step_error(e)),
+            Err(trap) => Err(StepFailure {
+                sqlstate: None,
+                message: store.data().describe_failure(&trap, limits),
+            }),
+        };
+        if outcome.is_err() {
+            let _ = self.bounded(client, "ROLLBACK; RESET ALL;").await;
+        }
+        outcome
+    }
+
+    /// Runs `sql` on a schema-role session within the step time limit; past it the statement
+    /// is cancelled server-side (a deferred trigger must not hold the schema's lock forever).
+    async fn bounded(&self, client: &Client, sql: &str) -> Result<(), PgError> {
+        let limit = self.runtime.limits().step_timeout;
+        match tokio::time::timeout(limit, client.batch_execute(sql)).await {
+            Ok(r) => r.map_err(PgError::from),
+            Err(_) => {
+                let _ = client
+                    .cancel_token()
+                    .cancel_query(tokio_postgres::NoTls)
+                    .await;
+                Err(PgError {
+                    sqlstate: None,
+                    message: format!(
+                        "PostgreSQL did not finish within {}s; the statement was cancelled",
+                        limit.as_secs_f64()
+                    ),
+                    detail: None,
+                    hint: None,
+                })
+            }
+        }
+    }
+
+    /// A grant for `p` in `schema` (`apply` or `revert`).
+    pub fn grant_for(
+        &self,
+        schema: &SchemaName,
+        p: &PendingStep,
+        action: &'static str,
+    ) -> StepGrant {
+        StepGrant {
+            action,
+            ..self.grant(schema, p)
         }
     }
 }

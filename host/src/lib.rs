@@ -11,9 +11,11 @@
 //! - [`db`]: connection settings, quoting, value decoding, PostgreSQL errors.
 //! - [`plugin`]: wasmtime engine, component loading, the `sql`/`log` capability.
 //! - [`exec`]: runs plans per schema with bounded concurrency.
+//! - [`backup`]: pg_dump / pg_restore of one schema with its ledger rows.
 //! - [`secret`]: role passwords and step tokens.
 //! - [`report`]: human and JSON output.
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -94,11 +96,54 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
                 dry_run: a.dry_run,
                 json: a.json,
                 command: "migrate".into(),
+                backup_dir: a.backup_dir,
             };
             ops::migrate::migrate(&s, &o).await
         }
         Command::Status(a) => ops::status::status(&s, a.json).await,
         Command::Pin { names } => ops::pin::pin(&s, &names).await,
+        Command::Restore { file, schema } => {
+            let schema = names::SchemaName::parse_shared(&schema)?;
+            ops::ledger::restore(&s, &file, &schema).await
+        }
+        Command::Revert { schema, plugin, to } => {
+            let sel = ops::ledger::StepSelection {
+                schema: names::SchemaName::parse_shared(&schema)?,
+                plugin,
+                step: to,
+            };
+            ops::ledger::revert(&s, &sel).await
+        }
+        Command::Baseline { schema, plugin, to } => {
+            let sel = ops::ledger::StepSelection {
+                schema: names::SchemaName::parse_shared(&schema)?,
+                plugin,
+                step: Some(to),
+            };
+            ops::ledger::baseline(&s, &sel).await
+        }
+        Command::Repair {
+            schema,
+            plugin,
+            step,
+        } => {
+            let sel = ops::ledger::StepSelection {
+                schema: names::SchemaName::parse_shared(&schema)?,
+                plugin,
+                step: Some(step),
+            };
+            ops::ledger::repair(&s, &sel).await
+        }
+        Command::Wait { timeout } => {
+            let timeout = config::parse_duration(&timeout)
+                .map_err(|e| anyhow::anyhow!("invalid --timeout: {e}"))?;
+            ops::wait::wait(&s, timeout).await
+        }
+        Command::Health { json } => ops::health::health(&s, json).await,
+        Command::Metrics { format, output } => {
+            ops::metrics::metrics(&s, format, output.as_deref()).await
+        }
+        Command::History { json, limit } => ops::history::history(&s, json, limit).await,
         Command::Verify(a) => {
             let tenants = a
                 .tenants

@@ -72,8 +72,9 @@ impl fmt::Display for DbTarget {
 pub fn redact(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
-        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..auth_end].rfind('@') {
+        // The driver takes everything up to the last `@` as user info, so a password may
+        // itself contain `/`, `?` or `@`: redact up to the last `@` anywhere.
+        if let Some(at) = rest.rfind('@') {
             let userinfo = &rest[..at];
             if let Some(colon) = userinfo.find(':') {
                 return format!(
@@ -195,6 +196,31 @@ impl DbTarget {
         config.connect_timeout(Duration::from_secs(10));
         let described = describe(&config);
         Ok(DbTarget { config, described })
+    }
+
+    /// libpq environment variables for a child program (pg_dump, pg_restore) reaching the
+    /// same database as the operator; the password travels only in the child's environment.
+    pub fn libpq_env(&self) -> Vec<(&'static str, String)> {
+        let c = &self.config;
+        let mut v = Vec::new();
+        if let Some(h) = c.get_hosts().first() {
+            v.push((
+                "PGHOST",
+                match h {
+                    Host::Tcp(h) => h.clone(),
+                    Host::Unix(p) => p.display().to_string(),
+                },
+            ));
+        }
+        if let Some(p) = c.get_ports().first() {
+            v.push(("PGPORT", p.to_string()));
+        }
+        v.push(("PGUSER", self.user().to_owned()));
+        v.push(("PGDATABASE", self.dbname().to_owned()));
+        if let Some(pw) = c.get_password() {
+            v.push(("PGPASSWORD", String::from_utf8_lossy(pw).into_owned()));
+        }
+        v
     }
 
     /// The database name.

@@ -39,6 +39,8 @@ pub struct MigrateOptions {
     pub json: bool,
     /// What to record as the run's command.
     pub command: String,
+    /// Dump each schema with pending steps here first.
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Vec<Target>> {
@@ -78,6 +80,11 @@ fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Ve
 
 /// Plans and (unless dry-run) applies; prints progress and a summary.
 pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
+    // Before any I/O on the database: a missing pg_dump refuses the whole run.
+    let backups = match &o.backup_dir {
+        Some(dir) if !o.dry_run => Some(crate::backup::Backups::new(dir)?),
+        _ => None,
+    };
     let plugins = load_plugins(s).await?;
     o.selection.validate(&plugins.specs)?;
     let op = s.connect_initialised().await?;
@@ -128,6 +135,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         secret,
         roles,
         limits,
+        backups,
     });
     let opts = RunOptions {
         run_id,

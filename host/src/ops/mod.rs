@@ -1,12 +1,17 @@
 //! Operations: one function per command, each taking validated options. Shared setup
 //! (connecting, loading plugins, reading the registry) lives here.
 
+pub mod health;
+pub mod history;
 pub mod init;
+pub mod ledger;
+pub mod metrics;
 pub mod migrate;
 pub mod pin;
 pub mod status;
 pub mod tenant;
 pub mod verify;
+pub mod wait;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +19,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use tokio_postgres::Client;
 
-use crate::config::{LimitOverride, LockFile, parse_duration};
+use crate::config::{FileSettings, LimitOverride, LockFile, parse_duration};
 use crate::control::{self, ManagedSchema};
 use crate::db::connect::{DbTarget, Sources};
 use crate::names::SchemaName;
@@ -49,32 +54,62 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Validates the global flags (no I/O).
+    /// Validates the global flags and the config file. Precedence: flag (or its
+    /// environment variable) > the config file's environment > its `[defaults]` > built-in;
+    /// for the database: `--database-url` > config > `DATABASE_URL` > `PG*`.
     pub fn from_global(g: &crate::cli::Global) -> Result<Self> {
         let env = |k: &str| std::env::var(k).ok();
-        let target = DbTarget::resolve(&Sources {
-            flag: g.database_url.as_deref(),
-            env: &env,
-        })?;
-        let shared_schema = SchemaName::parse_shared(&g.shared_schema)
-            .with_context(|| "invalid --shared-schema / WASMIG_SHARED_SCHEMA")?;
-        let jobs = match g.jobs {
-            Some(0) => anyhow::bail!("--jobs must be at least 1"),
+        let config_path = match &g.config {
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from("wasmig.toml")).filter(|p| p.exists()),
+        };
+        let file = match &config_path {
+            Some(path) => FileSettings::load(path, g.env_name.as_deref(), &env)?,
+            None if g.env_name.is_some() => anyhow::bail!(
+                "--env / WASMIG_ENV `{}` needs a config file: pass --config FILE or create ./wasmig.toml",
+                g.env_name.as_deref().unwrap_or_default()
+            ),
+            None => FileSettings::default(),
+        };
+        let target = match (&g.database_url, &file.database_url) {
+            (Some(url), _) => DbTarget::parse(url, "--database-url")?,
+            (None, Some(url)) => DbTarget::parse(url, "the config file")?,
+            (None, None) => DbTarget::resolve(&Sources {
+                flag: None,
+                env: &env,
+            })?,
+        };
+        let shared_raw = g
+            .shared_schema
+            .clone()
+            .or(file.shared_schema.clone())
+            .unwrap_or_else(|| "shared".into());
+        let shared_schema = SchemaName::parse_shared(&shared_raw).with_context(
+            || "invalid shared schema (--shared-schema / WASMIG_SHARED_SCHEMA / config)",
+        )?;
+        let jobs = match g.jobs.or(file.jobs) {
+            Some(0) => anyhow::bail!("jobs must be at least 1"),
             Some(n) => n,
             None => std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
                 .clamp(2, 8),
         };
         let mut limits = Limits::default();
+        if let Some(d) = file.step_timeout {
+            limits.step_timeout = d;
+        }
         if let Some(t) = &g.step_timeout {
             limits.step_timeout =
                 parse_duration(t).context("invalid --step-timeout / WASMIG_STEP_TIMEOUT")?;
         }
-        if let Some(mb) = g.memory_limit_mb {
+        if let Some(mb) = g.memory_limit_mb.or(file.memory_limit_mb) {
             let mut o = LimitOverride::parse(&format!("*:memory_mb={mb}"))
-                .context("invalid --memory-limit-mb")?;
+                .context("invalid memory limit")?;
             o.plugin.clear();
             o.apply(&mut limits);
+        }
+        if let Some(d) = file.lock_timeout {
+            limits.session.lock_timeout_ms = d.as_millis() as u64;
         }
         if let Some(t) = &g.lock_timeout {
             limits.session.lock_timeout_ms = parse_duration(t)
@@ -84,33 +119,45 @@ impl Settings {
         // The server stops a statement a little after the host would, so the host's message
         // (naming the step limit) is the one the operator sees.
         limits.session.statement_timeout_ms = limits.step_timeout.as_millis() as u64 + 1000;
-        let limit_overrides = g
-            .limits
-            .iter()
-            .map(|l| LimitOverride::parse(l))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(app) = &g.app_role {
+        let mut limit_overrides = file.limits.clone();
+        for l in &g.limits {
+            limit_overrides.push(LimitOverride::parse(l)?);
+        }
+        let app_role = g.app_role.clone().or(file.app_role.clone());
+        if let Some(app) = &app_role {
             crate::names::check_plugin_name(&app.replace('-', "_")).map_err(|_| {
-                anyhow::anyhow!("invalid --app-role `{app}`: use a lowercase role name")
+                anyhow::anyhow!("invalid application role `{app}`: use a lowercase role name")
             })?;
         }
+        let trusted = if g.trusted.is_empty() {
+            file.trusted.clone().unwrap_or_default()
+        } else {
+            g.trusted.clone()
+        };
         Ok(Settings {
             target,
-            plugins_dir: g.plugins.clone(),
+            plugins_dir: g
+                .plugins
+                .clone()
+                .or(file.plugins.clone())
+                .unwrap_or_else(|| PathBuf::from("plugins")),
             shared_schema,
             jobs,
             quiet: g.quiet,
             limits,
             limit_overrides,
-            trusted: g
-                .trusted
+            trusted: trusted
                 .iter()
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty())
                 .collect(),
-            lock_file: g.lock_file.clone(),
+            lock_file: g
+                .lock_file
+                .clone()
+                .or(file.lock_file.clone())
+                .unwrap_or_else(|| PathBuf::from("wasmig.lock")),
             locked: g.locked,
-            app_role: g.app_role.clone(),
+            app_role,
         })
     }
 

@@ -68,6 +68,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
             dry_run: false,
             json: false,
             command: "tenant create".into(),
+            backup_dir: None,
         },
     )
     .await

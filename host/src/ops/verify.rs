@@ -33,6 +33,7 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
             dry_run: false,
             json: false,
             command: "verify --fix".into(),
+            backup_dir: None,
         };
         // Failures are reported by the run and show up again in the verification below.
         let quiet = Settings {

@@ -291,28 +291,45 @@ impl Host for StepCtx {
             }
         }
         let client = s.client.clone();
-        if s.transactional {
-            // One round trip for the whole script, inside the step's transaction; the
-            // transaction's BEGIN rides along with the step's first script.
-            let script = if std::mem::take(&mut s.begin_pending) {
-                format!("BEGIN;\n{script}")
-            } else {
-                script
-            };
-            return Ok(s
-                .guarded(async { client.batch_execute(&script).await.map_err(pg_err) })
-                .await);
-        }
-        // Outside a transaction each statement runs on its own (e.g. CREATE INDEX CONCURRENTLY,
-        // which refuses to run in a multi-statement query).
-        Ok(s.guarded(async {
-            for st in statements {
-                client.batch_execute(st).await.map_err(pg_err)?;
-            }
-            Ok(())
-        })
-        .await)
+        let begin = s.transactional && std::mem::take(&mut s.begin_pending);
+        let transactional = s.transactional;
+        Ok(
+            s.guarded(run_script(&client, &statements, begin, transactional))
+                .await,
+        )
     }
+}
+
+/// Sends a script as its separate statements, each through the extended protocol, which
+/// refuses a piece holding more than one command: if the splitter ever misread a statement
+/// boundary (quoting rules can change with `standard_conforming_strings`), the server refuses
+/// the piece instead of running a hidden `COMMIT`. Inside the step's transaction the pieces
+/// are pipelined (one round trip; after a failure the rest fail with "transaction aborted").
+/// Outside a transaction they run one by one, stopping at the first failure (e.g. `CREATE
+/// INDEX CONCURRENTLY`, which must not run in a transaction block).
+async fn run_script(
+    client: &Client,
+    statements: &[&str],
+    begin: bool,
+    transactional: bool,
+) -> Result<(), SqlError> {
+    if !transactional {
+        for st in statements {
+            client.query_typed(st, &[]).await.map_err(pg_err)?;
+        }
+        return Ok(());
+    }
+    let pieces: Vec<&str> = begin
+        .then_some("BEGIN")
+        .into_iter()
+        .chain(statements.iter().copied())
+        .collect();
+    let results =
+        futures_util::future::join_all(pieces.iter().map(|st| client.query_typed(st, &[]))).await;
+    for r in results {
+        r.map_err(pg_err)?;
+    }
+    Ok(())
 }
 
 fn pg_err(e: tokio_postgres::Error) -> SqlError {

@@ -1,0 +1,388 @@
+//! Backups around migrations: `pg_dump` of one schema (custom format) plus a sidecar with that
+//! schema's ledger rows, taken under the schema's lock before anything is applied; and the
+//! matching restore, which puts back both the schema and its ledger rows.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use tokio::process::Command;
+use tokio_postgres::Client;
+
+use crate::db::connect::DbTarget;
+use crate::db::quote::ident;
+use crate::names::SchemaName;
+
+/// Why a backup or restore failed.
+#[derive(Debug, Error)]
+pub enum BackupError {
+    /// The dump or restore tool is missing.
+    #[error(
+        "`{tool}` was not found ({path}); install the PostgreSQL client programs (apt-get install postgresql-client) or set {var}"
+    )]
+    ToolMissing {
+        /// `pg_dump` or `pg_restore`.
+        tool: &'static str,
+        /// What was tried.
+        path: String,
+        /// The override variable.
+        var: &'static str,
+    },
+    /// The tool ran and failed.
+    #[error("{tool} of schema `{schema}` failed: {reason}")]
+    Tool {
+        /// `pg_dump` or `pg_restore`.
+        tool: &'static str,
+        /// Schema.
+        schema: String,
+        /// Its last stderr line.
+        reason: String,
+    },
+    /// File system.
+    #[error("{what} `{path}`: {reason}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// File.
+        path: PathBuf,
+        /// OS error.
+        reason: String,
+    },
+    /// A database step of the restore.
+    #[error("restoring `{schema}`: {reason}")]
+    Db {
+        /// Schema.
+        schema: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Where dumps go and which programs make them.
+#[derive(Debug, Clone)]
+pub struct Backups {
+    /// Directory for `<schema>-<timestamp>.dump` and `.ledger.json`.
+    pub dir: PathBuf,
+    pg_dump: PathBuf,
+}
+
+/// Finds a PostgreSQL client program: `$var`, else on PATH, else the newest server install.
+fn find_tool(tool: &'static str, var: &'static str) -> Result<PathBuf, BackupError> {
+    if let Ok(p) = std::env::var(var) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(BackupError::ToolMissing {
+                tool,
+                path: p.display().to_string(),
+                var,
+            })
+        };
+    }
+    let on_path = std::env::var_os("PATH").map(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    });
+    if let Some(Some(p)) = on_path {
+        return Ok(p);
+    }
+    let mut majors: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    majors.sort();
+    majors
+        .last()
+        .map(|m| PathBuf::from(format!("/usr/lib/postgresql/{m}/bin/{tool}")))
+        .filter(|p| p.is_file())
+        .ok_or(BackupError::ToolMissing {
+            tool,
+            path: "PATH and /usr/lib/postgresql".into(),
+            var,
+        })
+}
+
+fn libpq_env(cmd: &mut Command, target: &DbTarget) {
+    // The password goes through the environment of the child only, never its arguments.
+    for (k, v) in target.libpq_env() {
+        cmd.env(k, v);
+    }
+}
+
+fn last_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no output")
+        .trim()
+        .to_owned()
+}
+
+impl Backups {
+    /// Checks the directory and finds `pg_dump` before any work starts.
+    pub fn new(dir: &Path) -> Result<Self, BackupError> {
+        std::fs::create_dir_all(dir).map_err(|e| BackupError::Io {
+            what: "cannot create the backup directory",
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Backups {
+            dir: dir.to_owned(),
+            pg_dump: find_tool("pg_dump", "WASMIG_PG_DUMP")?,
+        })
+    }
+
+    /// Dumps `schema` and its ledger rows; returns the dump's path.
+    pub async fn dump(
+        &self,
+        target: &DbTarget,
+        op: &Client,
+        schema: &SchemaName,
+    ) -> Result<PathBuf, BackupError> {
+        let stamp = op
+            .query_one("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDD\"T\"HH24MISSUS\"Z\"')", &[])
+            .await
+            .map(|r| r.get::<_, String>(0))
+            .map_err(|e| BackupError::Db { schema: schema.to_string(), reason: e.to_string() })?;
+        let file = self.dir.join(format!("{schema}-{stamp}.dump"));
+        let mut cmd = Command::new(&self.pg_dump);
+        cmd.args(["--format=custom", "--no-password", "--schema"])
+            .arg(schema.as_str())
+            .arg("--file")
+            .arg(&file);
+        libpq_env(&mut cmd, target);
+        let out = cmd.output().await.map_err(|e| BackupError::Tool {
+            tool: "pg_dump",
+            schema: schema.to_string(),
+            reason: e.to_string(),
+        })?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&file);
+            return Err(BackupError::Tool {
+                tool: "pg_dump",
+                schema: schema.to_string(),
+                reason: last_line(&out.stderr),
+            });
+        }
+        let rows = op
+            .query_one(
+                "SELECT coalesce(json_agg(l ORDER BY applied_at), '[]')::text FROM wasmig.ledger l WHERE schema_name = $1",
+                &[&schema.as_str()],
+            )
+            .await
+            .map(|r| r.get::<_, String>(0))
+            .map_err(|e| BackupError::Db { schema: schema.to_string(), reason: e.to_string() })?;
+        let side = sidecar(&file);
+        std::fs::write(&side, rows).map_err(|e| BackupError::Io {
+            what: "cannot write",
+            path: side,
+            reason: e.to_string(),
+        })?;
+        Ok(file)
+    }
+}
+
+/// The ledger sidecar of a dump file.
+pub fn sidecar(dump: &Path) -> PathBuf {
+    dump.with_extension("ledger.json")
+}
+
+/// Who the restore runs as: the schema's own role, so that nothing in the dump (functions in
+/// CHECK constraints, say) ever runs with the operator's privileges.
+pub struct RestoreAs<'a> {
+    /// The schema.
+    pub schema: &'a SchemaName,
+    /// Its role.
+    pub role: &'a str,
+    /// The role's password.
+    pub password: &'a str,
+}
+
+/// The archive's table of contents without the schema's own entry (the operator creates the
+/// schema for the role, which may not create schemas); checks that the archive holds exactly
+/// this schema.
+fn restore_list(listing: &str, schema: &SchemaName) -> Result<String, String> {
+    let mut out = String::new();
+    let mut found = None;
+    for line in listing.lines() {
+        let entry = line
+            .split_once("; ")
+            .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>());
+        if let Some(tokens) = entry
+            && tokens.get(2) == Some(&"SCHEMA")
+            && tokens.get(3) == Some(&"-")
+        {
+            found = tokens.get(4).map(|s| (*s).to_owned());
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    match found {
+        Some(name) if name == schema.as_str() => Ok(out),
+        Some(name) => Err(format!("the dump holds schema `{name}`, not `{schema}`")),
+        None => {
+            Err("the dump holds no schema (was it made by `wasmig migrate --backup-dir`?)".into())
+        }
+    }
+}
+
+/// Restores a tenant schema from `file`: the current schema is renamed aside, an empty schema
+/// owned by the tenant role takes its place, the dump is restored *as that role*, the
+/// schema's ledger rows are replaced by those saved with the dump, and the old copy is
+/// dropped. On any failure before the end, the original schema is put back.
+pub async fn restore(
+    target: &DbTarget,
+    op: &mut Client,
+    who: &RestoreAs<'_>,
+    file: &Path,
+) -> Result<(), BackupError> {
+    let schema = who.schema;
+    let pg_restore = find_tool("pg_restore", "WASMIG_PG_RESTORE")?;
+    let tool_err = |reason: String| BackupError::Tool {
+        tool: "pg_restore",
+        schema: schema.to_string(),
+        reason,
+    };
+    let rows_text = std::fs::read_to_string(sidecar(file)).map_err(|e| BackupError::Io {
+        what: "cannot read the ledger saved with the dump",
+        path: sidecar(file),
+        reason: e.to_string(),
+    })?;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&rows_text).map_err(|e| BackupError::Io {
+            what: "cannot parse the ledger saved with the dump",
+            path: sidecar(file),
+            reason: e.to_string(),
+        })?;
+    if let Some(other) = rows.iter().find(|r| r["schema_name"] != schema.as_str()) {
+        return Err(tool_err(format!(
+            "the saved ledger belongs to schema {}, not `{schema}`",
+            other["schema_name"]
+        )));
+    }
+    let listing = Command::new(&pg_restore)
+        .arg("--list")
+        .arg(file)
+        .output()
+        .await
+        .map_err(|e| tool_err(e.to_string()))?;
+    if !listing.status.success() {
+        return Err(tool_err(last_line(&listing.stderr)));
+    }
+    let list = restore_list(&String::from_utf8_lossy(&listing.stdout), schema).map_err(tool_err)?;
+    let list_file = file.with_extension("restore-list");
+    std::fs::write(&list_file, list).map_err(|e| BackupError::Io {
+        what: "cannot write",
+        path: list_file.clone(),
+        reason: e.to_string(),
+    })?;
+
+    let db = |e: tokio_postgres::Error| BackupError::Db {
+        schema: schema.to_string(),
+        reason: crate::db::PgError::from(e).to_string(),
+    };
+    // `wasmig*` schema names are reserved, so the copy set aside can collide with nothing.
+    let aside = format!(
+        "wasmig_restore_{}",
+        &blake3::hash(schema.as_str().as_bytes()).to_hex()[..16]
+    );
+    let exists: bool = op
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&aside],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    if exists {
+        let _ = std::fs::remove_file(&list_file);
+        return Err(BackupError::Db {
+            schema: schema.to_string(),
+            reason: format!(
+                "schema `{aside}` is left from an earlier restore; check it and drop it first"
+            ),
+        });
+    }
+    let (s, a, r) = (ident(schema.as_str()), ident(&aside), ident(who.role));
+    op.batch_execute(&format!(
+        "BEGIN; ALTER SCHEMA {s} RENAME TO {a}; CREATE SCHEMA {s} AUTHORIZATION {r}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC; COMMIT;"
+    ))
+    .await
+    .map_err(db)?;
+    let swap_back = format!(
+        "BEGIN; DROP SCHEMA IF EXISTS {s} CASCADE; ALTER SCHEMA {a} RENAME TO {s}; COMMIT;"
+    );
+
+    let mut cmd = Command::new(&pg_restore);
+    cmd.args([
+        "--no-password",
+        "--single-transaction",
+        "--exit-on-error",
+        "--no-owner",
+        "--no-privileges",
+    ])
+    .arg("--use-list")
+    .arg(&list_file)
+    .arg("--dbname")
+    .arg(target.dbname())
+    .arg(file);
+    libpq_env(&mut cmd, target);
+    cmd.env("PGUSER", who.role).env("PGPASSWORD", who.password);
+    let restored = cmd.output().await;
+    let _ = std::fs::remove_file(&list_file);
+    let failed = match restored {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(tool_err(last_line(&o.stderr))),
+        Err(e) => Some(tool_err(e.to_string())),
+    };
+    if let Some(e) = failed {
+        let _ = op.batch_execute(&swap_back).await;
+        return Err(e);
+    }
+    let swapped = async {
+        let tx = op.transaction().await?;
+        tx.execute("DELETE FROM wasmig.ledger WHERE schema_name = $1", &[&schema.as_str()])
+            .await?;
+        tx.execute(
+            "INSERT INTO wasmig.ledger SELECT * FROM json_populate_recordset(NULL::wasmig.ledger, $1::text::json)",
+            &[&rows_text],
+        )
+        .await?;
+        // A tenant schema has no dependants outside itself (no other role can reference it),
+        // so this drops only the old copy.
+        tx.batch_execute(&format!("DROP SCHEMA {a} CASCADE")).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = swapped {
+        let _ = op.batch_execute(&swap_back).await;
+        return Err(db(e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restore_list_drops_only_the_schema_entry_and_checks_its_name() {
+        let listing = ";\n; Archive created\n215; 2615 16390 SCHEMA - b1 t_b1\n216; 1259 16391 TABLE b1 notes t_b1\n";
+        let s = SchemaName::parse("b1").unwrap();
+        let list = restore_list(listing, &s).unwrap();
+        assert!(!list.contains("SCHEMA - b1"));
+        assert!(list.contains("TABLE b1 notes"));
+        let other = SchemaName::parse("b2").unwrap();
+        assert!(
+            restore_list(listing, &other)
+                .unwrap_err()
+                .contains("holds schema `b1`")
+        );
+        assert!(restore_list("216; 1259 16391 TABLE b1 notes t\n", &s).is_err());
+    }
+}

@@ -1,0 +1,408 @@
+//! Ledger operations for people: `revert` (run a plugin's revert steps, newest first),
+//! `baseline` (record steps as applied without running them, to adopt schemas an older tool
+//! migrated) and `repair` (accept a reviewed drift by recording the current checksum).
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use super::{Settings, load_plugins, registry};
+use crate::Exit;
+use crate::control;
+use crate::exec::{Fleet, Outcome};
+use crate::names::SchemaName;
+use crate::plan::{LedgerEntry, PendingStep, Scope};
+
+/// Which steps of which plugin in which schema.
+#[derive(Debug, Clone)]
+pub struct StepSelection {
+    /// Schema (tenant or shared).
+    pub schema: SchemaName,
+    /// Plugin name.
+    pub plugin: String,
+    /// A step id (meaning depends on the command).
+    pub step: Option<String>,
+}
+
+struct Ctx {
+    fleet: Arc<Fleet>,
+    op: tokio_postgres::Client,
+    plugin: usize,
+    ledger: Vec<LedgerEntry>,
+    run_id: i64,
+}
+
+async fn prepare(s: &Settings, sel: &StepSelection, command: &str) -> Result<Ctx> {
+    let plugins = load_plugins(s).await?;
+    let Some(plugin) = plugins.specs.iter().position(|p| p.name == sel.plugin) else {
+        bail!(
+            "no plugin named `{}` is loaded from `{}`",
+            sel.plugin,
+            s.plugins_dir.display()
+        );
+    };
+    let op = s.connect_initialised().await?;
+    let reg = registry(&op, s).await?;
+    let Some(managed) = reg.iter().find(|m| m.schema == sel.schema) else {
+        bail!(
+            "schema `{}` is not managed by wasmig (see `wasmig tenant list`)",
+            sel.schema
+        );
+    };
+    if managed.scope != plugins.specs[plugin].scope {
+        bail!(
+            "plugin `{}` runs in {} schemas, and `{}` is not one",
+            sel.plugin,
+            if plugins.specs[plugin].scope == Scope::Shared {
+                "the shared"
+            } else {
+                "tenant"
+            },
+            sel.schema
+        );
+    }
+    if let Some(step) = &sel.step
+        && !plugins.specs[plugin].steps.iter().any(|st| &st.id == step)
+    {
+        bail!("plugin `{}` has no step `{step}`", sel.plugin);
+    }
+    let secret = control::read_secret(&op).await?;
+    let Some(ledger) = control::try_lock_and_read(&op, &sel.schema, &secret).await? else {
+        bail!(
+            "schema `{}` is being migrated by another wasmig run; try again when it is done",
+            sel.schema
+        );
+    };
+    let run_id =
+        control::start_run(&op, command, &std::env::args().skip(1).collect::<Vec<_>>()).await?;
+    let roles = reg
+        .iter()
+        .map(|m| (m.schema.clone(), m.role.clone()))
+        .collect();
+    let limits = plugins
+        .specs
+        .iter()
+        .map(|p| s.limits_for(&p.name))
+        .collect();
+    let fleet = Arc::new(Fleet {
+        target: s.target.clone(),
+        runtime: plugins.runtime,
+        plugins: plugins.loaded,
+        specs: plugins.specs,
+        order: plugins.order,
+        secret,
+        roles,
+        limits,
+        backups: None,
+    });
+    Ok(Ctx {
+        fleet,
+        op,
+        plugin,
+        ledger,
+        run_id,
+    })
+}
+
+impl Ctx {
+    fn recorded(&self, step: &str) -> Option<&LedgerEntry> {
+        let name = &self.fleet.specs[self.plugin].name;
+        self.ledger
+            .iter()
+            .find(|e| &e.plugin == name && e.step_id == step)
+    }
+
+    async fn finish(&self, schema: &SchemaName, outcome: &str, applied: usize, failed: usize) {
+        let _ = control::clear_run_grants(&self.op, self.run_id).await;
+        let _ = control::release_schema(&self.op, schema).await;
+        let _ = control::finish_run(
+            &self.op,
+            self.run_id,
+            outcome,
+            applied as i32,
+            failed as i32,
+        )
+        .await;
+    }
+}
+
+/// `wasmig revert --schema S --plugin P [--to STEP]`: reverts P's applied steps after STEP
+/// (all of them without `--to`), newest first.
+pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
+    let ctx = prepare(s, sel, "revert").await?;
+    let spec = &ctx.fleet.specs[ctx.plugin];
+    let keep_through = match &sel.step {
+        Some(step) => {
+            if ctx.recorded(step).is_none() {
+                ctx.finish(&sel.schema, "failed", 0, 1).await;
+                bail!(
+                    "step `{step}` of `{}` is not applied in `{}`, so there is nothing to revert to",
+                    spec.name,
+                    sel.schema
+                );
+            }
+            spec.steps
+                .iter()
+                .position(|st| &st.id == step)
+                .map_or(0, |i| i + 1)
+        }
+        None => 0,
+    };
+    // Plugins that build on this one must not lose what they rely on.
+    let dependants: Vec<&str> = ctx
+        .fleet
+        .specs
+        .iter()
+        .filter(|p| p.requires.contains(&spec.name))
+        .filter(|p| ctx.ledger.iter().any(|e| e.plugin == p.name))
+        .map(|p| p.name.as_str())
+        .collect();
+    if !dependants.is_empty() {
+        ctx.finish(&sel.schema, "failed", 0, 1).await;
+        bail!(
+            "plugin `{}` is required by {} applied in `{}`; revert those first",
+            spec.name,
+            dependants
+                .iter()
+                .map(|d| format!("`{d}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            sel.schema
+        );
+    }
+    let mut todo = Vec::new();
+    for (i, st) in spec.steps.iter().enumerate().skip(keep_through).rev() {
+        if let Some(e) = ctx.recorded(&st.id) {
+            if !e.authentic || e.checksum != st.checksum {
+                ctx.finish(&sel.schema, "failed", 0, 1).await;
+                bail!(
+                    "step `{}` of `{}` in `{}` was applied with other content (drift or a forged row); repair or review it before reverting",
+                    st.id,
+                    spec.name,
+                    sel.schema
+                );
+            }
+            let p = PendingStep {
+                plugin: ctx.plugin,
+                step: i,
+            };
+            todo.push((p, ctx.fleet.grant_for(&sel.schema, &p, "revert")));
+        }
+    }
+    if todo.is_empty() {
+        ctx.finish(&sel.schema, "ok", 0, 0).await;
+        println!("{}: nothing to revert", sel.schema);
+        return Ok(Exit::Ok);
+    }
+    let role = ctx
+        .fleet
+        .roles
+        .get(&sel.schema)
+        .cloned()
+        .unwrap_or_default();
+    let rows: Vec<_> = todo
+        .iter()
+        .map(|(_, g)| (role.as_str(), &sel.schema, g))
+        .collect();
+    control::insert_grants(&ctx.op, ctx.run_id, &rows).await?;
+    let outcome = ctx
+        .fleet
+        .revert_steps(&ctx.op, &sel.schema, &todo, ctx.run_id)
+        .await;
+    match outcome {
+        Outcome::Applied { steps } => {
+            ctx.finish(&sel.schema, "ok", steps.len(), 0).await;
+            for st in &steps {
+                println!("{}: reverted {st}", sel.schema);
+            }
+            Ok(Exit::Ok)
+        }
+        Outcome::Failed {
+            applied,
+            plugin,
+            step,
+            sqlstate,
+            message,
+        } => {
+            ctx.finish(&sel.schema, "failed", applied.len(), 1).await;
+            for st in &applied {
+                println!("{}: reverted {st}", sel.schema);
+            }
+            eprintln!(
+                "error: schema `{}`, plugin `{plugin}`, step `{step}`: revert stopped: {message}{}",
+                sel.schema,
+                sqlstate
+                    .map(|c| format!(" (SQLSTATE {c})"))
+                    .unwrap_or_default()
+            );
+            Ok(Exit::Problems)
+        }
+        other => {
+            ctx.finish(&sel.schema, "failed", 0, 1).await;
+            bail!("schema `{}`: {:?}", sel.schema, other)
+        }
+    }
+}
+
+/// `wasmig baseline --schema S --plugin P --to STEP`: records P's steps up to STEP as applied
+/// without running them.
+pub async fn baseline(s: &Settings, sel: &StepSelection) -> Result<Exit> {
+    let Some(to) = &sel.step else {
+        bail!("baseline needs --to STEP")
+    };
+    let ctx = prepare(s, sel, "baseline").await?;
+    let spec = &ctx.fleet.specs[ctx.plugin];
+    let last = spec.steps.iter().position(|st| &st.id == to).unwrap_or(0);
+    let rows: Vec<_> = (0..=last)
+        .map(|i| {
+            ctx.fleet.grant_for(
+                &sel.schema,
+                &PendingStep {
+                    plugin: ctx.plugin,
+                    step: i,
+                },
+                "apply",
+            )
+        })
+        .collect();
+    let added = control::baseline_rows(&ctx.op, ctx.run_id, &sel.schema, &rows).await;
+    match added {
+        Ok(n) => {
+            ctx.finish(&sel.schema, "ok", n as usize, 0).await;
+            println!(
+                "{}: recorded {n} step(s) of `{}` through `{to}` as applied without running them ({} already recorded)",
+                sel.schema,
+                spec.name,
+                rows.len() as u64 - n
+            );
+            Ok(Exit::Ok)
+        }
+        Err(e) => {
+            ctx.finish(&sel.schema, "failed", 0, 1).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// `wasmig repair --schema S --plugin P --step ID`: records the current checksum of a step
+/// whose drift a person reviewed.
+pub async fn repair(s: &Settings, sel: &StepSelection) -> Result<Exit> {
+    let Some(step) = &sel.step else {
+        bail!("repair needs --step ID")
+    };
+    let ctx = prepare(s, sel, "repair").await?;
+    let spec = &ctx.fleet.specs[ctx.plugin];
+    let i = spec.steps.iter().position(|st| &st.id == step).unwrap_or(0);
+    if ctx.recorded(step).is_some_and(|e| !e.authentic) {
+        ctx.finish(&sel.schema, "failed", 0, 1).await;
+        bail!(
+            "the ledger row of `{}/{step}` in `{}` was not written by wasmig (forged); repair only accepts reviewed drift: delete that row instead",
+            spec.name,
+            sel.schema
+        );
+    }
+    let g = ctx.fleet.grant_for(
+        &sel.schema,
+        &PendingStep {
+            plugin: ctx.plugin,
+            step: i,
+        },
+        "apply",
+    );
+    let old = control::repair_row(&ctx.op, &sel.schema, &g).await;
+    match old {
+        Ok(Some(old)) => {
+            ctx.finish(&sel.schema, "ok", 1, 0).await;
+            if old == g.checksum {
+                println!(
+                    "{}: `{}/{step}` already has checksum {old} (row re-authenticated)",
+                    sel.schema, spec.name
+                );
+            } else {
+                println!(
+                    "{}: `{}/{step}` checksum {old} -> {}",
+                    sel.schema, spec.name, g.checksum
+                );
+            }
+            Ok(Exit::Ok)
+        }
+        Ok(None) => {
+            ctx.finish(&sel.schema, "failed", 0, 1).await;
+            bail!(
+                "step `{step}` of `{}` is not recorded in `{}`; nothing to repair (use baseline to record it)",
+                spec.name,
+                sel.schema
+            )
+        }
+        Err(e) => {
+            ctx.finish(&sel.schema, "failed", 0, 1).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// `wasmig restore FILE --schema S`: puts back a tenant schema and its ledger rows from a dump
+/// made by `migrate --backup-dir`.
+pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) -> Result<Exit> {
+    if !file.is_file() {
+        bail!("backup file `{}` does not exist", file.display());
+    }
+    let mut op = s.connect_initialised().await?;
+    let reg = registry(&op, s).await?;
+    let Some(managed) = reg.iter().find(|m| &m.schema == schema) else {
+        bail!("schema `{schema}` is not managed by wasmig (see `wasmig tenant list`)");
+    };
+    if managed.scope != Scope::Tenant {
+        bail!(
+            "restoring the shared schema is not supported: tenants' objects may depend on it; restore it with pg_restore by hand"
+        );
+    }
+    let secret = control::read_secret(&op).await?;
+    if control::try_lock_and_read(&op, schema, &secret)
+        .await?
+        .is_none()
+    {
+        bail!(
+            "schema `{schema}` is being migrated by another wasmig run; try again when it is done"
+        );
+    }
+    let run_id = control::start_run(
+        &op,
+        "restore",
+        &std::env::args().skip(1).collect::<Vec<_>>(),
+    )
+    .await?;
+    let password = crate::secret::role_password(&secret, &managed.role);
+    let who = crate::backup::RestoreAs {
+        schema,
+        role: &managed.role,
+        password: &password,
+    };
+    let result = crate::backup::restore(&s.target, &mut op, &who, file).await;
+    if result.is_ok() && s.app_role.is_some() {
+        // The dump was restored without privileges: give the application role its grants again.
+        control::ensure_schema(
+            &mut op,
+            &control::EnsureSchema {
+                schema,
+                scope: Scope::Tenant,
+                name: None,
+                domain: None,
+                dbname: s.target.dbname(),
+                connection_limit: 4,
+                session: &s.limits.session,
+                app_role: s.app_role.as_deref(),
+            },
+        )
+        .await?;
+    }
+    let _ = control::release_schema(&op, schema).await;
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    let _ = control::finish_run(&op, run_id, outcome, 0, i32::from(result.is_err())).await;
+    result?;
+    println!(
+        "{schema}: restored from {} (schema and ledger rows)",
+        file.display()
+    );
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,593 @@
+//! Operator workflow: wait, verify (--fix), health, metrics, history, revert, baseline,
+//! repair, and crash safety.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{PluginDir, TestDb, WORKLOAD};
+
+fn fleet(label: &str, plugins: &[&str], tenants: &[&str]) -> (TestDb, PluginDir) {
+    let db = TestDb::new(label);
+    let dir = PluginDir::new(plugins);
+    db.wasmig(dir.path(), &["init"]).expect(0);
+    db.wasmig(dir.path(), &["migrate", "--shared"]).expect(0);
+    if !tenants.is_empty() {
+        let mut args = vec!["tenant", "create"];
+        args.extend_from_slice(tenants);
+        db.wasmig(dir.path(), &args).expect(0);
+    }
+    (db, dir)
+}
+
+#[test]
+fn wait_returns_when_the_database_answers_and_fails_with_the_last_error() {
+    let db = TestDb::new("wait");
+    let plugins = PluginDir::new(&["notes_v1"]);
+    let run = db
+        .wasmig(plugins.path(), &["wait", "--timeout", "10s"])
+        .expect(0);
+    assert!(run.stdout.contains("accepts connections"), "{}", run.stdout);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("postgres://nobody:secret-pw@127.0.0.1:{port}/x");
+    let started = Instant::now();
+    let run = db
+        .wasmig(
+            plugins.path(),
+            &["--database-url", &url, "wait", "--timeout", "1500ms"],
+        )
+        .expect(2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "it waited"
+    );
+    assert!(
+        run.stderr
+            .contains("did not accept connections within 1.5s"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("last error"), "{}", run.stderr);
+    assert!(!run.stderr.contains("secret-pw"));
+    db.wasmig(plugins.path(), &["wait", "--timeout", "forever"])
+        .expect(2);
+}
+
+#[test]
+fn verify_reports_pending_and_drift_and_fix_applies_what_is_pending() {
+    let (db, plugins) = fleet("verify", &["notes_v1"], &["v1", "v2"]);
+    let ok = db
+        .wasmig(plugins.path(), &["verify", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        ok["totals"],
+        serde_json::json!({"tenants": 2, "ok": 2, "with_issues": 0})
+    );
+    plugins.set(&["notes_v2_added"]);
+    let pending = db
+        .wasmig(plugins.path(), &["verify", "--json"])
+        .expect(1)
+        .json();
+    assert_eq!(pending["totals"]["with_issues"], 2);
+    let v1 = &pending["tenants"][0];
+    assert_eq!(v1["schema"], "v1");
+    assert_eq!(
+        v1["pending"],
+        serde_json::json!(["notes/0003_tags_unique_titles"])
+    );
+    assert_eq!(v1["drift"], serde_json::json!([]));
+    assert!(v1.get("domain").is_some());
+    // Only one tenant, quietly.
+    let one = db
+        .wasmig(plugins.path(), &["-q", "verify", "--tenant", "v2"])
+        .expect(1);
+    assert_eq!(one.stdout.trim(), "1 tenant(s): 0 ok, 1 with issues");
+    db.wasmig(plugins.path(), &["verify", "--fix"]).expect(0);
+    assert!(db.table_exists("v1", "note_tags") && db.table_exists("v2", "note_tags"));
+    plugins.set(&["notes_v2_edited"]);
+    let drift = db
+        .wasmig(plugins.path(), &["verify", "--json"])
+        .expect(1)
+        .json();
+    assert_eq!(drift["tenants"][0]["drift"][0]["step"], "0002_note_body");
+    db.wasmig(plugins.path(), &["verify", "--tenant", "nope"])
+        .expect(2);
+}
+
+#[test]
+fn health_metrics_and_history() {
+    let (db, plugins) = fleet("health", &["notes_v1"], &["h1", "h2"]);
+    let h = db
+        .wasmig(plugins.path(), &["health", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(h["healthy"], true);
+    assert_eq!(h["tenants"], 2);
+    assert_eq!(h["control_version"], 1);
+    assert!(h["latency_ms"].as_f64().expect("latency") > 0.0);
+    assert!(
+        h["server_version"]
+            .as_str()
+            .expect("version")
+            .starts_with(char::is_numeric)
+    );
+    assert_eq!(h["last_run"]["outcome"], "ok");
+    plugins.set(&["notes_v2_added"]);
+    let h = db
+        .wasmig(plugins.path(), &["health", "--json"])
+        .expect(1)
+        .json();
+    assert_eq!(h["pending_steps"], 2);
+    assert!(
+        h["problems"][0]
+            .as_str()
+            .expect("problem")
+            .contains("2 step(s) pending")
+    );
+
+    let text = db.wasmig(plugins.path(), &["metrics"]).expect(0).stdout;
+    for line in [
+        "wasmig_tenants_total 2",
+        "wasmig_tenants_with_pending 2",
+        "wasmig_pending_steps 2",
+        "wasmig_drifted_steps 0",
+        "wasmig_last_run_success 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "`{line}` in:\n{text}");
+    }
+    assert!(text.contains("# TYPE wasmig_step_duration_ms summary"));
+    assert!(text.contains("wasmig_step_duration_ms_count 4"), "{text}");
+    let out = plugins.path().join("wasmig.prom");
+    db.wasmig(
+        plugins.path(),
+        &[
+            "metrics",
+            "--format",
+            "json",
+            "--output",
+            out.to_str().expect("utf8"),
+        ],
+    )
+    .expect(0);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("metrics file")).expect("json");
+    assert_eq!(m["pending_steps"], 2);
+    assert!(!out.with_extension("tmp").exists(), "written atomically");
+
+    let url_with_password = db.url.clone();
+    db.wasmig(
+        plugins.path(),
+        &["--database-url", &url_with_password, "migrate"],
+    )
+    .expect(0);
+    let hist = db
+        .wasmig(plugins.path(), &["history", "--json", "--limit", "2"])
+        .expect(0)
+        .json();
+    let runs = hist.as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["command"], "migrate");
+    assert_eq!(runs[0]["outcome"], "ok");
+    assert_eq!(runs[0]["applied"], 2);
+    let args = runs[0]["arguments"].to_string();
+    assert!(
+        args.contains("--database-url") && args.contains(":***@"),
+        "{args}"
+    );
+    assert!(!args.contains(crate::support::ADMIN_PASSWORD), "{args}");
+    let text = db.wasmig(plugins.path(), &["history"]).expect(0).stdout;
+    assert!(text.contains("RUN") && text.contains("migrate"), "{text}");
+}
+
+#[test]
+fn revert_runs_revert_steps_newest_first_and_stops_at_an_irreversible_one() {
+    let (db, plugins) = fleet(
+        "revert",
+        &["carriers", "customers", "suppliers", "finance_next"],
+        &["r1"],
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'r1' AND column_name = 'external_ref'"),
+        1
+    );
+    // Back to 0003: 0004 is reverted, its ledger row removed in the same transaction.
+    let run = db
+        .wasmig(
+            plugins.path(),
+            &[
+                "revert",
+                "--schema",
+                "r1",
+                "--plugin",
+                "finance",
+                "--to",
+                "0003_invoice_paid_at_invoiceline_tax_rate_and_more",
+            ],
+        )
+        .expect(0);
+    assert!(
+        run.stdout
+            .contains("reverted finance/0004_invoice_external_ref_and_more"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'r1' AND column_name = 'external_ref'"),
+        0
+    );
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'r1' AND plugin = 'finance'"
+        ),
+        3
+    );
+    // 0003 has no revert: everything stops there, nothing else changes.
+    let before = db.ledger_dump();
+    let run = db
+        .wasmig(
+            plugins.path(),
+            &["revert", "--schema", "r1", "--plugin", "finance"],
+        )
+        .expect(1);
+    assert!(run.stderr.contains("step `0003_invoice_paid_at_invoiceline_tax_rate_and_more` of plugin `finance` is irreversible"), "{}", run.stderr);
+    assert_eq!(db.ledger_dump(), before);
+    // A plugin others build on cannot be reverted away from under them.
+    let run = db
+        .wasmig(
+            plugins.path(),
+            &["revert", "--schema", "r1", "--plugin", "carriers"],
+        )
+        .expect(2);
+    assert!(
+        run.stderr.contains("required by") && run.stderr.contains("`customers`"),
+        "{}",
+        run.stderr
+    );
+    // migrate brings 0004 back.
+    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'r1' AND plugin = 'finance'"
+        ),
+        4
+    );
+}
+
+#[test]
+fn baseline_adopts_a_schema_migrated_by_another_tool() {
+    let (db, plugins) = fleet("baseline", &["notes_v1"], &[]);
+    db.wasmig(plugins.path(), &["tenant", "create", "old", "--no-migrate"])
+        .expect(0);
+    // The older tool created the first table itself.
+    db.exec(&format!(
+        "SET ROLE \"{}_old\"; CREATE TABLE old.notes (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, title text NOT NULL); RESET ROLE;",
+        db.name
+    ));
+    let run = db
+        .wasmig(
+            plugins.path(),
+            &[
+                "baseline",
+                "--schema",
+                "old",
+                "--plugin",
+                "notes",
+                "--to",
+                "0001_notes",
+            ],
+        )
+        .expect(0);
+    assert!(run.stdout.contains("recorded 1 step(s)"), "{}", run.stdout);
+    let status = db
+        .wasmig(plugins.path(), &["status", "--json"])
+        .expect(0)
+        .json();
+    let old = status["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .find(|s| s["schema"] == "old")
+        .expect("old")
+        .clone();
+    assert_eq!(old["applied"], 1);
+    assert_eq!(old["forged"], serde_json::json!([]));
+    assert_eq!(old["pending"], serde_json::json!(["notes/0002_note_body"]));
+    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'old'"),
+        2
+    );
+    db.wasmig(
+        plugins.path(),
+        &[
+            "baseline", "--schema", "old", "--plugin", "notes", "--to", "9999",
+        ],
+    )
+    .expect(2);
+}
+
+#[test]
+fn repair_records_the_current_checksum_after_review() {
+    let (db, plugins) = fleet("repair", &["notes_v1"], &["rp"]);
+    plugins.set(&["notes_v2_edited"]);
+    db.wasmig(plugins.path(), &["migrate"]).expect(1);
+    let run = db
+        .wasmig(
+            plugins.path(),
+            &[
+                "repair",
+                "--schema",
+                "rp",
+                "--plugin",
+                "notes",
+                "--step",
+                "0002_note_body",
+            ],
+        )
+        .expect(0);
+    assert!(
+        run.stdout.contains("`notes/0002_note_body` checksum ") && run.stdout.contains(" -> "),
+        "{}",
+        run.stdout
+    );
+    db.wasmig(plugins.path(), &["verify"]).expect(0);
+    db.wasmig(
+        plugins.path(),
+        &["repair", "--schema", "rp", "--plugin", "notes"],
+    )
+    .expect(2);
+    plugins.set(&["notes_v2_added"]);
+    let run = db
+        .wasmig(
+            plugins.path(),
+            &[
+                "repair",
+                "--schema",
+                "rp",
+                "--plugin",
+                "notes",
+                "--step",
+                "0003_tags_unique_titles",
+            ],
+        )
+        .expect(2);
+    assert!(run.stderr.contains("not recorded"), "{}", run.stderr);
+}
+
+#[test]
+fn sigkill_in_the_middle_of_a_fleet_migration_loses_nothing() {
+    let db = TestDb::new("sigkill");
+    let plugins = PluginDir::new(WORKLOAD);
+    db.wasmig(plugins.path(), &["init"]).expect(0);
+    let tenants: Vec<String> = (0..50).map(|i| format!("k{i:02}")).collect();
+    let mut args = vec!["tenant", "create", "--no-migrate"];
+    args.extend(tenants.iter().map(String::as_str));
+    db.wasmig(plugins.path(), &args).expect(0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmig"))
+        .args(["-q", "migrate", "--jobs", "2"])
+        .env("DATABASE_URL", &db.url)
+        .env("WASMIG_PLUGINS", plugins.path())
+        .env("WASMIG_TRUSTED", "reference")
+        .env(
+            "WASMIG_CACHE_DIR",
+            crate::support::server().dir.join("compile-cache"),
+        )
+        .spawn()
+        .expect("spawn wasmig");
+    // Let it get well into the tenants, then kill it without warning.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name LIKE 'k%'") < 100
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let partial = db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name LIKE 'k%'");
+    assert!(partial < 50 * 14, "killed before the end ({partial} steps)");
+    // Every recorded step is really applied: the ledger and the schemas agree.
+    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name LIKE 'k%'"),
+        50 * 14
+    );
+    for t in &tenants {
+        assert!(db.table_exists(t, "finance_invoice"), "{t}");
+        assert_eq!(
+            db.scalar_i64(&format!("SELECT count(*) FROM {t}.customers_customer")),
+            3,
+            "{t}: seeded exactly once"
+        );
+    }
+    // The run that died is visible as unfinished; no lock is left once its sessions are gone.
+    assert!(
+        db.scalar_i64(
+            "SELECT count(*) FROM wasmig.run WHERE command = 'migrate' AND finished_at IS NULL"
+        ) >= 1
+    );
+    for _ in 0..100 {
+        if db.scalar_i64("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wasmig'")
+            == 0
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"),
+        0
+    );
+}
+
+#[test]
+fn config_file_environments_interpolation_and_errors() {
+    let (db, plugins) = fleet("config", &["notes_v1"], &["c1"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = db
+        .url
+        .replace(crate::support::ADMIN_PASSWORD, "${WASMIG_TEST_PW}");
+    let config = dir.path().join("wasmig.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_env = \"dev\"\n\n[defaults]\njobs = 2\nplugins = \"{plugins}\"\n\n[env.dev]\ndatabase_url = \"postgres://nobody@127.0.0.1:1/none\"\n\n[env.prod]\ndatabase_url = \"{url}\"\nstep_timeout = \"2m\"\n",
+            plugins = plugins.path().display()
+        ),
+    )
+    .expect("write config");
+    let run = |args: &[&str], pw: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wasmig"));
+        c.args(args)
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("WASMIG_PLUGINS")
+            .env_remove("PGHOST")
+            .env(
+                "WASMIG_CACHE_DIR",
+                crate::support::server().dir.join("compile-cache"),
+            );
+        match pw {
+            Some(p) => c.env("WASMIG_TEST_PW", p),
+            None => c.env_remove("WASMIG_TEST_PW"),
+        };
+        let out = c.output().expect("run wasmig");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // ./wasmig.toml is found in the working directory; --env picks the environment and the
+    // password comes from the environment.
+    let (code, out, err) = run(
+        &["--env", "prod", "verify"],
+        Some(crate::support::ADMIN_PASSWORD),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 tenant(s): 1 ok"), "{out}");
+    // A missing variable names the file, the line and the key, and never the URL's password.
+    let (code, _, err) = run(&["--env", "prod", "status"], None);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("wasmig.toml`, line 11, `env.prod.database_url`")
+            && err.contains("${WASMIG_TEST_PW}"),
+        "{err}"
+    );
+    // Unknown environment.
+    let (code, _, err) = run(&["--env", "staging", "status"], Some("x"));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no environment `staging`") && err.contains("dev, prod"),
+        "{err}"
+    );
+    // The default environment (dev) points nowhere: the flag overrides it.
+    let (code, out, err) = run(&["--database-url", &db.url, "verify"], None);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // An unreadable config file.
+    let (code, _, err) = run(&["--config", "/nonexistent/wasmig.toml", "status"], None);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("cannot read config file `/nonexistent/wasmig.toml`"),
+        "{err}"
+    );
+    // A misspelt key is named with its line.
+    std::fs::write(&config, "[defaults]\njbos = 4\n").expect("write config");
+    let (code, _, err) = run(&["status"], None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("line 2") && err.contains("jbos"), "{err}");
+}
+
+#[test]
+fn backups_are_taken_before_migrating_and_restore_puts_schema_and_ledger_back() {
+    let (db, plugins) = fleet("backup", &["notes_v1"], &["b1", "b2"]);
+    db.exec("INSERT INTO b1.notes (title) VALUES ('keep me')");
+    plugins.set(&["notes_v2_added"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backups = dir.path().join("backups");
+    db.wasmig(
+        plugins.path(),
+        &["migrate", "--backup-dir", backups.to_str().expect("utf8")],
+    )
+    .expect(0);
+    let files: Vec<String> = std::fs::read_dir(&backups)
+        .expect("backup dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    for t in ["b1", "b2"] {
+        assert!(
+            files
+                .iter()
+                .any(|f| f.starts_with(&format!("{t}-")) && f.ends_with(".dump")),
+            "{files:?}"
+        );
+        assert!(
+            files
+                .iter()
+                .any(|f| f.starts_with(&format!("{t}-")) && f.ends_with(".ledger.json")),
+            "{files:?}"
+        );
+    }
+    assert!(db.table_exists("b1", "note_tags"));
+    let dump = backups.join(
+        files
+            .iter()
+            .find(|f| f.starts_with("b1-") && f.ends_with(".dump"))
+            .expect("b1 dump"),
+    );
+    db.wasmig(
+        plugins.path(),
+        &["restore", dump.to_str().expect("utf8"), "--schema", "b1"],
+    )
+    .expect(0);
+    // Back to the state before the migration: data, structure and ledger.
+    assert!(!db.table_exists("b1", "note_tags"));
+    assert_eq!(
+        db.scalar_text("SELECT title FROM b1.notes").as_deref(),
+        Some("keep me")
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'b1'"),
+        2
+    );
+    let owner = db.scalar_text(
+        "SELECT tableowner::text FROM pg_tables WHERE schemaname = 'b1' AND tablename = 'notes'",
+    );
+    assert_eq!(owner, Some(format!("{}_b1", db.name)), "ownership restored");
+    let v = db
+        .wasmig(plugins.path(), &["verify", "--json"])
+        .expect(1)
+        .json();
+    assert_eq!(
+        v["tenants"][0]["pending"],
+        serde_json::json!(["notes/0003_tags_unique_titles"])
+    );
+    assert_eq!(
+        v["tenants"][0]["forged"],
+        serde_json::json!([]),
+        "restored ledger rows still authenticate"
+    );
+    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    assert!(db.table_exists("b1", "note_tags"));
+
+    // Without pg_dump nothing is applied at all.
+    db.wasmig(plugins.path(), &["tenant", "create", "b3", "--no-migrate"])
+        .expect(0);
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmig"))
+        .args(["migrate", "--backup-dir", backups.to_str().expect("utf8")])
+        .env("DATABASE_URL", &db.url)
+        .env("WASMIG_PLUGINS", plugins.path())
+        .env("WASMIG_PG_DUMP", "/nonexistent/pg_dump")
+        .output()
+        .expect("run wasmig");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`pg_dump` was not found"), "{stderr}");
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'b3'"),
+        0
+    );
+}
