@@ -339,6 +339,24 @@ fn begin_and_rollback_inside_a_step() {
 }
 
 #[test]
+fn commit_smuggled_past_the_splitter_is_refused_by_the_server() {
+    for attack in ["commit_smuggled_backslash", "commit_smuggled_dollar"] {
+        let a = Arena::new(attack);
+        let run = a.attack(attack, "", &[], 1);
+        let line = att_error(&run);
+        assert!(
+            line.contains("not allowed in a step")
+                || line.contains("cannot insert multiple commands into a prepared statement"),
+            "{attack}: {line}"
+        );
+        assert!(
+            !a.db.table_exists("att", "leaked"),
+            "{attack}: nothing may be committed"
+        );
+    }
+}
+
+#[test]
 fn commit_inside_a_do_block() {
     let a = Arena::new("commit_do");
     let run = a.attack("commit_in_do", "", &[], 1);

@@ -111,6 +111,16 @@ fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
             sql(db, "CREATE TABLE leaked (id int)")?;
             db.execute("ROLLBACK", &[]).map(drop)
         }
+        // Statement boundaries a naive splitter misreads: a backslash before a quote (with
+        // standard_conforming_strings on it ends the string), and `$x$` inside identifiers.
+        "commit_smuggled_backslash" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            sql(db, "SELECT 'a\\'; COMMIT; --'")
+        }
+        "commit_smuggled_dollar" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            sql(db, "SELECT 1 AS a$x$; COMMIT; SELECT 1 AS b$x$")
+        }
         "commit_in_do" => sql(
             db,
             "CREATE TABLE leaked (id int); DO $$ BEGIN COMMIT; END $$",
