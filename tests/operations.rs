@@ -591,3 +591,85 @@ fn backups_are_taken_before_migrating_and_restore_puts_schema_and_ledger_back() 
         0
     );
 }
+
+#[test]
+fn a_postgres_restart_mid_run_is_reported_and_a_rerun_finishes() {
+    // A server of its own: restarting the shared one would disturb the other tests.
+    let srv = crate::support::Server::start(crate::support::Durability::Fast);
+    let url = srv.url("postgres");
+    let plugins = PluginDir::new(WORKLOAD);
+    let wasmig = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wasmig"));
+        c.args(args)
+            .env("DATABASE_URL", &url)
+            .env("WASMIG_PLUGINS", plugins.path())
+            .env("WASMIG_TRUSTED", "reference")
+            .env(
+                "WASMIG_CACHE_DIR",
+                crate::support::server().dir.join("compile-cache"),
+            );
+        c
+    };
+    let init = wasmig(&["-q", "init"]).output().expect("init");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let tenants: Vec<String> = (0..40).map(|i| format!("p{i:02}")).collect();
+    let mut create = vec!["-q", "tenant", "create", "--no-migrate"];
+    create.extend(tenants.iter().map(String::as_str));
+    assert!(wasmig(&create).status().expect("create").success());
+    let child = wasmig(&["migrate", "--jobs", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Restart once the run is well under way.
+    let admin = || {
+        Command::new("psql")
+            .args([
+                &url,
+                "-qAtc",
+                "SELECT count(*) FROM wasmig.ledger WHERE schema_name LIKE 'p%'",
+            ])
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while admin() < 60 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    srv.restart();
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the interrupted run reports problems:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("run ") && stdout.contains("problem(s)"),
+        "the summary is printed:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("error: schema `p"),
+        "affected tenants are named:\n{stderr}"
+    );
+    // The rerun finishes every tenant, each step exactly once.
+    let rerun = wasmig(&["-q", "migrate"]).output().expect("rerun");
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    assert_eq!(admin(), 40 * 14);
+}

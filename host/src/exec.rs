@@ -269,7 +269,7 @@ impl Fleet {
             .max(1)
             .min(queue.lock().map(|q| q.len()).unwrap_or(1));
         let worker = |_: usize| async {
-            let op = match self.target.connect().await {
+            let mut op = match self.target.connect().await {
                 Ok(c) => c,
                 Err(e) => {
                     // Without a connection this worker can do nothing; report what it would
@@ -308,6 +308,20 @@ impl Fleet {
                     next = Some((t2, a2, login2));
                 }
                 let started = Instant::now();
+                if op.is_closed() {
+                    // The server restarted or dropped us: the schema in flight was reported
+                    // failed; reconnect (the server may still be starting) and go on.
+                    match self.reconnect().await {
+                        Ok(c) => op = c,
+                        Err(message) => {
+                            login.abort();
+                            let r = report(t, Outcome::Error { message }, started);
+                            on_done(&r);
+                            push(&reports, r);
+                            continue;
+                        }
+                    }
+                }
                 let ledger = match control::try_lock_and_read(&op, &t.schema, &self.secret).await {
                     Ok(Some(l)) => l,
                     Ok(None) => {
@@ -374,6 +388,24 @@ impl Fleet {
         let futures: Vec<_> = (0..workers).map(worker).collect();
         futures_join_all(futures).await;
         reports.into_inner().unwrap_or_default()
+    }
+
+    /// A new operator connection, retried with backoff for up to 30 s.
+    async fn reconnect(&self) -> Result<Client, String> {
+        let started = Instant::now();
+        let mut delay = std::time::Duration::from_millis(200);
+        loop {
+            match self.target.connect().await {
+                Ok(c) => return Ok(c),
+                Err(e) if started.elapsed() > std::time::Duration::from_secs(30) => {
+                    return Err(format!("lost the connection and could not reconnect: {e}"));
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
     }
 
     /// Starts logging in as the schema's role in the background.

@@ -79,8 +79,13 @@ fn free_port() -> u16 {
 
 impl Server {
     pub fn start(durability: Durability) -> Server {
-        let base =
-            std::env::temp_dir().join(format!("wasmig-pg-{}-{:?}", std::process::id(), durability));
+        // Unique per server, so that several servers of one process never share a directory.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = std::env::temp_dir().join(format!(
+            "wasmig-pg-{}-{n}-{durability:?}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).expect("create server dir");
         let data = base.join("data");
@@ -165,6 +170,32 @@ impl Server {
             .spawn()
             .expect("spawn the server watchdog");
         Server { port, dir: base }
+    }
+
+    /// Restarts the server (fast shutdown: open sessions are cut), waiting until it is up.
+    pub fn restart(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("server.log");
+        // `-l` as at start: without it the new postmaster keeps pg_ctl's output pipes open and
+        // waiting for pg_ctl's output never ends.
+        let out = pg_tool(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("utf8"),
+                "-l",
+                log.to_str().expect("utf8"),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl restart failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn log(&self) -> String {

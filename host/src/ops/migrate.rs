@@ -153,7 +153,10 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let applied: usize = reports.iter().map(report::applied_steps).sum();
     let failed = reports.iter().filter(|r| r.outcome.is_problem()).count();
     let outcome = if failed == 0 { "ok" } else { "failed" };
-    control::finish_run(&op, run_id, outcome, applied as i32, failed as i32).await?;
+    // The results stand even if the run record cannot be closed (e.g. the server restarted).
+    if let Err(e) = control::finish_run(&op, run_id, outcome, applied as i32, failed as i32).await {
+        tracing::warn!("could not record the end of run {run_id}: {e}");
+    }
     report::print_run_summary(run_id, &reports, started.elapsed(), o.json);
     Ok(if failed == 0 {
         Exit::Ok
