@@ -173,6 +173,21 @@ impl TestDb {
         self.query(sql)[0].get(0)
     }
 
+    /// Number of advisory locks once wasmig's sessions are gone (backends exit a moment after
+    /// their clients do): a stale lock would show here.
+    pub fn advisory_locks_after_wasmig_left(&self) -> i64 {
+        for _ in 0..100 {
+            if self.scalar_i64(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wasmig'",
+            ) == 0
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.scalar_i64("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+    }
+
     /// The whole ledger as text, to compare byte for byte.
     pub fn ledger_dump(&self) -> String {
         self.scalar_text(

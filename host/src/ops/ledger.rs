@@ -75,26 +75,7 @@ async fn prepare(s: &Settings, sel: &StepSelection, command: &str) -> Result<Ctx
     };
     let run_id =
         control::start_run(&op, command, &std::env::args().skip(1).collect::<Vec<_>>()).await?;
-    let roles = reg
-        .iter()
-        .map(|m| (m.schema.clone(), m.role.clone()))
-        .collect();
-    let limits = plugins
-        .specs
-        .iter()
-        .map(|p| s.limits_for(&p.name))
-        .collect();
-    let fleet = Arc::new(Fleet {
-        target: s.target.clone(),
-        runtime: plugins.runtime,
-        plugins: plugins.loaded,
-        specs: plugins.specs,
-        order: plugins.order,
-        secret,
-        roles,
-        limits,
-        backups: None,
-    });
+    let fleet = super::fleet(s, plugins, secret, &reg, None);
     Ok(Ctx {
         fleet,
         op,

@@ -1,14 +1,12 @@
 //! `wasmig migrate` (and the migration half of `tenant create`).
 
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
 use super::{Settings, load_plugins, registry};
 use crate::Exit;
 use crate::control::{self, ManagedSchema};
-use crate::exec::{Fleet, RunOptions, SchemaReport};
+use crate::exec::{RunOptions, SchemaReport};
 use crate::names::SchemaName;
 use crate::plan::{Scope, Selection, Target, plan_schema};
 use crate::report;
@@ -117,26 +115,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         &std::env::args().skip(1).collect::<Vec<_>>(),
     )
     .await?;
-    let roles: HashMap<SchemaName, String> = reg
-        .iter()
-        .map(|m| (m.schema.clone(), m.role.clone()))
-        .collect();
-    let limits = plugins
-        .specs
-        .iter()
-        .map(|p| s.limits_for(&p.name))
-        .collect();
-    let fleet = Arc::new(Fleet {
-        target: s.target.clone(),
-        runtime: plugins.runtime,
-        plugins: plugins.loaded,
-        specs: plugins.specs,
-        order: plugins.order,
-        secret,
-        roles,
-        limits,
-        backups,
-    });
+    let fleet = super::fleet(s, plugins, secret, &reg, backups);
     let opts = RunOptions {
         run_id,
         selection: o.selection.clone(),

@@ -268,3 +268,34 @@ pub async fn registry(client: &Client, s: &Settings) -> Result<Vec<ManagedSchema
     }
     Ok(schemas)
 }
+
+/// Everything that runs plugin steps: the loaded plugins with their limits, and the roles of
+/// the registered schemas.
+pub fn fleet(
+    s: &Settings,
+    plugins: Plugins,
+    secret: [u8; 32],
+    reg: &[ManagedSchema],
+    backups: Option<crate::backup::Backups>,
+) -> std::sync::Arc<crate::exec::Fleet> {
+    let roles = reg
+        .iter()
+        .map(|m| (m.schema.clone(), m.role.clone()))
+        .collect();
+    let limits = plugins
+        .specs
+        .iter()
+        .map(|p| s.limits_for(&p.name))
+        .collect();
+    std::sync::Arc::new(crate::exec::Fleet {
+        target: s.target.clone(),
+        runtime: plugins.runtime,
+        plugins: plugins.loaded,
+        specs: plugins.specs,
+        order: plugins.order,
+        secret,
+        roles,
+        limits,
+        backups,
+    })
+}
