@@ -1,6 +1,5 @@
 //! `wasmig migrate` (and the migration half of `tenant create`).
 
-
 use anyhow::{Result, bail};
 
 use super::{Settings, load_plugins, registry};
