@@ -24,12 +24,12 @@ fn sqlstate(s: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// One line per finished schema.
-pub fn print_schema_line(r: &SchemaReport) {
+/// The line printed when a schema finishes.
+pub fn schema_line(r: &SchemaReport) -> String {
     let ms = r.duration_ms;
     match &r.outcome {
-        Outcome::UpToDate => println!("{}: up to date", r.schema),
-        Outcome::Applied { steps } => println!(
+        Outcome::UpToDate => format!("{}: up to date", r.schema),
+        Outcome::Applied { steps } => format!(
             "{}: applied {} step(s) in {ms:.0} ms",
             r.schema,
             steps.len()
@@ -40,25 +40,25 @@ pub fn print_schema_line(r: &SchemaReport) {
             step,
             sqlstate: code,
             message,
-        } => println!(
+        } => format!(
             "{}: FAILED at {plugin}/{step} after applying {} step(s): {message}{}",
             r.schema,
             applied.len(),
             sqlstate(code)
         ),
-        Outcome::Drift { drift } => println!(
+        Outcome::Drift { drift } => format!(
             "{}: REFUSED, {} applied step(s) changed (drift)",
             r.schema,
             drift.len()
         ),
-        Outcome::Forged { rows } => println!(
+        Outcome::Forged { rows } => format!(
             "{}: REFUSED, {} ledger row(s) not written by wasmig",
             r.schema,
             rows.len()
         ),
-        Outcome::Blocked { reason } => println!("{}: BLOCKED: {reason}", r.schema),
-        Outcome::Skipped { reason } => println!("{}: skipped: {reason}", r.schema),
-        Outcome::Error { message } => println!("{}: ERROR: {message}", r.schema),
+        Outcome::Blocked { reason } => format!("{}: BLOCKED: {reason}", r.schema),
+        Outcome::Skipped { reason } => format!("{}: skipped: {reason}", r.schema),
+        Outcome::Error { message } => format!("{}: ERROR: {message}", r.schema),
     }
 }
 
