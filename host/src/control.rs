@@ -606,7 +606,19 @@ pub async fn start_run(
     command: &str,
     args: &[String],
 ) -> Result<i64, ControlError> {
-    let os_user = std::env::var("USER").ok();
+    let os_user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|st| {
+                    st.lines()
+                        .find(|l| l.starts_with("Uid:"))
+                        .and_then(|l| l.split_whitespace().nth(1))
+                        .map(|uid| format!("uid {uid}"))
+                })
+        });
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned());
