@@ -615,7 +615,9 @@ impl Fleet {
         let (pl, st) = self.step(&p);
         let transactional = st.transactional;
         let started = Instant::now();
-        let begin_pending = self.call_apply(client, p, schema, transactional).await;
+        let begin_pending = self
+            .call_plugin(client, p, schema, transactional, Call::Apply)
+            .await;
         let outcome = match begin_pending {
             Ok(begin_pending) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -660,14 +662,15 @@ impl Fleet {
         outcome
     }
 
-    /// Instantiates the plugin in a fresh store and calls `apply`; returns whether the
-    /// step's transaction is still to be opened (the plugin sent no SQL).
-    async fn call_apply(
+    /// Instantiates the plugin in a fresh store and calls `apply` or `revert`; returns
+    /// whether the step's transaction is still to be opened (the plugin sent no SQL).
+    async fn call_plugin(
         &self,
         client: &Arc<Client>,
         p: PendingStep,
         schema: &SchemaName,
         transactional: bool,
+        call: Call,
     ) -> Result<bool, StepFailure> {
         let (pl, st) = self.step(&p);
         let limits = &self.limits[p.plugin];
@@ -678,9 +681,11 @@ impl Fleet {
         let plugin = &self.plugins[p.plugin];
         let called = async {
             let inst = plugin.pre.instantiate_async(&mut store).await?;
-            inst.wasmig_plugin_plugin()
-                .call_apply(&mut store, &st.id)
-                .await
+            let exports = inst.wasmig_plugin_plugin();
+            match call {
+                Call::Apply => exports.call_apply(&mut store, &st.id).await,
+                Call::Revert => exports.call_revert(&mut store, &st.id).await,
+            }
         }
         .await;
         store.data().flush_output();
@@ -690,6 +695,13 @@ impl Fleet {
                 .sql
                 .as_ref()
                 .is_some_and(SqlSession::begin_pending)),
+            Ok(Err(StepError::Irreversible)) if call == Call::Revert => Err(StepFailure {
+                sqlstate: None,
+                message: format!(
+                    "step `{}` of plugin `{}` is irreversible (it declares no revert); it and the steps before it stay applied",
+                    st.id, pl.name
+                ),
+            }),
             Ok(Err(e)) => Err(step_error(e)),
             Err(trap) => Err(StepFailure {
                 sqlstate: None,
@@ -755,28 +767,11 @@ impl Fleet {
         schema: &SchemaName,
         token: &[u8; 32],
     ) -> Result<(), StepFailure> {
-        let (pl, st) = self.step(&p);
-        let limits = &self.limits[p.plugin];
-        let session = SqlSession::new(client.clone(), true, limits);
-        let mut store = self
-            .runtime
-            .store(format!("{}@{schema}", pl.name), Some(session), limits);
-        let plugin = &self.plugins[p.plugin];
-        let called = async {
-            let inst = plugin.pre.instantiate_async(&mut store).await?;
-            inst.wasmig_plugin_plugin()
-                .call_revert(&mut store, &st.id)
-                .await
-        }
-        .await;
-        store.data().flush_output();
-        let begin_pending = store
-            .data()
-            .sql
-            .as_ref()
-            .is_some_and(SqlSession::begin_pending);
-        let outcome = match called {
-            Ok(Ok(())) => {
+        let outcome = match self
+            .call_plugin(client, p, schema, true, Call::Revert)
+            .await
+        {
+            Ok(begin_pending) => {
                 let token_hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
                 let finish = format!(
                     "{}RESET ALL; SELECT wasmig_api.unrecord_step('\\x{token_hex}'::pg_catalog.bytea); COMMIT;",
@@ -789,18 +784,7 @@ impl Fleet {
                         sqlstate: e.sqlstate,
                     })
             }
-            Ok(Err(StepError::Irreversible)) => Err(StepFailure {
-                sqlstate: None,
-                message: format!(
-                    "step `{}` of plugin `{}` is irreversible (it declares no revert); it and the steps before it stay applied",
-                    st.id, pl.name
-                ),
-            }),
-            Ok(Err(e)) => Err(step_error(e)),
-            Err(trap) => Err(StepFailure {
-                sqlstate: None,
-                message: store.data().describe_failure(&trap, limits),
-            }),
+            Err(f) => Err(f),
         };
         if outcome.is_err() {
             let _ = self.bounded(client, "ROLLBACK; RESET ALL;").await;
@@ -844,6 +828,13 @@ impl Fleet {
             ..self.grant(schema, p)
         }
     }
+}
+
+/// Which plugin export a step calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Apply,
+    Revert,
 }
 
 /// A schema-role login started ahead of time.
