@@ -20,6 +20,29 @@ fn fleet(label: &str, plugins: &[&str], tenants: &[&str]) -> (TestDb, PluginDir)
 }
 
 #[test]
+fn an_older_control_schema_is_refused_until_init_upgrades_it() {
+    let (db, dir) = fleet("old_control", &["notes_v1"], &["acme"]);
+    db.exec("UPDATE wasmig.meta SET value = '1' WHERE key = 'control_version'");
+    let ledger = db.ledger_dump();
+    for args in [&["status"][..], &["migrate"][..]] {
+        let run = db.wasmig(dir.path(), args).expect(2);
+        assert!(
+            run.stderr.contains("control schema is version 1")
+                && run.stderr.contains("run `wasmig init`"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(db.ledger_dump(), ledger, "nothing was applied");
+    db.wasmig(dir.path(), &["init"]).expect(0);
+    assert_eq!(
+        db.scalar_text("SELECT value FROM wasmig.meta WHERE key = 'control_version'"),
+        Some(wasmig::control::CONTROL_VERSION.to_string())
+    );
+    db.wasmig(dir.path(), &["migrate"]).expect(0);
+}
+
+#[test]
 fn wait_returns_when_the_database_answers_and_fails_with_the_last_error() {
     let db = TestDb::new("wait");
     let plugins = PluginDir::new(&["notes_v1"]);
@@ -107,7 +130,7 @@ fn health_metrics_and_history() {
         .json();
     assert_eq!(h["healthy"], true);
     assert_eq!(h["tenants"], 2);
-    assert_eq!(h["control_version"], 1);
+    assert_eq!(h["control_version"], wasmig::control::CONTROL_VERSION);
     assert!(h["latency_ms"].as_f64().expect("latency") > 0.0);
     assert!(
         h["server_version"]

@@ -237,6 +237,36 @@ fn forge_a_step_grant() {
 }
 
 #[test]
+fn the_warm_up_call_records_nothing_and_a_bad_token_still_fails() {
+    // A fresh schema-role session calls `record_step(NULL, 0)` to plan it ahead of its first
+    // step; a plugin can make the same call. It must change nothing and open no way around
+    // the token.
+    let a = Arena::new("warm_up");
+    let before = a.snapshot();
+    let ledger = a.db.ledger_dump();
+    let grants = a.db.scalar_i64("SELECT count(*) FROM wasmig.step_grant");
+    a.db.exec(&format!(
+        "SET SESSION AUTHORIZATION \"{}\"; SELECT wasmig_api.record_step(NULL, 0);
+         SELECT wasmig_api.run_script('SELECT 1'); RESET SESSION AUTHORIZATION;",
+        a.role("vic")
+    ));
+    assert_eq!(a.snapshot(), before);
+    assert_eq!(a.db.ledger_dump(), ledger);
+    assert_eq!(
+        a.db.scalar_i64("SELECT count(*) FROM wasmig.step_grant"),
+        grants
+    );
+    let refused = a.db.rt_exec(&format!(
+        "SET SESSION AUTHORIZATION \"{}\"; SELECT wasmig_api.record_step('\\x00', 0);",
+        a.role("vic")
+    ));
+    a.db.exec("RESET SESSION AUTHORIZATION");
+    let e = refused.expect_err("a token that matches no grant is refused");
+    assert!(e.contains("no valid step grant"), "{e}");
+    assert_eq!(a.db.ledger_dump(), ledger);
+}
+
+#[test]
 fn security_definer_function() {
     fails_with(
         "security_definer",
@@ -346,7 +376,7 @@ fn commit_smuggled_past_the_splitter_is_refused_by_the_server() {
         let line = att_error(&run);
         assert!(
             line.contains("not allowed in a step")
-                || line.contains("cannot insert multiple commands into a prepared statement"),
+                || line.contains("EXECUTE of transaction commands is not implemented"),
             "{attack}: {line}"
         );
         assert!(

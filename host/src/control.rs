@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use crate::db::PgError;
 use crate::db::quote::{ident, literal};
@@ -18,7 +19,7 @@ use crate::names::SchemaName;
 use crate::plan::{LedgerEntry, Scope};
 
 /// Version of the control schema layout this host creates and understands.
-pub const CONTROL_VERSION: i32 = 1;
+pub const CONTROL_VERSION: i32 = 2;
 
 /// Advisory-lock class for wasmig (first key of the two-key form).
 const LOCK_CLASS: i32 = 0x5741_534d; // "WASM"
@@ -69,10 +70,13 @@ CREATE TABLE IF NOT EXISTS wasmig.ledger (
     plugin_version text NOT NULL,
     applied_at timestamptz NOT NULL,
     duration_ms double precision NOT NULL,
-    run_id bigint REFERENCES wasmig.run (run_id),
+    -- Informational, no foreign key: a key check would lock the run row from every step's
+    -- transaction (contention across jobs, and a cold trigger plan in every new session).
+    run_id bigint,
     mac text NOT NULL,
     PRIMARY KEY (schema_name, plugin, step_id)
 );
+ALTER TABLE wasmig.ledger DROP CONSTRAINT IF EXISTS ledger_run_id_fkey;
 CREATE TABLE IF NOT EXISTS wasmig.failure (
     run_id bigint REFERENCES wasmig.run (run_id),
     schema_name text NOT NULL,
@@ -113,13 +117,18 @@ BEGIN
         USING ERRCODE = '42501';
 END
 $fn$;
--- Consumes the one-time grant and writes the ledger row from the grant's own fields. Plain
--- SQL (no per-session compile): every new schema-role session calls it.
+-- Consumes the one-time grant and writes the ledger row from the grant's own fields.
+-- PL/pgSQL with a generic plan: planned once per session (by the warm-up call below, off the
+-- step's path), then each call only executes.
 CREATE OR REPLACE FUNCTION wasmig_api.record_step(p_token bytea, p_duration_ms double precision)
 RETURNS void
-LANGUAGE sql SECURITY DEFINER
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $fn$
+DECLARE
+    recorded bigint;
+BEGIN
     WITH g AS (
         DELETE FROM wasmig.step_grant
          WHERE token_hash = sha256(p_token)
@@ -127,16 +136,19 @@ AS $fn$
            AND action = 'apply'
            AND expires_at > clock_timestamp()
         RETURNING *
-    ), recorded AS (
-        INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
-                                   plugin_version, applied_at, duration_ms, run_id, mac)
-        SELECT schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version,
-               clock_timestamp(), p_duration_ms, run_id, mac
-        FROM g
-        RETURNING 1
     )
-    SELECT CASE WHEN (SELECT count(*) FROM recorded) = 1 THEN NULL
-                ELSE wasmig_api.no_valid_grant() END;
+    INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
+                               plugin_version, applied_at, duration_ms, run_id, mac)
+    SELECT schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version,
+           clock_timestamp(), p_duration_ms, run_id, mac
+    FROM g;
+    GET DIAGNOSTICS recorded = ROW_COUNT;
+    -- A NULL token matches no grant and records nothing: a fresh session calls it so to
+    -- plan the statement above before its first step.
+    IF recorded <> 1 AND p_token IS NOT NULL THEN
+        PERFORM wasmig_api.no_valid_grant();
+    END IF;
+END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.no_valid_grant() FROM PUBLIC;
 -- The revert counterpart: consumes a revert grant and removes that step's ledger row.
@@ -161,6 +173,18 @@ AS $fn$
                 ELSE wasmig_api.no_valid_grant() END;
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.unrecord_step(bytea) FROM PUBLIC;
+-- Runs a step's script inside the step's transaction, with the caller's own rights (not a
+-- SECURITY DEFINER: it grants nothing a role could not do itself). One statement on the
+-- wire however long the script, and PostgreSQL itself refuses COMMIT, ROLLBACK, BEGIN and
+-- SAVEPOINT inside it, whatever a client-side splitter makes of the text.
+CREATE OR REPLACE FUNCTION wasmig_api.run_script(p_script text) RETURNS void
+LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    EXECUTE p_script;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.run_script(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wasmig_api.record_step(bytea, double precision) FROM PUBLIC;
 -- Tenant roles may not hand out privileges (GRANT/REVOKE/default privileges): enforced by an
 -- event trigger when the operator can create one (superuser), see `install_guard`.
@@ -177,11 +201,22 @@ BEGIN
     END IF;
 END
 $fn$;
-INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '1') ON CONFLICT (key) DO NOTHING;
+INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '2')
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 "#;
 
 /// The call a schema role makes, inside its step transaction, to record the step.
 pub const RECORD_STEP_SQL: &str = "SELECT wasmig_api.record_step($1, $2)";
+
+/// How a transactional step's script is sent: one statement, the script a bound parameter.
+pub const RUN_SCRIPT_SQL: &str = "SELECT wasmig_api.run_script($1)";
+
+/// Run once on a fresh schema-role session, before its first step: plans and runs
+/// `record_step` with a token that matches nothing and compiles `run_script`, so the catalog
+/// lookups of a new backend happen while another schema is being migrated rather than
+/// inside the step's transaction. Changes nothing.
+pub const WARM_UP_SQL: &str =
+    "SELECT wasmig_api.record_step(NULL, 0); SELECT wasmig_api.run_script('SELECT 1')";
 
 /// Errors at the control-schema boundary.
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +237,14 @@ pub enum ControlError {
         "the control schema is version {found}, newer than this wasmig understands ({CONTROL_VERSION}); upgrade wasmig"
     )]
     TooNew {
+        /// Version found.
+        found: i32,
+    },
+    /// The control schema was created by an older wasmig.
+    #[error(
+        "the control schema is version {found}, older than this wasmig uses ({CONTROL_VERSION}); run `wasmig init` to upgrade it (idempotent)"
+    )]
+    TooOld {
         /// Version found.
         found: i32,
     },
@@ -280,7 +323,7 @@ pub async fn init(client: &mut Client) -> Result<(), ControlError> {
         .collect();
     for role in roles {
         tx.batch_execute(&format!(
-            "GRANT EXECUTE ON FUNCTION wasmig_api.record_step(bytea, double precision), wasmig_api.unrecord_step(bytea) TO {}",
+            "GRANT EXECUTE ON FUNCTION wasmig_api.record_step(bytea, double precision), wasmig_api.unrecord_step(bytea), wasmig_api.run_script(text) TO {}",
             ident(&role)
         ))
         .await
@@ -337,6 +380,7 @@ pub async fn check_initialised(client: &Client) -> Result<(), ControlError> {
     match control_version_in(client).await? {
         None => Err(ControlError::NotInitialised),
         Some(v) if v > CONTROL_VERSION => Err(ControlError::TooNew { found: v }),
+        Some(v) if v < CONTROL_VERSION => Err(ControlError::TooOld { found: v }),
         Some(_) => Ok(()),
     }
 }
@@ -455,13 +499,18 @@ pub async fn try_lock_and_read(
     schema: &SchemaName,
     secret: &[u8; 32],
 ) -> Result<Option<Vec<LedgerEntry>>, ControlError> {
+    // Typed parameters: one round trip (no separate prepare).
     let rows = client
-        .query(
+        .query_typed(
             "WITH lock AS (SELECT pg_try_advisory_lock($1, $2) AS got)
              SELECT lock.got, l.plugin, l.step_id, l.checksum, l.artifact_checksum, l.plugin_version, l.mac
              FROM lock LEFT JOIN wasmig.ledger l ON lock.got AND l.schema_name = $3
              ORDER BY l.applied_at, l.plugin, l.step_id",
-            &[&LOCK_CLASS, &schema_lock_key(schema), &schema.as_str()],
+            &[
+                (&LOCK_CLASS, Type::INT4),
+                (&schema_lock_key(schema), Type::INT4),
+                (&schema.as_str(), Type::TEXT),
+            ],
         )
         .await
         .map_err(pg(format!("locking schema `{schema}`")))?;
@@ -479,9 +528,12 @@ pub async fn try_lock_and_read(
 /// Releases the schema's lock (no write, so no commit to wait for).
 pub async fn release_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
     client
-        .execute(
+        .query_typed(
             "SELECT pg_advisory_unlock($1, $2)",
-            &[&LOCK_CLASS, &schema_lock_key(schema)],
+            &[
+                (&LOCK_CLASS, Type::INT4),
+                (&schema_lock_key(schema), Type::INT4),
+            ],
         )
         .await
         .map_err(pg(format!("releasing schema `{schema}`")))?;
@@ -1132,7 +1184,8 @@ async fn create_schema_and_role(
          {scope_ddl}
          GRANT USAGE ON SCHEMA wasmig_api TO {r};
          GRANT EXECUTE ON FUNCTION wasmig_api.record_step(bytea, double precision) TO {r};
-         GRANT EXECUTE ON FUNCTION wasmig_api.unrecord_step(bytea) TO {r};",
+         GRANT EXECUTE ON FUNCTION wasmig_api.unrecord_step(bytea) TO {r};
+         GRANT EXECUTE ON FUNCTION wasmig_api.run_script(text) TO {r};",
         limit = opts.connection_limit,
         st = sl.statement_timeout_ms,
         lt = sl.lock_timeout_ms,
@@ -1290,4 +1343,14 @@ pub async fn drop_tenant(client: &mut Client, schema: &SchemaName) -> Result<(),
     }
     tx.commit().await.map_err(pg(what()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_records_the_current_control_version() {
+        assert!(CONTROL_DDL.contains(&format!("('control_version', '{CONTROL_VERSION}')")));
+    }
 }

@@ -289,30 +289,43 @@ impl Fleet {
                     return;
                 }
             };
-            // While one schema runs, the next one's role login is already under way: a login
-            // is a new server backend, and starting it overlaps the current schema's work.
-            let mut next: Option<(Target, u32, Prefetch)> = None;
+            // While one schema runs, the next ones' role logins are already under way: a
+            // login is a new server backend (fork, authentication, cold caches), and starting
+            // it early overlaps it with the current schema's work.
+            let mut ahead: VecDeque<(Target, u32, Prefetch)> = VecDeque::new();
+            // The lock of the schema just done: its release travels with the next request on
+            // the operator connection rather than costing a round trip of its own.
+            let mut locked: Option<SchemaName> = None;
+            // The next schema's lock and ledger, read while the current schema ran, tagged
+            // with the operator connection it was taken on (a reconnect loses it).
+            let mut prelocked: Option<(SchemaName, u64, LockResult)> = None;
+            let mut op_gen = 0u64;
             loop {
-                let (t, attempts, login) = match next.take() {
-                    Some(n) => n,
-                    None => match pop(&queue) {
-                        Some((t, a)) => {
-                            let login = self.prefetch_login(&t);
-                            (t, a, login)
-                        }
-                        None => break,
-                    },
+                let Some((t, attempts, login)) = ahead.pop_front().or_else(|| {
+                    pop(&queue).map(|(t, a)| {
+                        let login = self.prefetch_login(&t);
+                        (t, a, login)
+                    })
+                }) else {
+                    break;
                 };
-                if let Some((t2, a2)) = pop(&queue) {
+                while ahead.len() < LOGINS_AHEAD {
+                    let Some((t2, a2)) = pop(&queue) else { break };
                     let login2 = self.prefetch_login(&t2);
-                    next = Some((t2, a2, login2));
+                    ahead.push_back((t2, a2, login2));
                 }
                 let started = Instant::now();
                 if op.is_closed() {
                     // The server restarted or dropped us: the schema in flight was reported
-                    // failed; reconnect (the server may still be starting) and go on.
+                    // failed, and session locks went with the session. Reconnect (the server
+                    // may still be starting) and go on.
+                    locked = None;
+                    prelocked = None;
                     match self.reconnect().await {
-                        Ok(c) => op = c,
+                        Ok(c) => {
+                            op = c;
+                            op_gen += 1;
+                        }
                         Err(message) => {
                             login.abort();
                             let r = report(t, Outcome::Error { message }, started);
@@ -322,12 +335,30 @@ impl Fleet {
                         }
                     }
                 }
-                let ledger = match control::try_lock_and_read(&op, &t.schema, &self.secret).await {
+                let ledger = match prelocked.take() {
+                    Some((s, g, r)) if s == t.schema && g == op_gen => r,
+                    stale => {
+                        if let Some((s, g, Ok(Some(_)))) = stale
+                            && g == op_gen
+                        {
+                            // Not reached (the prefetched schema is always the next one), but
+                            // a lock taken must never be left behind.
+                            release(&op, Some(s)).await;
+                        }
+                        let (_, r) = tokio::join!(
+                            release(&op, locked.take()),
+                            control::try_lock_and_read(&op, &t.schema, &self.secret)
+                        );
+                        r
+                    }
+                };
+                let ledger = match ledger {
                     Ok(Some(l)) => l,
                     Ok(None) => {
                         // Another runner is on it: go on with other schemas and come back
                         // later; never block on the lock, which would serialise the fleet.
                         login.abort();
+                        release(&op, locked.take()).await;
                         let since = busy_since
                             .lock()
                             .map(|mut m| *m.entry(t.schema.clone()).or_insert(started))
@@ -354,6 +385,7 @@ impl Fleet {
                     }
                     Err(e) => {
                         login.abort();
+                        release(&op, locked.take()).await;
                         let r = report(
                             t,
                             Outcome::Error {
@@ -367,17 +399,32 @@ impl Fleet {
                     }
                 };
                 let issued = grants.get(&t.schema).map_or(&[][..], Vec::as_slice);
-                let outcome = self
-                    .migrate_locked(&op, &t, ledger, issued, login, opts)
-                    .await;
-                if let Err(e) = control::release_schema(&op, &t.schema).await {
-                    tracing::warn!("{e}");
-                }
+                // The schema runs; meanwhile the operator connection releases the previous
+                // schema and locks and reads the next one.
+                let next = ahead.front().map(|(n, _, _)| n.schema.clone());
+                let (outcome, (), next_lock) = tokio::join!(
+                    self.migrate_locked(&op, &t, ledger, issued, login, opts),
+                    release(&op, locked.take()),
+                    async {
+                        match &next {
+                            Some(n) => Some(control::try_lock_and_read(&op, n, &self.secret).await),
+                            None => None,
+                        }
+                    }
+                );
+                prelocked = next.zip(next_lock).map(|(n, r)| (n, op_gen, r));
+                locked = Some(t.schema.clone());
                 let r = report(t, outcome, started);
                 on_done(&r);
                 push(&reports, r);
             }
-            if let Some((t, a, login)) = next {
+            release(&op, locked).await;
+            if let Some((s, g, Ok(Some(_)))) = prelocked
+                && g == op_gen
+            {
+                release(&op, Some(s)).await;
+            }
+            for (t, a, login) in ahead {
                 // Only reached if the loop ended early; hand the schema back.
                 login.abort();
                 if let Ok(mut q) = queue.lock() {
@@ -421,11 +468,16 @@ impl Fleet {
                 .limits()
                 .session
                 .startup_options(&schema, &group);
-            fleet
+            let client = fleet
                 .target
                 .connect_as(role, &password, &options)
                 .await
-                .ok()
+                .ok()?;
+            if let Err(e) = client.batch_execute(control::WARM_UP_SQL).await {
+                // Only a lost optimisation: the first step pays for the lookups instead.
+                tracing::debug!("{schema}: warming up the session failed: {e}");
+            }
+            Some(client)
         }))
     }
 
@@ -836,6 +888,22 @@ enum Call {
     Apply,
     Revert,
 }
+
+/// What taking a schema's lock gives: its ledger, or `None` when another runner holds it.
+type LockResult = Result<Option<Vec<LedgerEntry>>, control::ControlError>;
+
+/// Releases a schema's lock, if there is one to release; a failure is only logged (the lock
+/// goes with the session at the latest).
+async fn release(op: &Client, schema: Option<SchemaName>) {
+    if let Some(s) = schema
+        && let Err(e) = control::release_schema(op, &s).await
+    {
+        tracing::warn!("{e}");
+    }
+}
+
+/// How many schema-role logins each worker keeps under way beyond the schema it is on.
+const LOGINS_AHEAD: usize = 2;
 
 /// A schema-role login started ahead of time.
 struct Prefetch(tokio::task::JoinHandle<Option<Client>>);

@@ -165,6 +165,16 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Runs `sql`, returning the server's error instead of panicking.
+    pub fn rt_exec(&self, sql: &str) -> Result<(), String> {
+        self.rt
+            .block_on(self.client.batch_execute(sql))
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => db.message().to_owned(),
+                None => e.to_string(),
+            })
+    }
+
     pub fn scalar_i64(&self, sql: &str) -> i64 {
         self.query(sql)[0].get(0)
     }

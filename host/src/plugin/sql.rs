@@ -293,22 +293,28 @@ impl Host for StepCtx {
         let client = s.client.clone();
         let begin = s.transactional && std::mem::take(&mut s.begin_pending);
         let transactional = s.transactional;
-        Ok(
-            s.guarded(run_script(&client, &statements, begin, transactional))
-                .await,
-        )
+        Ok(s.guarded(run_script(
+            &client,
+            &script,
+            &statements,
+            begin,
+            transactional,
+        ))
+        .await)
     }
 }
 
-/// Sends a script as its separate statements, each through the extended protocol, which
-/// refuses a piece holding more than one command: if the splitter ever misread a statement
-/// boundary (quoting rules can change with `standard_conforming_strings`), the server refuses
-/// the piece instead of running a hidden `COMMIT`. Inside the step's transaction the pieces
-/// are pipelined (one round trip; after a failure the rest fail with "transaction aborted").
-/// Outside a transaction they run one by one, stopping at the first failure (e.g. `CREATE
-/// INDEX CONCURRENTLY`, which must not run in a transaction block).
+/// Sends a script. Inside the step's transaction it goes whole, as the bound parameter of
+/// `wasmig_api.run_script` (PL/pgSQL `EXECUTE`, with the role's own rights): one statement
+/// on the wire, pipelined behind the step's `BEGIN`, and PostgreSQL refuses any transaction
+/// control inside it, so a statement boundary the host's splitter misread (quoting rules can
+/// change with `standard_conforming_strings`) cannot smuggle a `COMMIT` through. Outside a
+/// transaction the statements run one by one through the extended protocol (which refuses a
+/// piece holding more than one command), stopping at the first failure (e.g. `CREATE INDEX
+/// CONCURRENTLY`, which must not run in a transaction block).
 async fn run_script(
     client: &Client,
+    script: &str,
     statements: &[&str],
     begin: bool,
     transactional: bool,
@@ -319,15 +325,14 @@ async fn run_script(
         }
         return Ok(());
     }
-    let pieces: Vec<&str> = begin
-        .then_some("BEGIN")
-        .into_iter()
-        .chain(statements.iter().copied())
-        .collect();
-    let results =
-        futures_util::future::join_all(pieces.iter().map(|st| client.query_typed(st, &[]))).await;
-    for r in results {
-        r.map_err(pg_err)?;
+    let params: [(&(dyn ToSql + Sync), Type); 1] = [(&script, Type::TEXT)];
+    let run = client.query_typed(crate::control::RUN_SCRIPT_SQL, &params);
+    if begin {
+        let (began, ran) = futures_util::future::join(client.query_typed("BEGIN", &[]), run).await;
+        began.map_err(pg_err)?;
+        ran.map_err(pg_err)?;
+    } else {
+        run.await.map_err(pg_err)?;
     }
     Ok(())
 }
