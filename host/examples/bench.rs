@@ -233,13 +233,29 @@ impl Bench {
         Ok(db)
     }
 
-    /// A database with `n` empty schemas for the direct-SQL lower bound.
-    async fn direct_db(&mut self, label: &str, n: usize) -> Result<String> {
+    /// A database with `n` empty schemas for the direct-SQL lower bound, owned by a login
+    /// role whose SCRAM verifier has the same iteration count as wasmig's schema roles, so
+    /// the one-login-per-tenant baseline pays for a session, not for a slower handshake.
+    /// Returns the database and the URL that logs in as that role.
+    async fn direct_db(&mut self, label: &str, n: usize) -> Result<(String, String)> {
         let db = self.new_db(label).await?;
         let c = connect(&self.server.url(&db)).await?;
-        let ddl: String = (1..=n).map(|i| format!("CREATE SCHEMA t{i:05};")).collect();
+        let role = format!("{db}_direct");
+        let password = "direct-baseline-pw";
+        c.batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD '{}'",
+            wasmig::secret::scram_verifier(password)
+        ))
+        .await?;
+        let ddl: String = (1..=n)
+            .map(|i| format!("CREATE SCHEMA t{i:05} AUTHORIZATION {role};"))
+            .collect();
         c.batch_execute(&ddl).await?;
-        Ok(db)
+        let url = format!(
+            "postgres://{role}:{password}@127.0.0.1:{}/{db}",
+            self.server.port
+        );
+        Ok((db, url))
     }
 
     /// The lower bound: the same SQL files, one connection per job, each file one simple
@@ -248,14 +264,14 @@ impl Bench {
     /// before wasmig does anything (a new backend, cold catalog caches).
     async fn direct(
         &self,
-        db: &str,
+        url: &str,
         n: usize,
         jobs: usize,
         scripts: &Arc<Vec<String>>,
         per_tenant: bool,
     ) -> Result<f64> {
         let next = Arc::new(AtomicUsize::new(1));
-        let url = self.server.url(db);
+        let url = url.to_owned();
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..jobs {
@@ -317,22 +333,22 @@ impl Bench {
             eprintln!("workload: {n} tenants, jobs {jobs}, run {}/{reps}", rep + 1);
             let plugins = self.plugin_dir("workload", WORKLOAD_PLUGINS)?;
             let wdb = self.wasmig_db("w", n, &plugins).await?;
-            let ddb = self.direct_db("d", n).await?;
-            let ldb = self.direct_db("l", n).await?;
+            let (ddb, durl) = self.direct_db("d", n).await?;
+            let (ldb, lurl) = self.direct_db("l", n).await?;
             let migrate = ["-q", "migrate", "--tenants", "--jobs", &jobs_s];
             // A, B, C for the full workload ...
             let t = self.wasmig(&wdb, &plugins, &migrate)?;
             w_full.push(t.secs);
             rss_full = rss_full.max(t.rss_mib);
-            d_full.push(self.direct(&ddb, n, jobs, &scripts, false).await?);
-            l_full.push(self.direct(&ldb, n, jobs, &scripts, true).await?);
+            d_full.push(self.direct(&durl, n, jobs, &scripts, false).await?);
+            l_full.push(self.direct(&lurl, n, jobs, &scripts, true).await?);
             // ... then C, B, A for the pending step, so neither side always goes first.
             let next = self.plugin_dir(
                 "workload-next",
                 &["carriers", "customers", "suppliers", "finance_next"],
             )?;
-            l_pend.push(self.direct(&ldb, n, jobs, &pending, true).await?);
-            d_pend.push(self.direct(&ddb, n, jobs, &pending, false).await?);
+            l_pend.push(self.direct(&lurl, n, jobs, &pending, true).await?);
+            d_pend.push(self.direct(&durl, n, jobs, &pending, false).await?);
             let t = self.wasmig(&wdb, &next, &migrate)?;
             w_pend.push(t.secs);
             rss_pend = rss_pend.max(t.rss_mib);
