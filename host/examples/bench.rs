@@ -10,8 +10,9 @@
 //! 4. peak RSS of the host per case, and `status` cold start with a warm compile cache;
 //! 5. instantiation + one `apply` call per step, in process.
 //!
-//! Disk sync latency here drifts for minutes at a time, so A/B runs are interleaved and
-//! compared as ratios of medians. Results: a table on stdout and `target/bench/results.json`
+//! Disk sync latency here drifts for minutes at a time, so A/B runs are interleaved (the order
+//! flips from run to run), each timed run starts after a `CHECKPOINT`, and sides are compared
+//! as ratios of medians. Results: a table on stdout and `target/bench/results.json`
 //! (format `wasmig-bench/1`: stable, so runs can be compared across changes).
 
 #[path = "../../tests/support/pg.rs"]
@@ -160,6 +161,15 @@ impl Bench {
         let c = connect(&self.server.url("postgres")).await?;
         c.batch_execute(&format!("CREATE DATABASE {name}")).await?;
         Ok(name)
+    }
+
+    /// Flushes dirty buffers before a timed run, so it does not pay for the previous one's.
+    async fn checkpoint(&self) -> Result<()> {
+        connect(&self.server.url("postgres"))
+            .await?
+            .batch_execute("CHECKPOINT")
+            .await?;
+        Ok(())
     }
 
     async fn drop_db(&self, name: &str) -> Result<()> {
@@ -336,22 +346,48 @@ impl Bench {
             let (ddb, durl) = self.direct_db("d", n).await?;
             let (ldb, lurl) = self.direct_db("l", n).await?;
             let migrate = ["-q", "migrate", "--tenants", "--jobs", &jobs_s];
-            // A, B, C for the full workload ...
-            let t = self.wasmig(&wdb, &plugins, &migrate)?;
-            w_full.push(t.secs);
-            rss_full = rss_full.max(t.rss_mib);
-            d_full.push(self.direct(&durl, n, jobs, &scripts, false).await?);
-            l_full.push(self.direct(&lurl, n, jobs, &scripts, true).await?);
-            // ... then C, B, A for the pending step, so neither side always goes first.
             let next = self.plugin_dir(
                 "workload-next",
                 &["carriers", "customers", "suppliers", "finance_next"],
             )?;
-            l_pend.push(self.direct(&lurl, n, jobs, &pending, true).await?);
-            d_pend.push(self.direct(&durl, n, jobs, &pending, false).await?);
-            let t = self.wasmig(&wdb, &next, &migrate)?;
-            w_pend.push(t.secs);
-            rss_pend = rss_pend.max(t.rss_mib);
+            // The full workload, then the pending step; each case in the order A, B, C on even
+            // runs and C, B, A on odd ones, and each timed run starts right after a checkpoint,
+            // so no side inherits the other's dirty buffers or always goes first.
+            for pending_case in [false, true] {
+                let reverse = (rep % 2 == 1) != pending_case;
+                let order: [char; 3] = if reverse {
+                    ['C', 'B', 'A']
+                } else {
+                    ['A', 'B', 'C']
+                };
+                for side in order {
+                    self.checkpoint().await?;
+                    match (side, pending_case) {
+                        ('A', false) => {
+                            let t = self.wasmig(&wdb, &plugins, &migrate)?;
+                            w_full.push(t.secs);
+                            rss_full = rss_full.max(t.rss_mib);
+                        }
+                        ('A', true) => {
+                            let t = self.wasmig(&wdb, &next, &migrate)?;
+                            w_pend.push(t.secs);
+                            rss_pend = rss_pend.max(t.rss_mib);
+                        }
+                        ('B', false) => {
+                            d_full.push(self.direct(&durl, n, jobs, &scripts, false).await?)
+                        }
+                        ('B', true) => {
+                            d_pend.push(self.direct(&durl, n, jobs, &pending, false).await?)
+                        }
+                        (_, false) => {
+                            l_full.push(self.direct(&lurl, n, jobs, &scripts, true).await?)
+                        }
+                        (_, true) => {
+                            l_pend.push(self.direct(&lurl, n, jobs, &pending, true).await?)
+                        }
+                    }
+                }
+            }
             for db in [&wdb, &ddb, &ldb] {
                 self.drop_db(db).await?;
             }
@@ -576,7 +612,7 @@ async fn main() -> Result<()> {
     let sizes: &[(usize, usize)] = if quick {
         &[(100, 1)]
     } else {
-        &[(100, 3), (1000, 1)]
+        &[(100, 3), (1000, 2)]
     };
     for &(n, reps) in sizes {
         for jobs in [1, 2] {
