@@ -237,6 +237,62 @@ fn forge_a_step_grant() {
 }
 
 #[test]
+fn as_many_jobs_as_schemas_run_them_all_at_once() {
+    // A worker keeps the logins (and the lock) of the next schemas under way, but never the
+    // schemas another worker would otherwise have nothing to do without.
+    let a = Arena::new("jobs_spread");
+    let schemas = ["j1", "j2", "j3"];
+    for s in schemas {
+        a.tenant(s, "pg_sleep", "");
+    }
+    let mut child =
+        a.db.wasmig_command(
+            a.plugins.path(),
+            &[
+                "-q",
+                "migrate",
+                "--jobs",
+                "3",
+                "--step-timeout",
+                "60s",
+                "--schema",
+                "j1",
+                "--schema",
+                "j2",
+                "--schema",
+                "j3",
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn wasmig");
+    let sleeping = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'
+           AND query LIKE 'SELECT pg_sleep(600)%' AND usename LIKE '{}\\_j_'",
+        a.db.name
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut most = 0;
+    while most < 3 && std::time::Instant::now() < deadline {
+        most = most.max(a.db.scalar_i64(&sleeping));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // End the sleeps (each schema's, as they come); the steps fail and wasmig exits.
+    let status = loop {
+        a.db.exec(&format!(
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE usename LIKE '{}\\_j_'",
+            a.db.name
+        ));
+        if let Some(status) = child.try_wait().expect("wasmig status") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1), "the three steps failed (cancelled)");
+    assert_eq!(most, 3, "all three schemas ran at the same time");
+}
+
+#[test]
 fn the_warm_up_call_records_nothing_and_a_bad_token_still_fails() {
     // A fresh schema-role session calls `record_step(NULL, 0)` to plan it ahead of its first
     // step; a plugin can make the same call. It must change nothing and open no way around

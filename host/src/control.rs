@@ -76,7 +76,16 @@ CREATE TABLE IF NOT EXISTS wasmig.ledger (
     mac text NOT NULL,
     PRIMARY KEY (schema_name, plugin, step_id)
 );
-ALTER TABLE wasmig.ledger DROP CONSTRAINT IF EXISTS ledger_run_id_fkey;
+-- Version 1 had that key. Checked first: an ALTER TABLE would lock the ledger against every
+-- running step even when there is nothing to drop.
+DO $upgrade$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                WHERE conrelid = 'wasmig.ledger'::regclass AND conname = 'ledger_run_id_fkey') THEN
+        ALTER TABLE wasmig.ledger DROP CONSTRAINT ledger_run_id_fkey;
+    END IF;
+END
+$upgrade$;
 CREATE TABLE IF NOT EXISTS wasmig.failure (
     run_id bigint REFERENCES wasmig.run (run_id),
     schema_name text NOT NULL,
@@ -101,9 +110,17 @@ CREATE TABLE IF NOT EXISTS wasmig.step_grant (
     action text NOT NULL DEFAULT 'apply' CHECK (action IN ('apply', 'revert')),
     expires_at timestamptz NOT NULL
 );
--- Databases initialised by an earlier build of this version lack the column.
-ALTER TABLE wasmig.step_grant ADD COLUMN IF NOT EXISTS action text NOT NULL DEFAULT 'apply'
-    CHECK (action IN ('apply', 'revert'));
+-- Databases initialised by an earlier build lack the column (checked first, as above).
+DO $upgrade$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                    WHERE attrelid = 'wasmig.step_grant'::regclass AND attname = 'action'
+                      AND NOT attisdropped) THEN
+        ALTER TABLE wasmig.step_grant ADD COLUMN action text NOT NULL DEFAULT 'apply'
+            CHECK (action IN ('apply', 'revert'));
+    END IF;
+END
+$upgrade$;
 -- The only thing schema roles may use: a schema of its own, holding one function.
 CREATE SCHEMA IF NOT EXISTS wasmig_api;
 REVOKE ALL ON SCHEMA wasmig_api FROM PUBLIC;

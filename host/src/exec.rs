@@ -259,9 +259,10 @@ impl Fleet {
         }
         let queue: Mutex<VecDeque<(Target, u32)>> =
             Mutex::new(targets.into_iter().map(|t| (t, 0)).collect());
-        // How long a schema may stay locked by another runner before this run gives up on it
-        // (that runner's steps are bounded by the same limit).
-        let lock_wait = self.runtime.limits().step_timeout * 2;
+        // How long a schema may stay locked by another runner before this run gives up on it.
+        // That runner's steps are bounded by the same limit, and it may hold the lock through
+        // the schema before (taken ahead) as well as this one's steps.
+        let lock_wait = self.runtime.limits().step_timeout * 4;
         let busy_since: Mutex<HashMap<SchemaName, Instant>> = Mutex::new(HashMap::new());
         let reports = Mutex::new(Vec::new());
         let workers = opts
@@ -309,7 +310,9 @@ impl Fleet {
                 }) else {
                     break;
                 };
-                while ahead.len() < LOGINS_AHEAD {
+                // Only from a queue long enough that every other worker still finds work:
+                // schemas taken ahead are not available to the others.
+                while ahead.len() < LOGINS_AHEAD && queue.lock().map_or(0, |q| q.len()) > workers {
                     let Some((t2, a2)) = pop(&queue) else { break };
                     let login2 = self.prefetch_login(&t2);
                     ahead.push_back((t2, a2, login2));

@@ -214,8 +214,17 @@ impl TestDb {
 
     /// Runs the real `wasmig` binary against this database.
     pub fn wasmig(&self, plugins: &Path, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_wasmig"))
-            .args(args)
+        let out = self
+            .wasmig_command(plugins, args)
+            .output()
+            .expect("run wasmig");
+        Run::from(out, args)
+    }
+
+    /// The `wasmig` command [`TestDb::wasmig`] runs, to start it in the background.
+    pub fn wasmig_command(&self, plugins: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wasmig"));
+        c.args(args)
             .env("DATABASE_URL", &self.url)
             .env("WASMIG_PLUGINS", plugins)
             .env("WASMIG_TRUSTED", "reference")
@@ -223,10 +232,8 @@ impl TestDb {
             .env("WASMIG_CACHE_DIR", server().dir.join("compile-cache"))
             .env_remove("WASMIG_SHARED_SCHEMA")
             .env_remove("PGHOST")
-            .env_remove("PGPASSWORD")
-            .output()
-            .expect("run wasmig");
-        Run::from(out, args)
+            .env_remove("PGPASSWORD");
+        c
     }
 }
 

@@ -16,6 +16,24 @@ pub fn literal(text: &str) -> Option<String> {
     Some(format!("'{}'", text.replace('\'', "''")))
 }
 
+/// Quotes a text as a dollar-quoted literal, `$wasmig_<random>$text$wasmig_<random>$`, with
+/// a tag the text does not contain: nothing in the text can end the literal, whatever the
+/// session's `standard_conforming_strings`. Refuses NUL, which PostgreSQL cannot store.
+pub fn dollar_quote(text: &str) -> Option<String> {
+    if text.contains('\0') {
+        return None;
+    }
+    loop {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).ok()?;
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let tag = format!("$wasmig_{hex}$");
+        if !text.contains(&tag) {
+            return Some(format!("{tag}{text}{tag}"));
+        }
+    }
+}
+
 /// Splits a script into statements at top-level `;`, honouring quotes, dollar quotes and
 /// comments. Returned statements are trimmed; empty ones (and comment-only ones) are dropped.
 pub fn split_statements(script: &str) -> Vec<&str> {
@@ -154,6 +172,17 @@ pub fn is_transaction_control(stmt: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dollar_quoting_uses_a_tag_the_text_does_not_hold() {
+        let text = "x $$ $wasmig_$ ' \\ '' $a$ -- end";
+        let q = dollar_quote(text).expect("quotable");
+        let tag = &q[..q[1..].find('$').expect("tag end") + 2];
+        assert!(tag.starts_with("$wasmig_") && tag.len() == "$wasmig_".len() + 17);
+        assert_eq!(q, format!("{tag}{text}{tag}"));
+        assert!(!text.contains(tag));
+        assert_eq!(dollar_quote("nul \0 byte"), None);
+    }
 
     #[test]
     fn quoting() {

@@ -17,7 +17,7 @@ use super::StepCtx;
 use super::bindings::wasmig::plugin::sql::Host;
 use super::bindings::wasmig::plugin::types::{Column, Rows, SqlError, Value};
 use crate::db::PgError;
-use crate::db::quote::{first_keyword, is_transaction_control, split_statements};
+use crate::db::quote::{dollar_quote, first_keyword, is_transaction_control, split_statements};
 use crate::db::value::{
     RawCell, date_to_text, numeric_to_text, time_to_text, timestamp_to_text, uuid_to_text,
 };
@@ -304,9 +304,10 @@ impl Host for StepCtx {
     }
 }
 
-/// Sends a script. Inside the step's transaction it goes whole, as the bound parameter of
-/// `wasmig_api.run_script` (PL/pgSQL `EXECUTE`, with the role's own rights): one statement
-/// on the wire, pipelined behind the step's `BEGIN`, and PostgreSQL refuses any transaction
+/// Sends a script. Inside the step's transaction it goes whole, as the argument of
+/// `wasmig_api.run_script` (PL/pgSQL `EXECUTE`, with the role's own rights): one statement,
+/// in the same query as the step's `BEGIN` (dollar-quoted with a tag the script does not
+/// hold) or, later in the step, as a bound parameter. PostgreSQL refuses any transaction
 /// control inside it, so a statement boundary the host's splitter misread (quoting rules can
 /// change with `standard_conforming_strings`) cannot smuggle a `COMMIT` through. Outside a
 /// transaction the statements run one by one through the extended protocol (which refuses a
@@ -325,14 +326,24 @@ async fn run_script(
         }
         return Ok(());
     }
-    let params: [(&(dyn ToSql + Sync), Type); 1] = [(&script, Type::TEXT)];
-    let run = client.query_typed(crate::control::RUN_SCRIPT_SQL, &params);
     if begin {
-        let (began, ran) = futures_util::future::join(client.query_typed("BEGIN", &[]), run).await;
-        began.map_err(pg_err)?;
-        ran.map_err(pg_err)?;
+        // One simple query, so that if `BEGIN` fails (a cancel can land on it) the server
+        // skips the script rather than running it outside the step's transaction.
+        let quoted = dollar_quote(script).ok_or_else(|| {
+            host_error("the script contains a NUL byte, which PostgreSQL cannot take".into())
+        })?;
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT wasmig_api.run_script({quoted}::pg_catalog.text)"
+            ))
+            .await
+            .map_err(pg_err)?;
     } else {
-        run.await.map_err(pg_err)?;
+        let params: [(&(dyn ToSql + Sync), Type); 1] = [(&script, Type::TEXT)];
+        client
+            .query_typed(crate::control::RUN_SCRIPT_SQL, &params)
+            .await
+            .map_err(pg_err)?;
     }
     Ok(())
 }
