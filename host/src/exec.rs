@@ -297,10 +297,9 @@ impl Fleet {
             // The lock of the schema just done: its release travels with the next request on
             // the operator connection rather than costing a round trip of its own.
             let mut locked: Option<SchemaName> = None;
-            // The next schema's lock and ledger, read while the current schema ran, tagged
-            // with the operator connection it was taken on (a reconnect loses it).
-            let mut prelocked: Option<(SchemaName, u64, LockResult)> = None;
-            let mut op_gen = 0u64;
+            // The lock and ledger of `ahead.front()`, read while the current schema ran: it
+            // belongs to the schema the loop takes next (nothing reorders `ahead` in between).
+            let mut prelocked: Option<LockResult> = None;
             loop {
                 let Some((t, attempts, login)) = ahead.pop_front().or_else(|| {
                     pop(&queue).map(|(t, a)| {
@@ -325,10 +324,7 @@ impl Fleet {
                     locked = None;
                     prelocked = None;
                     match self.reconnect().await {
-                        Ok(c) => {
-                            op = c;
-                            op_gen += 1;
-                        }
+                        Ok(c) => op = c,
                         Err(message) => {
                             login.abort();
                             let r = report(t, Outcome::Error { message }, started);
@@ -339,15 +335,8 @@ impl Fleet {
                     }
                 }
                 let ledger = match prelocked.take() {
-                    Some((s, g, r)) if s == t.schema && g == op_gen => r,
-                    stale => {
-                        if let Some((s, g, Ok(Some(_)))) = stale
-                            && g == op_gen
-                        {
-                            // Not reached (the prefetched schema is always the next one), but
-                            // a lock taken must never be left behind.
-                            release(&op, Some(s)).await;
-                        }
+                    Some(r) => r,
+                    None => {
                         let (_, r) = tokio::join!(
                             release(&op, locked.take()),
                             control::try_lock_and_read(&op, &t.schema, &self.secret)
@@ -415,25 +404,14 @@ impl Fleet {
                         }
                     }
                 );
-                prelocked = next.zip(next_lock).map(|(n, r)| (n, op_gen, r));
+                prelocked = next_lock;
                 locked = Some(t.schema.clone());
                 let r = report(t, outcome, started);
                 on_done(&r);
                 push(&reports, r);
             }
+            // The loop ends only with `ahead` empty, so nothing was locked ahead.
             release(&op, locked).await;
-            if let Some((s, g, Ok(Some(_)))) = prelocked
-                && g == op_gen
-            {
-                release(&op, Some(s)).await;
-            }
-            for (t, a, login) in ahead {
-                // Only reached if the loop ended early; hand the schema back.
-                login.abort();
-                if let Ok(mut q) = queue.lock() {
-                    q.push_back((t, a));
-                }
-            }
         };
         let futures: Vec<_> = (0..workers).map(worker).collect();
         futures_join_all(futures).await;
@@ -676,7 +654,7 @@ impl Fleet {
         let outcome = match begin_pending {
             Ok(begin_pending) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
-                let token_hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+                let token_hex = hex(token);
                 // `RESET ALL` first: the ledger record and the COMMIT (which fires deferred
                 // constraints) run under the session's own settings, not the plugin's
                 // `search_path` or `statement_timeout`. The token is a one-time secret
@@ -827,7 +805,7 @@ impl Fleet {
             .await
         {
             Ok(begin_pending) => {
-                let token_hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+                let token_hex = hex(token);
                 let finish = format!(
                     "{}RESET ALL; SELECT wasmig_api.unrecord_step('\\x{token_hex}'::pg_catalog.bytea); COMMIT;",
                     if begin_pending { "BEGIN; " } else { "" }
@@ -991,4 +969,9 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) 
         }
     })
     .await;
+}
+
+/// A one-time token as hex, for a `'\x...'::bytea` literal.
+fn hex(token: &[u8; 32]) -> String {
+    token.iter().map(|b| format!("{b:02x}")).collect()
 }
