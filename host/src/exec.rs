@@ -378,6 +378,14 @@ impl Fleet {
                     Err(e) => {
                         login.abort();
                         release(&op, locked.take()).await;
+                        // The statement may have failed after taking the lock (a session lock
+                        // outlives the failed statement): let it go rather than hold the
+                        // schema until this worker's connection closes. Unlocking a lock
+                        // not held only draws a server warning; a closed connection took
+                        // its locks with it.
+                        if !op.is_closed() {
+                            release(&op, Some(t.schema.clone())).await;
+                        }
                         let r = report(
                             t,
                             Outcome::Error {
