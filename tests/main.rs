@@ -7,3 +7,4 @@ mod bad_input;
 mod foundation;
 mod operations;
 mod sandbox;
+mod tls;

@@ -245,7 +245,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output, args: &[&str]) -> Run {
+    pub fn from(out: Output, args: &[&str]) -> Run {
         let r = Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

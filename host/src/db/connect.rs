@@ -1,15 +1,19 @@
 //! Connection settings: `--database-url`, else `DATABASE_URL`, else the libpq `PG*`
-//! variables. Parsed and validated before any I/O; passwords never leave this module in
-//! text form except inside the driver's config.
+//! variables, with TLS as libpq's `sslmode` / `sslrootcert` describe it ([`super::tls`]).
+//! Parsed and validated before any I/O; passwords never leave this module in text form
+//! except inside the driver's config.
 
 use std::fmt;
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PgError;
+use super::tls::{self, TlsSettings};
 
 /// Why connection settings were refused or a connection failed.
 #[derive(Debug, Error)]
@@ -37,6 +41,12 @@ pub enum ConnectError {
         /// What is wrong.
         reason: String,
     },
+    /// The TLS settings cannot be used (bad root certificate file, `verify-*` without roots).
+    #[error("TLS settings: {reason}")]
+    Tls {
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// The server could not be reached or refused the login.
     #[error("cannot connect to {target} as `{user}`: {error}")]
     Connect {
@@ -54,6 +64,9 @@ pub enum ConnectError {
 pub struct DbTarget {
     config: Config,
     described: String,
+    tls: TlsSettings,
+    /// `None` for `sslmode=disable`.
+    connector: Option<MakeRustlsConnect>,
 }
 
 impl fmt::Debug for DbTarget {
@@ -118,10 +131,10 @@ impl DbTarget {
     /// Resolves settings: flag, then `DATABASE_URL`, then `PG*` variables.
     pub fn resolve(src: &Sources<'_>) -> Result<Self, ConnectError> {
         if let Some(url) = src.flag {
-            return Self::parse(url, "--database-url");
+            return Self::parse_with_env(url, "--database-url", src.env);
         }
         if let Some(url) = (src.env)("DATABASE_URL").filter(|u| !u.is_empty()) {
-            return Self::parse(&url, "DATABASE_URL");
+            return Self::parse_with_env(&url, "DATABASE_URL", src.env);
         }
         let var = |k: &str| (src.env)(k).filter(|v| !v.is_empty());
         let any = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]
@@ -147,11 +160,25 @@ impl DbTarget {
             config.password(pw);
         }
         config.dbname(var("PGDATABASE").as_deref().unwrap_or(&user));
-        Self::finish(config)
+        let tls = TlsSettings::new(var("PGSSLMODE").as_deref(), var("PGSSLROOTCERT").as_deref())
+            .map_err(|reason| ConnectError::InvalidVar {
+                var: "PGSSLMODE",
+                reason,
+            })?;
+        Self::finish(config, tls)
     }
 
-    /// Parses a `postgres://` URL or a key/value connection string.
+    /// Parses a `postgres://` URL or a key/value connection string; `PGSSLMODE` and
+    /// `PGSSLROOTCERT` apply where it names no TLS settings of its own, as in libpq.
     pub fn parse(url: &str, source_name: &'static str) -> Result<Self, ConnectError> {
+        Self::parse_with_env(url, source_name, &|k| std::env::var(k).ok())
+    }
+
+    fn parse_with_env(
+        url: &str,
+        source_name: &'static str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConnectError> {
         let invalid = |reason: String| ConnectError::InvalidUrl {
             url: redact(url),
             source_name,
@@ -160,7 +187,14 @@ impl DbTarget {
         if url.trim().is_empty() {
             return Err(invalid("it is empty".into()));
         }
-        let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        let (rest, mode, root) = tls::extract(url);
+        let env = |k: &str| env(k).filter(|v| !v.is_empty());
+        let tls = TlsSettings::new(
+            mode.or_else(|| env("PGSSLMODE")).as_deref(),
+            root.or_else(|| env("PGSSLROOTCERT")).as_deref(),
+        )
+        .map_err(invalid)?;
+        let config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
             // The driver's parse errors describe the fault without echoing the input; redact
             // anyway in case a future version does.
             let msg = e.to_string();
@@ -179,12 +213,12 @@ impl DbTarget {
         if config.get_user().is_none() {
             let mut c = config;
             c.user(std::env::var("USER").as_deref().unwrap_or("postgres"));
-            return Self::finish(c);
+            return Self::finish(c, tls);
         }
-        Self::finish(config)
+        Self::finish(config, tls)
     }
 
-    fn finish(mut config: Config) -> Result<Self, ConnectError> {
+    fn finish(mut config: Config, tls: TlsSettings) -> Result<Self, ConnectError> {
         if config.get_hosts().is_empty() {
             config.host("localhost");
         }
@@ -194,8 +228,17 @@ impl DbTarget {
         }
         config.application_name("wasmig");
         config.connect_timeout(Duration::from_secs(10));
-        let described = describe(&config);
-        Ok(DbTarget { config, described })
+        config.ssl_mode(tls.mode.driver_mode());
+        let connector = tls
+            .connector()
+            .map_err(|reason| ConnectError::Tls { reason })?;
+        let described = describe(&config, &tls);
+        Ok(DbTarget {
+            config,
+            described,
+            tls,
+            connector,
+        })
     }
 
     /// libpq environment variables for a child program (pg_dump, pg_restore) reaching the
@@ -220,6 +263,7 @@ impl DbTarget {
         if let Some(pw) = c.get_password() {
             v.push(("PGPASSWORD", String::from_utf8_lossy(pw).into_owned()));
         }
+        v.extend(self.tls.libpq_env());
         v
     }
 
@@ -252,10 +296,21 @@ impl DbTarget {
     }
 
     async fn connect_with(&self, config: Config) -> Result<Client, ConnectError> {
+        match &self.connector {
+            Some(tls) => self.connect_using(config, tls.clone()).await,
+            None => self.connect_using(config, NoTls).await,
+        }
+    }
+
+    async fn connect_using<T>(&self, config: Config, tls: T) -> Result<Client, ConnectError>
+    where
+        T: MakeTlsConnect<Socket>,
+        T::Stream: Send + 'static,
+    {
         let user = config.get_user().unwrap_or("").to_owned();
         let (client, connection) =
             config
-                .connect(NoTls)
+                .connect(tls)
                 .await
                 .map_err(|e| ConnectError::Connect {
                     target: self.described.clone(),
@@ -271,7 +326,7 @@ impl DbTarget {
     }
 }
 
-fn describe(c: &Config) -> String {
+fn describe(c: &Config, tls: &TlsSettings) -> String {
     let hosts: Vec<String> = c
         .get_hosts()
         .iter()
@@ -281,11 +336,17 @@ fn describe(c: &Config) -> String {
             Host::Unix(path) => format!("{}:{p}", path.display()),
         })
         .collect();
+    let mode = tls.mode.name();
     format!(
-        "postgres://{}@{}/{}",
+        "postgres://{}@{}/{}{}",
         c.get_user().unwrap_or(""),
         hosts.join(","),
-        c.get_dbname().unwrap_or("")
+        c.get_dbname().unwrap_or(""),
+        if mode == "prefer" {
+            String::new()
+        } else {
+            format!("?sslmode={mode}")
+        }
     )
 }
 

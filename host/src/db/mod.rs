@@ -1,9 +1,11 @@
-//! Everything that talks to PostgreSQL: connection settings ([`connect`]), identifier and
+//! Everything that talks to PostgreSQL: connection settings ([`connect`]) and TLS
+//! ([`tls`]), identifier and
 //! literal quoting plus statement splitting ([`quote`]), value decoding ([`value`]), and the
 //! error type for this boundary.
 
 pub mod connect;
 pub mod quote;
+pub mod tls;
 pub mod value;
 
 use thiserror::Error;
