@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use tokio_postgres::NoTls;
 
-use crate::support::pg::{ADMIN_PASSWORD, ADMIN_USER, Durability, Server};
+use crate::support::pg::{ADMIN_PASSWORD, ADMIN_USER, Durability, Server, is_root};
 use crate::support::{PluginDir, Run, server};
 
 struct TlsServer {
@@ -101,15 +101,6 @@ fn tls_server() -> &'static TlsServer {
             server,
         }
     })
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// A fresh database on the TLS server, created over the Unix socket (trusted locally).

@@ -44,7 +44,7 @@ fn pg_bin(tool: &str) -> PathBuf {
     PathBuf::from(format!("/usr/lib/postgresql/{major}/bin/{tool}"))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()
