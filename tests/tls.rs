@@ -1,7 +1,8 @@
 //! TLS to PostgreSQL: a server of its own that refuses every connection not made over TLS
 //! (`hostnossl ... reject`), with a certificate for `localhost` signed by a test CA made with
 //! the `openssl` tool. A run that succeeds there used TLS for every session it opened (the
-//! operator's and each schema role's).
+//! operator's and each schema role's). Database `tls_mtls` also demands a client certificate
+//! signed by that CA (`clientcert=verify-ca`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,17 @@ struct TlsServer {
     server: Server,
     ca: PathBuf,
     other_ca: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn chmod(mode: &str, path: &Path) {
+    let st = Command::new("chmod")
+        .arg(mode)
+        .arg(path)
+        .status()
+        .expect("chmod");
+    assert!(st.success());
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -49,35 +61,52 @@ fn tls_server() -> &'static TlsServer {
             args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
             openssl(&dir, &args);
         }
-        let mut args = vec!["req", "-nodes"];
-        args.extend(ec);
-        args.extend(["-keyout", "server.key", "-out", "server.csr"]);
-        args.extend(["-subj", "/CN=localhost"]);
-        openssl(&dir, &args);
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("ext.cnf");
-        openssl(
-            &dir,
-            &[
-                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-out", "server.pem", "-extfile", "ext.cnf",
-            ],
-        );
+        for (name, subject, ext) in [
+            (
+                "server",
+                "/CN=localhost",
+                "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            ),
+            (
+                "client",
+                "/CN=wasmig-operator",
+                "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+            ),
+        ] {
+            let (key, csr, pem, cnf) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.cnf"),
+            );
+            let mut args = vec!["req", "-nodes"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
+            openssl(&dir, &args);
+            std::fs::write(dir.join(&cnf), ext).expect("extensions file");
+            openssl(
+                &dir,
+                &[
+                    "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-days", "2", "-out", &pem, "-extfile", &cnf,
+                ],
+            );
+            chmod("600", &dir.join(&key));
+        }
         let data = server.dir.join("data");
-        for f in ["server.pem", "server.key"] {
+        for f in ["server.pem", "server.key", "ca.pem"] {
             std::fs::copy(dir.join(f), data.join(f)).expect("copy into the data dir");
         }
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all all trust\nhostnossl all all 0.0.0.0/0 reject\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+            "local all all trust\nhostnossl all all 0.0.0.0/0 reject\n\
+             hostssl tls_mtls all 127.0.0.1/32 scram-sha-256 clientcert=verify-ca\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n",
         )
         .expect("pg_hba.conf");
         std::fs::write(
             data.join("postgresql.auto.conf"),
-            "ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n",
+            "ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\nssl_ca_file = 'ca.pem'\n",
         )
         .expect("postgresql.auto.conf");
         if is_root() {
@@ -88,16 +117,13 @@ fn tls_server() -> &'static TlsServer {
                 .expect("chown");
             assert!(st.success());
         }
-        let st = Command::new("chmod")
-            .arg("600")
-            .arg(data.join("server.key"))
-            .status()
-            .expect("chmod");
-        assert!(st.success());
+        chmod("600", &data.join("server.key"));
         server.restart();
         TlsServer {
             ca: dir.join("ca.pem"),
             other_ca: dir.join("other_ca.pem"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
             server,
         }
     })
@@ -138,6 +164,8 @@ fn wasmig(url: &str, plugins: &Path, args: &[&str]) -> Run {
         .env("WASMIG_CACHE_DIR", server().dir.join("compile-cache"))
         .env_remove("PGSSLMODE")
         .env_remove("PGSSLROOTCERT")
+        .env_remove("PGSSLCERT")
+        .env_remove("PGSSLKEY")
         .env_remove("WASMIG_SHARED_SCHEMA")
         .output()
         .expect("run wasmig");
@@ -218,4 +246,52 @@ fn verify_full_checks_the_chain_and_the_host_name_and_verify_ca_the_chain() {
     let r = Run::from(out, &["verify"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("sslrootcert"), "{}", r.stderr);
+}
+
+#[test]
+fn a_client_certificate_is_presented_by_every_session_when_the_server_demands_one() {
+    let s = tls_server();
+    let db = tls_db("tls_mtls");
+    let plugins = PluginDir::new(&["carriers"]);
+    // Without a certificate the server refuses, and says why.
+    let r = wasmig(
+        &url("127.0.0.1", &db, "sslmode=require"),
+        plugins.path(),
+        &["init"],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("certificate"), "{}", r.stderr);
+    // With one, the operator's session and each schema role's present it.
+    let with = format!(
+        "sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        s.ca.display(),
+        s.client_cert.display(),
+        s.client_key.display()
+    );
+    let u = url("localhost", &db, &with);
+    wasmig(&u, plugins.path(), &["init"]).expect(0);
+    wasmig(&u, plugins.path(), &["tenant", "create", "acme", "globex"]).expect(0);
+    let v = wasmig(&u, plugins.path(), &["verify"]).expect(0);
+    assert!(v.stdout.contains("2 tenant(s): 2 ok"), "{}", v.stdout);
+    // A key others can read is refused before connecting, naming the file and the fix.
+    let loose = s.server.dir.join("tls/loose.key");
+    std::fs::copy(&s.client_key, &loose).expect("copy the key");
+    chmod("644", &loose);
+    let loose_url = url(
+        "localhost",
+        &db,
+        &format!(
+            "sslmode=require&sslcert={}&sslkey={}",
+            s.client_cert.display(),
+            loose.display()
+        ),
+    );
+    let r = wasmig(&loose_url, plugins.path(), &["verify"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("sslkey `{}`", loose.display()))
+            && r.stderr.contains("chmod 600"),
+        "{}",
+        r.stderr
+    );
 }

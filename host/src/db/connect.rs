@@ -13,7 +13,7 @@ use tokio_postgres::{Client, Config, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PgError;
-use super::tls::{self, TlsSettings};
+use super::tls::{self, TlsParams, TlsSettings};
 
 /// Why connection settings were refused or a connection failed.
 #[derive(Debug, Error)]
@@ -119,6 +119,11 @@ fn redact_kv_pairs(s: &str, sep: char) -> String {
         .join(&sep.to_string())
 }
 
+/// `HOME`, where libpq's default client certificate lives.
+fn home(env: &dyn Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+    env("HOME").filter(|h| !h.is_empty()).map(Into::into)
+}
+
 /// Where the settings come from; `env` is injectable for tests.
 pub struct Sources<'a> {
     /// `--database-url`.
@@ -160,7 +165,7 @@ impl DbTarget {
             config.password(pw);
         }
         config.dbname(var("PGDATABASE").as_deref().unwrap_or(&user));
-        let tls = TlsSettings::new(var("PGSSLMODE").as_deref(), var("PGSSLROOTCERT").as_deref())
+        let tls = TlsSettings::new(&TlsParams::default().or_env(&var), home(src.env).as_deref())
             .map_err(|reason| ConnectError::InvalidVar {
                 var: "PGSSLMODE",
                 reason,
@@ -168,8 +173,9 @@ impl DbTarget {
         Self::finish(config, tls)
     }
 
-    /// Parses a `postgres://` URL or a key/value connection string; `PGSSLMODE` and
-    /// `PGSSLROOTCERT` apply where it names no TLS settings of its own, as in libpq.
+    /// Parses a `postgres://` URL or a key/value connection string; `PGSSLMODE`,
+    /// `PGSSLROOTCERT`, `PGSSLCERT` and `PGSSLKEY` apply where it names no TLS setting of its
+    /// own, as in libpq.
     pub fn parse(url: &str, source_name: &'static str) -> Result<Self, ConnectError> {
         Self::parse_with_env(url, source_name, &|k| std::env::var(k).ok())
     }
@@ -187,13 +193,8 @@ impl DbTarget {
         if url.trim().is_empty() {
             return Err(invalid("it is empty".into()));
         }
-        let (rest, mode, root) = tls::extract(url);
-        let env = |k: &str| env(k).filter(|v| !v.is_empty());
-        let tls = TlsSettings::new(
-            mode.or_else(|| env("PGSSLMODE")).as_deref(),
-            root.or_else(|| env("PGSSLROOTCERT")).as_deref(),
-        )
-        .map_err(invalid)?;
+        let (rest, params) = tls::extract(url);
+        let tls = TlsSettings::new(&params.or_env(env), home(env).as_deref()).map_err(invalid)?;
         let config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
             // The driver's parse errors describe the fault without echoing the input; redact
             // anyway in case a future version does.

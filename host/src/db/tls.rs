@@ -13,9 +13,18 @@
 //!
 //! Trusted roots: `sslrootcert=<PEM file>`, `sslrootcert=system` (the system's store), else
 //! `~/.postgresql/root.crt` as libpq does; `verify-*` without any of them is refused.
+//!
+//! Client certificate (for servers whose `pg_hba.conf` says `cert` or `clientcert=`):
+//! `sslcert` + `sslkey` (PEM files; else `PGSSLCERT` / `PGSSLKEY`; else
+//! `~/.postgresql/postgresql.crt` and `.key` when they exist, as in libpq). Unlike libpq, a
+//! certificate or key file that is named but missing is an error, not silently skipped; like
+//! libpq, a key that others can read is refused, and encrypted keys (`sslpassword`) are not
+//! supported.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rustls::pki_types::PrivateKeyDer;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -94,6 +103,42 @@ pub enum RootCert {
     System,
 }
 
+/// The TLS keys of a connection string, as written (percent-decoding and unquoting done).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsParams {
+    /// `sslmode`.
+    pub mode: Option<String>,
+    /// `sslrootcert`.
+    pub root_cert: Option<String>,
+    /// `sslcert`.
+    pub cert: Option<String>,
+    /// `sslkey`.
+    pub key: Option<String>,
+}
+
+impl TlsParams {
+    /// Fills what the string did not give from `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` and
+    /// `PGSSLKEY`, as libpq does (empty values count as unset).
+    pub fn or_env(self, env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let env = |k: &str| env(k).filter(|v| !v.is_empty());
+        TlsParams {
+            mode: self.mode.or_else(|| env("PGSSLMODE")),
+            root_cert: self.root_cert.or_else(|| env("PGSSLROOTCERT")),
+            cert: self.cert.or_else(|| env("PGSSLCERT")),
+            key: self.key.or_else(|| env("PGSSLKEY")),
+        }
+    }
+}
+
+/// A client certificate chain and its private key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// `sslcert`.
+    pub cert: PathBuf,
+    /// `sslkey`.
+    pub key: PathBuf,
+}
+
 /// Validated TLS settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
@@ -101,23 +146,58 @@ pub struct TlsSettings {
     pub mode: SslMode,
     /// Roots named by `sslrootcert`, if any.
     pub root_cert: Option<RootCert>,
+    /// The client certificate to present, if any.
+    pub client: Option<ClientCert>,
 }
 
 impl TlsSettings {
-    /// From the values found in the URL, else in the environment.
-    pub fn new(mode: Option<&str>, root_cert: Option<&str>) -> Result<Self, String> {
-        let mode = match mode {
+    /// From the values found in the URL, else in the environment; `home` is where libpq's
+    /// default client certificate (`.postgresql/postgresql.crt`) is looked for.
+    pub fn new(p: &TlsParams, home: Option<&Path>) -> Result<Self, String> {
+        let mode = match p.mode.as_deref() {
             Some(m) => SslMode::parse(m)?,
             None => SslMode::Prefer,
         };
-        let root_cert = root_cert.filter(|r| !r.is_empty()).map(|r| {
+        let root_cert = p.root_cert.as_deref().filter(|r| !r.is_empty()).map(|r| {
             if r == "system" {
                 RootCert::System
             } else {
                 RootCert::File(PathBuf::from(r))
             }
         });
-        Ok(TlsSettings { mode, root_cert })
+        let default = |file: &str| home.map(|h| h.join(".postgresql").join(file));
+        let client = match (&p.cert, &p.key) {
+            _ if mode == SslMode::Disable => None,
+            (Some(cert), Some(key)) => Some(ClientCert {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (Some(cert), None) => match default("postgresql.key").filter(|k| k.exists()) {
+                Some(key) => Some(ClientCert {
+                    cert: cert.into(),
+                    key,
+                }),
+                None => {
+                    return Err(format!(
+                        "sslcert `{cert}` is given but no sslkey: add sslkey=<PEM file> (or set PGSSLKEY)"
+                    ));
+                }
+            },
+            (None, Some(key)) => {
+                return Err(format!(
+                    "sslkey `{key}` is given but no sslcert: add sslcert=<PEM file> (or set PGSSLCERT)"
+                ));
+            }
+            (None, None) => default("postgresql.crt")
+                .filter(|c| c.exists())
+                .zip(default("postgresql.key"))
+                .map(|(cert, key)| ClientCert { cert, key }),
+        };
+        Ok(TlsSettings {
+            mode,
+            root_cert,
+            client,
+        })
     }
 
     /// The connector, or `None` for `sslmode=disable`. Reads the root certificates, so a
@@ -158,14 +238,26 @@ impl TlsSettings {
                     .map_err(|e| format!("TLS root certificates: {e}"))?,
             ),
         };
-        let config = match chain {
+        let builder = match chain {
             Some(webpki) if self.mode == SslMode::VerifyFull => {
-                builder.with_webpki_verifier(webpki).with_no_client_auth()
+                builder.with_webpki_verifier(webpki)
             }
             chain => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Lenient { chain, algorithms }))
-                .with_no_client_auth(),
+                .with_custom_certificate_verifier(Arc::new(Lenient { chain, algorithms })),
+        };
+        let config = match &self.client {
+            None => builder.with_no_client_auth(),
+            Some(c) => {
+                let (certs, key) = load_client_cert(c)?;
+                builder.with_client_auth_cert(certs, key).map_err(|e| {
+                    format!(
+                        "sslcert `{}` / sslkey `{}`: {e}",
+                        c.cert.display(),
+                        c.key.display()
+                    )
+                })?
+            }
         };
         Ok(Some(MakeRustlsConnect::new(config)))
     }
@@ -178,8 +270,55 @@ impl TlsSettings {
             Some(RootCert::System) => v.push(("PGSSLROOTCERT", "system".to_owned())),
             None => {}
         }
+        if let Some(c) = &self.client {
+            v.push(("PGSSLCERT", c.cert.display().to_string()));
+            v.push(("PGSSLKEY", c.key.display().to_string()));
+        }
         v
     }
+}
+
+/// Reads a client certificate chain and its key, refusing a key others can read (libpq's
+/// rule: 0600 or stricter, or 0640 when owned by root).
+fn load_client_cert(
+    c: &ClientCert,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let (cert, key) = (c.cert.display(), c.key.display());
+    let certs = CertificateDer::pem_file_iter(&c.cert)
+        .map_err(|e| format!("sslcert `{cert}` cannot be read: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("sslcert `{cert}`: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "sslcert `{cert}` holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    let meta =
+        std::fs::metadata(&c.key).map_err(|e| format!("sslkey `{key}` cannot be read: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mode = meta.permissions().mode() & 0o777;
+        let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
+        if mode & !allowed != 0 {
+            return Err(format!(
+                "sslkey `{key}` has permissions {mode:04o}, so others can read it; restrict them with `chmod 600 {key}`"
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = std::fs::read_to_string(&c.key)
+        .map_err(|e| format!("sslkey `{key}` cannot be read: {e}"))?;
+    if text.contains("ENCRYPTED") {
+        return Err(format!(
+            "sslkey `{key}` is encrypted, which wasmig does not support (no sslpassword); store it decrypted with `openssl pkey -in {key} -out <new file>` and chmod 600 the result"
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| {
+        format!("sslkey `{key}`: no PEM private key found (PKCS#8, PKCS#1 or SEC1): {e}")
+    })?;
+    Ok((certs, key_der))
 }
 
 fn load_roots(r: &RootCert) -> Result<RootCertStore, String> {
@@ -266,20 +405,21 @@ impl ServerCertVerifier for Lenient {
     }
 }
 
-/// Takes `sslmode` and `sslrootcert` out of a URL or key/value connection string (the driver
-/// knows neither `verify-*` nor `sslrootcert`). Returns the rest and the two values.
-pub fn extract(url: &str) -> (String, Option<String>, Option<String>) {
-    let (mut mode, mut root) = (None, None);
-    let mut take = |key: &str, value: String| match key {
-        "sslmode" => {
-            mode = Some(value);
-            true
-        }
-        "sslrootcert" => {
-            root = Some(value);
-            true
-        }
-        _ => false,
+/// Takes the TLS keys (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) out of a URL or
+/// key/value connection string (the driver knows none of them but `sslmode`, and that without
+/// `verify-*`). Returns the rest and the values.
+pub fn extract(url: &str) -> (String, TlsParams) {
+    let mut p = TlsParams::default();
+    let mut take = |key: &str, value: String| {
+        let slot = match key {
+            "sslmode" => &mut p.mode,
+            "sslrootcert" => &mut p.root_cert,
+            "sslcert" => &mut p.cert,
+            "sslkey" => &mut p.key,
+            _ => return false,
+        };
+        *slot = Some(value);
+        true
     };
     let rest = if url.contains("://") {
         match url.split_once('?') {
@@ -311,7 +451,7 @@ pub fn extract(url: &str) -> (String, Option<String>, Option<String>) {
         }
         kept
     };
-    (rest, mode, root)
+    (rest, p)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -403,22 +543,25 @@ mod tests {
 
     #[test]
     fn takes_the_tls_keys_out_of_urls_and_key_value_strings() {
-        let (rest, mode, root) =
-            extract("postgres://u:pw@h:5432/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem");
+        let (rest, p) = extract(
+            "postgres://u:pw@h:5432/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fca.pem&sslcert=c.pem&sslkey=k.pem",
+        );
         assert_eq!(rest, "postgres://u:pw@h:5432/db");
-        assert_eq!(mode.as_deref(), Some("verify-full"));
-        assert_eq!(root.as_deref(), Some("/tmp/ca.pem"));
-        let (rest, mode, root) =
+        assert_eq!(p.mode.as_deref(), Some("verify-full"));
+        assert_eq!(p.root_cert.as_deref(), Some("/tmp/ca.pem"));
+        assert_eq!(p.cert.as_deref(), Some("c.pem"));
+        assert_eq!(p.key.as_deref(), Some("k.pem"));
+        let (rest, p) =
             extract("postgres://h/db?application_name=x&sslmode=require&connect_timeout=3");
         assert_eq!(rest, "postgres://h/db?application_name=x&connect_timeout=3");
-        assert_eq!(mode.as_deref(), Some("require"));
-        assert_eq!(root, None);
-        let (rest, mode, root) = extract(
+        assert_eq!(p.mode.as_deref(), Some("require"));
+        assert_eq!(p.root_cert, None);
+        let (rest, p) = extract(
             "host=h sslrootcert='/my certs/ca.pem' user=u sslmode = verify-ca password='a b'",
         );
         assert_eq!(rest, "host=h user=u password='a b'");
-        assert_eq!(mode.as_deref(), Some("verify-ca"));
-        assert_eq!(root.as_deref(), Some("/my certs/ca.pem"));
+        assert_eq!(p.mode.as_deref(), Some("verify-ca"));
+        assert_eq!(p.root_cert.as_deref(), Some("/my certs/ca.pem"));
         assert_eq!(extract("postgres://h/db").0, "postgres://h/db");
     }
 
@@ -430,30 +573,89 @@ mod tests {
             e.contains("verify_full") && e.contains("verify-full"),
             "{e}"
         );
-        let s = TlsSettings::new(None, None).unwrap();
+        let s = TlsSettings::new(&TlsParams::default(), None).unwrap();
         assert_eq!(s.mode, SslMode::Prefer);
+        assert_eq!(s.client, None);
         assert_eq!(
-            TlsSettings::new(Some("require"), Some("system"))
+            TlsSettings::new(&params(Some("require"), Some("system")), None)
                 .unwrap()
                 .root_cert,
             Some(RootCert::System)
         );
     }
 
+    fn params(mode: Option<&str>, root_cert: Option<&str>) -> TlsParams {
+        TlsParams {
+            mode: mode.map(str::to_owned),
+            root_cert: root_cert.map(str::to_owned),
+            ..TlsParams::default()
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_needs_both_halves_and_the_environment_fills_gaps() {
+        let half = TlsParams {
+            cert: Some("c.pem".into()),
+            ..TlsParams::default()
+        };
+        let e = TlsSettings::new(&half, None).unwrap_err();
+        assert!(e.contains("sslcert `c.pem`") && e.contains("sslkey"), "{e}");
+        let half = TlsParams {
+            key: Some("k.pem".into()),
+            ..TlsParams::default()
+        };
+        let e = TlsSettings::new(&half, None).unwrap_err();
+        assert!(e.contains("sslkey `k.pem`") && e.contains("sslcert"), "{e}");
+        let env = |k: &str| match k {
+            "PGSSLCERT" => Some("env.pem".to_owned()),
+            "PGSSLKEY" => Some("env.key".to_owned()),
+            "PGSSLMODE" => Some(String::new()),
+            _ => None,
+        };
+        let p = TlsParams {
+            cert: Some("url.pem".into()),
+            ..TlsParams::default()
+        }
+        .or_env(&env);
+        assert_eq!(p.cert.as_deref(), Some("url.pem"));
+        assert_eq!(p.key.as_deref(), Some("env.key"));
+        assert_eq!(p.mode, None);
+        let s = TlsSettings::new(&p, None).unwrap();
+        assert_eq!(
+            s.client,
+            Some(ClientCert {
+                cert: "url.pem".into(),
+                key: "env.key".into()
+            })
+        );
+        let missing = s.connector().err().expect("refused");
+        assert!(missing.contains("url.pem"), "{missing}");
+        // `disable` sends no certificate, so it needs none.
+        let off = TlsParams {
+            mode: Some("disable".into()),
+            ..half
+        };
+        assert_eq!(TlsSettings::new(&off, None).unwrap().client, None);
+    }
+
     #[test]
     fn a_missing_root_certificate_is_refused_before_connecting() {
-        let s = TlsSettings::new(Some("verify-full"), Some("/nonexistent/ca.pem")).unwrap();
+        let s = TlsSettings::new(
+            &params(Some("verify-full"), Some("/nonexistent/ca.pem")),
+            None,
+        )
+        .unwrap();
         let e = s.connector().err().expect("refused");
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
         assert!(
-            TlsSettings::new(Some("disable"), None)
+            TlsSettings::new(&params(Some("disable"), None), None)
                 .unwrap()
                 .connector()
                 .unwrap()
                 .is_none()
         );
         assert!(
-            TlsSettings::new(Some("require"), None)
+            TlsSettings::new(&params(Some("require"), None), None)
                 .unwrap()
                 .connector()
                 .unwrap()
