@@ -33,6 +33,10 @@ pub struct SqlSession {
     deadline: Instant,
     timeout_secs: f64,
     begin_pending: bool,
+    /// Set when the query that opened the step's transaction failed: the transaction may not
+    /// be open (a cancel at the step deadline can land on its `BEGIN`), so every later call
+    /// is refused rather than run outside it.
+    broken: Option<String>,
 }
 
 impl SqlSession {
@@ -49,6 +53,7 @@ impl SqlSession {
             deadline: Instant::now() + limits.step_timeout,
             timeout_secs: limits.step_timeout.as_secs_f64(),
             begin_pending: transactional,
+            broken: None,
         }
     }
 
@@ -63,10 +68,23 @@ impl SqlSession {
         if self.begin_pending {
             self.begin_pending = false;
             let client = self.client.clone();
-            self.guarded(async { client.batch_execute("BEGIN").await.map_err(pg_err) })
-                .await?;
+            let opened = self
+                .guarded(async { client.batch_execute("BEGIN").await.map_err(pg_err) })
+                .await;
+            self.note_opening(&opened);
+            opened?;
         }
         Ok(())
+    }
+
+    /// Remembers that the query opening the step's transaction failed.
+    fn note_opening<T>(&mut self, opened: &Result<T, SqlError>) {
+        if let Err(e) = opened {
+            self.broken = Some(format!(
+                "an earlier statement of this step failed ({}), so the step's transaction may not be open; return the error",
+                e.message
+            ));
+        }
     }
 
     /// Runs `fut` against the step deadline. The plugin can change `statement_timeout` in its
@@ -88,6 +106,9 @@ impl SqlSession {
     }
 
     fn admit(&mut self, statement: &str) -> Result<(), SqlError> {
+        if let Some(why) = &self.broken {
+            return Err(host_error(why.clone()));
+        }
         self.statements += 1;
         if self.statements > self.max_statements {
             return Err(host_error(format!(
@@ -293,14 +314,19 @@ impl Host for StepCtx {
         let client = s.client.clone();
         let begin = s.transactional && std::mem::take(&mut s.begin_pending);
         let transactional = s.transactional;
-        Ok(s.guarded(run_script(
-            &client,
-            &script,
-            &statements,
-            begin,
-            transactional,
-        ))
-        .await)
+        let ran = s
+            .guarded(run_script(
+                &client,
+                &script,
+                &statements,
+                begin,
+                transactional,
+            ))
+            .await;
+        if begin {
+            s.note_opening(&ran);
+        }
+        Ok(ran)
     }
 }
 
