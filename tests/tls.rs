@@ -270,7 +270,20 @@ fn a_client_certificate_is_presented_by_every_session_when_the_server_demands_on
     );
     let u = url("localhost", &db, &with);
     wasmig(&u, plugins.path(), &["init"]).expect(0);
-    wasmig(&u, plugins.path(), &["tenant", "create", "acme", "globex"]).expect(0);
+    let create = ["tenant", "create", "--no-migrate", "acme", "globex"];
+    wasmig(&u, plugins.path(), &create).expect(0);
+    // pg_dump (libpq) gets the same certificate: the backups exist only if it connected.
+    let backups = s.server.dir.join("tls/backups");
+    let dir = backups.to_str().expect("utf8");
+    wasmig(&u, plugins.path(), &["migrate", "--backup-dir", dir]).expect(0);
+    let dumps = std::fs::read_dir(&backups)
+        .expect("backup dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".dump"))
+        })
+        .count();
+    assert_eq!(dumps, 2);
     let v = wasmig(&u, plugins.path(), &["verify"]).expect(0);
     assert!(v.stdout.contains("2 tenant(s): 2 ok"), "{}", v.stdout);
     // A key others can read is refused before connecting, naming the file and the fix.
