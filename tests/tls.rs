@@ -166,6 +166,7 @@ fn wasmig(url: &str, plugins: &Path, args: &[&str]) -> Run {
         .env_remove("PGSSLROOTCERT")
         .env_remove("PGSSLCERT")
         .env_remove("PGSSLKEY")
+        .env("HOME", server().dir.join("home"))
         .env_remove("WASMIG_SHARED_SCHEMA")
         .output()
         .expect("run wasmig");

@@ -730,7 +730,17 @@ impl Fleet {
         }
         .await;
         store.data().flush_output();
+        let broken = store
+            .data()
+            .sql
+            .as_ref()
+            .and_then(SqlSession::broken)
+            .map(str::to_owned);
         match called {
+            Ok(Ok(())) if broken.is_some() => Err(StepFailure {
+                sqlstate: None,
+                message: broken.unwrap_or_default(),
+            }),
             Ok(Ok(())) => Ok(store
                 .data()
                 .sql

@@ -232,7 +232,13 @@ impl TestDb {
             .env("WASMIG_CACHE_DIR", server().dir.join("compile-cache"))
             .env_remove("WASMIG_SHARED_SCHEMA")
             .env_remove("PGHOST")
-            .env_remove("PGPASSWORD");
+            .env_remove("PGPASSWORD")
+            // No TLS settings or libpq default certificates from the developer's environment.
+            .env_remove("PGSSLMODE")
+            .env_remove("PGSSLROOTCERT")
+            .env_remove("PGSSLCERT")
+            .env_remove("PGSSLKEY")
+            .env("HOME", server().dir.join("home"));
         c
     }
 }

@@ -167,7 +167,7 @@ impl DbTarget {
         config.dbname(var("PGDATABASE").as_deref().unwrap_or(&user));
         let tls = TlsSettings::new(&TlsParams::default().or_env(&var), home(src.env).as_deref())
             .map_err(|reason| ConnectError::InvalidVar {
-                var: "PGSSLMODE",
+                var: "PGSSLMODE, PGSSLROOTCERT, PGSSLCERT or PGSSLKEY",
                 reason,
             })?;
         Self::finish(config, tls)

@@ -24,13 +24,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::PrivateKeyDer;
-
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -151,47 +149,62 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// From the values found in the URL, else in the environment; `home` is where libpq's
-    /// default client certificate (`.postgresql/postgresql.crt`) is looked for.
+    /// From the values found in the URL, else in the environment (empty values count as
+    /// unset); `home` holds libpq's defaults (`.postgresql/root.crt`, `postgresql.crt`,
+    /// `postgresql.key`), each used only when it exists.
     pub fn new(p: &TlsParams, home: Option<&Path>) -> Result<Self, String> {
         let mode = match p.mode.as_deref() {
             Some(m) => SslMode::parse(m)?,
             None => SslMode::Prefer,
         };
-        let root_cert = p.root_cert.as_deref().filter(|r| !r.is_empty()).map(|r| {
-            if r == "system" {
-                RootCert::System
-            } else {
-                RootCert::File(PathBuf::from(r))
-            }
-        });
-        let default = |file: &str| home.map(|h| h.join(".postgresql").join(file));
-        let client = match (&p.cert, &p.key) {
-            _ if mode == SslMode::Disable => None,
-            (Some(cert), Some(key)) => Some(ClientCert {
-                cert: cert.into(),
-                key: key.into(),
-            }),
-            (Some(cert), None) => match default("postgresql.key").filter(|k| k.exists()) {
-                Some(key) => Some(ClientCert {
-                    cert: cert.into(),
-                    key,
-                }),
+        let given = |v: &Option<String>| v.as_deref().filter(|v| !v.is_empty()).map(str::to_owned);
+        let default = |file: &str| {
+            home.map(|h| h.join(".postgresql").join(file))
+                .filter(|f| f.exists())
+        };
+        let verify = matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull);
+        let root_cert = match given(&p.root_cert) {
+            Some(r) if r == "system" => Some(RootCert::System),
+            Some(r) => Some(RootCert::File(r.into())),
+            None if verify => match default("root.crt") {
+                Some(f) => Some(RootCert::File(f)),
                 None => {
                     return Err(format!(
-                        "sslcert `{cert}` is given but no sslkey: add sslkey=<PEM file> (or set PGSSLKEY)"
+                        "sslmode={} needs the server's root certificate: add sslrootcert=<PEM file> to the URL (or set PGSSLROOTCERT), or sslrootcert=system for the system's trusted roots",
+                        mode.name()
                     ));
                 }
             },
-            (None, Some(key)) => {
+            None => None,
+        };
+        let cert = given(&p.cert).map(PathBuf::from);
+        let key = given(&p.key).map(PathBuf::from);
+        let named = cert.is_some() || key.is_some();
+        let cert = cert.or_else(|| default("postgresql.crt"));
+        let key = key.or_else(|| default("postgresql.key"));
+        let client = match (cert, key) {
+            _ if mode == SslMode::Disable => None,
+            (Some(cert), Some(key)) => Some(ClientCert { cert, key }),
+            (Some(cert), None) if named => {
                 return Err(format!(
-                    "sslkey `{key}` is given but no sslcert: add sslcert=<PEM file> (or set PGSSLCERT)"
+                    "sslcert `{}` is given but no sslkey: add sslkey=<PEM file> (or set PGSSLKEY)",
+                    cert.display()
                 ));
             }
-            (None, None) => default("postgresql.crt")
-                .filter(|c| c.exists())
-                .zip(default("postgresql.key"))
-                .map(|(cert, key)| ClientCert { cert, key }),
+            (None, Some(key)) if named => {
+                return Err(format!(
+                    "sslkey `{}` is given but no sslcert: add sslcert=<PEM file> (or set PGSSLCERT)",
+                    key.display()
+                ));
+            }
+            // Only one of libpq's default files exists: libpq would fail reading the other.
+            (Some(only), None) | (None, Some(only)) => {
+                return Err(format!(
+                    "`{}` exists but its pair does not: add both sslcert and sslkey, or remove it",
+                    only.display()
+                ));
+            }
+            (None, None) => None,
         };
         Ok(TlsSettings {
             mode,
@@ -200,32 +213,14 @@ impl TlsSettings {
         })
     }
 
-    /// The connector, or `None` for `sslmode=disable`. Reads the root certificates, so a
-    /// missing or unreadable file is reported here, before any connection.
+    /// The connector, or `None` for `sslmode=disable`. Reads the certificate files, so a
+    /// missing or unreadable one is reported here, before any connection.
     pub fn connector(&self) -> Result<Option<MakeRustlsConnect>, String> {
         if self.mode == SslMode::Disable {
             return Ok(None);
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verify = matches!(self.mode, SslMode::VerifyCa | SslMode::VerifyFull);
-        let roots = match (&self.root_cert, verify) {
-            (Some(r), _) => Some(load_roots(r)?),
-            (None, true) => {
-                let default = std::env::var_os("HOME")
-                    .map(|h| Path::new(&h).join(".postgresql/root.crt"))
-                    .filter(|p| p.exists());
-                match default {
-                    Some(p) => Some(load_roots(&RootCert::File(p))?),
-                    None => {
-                        return Err(format!(
-                            "sslmode={} needs the server's root certificate: add sslrootcert=<PEM file> to the URL (or set PGSSLROOTCERT), or sslrootcert=system for the system's trusted roots",
-                            self.mode.name()
-                        ));
-                    }
-                }
-            }
-            (None, false) => None,
-        };
+        let roots = self.root_cert.as_ref().map(load_roots).transpose()?;
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS set-up: {e}"))?;
@@ -299,10 +294,10 @@ fn load_client_cert(
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mode = meta.permissions().mode() & 0o777;
-        let allowed = if meta.uid() == 0 { 0o640 } else { 0o600 };
-        if mode & !allowed != 0 {
+        let forbidden = if meta.uid() == 0 { 0o037 } else { 0o077 };
+        if mode & forbidden != 0 {
             return Err(format!(
-                "sslkey `{key}` has permissions {mode:04o}, so others can read it; restrict them with `chmod 600 {key}`"
+                "sslkey `{key}` has permissions {mode:04o}, so others may read it; restrict them with `chmod 600 {key}`"
             ));
         }
     }

@@ -63,6 +63,12 @@ impl SqlSession {
         self.begin_pending
     }
 
+    /// Why the step's later statements were refused, if they were: the step has failed even
+    /// if the plugin swallowed that error (its transaction may never have opened).
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
     /// Opens the step's transaction before the first extended-protocol statement.
     async fn begin_if_pending(&mut self) -> Result<(), SqlError> {
         if self.begin_pending {
