@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 use tokio_postgres::NoTls;
 
-use crate::support::pg::{ADMIN_PASSWORD, ADMIN_USER, Durability, Server, is_root};
-use crate::support::{PluginDir, Run, server};
+use crate::support::pg::{ADMIN_PASSWORD, ADMIN_USER, Durability, Server, give_to_postgres};
+use crate::support::{PluginDir, Run, wasmig_command};
 
 struct TlsServer {
     server: Server,
@@ -109,14 +109,7 @@ fn tls_server() -> &'static TlsServer {
             "ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\nssl_ca_file = 'ca.pem'\n",
         )
         .expect("postgresql.auto.conf");
-        if is_root() {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&data)
-                .status()
-                .expect("chown");
-            assert!(st.success());
-        }
+        give_to_postgres(&data);
         chmod("600", &data.join("server.key"));
         server.restart();
         TlsServer {
@@ -156,18 +149,7 @@ fn tls_db(label: &str) -> String {
 }
 
 fn wasmig(url: &str, plugins: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmig"))
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("WASMIG_PLUGINS", plugins)
-        .env("WASMIG_LOCK_FILE", plugins.join("wasmig.lock"))
-        .env("WASMIG_CACHE_DIR", server().dir.join("compile-cache"))
-        .env_remove("PGSSLMODE")
-        .env_remove("PGSSLROOTCERT")
-        .env_remove("PGSSLCERT")
-        .env_remove("PGSSLKEY")
-        .env("HOME", server().dir.join("home"))
-        .env_remove("WASMIG_SHARED_SCHEMA")
+    let out = wasmig_command(url, plugins, args)
         .output()
         .expect("run wasmig");
     Run::from(out, args)

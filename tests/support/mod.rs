@@ -223,24 +223,30 @@ impl TestDb {
 
     /// The `wasmig` command [`TestDb::wasmig`] runs, to start it in the background.
     pub fn wasmig_command(&self, plugins: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_wasmig"));
-        c.args(args)
-            .env("DATABASE_URL", &self.url)
-            .env("WASMIG_PLUGINS", plugins)
-            .env("WASMIG_TRUSTED", "reference")
-            .env("WASMIG_LOCK_FILE", plugins.join("wasmig.lock"))
-            .env("WASMIG_CACHE_DIR", server().dir.join("compile-cache"))
-            .env_remove("WASMIG_SHARED_SCHEMA")
-            .env_remove("PGHOST")
-            .env_remove("PGPASSWORD")
-            // No TLS settings or libpq default certificates from the developer's environment.
-            .env_remove("PGSSLMODE")
-            .env_remove("PGSSLROOTCERT")
-            .env_remove("PGSSLCERT")
-            .env_remove("PGSSLKEY")
-            .env("HOME", server().dir.join("home"));
-        c
+        wasmig_command(&self.url, plugins, args)
     }
+}
+
+/// The real `wasmig` binary against `url`, with an environment of the test's own: nothing
+/// from the developer's `PG*` TLS settings, `HOME` or shared-schema choice leaks in.
+pub fn wasmig_command(url: &str, plugins: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wasmig"));
+    c.args(args)
+        .env("DATABASE_URL", url)
+        .env("WASMIG_PLUGINS", plugins)
+        .env("WASMIG_TRUSTED", "reference")
+        .env("WASMIG_LOCK_FILE", plugins.join("wasmig.lock"))
+        .env("WASMIG_CACHE_DIR", server().dir.join("compile-cache"))
+        .env_remove("WASMIG_SHARED_SCHEMA")
+        .env_remove("PGHOST")
+        .env_remove("PGPASSWORD")
+        // No TLS settings or libpq default certificates from the developer's environment.
+        .env_remove("PGSSLMODE")
+        .env_remove("PGSSLROOTCERT")
+        .env_remove("PGSSLCERT")
+        .env_remove("PGSSLKEY")
+        .env("HOME", server().dir.join("home"));
+    c
 }
 
 /// What one `wasmig` invocation did.

@@ -44,6 +44,19 @@ fn pg_bin(tool: &str) -> PathBuf {
     PathBuf::from(format!("/usr/lib/postgresql/{major}/bin/{tool}"))
 }
 
+/// When running as root, hands `path` (recursively) to the `postgres` OS user the server
+/// runs as.
+pub fn give_to_postgres(path: &Path) {
+    if is_root() {
+        let st = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .expect("chown");
+        assert!(st.success(), "chown of {} failed", path.display());
+    }
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
@@ -91,14 +104,7 @@ impl Server {
         let data = base.join("data");
         let pwfile = base.join("pwfile");
         std::fs::write(&pwfile, ADMIN_PASSWORD).expect("write pwfile");
-        if is_root() {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&base)
-                .status()
-                .expect("chown");
-            assert!(st.success(), "chown of the server dir failed");
-        }
+        give_to_postgres(&base);
         let mut initdb = vec![
             "-D",
             data.to_str().expect("utf8 path"),
