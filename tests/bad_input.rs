@@ -136,6 +136,15 @@ fn over_long_step_id() {
 }
 
 #[test]
+fn a_description_that_would_forge_the_screen() {
+    refused(
+        "forgeddesc",
+        copy("bad_manifest_description"),
+        "plugin `forged-description` step `0001_x`: its description contains the control character \\n",
+    );
+}
+
+#[test]
 fn unknown_requirement() {
     refused(
         "unknownreq",

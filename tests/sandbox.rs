@@ -73,12 +73,30 @@ impl Arena {
     /// Runs `attack` in a fresh tenant `att` next to a fresh bystander `by`; checks that
     /// nothing else changed and that the bystander was migrated by the same run.
     fn attack(&self, attack: &str, target: &str, extra: &[&str], code: i32) -> Run {
+        self.attack_env(attack, target, extra, &[], code)
+    }
+
+    /// [`Arena::attack`] with extra environment variables for `wasmig`.
+    fn attack_env(
+        &self,
+        attack: &str,
+        target: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        code: i32,
+    ) -> Run {
         self.tenant("att", attack, target);
         self.tenant("by", "none", "");
         let before = self.snapshot();
         let mut args = vec!["migrate"];
         args.extend_from_slice(extra);
-        let run = self.db.wasmig(self.plugins.path(), &args).expect(code);
+        let out = self
+            .db
+            .wasmig_command(self.plugins.path(), &args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run wasmig");
+        let run = Run::from(out, &args).expect(code);
         assert_eq!(
             self.snapshot(),
             before,
@@ -294,7 +312,7 @@ fn as_many_jobs_as_schemas_run_them_all_at_once() {
 
 #[test]
 fn the_warm_up_call_records_nothing_and_a_bad_token_still_fails() {
-    // A fresh schema-role session calls `record_step(NULL, 0)` to plan it ahead of its first
+    // A fresh schema-role session calls `record_step(NULL, 0, NULL)` to plan it ahead of its first
     // step; a plugin can make the same call. It must change nothing and open no way around
     // the token.
     let a = Arena::new("warm_up");
@@ -302,7 +320,7 @@ fn the_warm_up_call_records_nothing_and_a_bad_token_still_fails() {
     let ledger = a.db.ledger_dump();
     let grants = a.db.scalar_i64("SELECT count(*) FROM wasmig.step_grant");
     a.db.exec(&format!(
-        "SET SESSION AUTHORIZATION \"{}\"; SELECT wasmig_api.record_step(NULL, 0);
+        "SET SESSION AUTHORIZATION \"{}\"; SELECT wasmig_api.record_step(NULL, 0, NULL);
          SELECT wasmig_api.run_script('SELECT 1'); RESET SESSION AUTHORIZATION;",
         a.role("vic")
     ));
@@ -313,7 +331,7 @@ fn the_warm_up_call_records_nothing_and_a_bad_token_still_fails() {
         grants
     );
     let refused = a.db.rt_exec(&format!(
-        "SET SESSION AUTHORIZATION \"{}\"; SELECT wasmig_api.record_step('\\x00', 0);",
+        "SET SESSION AUTHORIZATION \"{}\"; SELECT wasmig_api.record_step('\\x00', 0, NULL);",
         a.role("vic")
     ));
     a.db.exec("RESET SESSION AUTHORIZATION");
@@ -670,4 +688,354 @@ fn the_application_role_gets_privileges_on_plugin_objects() {
         "{}",
         bad.stderr
     );
+}
+
+#[test]
+fn a_carriage_return_does_not_hide_transaction_control() {
+    // PostgreSQL ends a `--` comment at a carriage return: so does the host's filter.
+    for attack in ["commit_cr", "prepare_transaction_cr"] {
+        let a = Arena::new(attack);
+        let run = a.attack(attack, "", &[], 1);
+        let line = att_error(&run);
+        assert!(
+            line.contains("is not allowed in a step"),
+            "{attack}: {line}"
+        );
+        assert!(
+            !a.db.table_exists("att", "leaked"),
+            "{attack}: nothing committed"
+        );
+    }
+}
+
+#[test]
+fn a_statement_that_ends_the_step_transaction_is_caught_by_the_server_side_check() {
+    // With the host's text filter off, each of these reaches the server. The transaction id
+    // the host reads after every statement catches every one, whatever the text, and the step
+    // fails although the plugin swallowed every error.
+    for (attack, statement) in [
+        ("end_transaction", "COMMIT"),
+        ("end_transaction", "COMMIT AND CHAIN"),
+        ("end_transaction", "ROLLBACK AND CHAIN"),
+        ("end_transaction", "END"),
+        ("end_transaction_query", "COMMIT"),
+    ] {
+        let a = Arena::new("end_tx");
+        a.tenant("att", attack, statement);
+        a.tenant("by", "none", "");
+        let out =
+            a.db.wasmig_command(a.plugins.path(), &["migrate"])
+                .env("WASMIG_TEST_SKIP_TEXT_FILTER", "1")
+                .output()
+                .expect("run wasmig");
+        let run = Run::from(out, &["migrate"]).expect(1);
+        let line = att_error(&run);
+        assert!(
+            line.contains("ended the step's transaction"),
+            "{statement}: {line}"
+        );
+        assert!(
+            !a.db.table_exists("att", "leaked_after"),
+            "{statement}: nothing runs after the transaction is gone"
+        );
+        assert_eq!(
+            a.db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'att'"),
+            0,
+            "{statement}: the step is not recorded"
+        );
+        assert!(a.db.table_exists("by", "behaved"));
+        assert_eq!(a.db.scalar_i64("SELECT count(*) FROM pg_prepared_xacts"), 0);
+    }
+}
+
+/// Nothing in `text` that a terminal would act on: no escape, no carriage return, and no
+/// line that imitates a run summary.
+#[track_caller]
+fn assert_inert(what: &str, text: &str) {
+    assert!(
+        !text.contains('\u{1b}'),
+        "{what}: raw ESC in output:\n{text}"
+    );
+    assert!(
+        !text.contains('\r'),
+        "{what}: raw carriage return in output"
+    );
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("run 99:")),
+        "{what}: a forged summary line:\n{text}"
+    );
+}
+
+#[test]
+fn plugin_text_cannot_forge_the_operators_screen() {
+    for attack in ["forge_output", "forge_raise", "forge_panic"] {
+        let a = Arena::new(attack);
+        let run = a.attack(attack, "", &[], 1);
+        assert_inert(attack, &run.stdout);
+        assert_inert(attack, &run.stderr);
+        let line = att_error(&run);
+        assert!(
+            line.contains("\\x1b[2K"),
+            "{attack}: escape shown visibly: {line}"
+        );
+        // What status shows from the stored failure is inert too.
+        let status = a.db.wasmig(a.plugins.path(), &["status"]).expect(0);
+        assert_inert(attack, &status.stdout);
+        assert_inert(attack, &status.stderr);
+        let json =
+            a.db.wasmig(a.plugins.path(), &["status", "--json"])
+                .expect(0);
+        assert_inert(attack, &json.stdout);
+    }
+    // Log lines and the plugin's stdout/stderr come out one per message, escapes visible.
+    let a = Arena::new("forge_lines");
+    let run = a.attack("forge_output", "", &["-v"], 1);
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("[hostile@att]") && l.contains("\\n\\x1b[1A")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_huge_error_is_capped_in_output_and_storage() {
+    for attack in ["huge_error", "huge_raise"] {
+        let a = Arena::new(attack);
+        let run = a.attack(attack, "", &[], 1);
+        assert!(
+            run.stdout.len() + run.stderr.len() < 64 << 10,
+            "{attack}: {} bytes of output",
+            run.stdout.len() + run.stderr.len()
+        );
+        assert!(
+            att_error(&run).contains("more bytes)"),
+            "{attack}: the cut is said"
+        );
+        let stored = a.db.scalar_i64(
+            "SELECT max(length(message))::bigint FROM wasmig.failure WHERE schema_name = 'att'",
+        );
+        assert!(
+            stored > 0 && stored < 4096,
+            "{attack}: stored {stored} chars"
+        );
+    }
+}
+
+#[test]
+fn result_size_counts_what_the_host_holds_not_wire_bytes() {
+    // 12,000 rows of 1,600 NULLs are ~0 bytes of cell data on the wire; 4,000 numerics of a
+    // few bytes each decode to 131,001 characters. Both pass a wire-byte count.
+    for attack in ["wide_nulls", "numeric_amplification"] {
+        fails_with(
+            attack,
+            "",
+            &[],
+            "once decoded, the limit per query (max_result_bytes)",
+        );
+    }
+}
+
+#[test]
+fn nothing_is_left_outside_the_schema() {
+    // A large object belongs to no schema and survives `tenant drop`; one given to, or made
+    // as, the tenant group is readable by every tenant.
+    // Checked inside the step's transaction whatever the plugin's capability: with `full`
+    // rights (trusted) nothing else stands in the way.
+    for attack in [
+        "large_object",
+        "large_object_to_group",
+        "large_object_as_group",
+    ] {
+        fails_with(
+            attack,
+            "",
+            &["--trust", "reference,hostile"],
+            "outside its schema",
+        );
+    }
+    fails_with("large_object", "", &[], "outside its schema");
+    fails_with("large_object_as_group", "", &[], "outside its schema");
+    // With the `schema` capability, handing an object to another role is refused earlier.
+    fails_with(
+        "large_object_to_group",
+        "",
+        &[],
+        "ALTER LARGE OBJECT is not allowed",
+    );
+}
+
+#[test]
+fn tenant_drop_leaves_nothing_owned_behind() {
+    let a = Arena::new("drop_clean");
+    a.attack("none", "", &[], 0);
+    let role = a.role("att");
+    a.db.wasmig(a.plugins.path(), &["tenant", "drop", "att", "--yes"])
+        .expect(0);
+    assert_eq!(
+        a.db.scalar_i64(&format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"
+        )),
+        0
+    );
+    let group = format!("{}_wasmig_tenants", a.db.name);
+    assert_eq!(
+        a.db.scalar_i64(&format!(
+            "SELECT count(*) FROM pg_shdepend d JOIN pg_roles g ON g.oid = d.refobjid
+              WHERE g.rolname = '{group}' AND d.deptype = 'o'"
+        )),
+        0,
+        "the tenant group owns nothing"
+    );
+}
+
+#[test]
+fn tenants_cannot_take_advisory_locks() {
+    // wasmig's runner locks are advisory locks with predictable keys, and every advisory lock
+    // takes a slot of the server's shared lock table: tenant roles may take none.
+    for attack in ["advisory_locks", "advisory_lock_shared"] {
+        fails_with(attack, "", &[], "permission denied for function pg_");
+    }
+}
+
+#[test]
+fn tenant_sessions_have_a_temp_file_limit() {
+    let a = Arena::new("temp_limit");
+    let config =
+        a.db.scalar_text(&format!(
+            "SELECT rolconfig::text FROM pg_roles WHERE rolname = '{}'",
+            a.role("vic")
+        ))
+        .unwrap_or_default();
+    assert!(config.contains("temp_file_limit=1048576kB"), "{config}");
+}
+
+#[test]
+fn planted_code_is_refused_for_a_migration_with_the_schema_capability() {
+    // Each of these would run as the application role when it touches the attacker's
+    // tables (or as the app through its search_path); the server's object guard refuses
+    // them whatever SQL text built them.
+    for (attack, expected) in [
+        ("plant_trigger", "CREATE FUNCTION is not allowed"),
+        ("plant_rule", "CREATE RULE is not allowed"),
+        ("plant_policy", "CREATE POLICY is not allowed"),
+        ("plant_default", "calls query_to_xml"),
+        ("plant_check", "calls pg_notify"),
+        ("plant_domain", "calls set_config"),
+        ("plant_alter_default", "calls nextval other than"),
+        ("plant_view", "calls query_to_xml"),
+        ("plant_shadow_view", "is named like shared.currency"),
+        ("plant_shadow_table", "is named like shared.country"),
+        ("plant_lower_varchar", "CREATE FUNCTION is not allowed"),
+        ("plant_operator", "CREATE OPERATOR is not allowed"),
+        ("plant_in_do", "CREATE FUNCTION is not allowed"),
+    ] {
+        let target =
+            if attack.contains("default") || attack.contains("view") || attack == "plant_trigger" {
+                "vic"
+            } else {
+                ""
+            };
+        fails_with(attack, target, &[], expected);
+    }
+}
+
+#[test]
+fn what_the_schema_capability_allows_runs_no_code_for_the_application() {
+    let db = TestDb::new("app_dml");
+    let app = format!("app_{}", db.name);
+    db.exec(&format!("CREATE ROLE \"{app}\" LOGIN"));
+    let plugins = PluginDir::new(&["reference", "notes_v1", "hostile"]);
+    let with_app = |args: &[&str]| {
+        let mut a = vec!["--app-role", app.as_str()];
+        a.extend_from_slice(args);
+        db.wasmig(plugins.path(), &a).expect(0)
+    };
+    with_app(&["init"]);
+    with_app(&["migrate", "--shared"]);
+    for (schema, attack) in [("vic", "none"), ("att", "allowed_schema")] {
+        with_app(&["tenant", "create", schema, "--no-migrate"]);
+        db.exec(&format!(
+            "SET ROLE \"{db}_{schema}\"; CREATE TABLE {schema}.attack_plan (attack text, target text);
+             INSERT INTO {schema}.attack_plan VALUES ('{attack}', ''); RESET ROLE;",
+            db = db.name
+        ));
+    }
+    with_app(&["migrate"]);
+    db.exec("INSERT INTO vic.notes (title) VALUES ('the victim''s data')");
+    let victim = || {
+        db.scalar_text("SELECT string_agg(row_to_json(n)::text, ',' ORDER BY id) FROM vic.notes n")
+    };
+    let before = victim();
+    // As the application, with the attacker's schema first on its search_path: ordinary DML
+    // on everything the plugin created.
+    db.exec(&format!(
+        "SET ROLE \"{app}\"; SET search_path = att, shared;
+         INSERT INTO item (name) VALUES ('a'), ('b'); UPDATE item SET name = name || 'x';
+         SELECT * FROM item_names; SELECT * FROM currency; DELETE FROM item WHERE name = 'ax';
+         INSERT INTO behaved VALUES (1); RESET ROLE; RESET search_path;"
+    ));
+    assert_eq!(
+        victim(),
+        before,
+        "nothing ran with the application's rights"
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM att.item"),
+        1,
+        "the application's own DML worked"
+    );
+    assert!(db.table_exists("att", "behaved"));
+}
+
+#[test]
+fn a_seed_gets_the_data_capability_and_grants_raise_it() {
+    // `--grant hostile=data` makes the hostile plugin a data-only plugin (the default for
+    // seeds): its harmless `CREATE TABLE` is refused by the server, and the refusal names the
+    // grant that would allow it; `--grant hostile=schema` allows it.
+    let a = Arena::new("data_tier");
+    a.tenant("att", "none", "");
+    let run =
+        a.db.wasmig(
+            a.plugins.path(),
+            &["migrate", "--schema", "att", "--grant", "hostile=data"],
+        )
+        .expect(1);
+    let line = att_error(&run);
+    assert!(
+        line.contains("CREATE TABLE is not allowed") && line.contains("`data` capability"),
+        "{line}"
+    );
+    assert!(
+        line.contains("--grant hostile=schema"),
+        "the fix is named: {line}"
+    );
+    assert!(!a.db.table_exists("att", "behaved"));
+    a.db.wasmig(
+        a.plugins.path(),
+        &["migrate", "--schema", "att", "--grant", "hostile=schema"],
+    )
+    .expect(0);
+    assert!(a.db.table_exists("att", "behaved"));
+}
+
+#[test]
+fn trust_grants_full_rights_and_only_then_triggers_are_allowed() {
+    let a = Arena::new("full_tier");
+    a.attack("plant_trigger", "vic", &["--trust", "reference,hostile"], 0);
+    assert!(a.db.table_exists("att", "bait"));
+}
+
+#[test]
+fn a_schema_role_may_not_change_its_schema_outside_a_step() {
+    let a = Arena::new("outside_step");
+    let e =
+        a.db.rt_exec(&format!(
+            "SET SESSION AUTHORIZATION \"{}\"; CREATE TABLE vic.sneaky (id int);",
+            a.role("vic")
+        ))
+        .expect_err("refused");
+    a.db.exec("RESET SESSION AUTHORIZATION");
+    assert!(e.contains("outside a wasmig step"), "{e}");
 }

@@ -309,13 +309,20 @@ pub async fn restore(
         });
     }
     let (s, a, r) = (ident(schema.as_str()), ident(&aside), ident(who.role));
+    let role_lit = crate::db::quote::literal(who.role).unwrap_or_default();
+    // pg_restore logs in as the tenant's role outside any step: the object guard lets that
+    // role's DDL through while it is marked as being restored (at most an hour).
     op.batch_execute(&format!(
-        "BEGIN; ALTER SCHEMA {s} RENAME TO {a}; CREATE SCHEMA {s} AUTHORIZATION {r}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC; COMMIT;"
+        "BEGIN; ALTER SCHEMA {s} RENAME TO {a}; CREATE SCHEMA {s} AUTHORIZATION {r}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
+         INSERT INTO wasmig.restoring (role_name, expires_at) VALUES ({role_lit}, clock_timestamp() + interval '1 hour')
+             ON CONFLICT (role_name) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+         COMMIT;"
     ))
     .await
     .map_err(db)?;
     let swap_back = format!(
-        "BEGIN; DROP SCHEMA IF EXISTS {s} CASCADE; ALTER SCHEMA {a} RENAME TO {s}; COMMIT;"
+        "BEGIN; DROP SCHEMA IF EXISTS {s} CASCADE; ALTER SCHEMA {a} RENAME TO {s};
+         DELETE FROM wasmig.restoring WHERE role_name = {role_lit}; COMMIT;"
     );
 
     let mut cmd = Command::new(&pg_restore);
@@ -356,6 +363,8 @@ pub async fn restore(
         // A tenant schema has no dependants outside itself (no other role can reference it),
         // so this drops only the old copy.
         tx.batch_execute(&format!("DROP SCHEMA {a} CASCADE")).await?;
+        tx.execute("DELETE FROM wasmig.restoring WHERE role_name = $1", &[&who.role])
+            .await?;
         tx.commit().await
     }
     .await;

@@ -68,6 +68,18 @@ pub struct Global {
     )]
     pub trusted: Vec<String>,
 
+    /// What a tenant plugin may do, granted by name: `PLUGIN=data|schema|full` (repeatable,
+    /// or comma-separated in WASMIG_GRANTS). Without a grant a seed gets `data` (rows only)
+    /// and a migration `schema` (no code); `--trust PLUGIN` grants `full`.
+    #[arg(
+        long = "grant",
+        global = true,
+        env = "WASMIG_GRANTS",
+        value_delimiter = ',',
+        value_name = "PLUGIN=TIER"
+    )]
+    pub grants: Vec<String>,
+
     /// Lock file pinning plugin artifacts by blake3, used when it exists [default: wasmig.lock].
     #[arg(long, global = true, env = "WASMIG_LOCK_FILE", value_name = "FILE")]
     pub lock_file: Option<PathBuf>,

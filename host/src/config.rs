@@ -183,6 +183,8 @@ pub struct EnvSettings {
     pub app_role: Option<String>,
     /// Trusted shared plugins.
     pub trusted: Option<Vec<String>>,
+    /// Capability grants, `"PLUGIN=TIER"`.
+    pub grants: Option<Vec<String>>,
     /// Lock file (relative to the config file).
     pub lock_file: Option<PathBuf>,
     /// Step wall-clock limit, e.g. `15m`.
@@ -220,6 +222,8 @@ pub struct FileSettings {
     pub app_role: Option<String>,
     /// Trusted plugins.
     pub trusted: Option<Vec<String>>,
+    /// Capability grants, `"PLUGIN=TIER"`.
+    pub grants: Option<Vec<String>>,
     /// Lock file, resolved against the file's directory.
     pub lock_file: Option<PathBuf>,
     /// Step timeout.
@@ -339,6 +343,7 @@ impl FileSettings {
         out.jobs = pick!(jobs).map(|(v, _)| v);
         out.app_role = pick!(app_role).map(|(v, _)| v);
         out.trusted = pick!(trusted).map(|(v, _)| v);
+        out.grants = pick!(grants).map(|(v, _)| v);
         out.memory_limit_mb = pick!(memory_limit_mb).map(|(v, _)| v);
         for (key, slot) in [
             ("step_timeout", &mut out.step_timeout),

@@ -19,7 +19,7 @@ use crate::names::SchemaName;
 use crate::plan::{LedgerEntry, Scope};
 
 /// Version of the control schema layout this host creates and understands.
-pub const CONTROL_VERSION: i32 = 2;
+pub const CONTROL_VERSION: i32 = 3;
 
 /// Advisory-lock class for wasmig (first key of the two-key form).
 const LOCK_CLASS: i32 = 0x5741_534d; // "WASM"
@@ -121,6 +121,33 @@ BEGIN
     END IF;
 END
 $upgrade$;
+-- The capability tier a step runs with (what the operator granted its plugin).
+DO $upgrade$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                    WHERE attrelid = 'wasmig.step_grant'::regclass AND attname = 'tier'
+                      AND NOT attisdropped) THEN
+        ALTER TABLE wasmig.step_grant ADD COLUMN tier text NOT NULL DEFAULT 'full'
+            CHECK (tier IN ('data', 'schema', 'full'));
+    END IF;
+END
+$upgrade$;
+-- Which step a schema-role session is running, with which tier: written by `begin_step`
+-- inside the step's transaction (so a rollback removes it) and removed by `record_step`;
+-- the object guard reads it. Unlogged: it never needs to outlive a step.
+CREATE UNLOGGED TABLE IF NOT EXISTS wasmig.active_step (
+    pid int PRIMARY KEY,
+    role_name text NOT NULL,
+    tier text NOT NULL,
+    plugin text NOT NULL,
+    step_id text NOT NULL
+);
+-- A schema role being restored by `wasmig restore` (pg_restore logs in as it, outside any
+-- step): the object guard lets its DDL through until the restore ends or the row expires.
+CREATE TABLE IF NOT EXISTS wasmig.restoring (
+    role_name text PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
 -- The only thing schema roles may use: a schema of its own, holding one function.
 CREATE SCHEMA IF NOT EXISTS wasmig_api;
 REVOKE ALL ON SCHEMA wasmig_api FROM PUBLIC;
@@ -134,10 +161,87 @@ BEGIN
         USING ERRCODE = '42501';
 END
 $fn$;
+-- What a step left outside its schema, if anything, named for the error: a large object
+-- (which belongs to no schema and would survive `tenant drop`) owned by the step's role or
+-- by a role it is a member of, or any object owned by such a role (a tenant may `SET ROLE`
+-- to the tenant group and create as it). Called inside the step's transaction, so what it
+-- finds is rolled back with the step.
+CREATE OR REPLACE FUNCTION wasmig_api.leftover() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH me AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user),
+         groups AS (SELECT m.roleid AS oid FROM pg_catalog.pg_auth_members m, me
+                     WHERE m.member = me.oid)
+    SELECT coalesce(
+        (SELECT format('large object %s (owned by role %s)', lo.oid, lo.lomowner::regrole)
+           FROM pg_catalog.pg_largeobject_metadata lo
+          WHERE lo.lomowner IN (SELECT oid FROM me UNION ALL SELECT oid FROM groups)
+          LIMIT 1),
+        (SELECT format('%s (owned by role %s)',
+                       pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), d.refobjid::regrole)
+           FROM pg_catalog.pg_shdepend d, groups g
+          WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+            AND d.refobjid = g.oid AND d.deptype = 'o'
+            AND d.dbid = (SELECT oid FROM pg_catalog.pg_database
+                           WHERE datname = pg_catalog.current_database())
+          LIMIT 1));
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.leftover() FROM PUBLIC;
+-- Refuses to record a step whose transaction is not the one its SQL ran in (a statement
+-- that ended it would otherwise have its work recorded as if atomic), or that left objects
+-- outside its schema.
+CREATE OR REPLACE FUNCTION wasmig_api.check_step(p_xid text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    left_behind text;
+BEGIN
+    IF p_xid IS NOT NULL AND p_xid <> pg_catalog.txid_current()::text THEN
+        RAISE EXCEPTION 'wasmig: the step''s transaction ended before the step was recorded'
+            USING ERRCODE = '25000';
+    END IF;
+    left_behind := wasmig_api.leftover();
+    IF left_behind IS NOT NULL THEN
+        RAISE EXCEPTION 'wasmig: the step left % outside its schema', left_behind
+            USING ERRCODE = '42501',
+                  HINT = 'plugins may create objects only in their own schema; large objects and objects owned by other roles are refused';
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.check_step(text) FROM PUBLIC;
+-- Opens a step for the object guard: the grant's tier becomes the session's until the step
+-- is recorded or rolled back. Needs the step's one-time token, which only the host knows, so
+-- a plugin cannot take another step's tier. A NULL token only closes the open step.
+CREATE OR REPLACE FUNCTION wasmig_api.begin_step(p_token bytea) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+DECLARE
+    g record;
+BEGIN
+    DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
+    IF p_token IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT tier, plugin, step_id INTO g FROM wasmig.step_grant
+     WHERE token_hash = sha256(p_token) AND role_name = session_user
+       AND expires_at > clock_timestamp();
+    IF NOT FOUND THEN
+        PERFORM wasmig_api.no_valid_grant();
+    END IF;
+    INSERT INTO wasmig.active_step (pid, role_name, tier, plugin, step_id)
+    VALUES (pg_catalog.pg_backend_pid(), session_user, g.tier, g.plugin, g.step_id);
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.begin_step(bytea) FROM PUBLIC;
 -- Consumes the one-time grant and writes the ledger row from the grant's own fields.
 -- PL/pgSQL with a generic plan: planned once per session (by the warm-up call below, off the
 -- step's path), then each call only executes.
-CREATE OR REPLACE FUNCTION wasmig_api.record_step(p_token bytea, p_duration_ms double precision)
+DROP FUNCTION IF EXISTS wasmig_api.record_step(bytea, double precision);
+CREATE OR REPLACE FUNCTION wasmig_api.record_step(p_token bytea, p_duration_ms double precision, p_xid text)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -146,6 +250,11 @@ AS $fn$
 DECLARE
     recorded bigint;
 BEGIN
+    -- A NULL token matches no grant and records nothing: a fresh session calls it so to
+    -- plan the statements below before its first step.
+    IF p_token IS NOT NULL THEN
+        PERFORM wasmig_api.check_step(p_xid);
+    END IF;
     WITH g AS (
         DELETE FROM wasmig.step_grant
          WHERE token_hash = sha256(p_token)
@@ -160,20 +269,24 @@ BEGIN
            clock_timestamp(), p_duration_ms, run_id, mac
     FROM g;
     GET DIAGNOSTICS recorded = ROW_COUNT;
-    -- A NULL token matches no grant and records nothing: a fresh session calls it so to
-    -- plan the statement above before its first step.
     IF recorded <> 1 AND p_token IS NOT NULL THEN
         PERFORM wasmig_api.no_valid_grant();
     END IF;
+    DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.no_valid_grant() FROM PUBLIC;
 -- The revert counterpart: consumes a revert grant and removes that step's ledger row.
-CREATE OR REPLACE FUNCTION wasmig_api.unrecord_step(p_token bytea)
+DROP FUNCTION IF EXISTS wasmig_api.unrecord_step(bytea);
+CREATE OR REPLACE FUNCTION wasmig_api.unrecord_step(p_token bytea, p_xid text)
 RETURNS void
-LANGUAGE sql SECURITY DEFINER
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    removed bigint;
+BEGIN
+    PERFORM wasmig_api.check_step(p_xid);
     WITH g AS (
         DELETE FROM wasmig.step_grant
          WHERE token_hash = sha256(p_token)
@@ -181,15 +294,17 @@ AS $fn$
            AND action = 'revert'
            AND expires_at > clock_timestamp()
         RETURNING *
-    ), removed AS (
-        DELETE FROM wasmig.ledger l USING g
-         WHERE l.schema_name = g.schema_name AND l.plugin = g.plugin AND l.step_id = g.step_id
-        RETURNING 1
     )
-    SELECT CASE WHEN (SELECT count(*) FROM removed) = 1 THEN NULL
-                ELSE wasmig_api.no_valid_grant() END;
+    DELETE FROM wasmig.ledger l USING g
+     WHERE l.schema_name = g.schema_name AND l.plugin = g.plugin AND l.step_id = g.step_id;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    IF removed <> 1 THEN
+        PERFORM wasmig_api.no_valid_grant();
+    END IF;
+    DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
+END
 $fn$;
-REVOKE ALL ON FUNCTION wasmig_api.unrecord_step(bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wasmig_api.unrecord_step(bytea, text) FROM PUBLIC;
 -- Runs a step's script inside the step's transaction, with the caller's own rights (not a
 -- SECURITY DEFINER: it grants nothing a role could not do itself). One statement on the
 -- wire however long the script, and PostgreSQL itself refuses COMMIT, ROLLBACK, BEGIN and
@@ -202,7 +317,7 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.run_script(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION wasmig_api.record_step(bytea, double precision) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wasmig_api.record_step(bytea, double precision, text) FROM PUBLIC;
 -- Tenant roles may not hand out privileges (GRANT/REVOKE/default privileges): enforced by an
 -- event trigger when the operator can create one (superuser), see `install_guard`.
 CREATE OR REPLACE FUNCTION wasmig.guard_tenant_ddl() RETURNS event_trigger
@@ -218,12 +333,178 @@ BEGIN
     END IF;
 END
 $fn$;
-INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '2')
+-- The object guard (an event trigger at the end of every DDL command, installed by a
+-- superuser `init`): in a step of a tenant plugin with the `data` tier no DDL at all; with the
+-- `schema` tier only commands that create no code, and no object whose expressions call a
+-- function other than a built-in without side effects (or `nextval` of the schema's own
+-- sequence as a column default), no trigger, rule or policy, and no relation or type named
+-- like one of the shared schema. It checks what the server created, read from the catalogs.
+CREATE OR REPLACE FUNCTION wasmig.guard_tenant_objects() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    a record;
+    bad text;
+BEGIN
+    SELECT s.tier, s.plugin, s.step_id INTO a FROM wasmig.active_step s
+     WHERE s.pid = pg_catalog.pg_backend_pid() AND s.role_name = session_user;
+    IF FOUND AND a.tier = 'full' THEN
+        RETURN;
+    END IF;
+    IF NOT FOUND THEN
+        IF NOT EXISTS (SELECT 1 FROM wasmig.managed_schema WHERE role_name = session_user)
+           OR EXISTS (SELECT 1 FROM wasmig.restoring
+                       WHERE role_name = session_user AND expires_at > clock_timestamp()) THEN
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'wasmig: % by a schema role outside a wasmig step is not allowed', tg_tag
+            USING ERRCODE = '42501';
+    END IF;
+    IF a.tier = 'data' THEN
+        RAISE EXCEPTION 'wasmig: % is not allowed: plugin `%` (step `%`) has the `data` capability, which changes rows but not the schema', tg_tag, a.plugin, a.step_id
+            USING ERRCODE = '42501',
+                  HINT = format('if you trust it to change the schema, grant it more: --grant %s=schema, or --trust %s for full rights', a.plugin, a.plugin);
+    END IF;
+    IF tg_tag NOT IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'DROP TABLE',
+                      'CREATE INDEX', 'ALTER INDEX', 'DROP INDEX', 'REINDEX',
+                      'CREATE SEQUENCE', 'ALTER SEQUENCE', 'DROP SEQUENCE',
+                      'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW',
+                      'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW',
+                      'DROP MATERIALIZED VIEW', 'REFRESH MATERIALIZED VIEW',
+                      'CREATE TYPE', 'ALTER TYPE', 'DROP TYPE',
+                      'CREATE DOMAIN', 'ALTER DOMAIN', 'DROP DOMAIN',
+                      'CREATE STATISTICS', 'ALTER STATISTICS', 'DROP STATISTICS', 'COMMENT',
+                      'DROP FUNCTION', 'DROP PROCEDURE', 'DROP TRIGGER', 'DROP RULE', 'DROP POLICY') THEN
+        RAISE EXCEPTION 'wasmig: % is not allowed: plugin `%` (step `%`) has the `schema` capability, which creates no code that could run as another role', tg_tag, a.plugin, a.step_id
+            USING ERRCODE = '42501',
+                  HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
+    END IF;
+    WITH objs AS (
+        SELECT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+    ), subj AS (
+        -- Each object and what hangs on it: defaults, constraints, indexes, rules, triggers,
+        -- policies (for a domain: its constraints).
+        SELECT o.classid, o.objid FROM objs o
+        UNION
+        SELECT d.classid, d.objid FROM objs o
+          JOIN pg_catalog.pg_depend d ON d.refclassid = o.classid AND d.refobjid = o.objid
+    ), trees AS (
+        -- The expression trees the server stored for them. Dependencies on built-in objects
+        -- are not recorded in pg_depend (they are pinned), so the functions an expression
+        -- calls are read from its tree, which the server wrote (constants in it are bytes).
+        SELECT s.classid, s.objid, ad.adbin::text AS tree
+          FROM subj s JOIN pg_catalog.pg_attrdef ad
+            ON s.classid = 'pg_catalog.pg_attrdef'::regclass AND ad.oid = s.objid
+        UNION ALL
+        SELECT s.classid, s.objid, co.conbin::text
+          FROM subj s JOIN pg_catalog.pg_constraint co
+            ON s.classid = 'pg_catalog.pg_constraint'::regclass AND co.oid = s.objid
+         WHERE co.conbin IS NOT NULL
+        UNION ALL
+        SELECT s.classid, s.objid, coalesce(i.indexprs::text, '') || coalesce(i.indpred::text, '')
+          FROM subj s JOIN pg_catalog.pg_index i
+            ON s.classid = 'pg_catalog.pg_class'::regclass AND i.indexrelid = s.objid
+        UNION ALL
+        SELECT s.classid, s.objid, rw.ev_action::text || coalesce(rw.ev_qual::text, '')
+          FROM subj s JOIN pg_catalog.pg_rewrite rw
+            ON s.classid = 'pg_catalog.pg_rewrite'::regclass AND rw.oid = s.objid
+        UNION ALL
+        SELECT s.classid, s.objid, ty.typdefaultbin::text
+          FROM subj s JOIN pg_catalog.pg_type ty
+            ON s.classid = 'pg_catalog.pg_type'::regclass AND ty.oid = s.objid
+         WHERE ty.typdefaultbin IS NOT NULL
+        UNION ALL
+        SELECT s.classid, s.objid, se.stxexprs::text
+          FROM subj s JOIN pg_catalog.pg_statistic_ext se
+            ON s.classid = 'pg_catalog.pg_statistic_ext'::regclass AND se.oid = s.objid
+         WHERE se.stxexprs IS NOT NULL
+        UNION ALL
+        SELECT s.classid, s.objid, pt.partexprs::text
+          FROM subj s JOIN pg_catalog.pg_partitioned_table pt
+            ON s.classid = 'pg_catalog.pg_class'::regclass AND pt.partrelid = s.objid
+         WHERE pt.partexprs IS NOT NULL
+    ), called AS (
+        SELECT t.classid, t.objid, m[1]::oid AS fn
+          FROM trees t,
+               pg_catalog.regexp_matches(t.tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') m
+        UNION ALL
+        SELECT t.classid, t.objid, o.oprcode::oid
+          FROM trees t, pg_catalog.regexp_matches(t.tree, ':opno (\d+)', 'g') m
+          JOIN pg_catalog.pg_operator o ON o.oid = m[1]::oid
+    ), shared AS (
+        SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace n
+         WHERE n.nspname = (SELECT schema_name FROM wasmig.managed_schema WHERE scope = 'shared' LIMIT 1)
+    ), problems AS (
+        SELECT format('%s is code that would run as whoever touches the table',
+                      pg_catalog.pg_describe_object(s.classid, s.objid, 0)) AS why
+          FROM subj s
+         WHERE s.classid IN ('pg_catalog.pg_trigger'::regclass, 'pg_catalog.pg_policy'::regclass)
+            OR (s.classid = 'pg_catalog.pg_rewrite'::regclass
+                AND (SELECT rulename FROM pg_catalog.pg_rewrite WHERE oid = s.objid) <> '_RETURN')
+        UNION ALL
+        SELECT format('%s calls %s, which is not a built-in function without side effects',
+                      pg_catalog.pg_describe_object(c.classid, c.objid, 0), c.fn::regprocedure)
+          FROM called c JOIN pg_catalog.pg_proc p ON p.oid = c.fn
+         WHERE p.oid >= 16384
+            OR p.proname ~ '_to_xml'
+            OR (p.provolatile = 'v'
+                AND p.proname NOT IN ('random', 'clock_timestamp', 'timeofday', 'gen_random_uuid', 'nextval'))
+            OR (p.proname = 'nextval' AND c.classid <> 'pg_catalog.pg_attrdef'::regclass)
+        UNION ALL
+        -- `nextval` only as a column default `nextval('sequence'::regclass)`, on a sequence of
+        -- the schema itself (any other would be another tenant's).
+        SELECT format('%s calls nextval other than as nextval(''sequence''::regclass) on a sequence of its own schema',
+                      pg_catalog.pg_describe_object(c.classid, c.objid, 0))
+          FROM called c JOIN pg_catalog.pg_attrdef ad ON ad.oid = c.objid
+         WHERE c.classid = 'pg_catalog.pg_attrdef'::regclass
+           AND c.fn = 'pg_catalog.nextval(pg_catalog.regclass)'::regprocedure
+           AND (pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) !~ '^nextval\(''([^'']|'''')*''::regclass\)$'
+                OR NOT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_depend q JOIN pg_catalog.pg_class sq ON sq.oid = q.refobjid
+                     WHERE q.classid = c.classid AND q.objid = c.objid
+                       AND q.refclassid = 'pg_catalog.pg_class'::regclass AND sq.relkind = 'S'
+                       AND sq.relnamespace = (SELECT relnamespace FROM pg_catalog.pg_class
+                                               WHERE oid = ad.adrelid)))
+        UNION ALL
+        SELECT format('%s uses operator %s, which is not built in',
+                      pg_catalog.pg_describe_object(t.classid, t.objid, 0), m[1]::oid::regoperator)
+          FROM trees t, pg_catalog.regexp_matches(t.tree, ':opno (\d+)', 'g') m
+         WHERE m[1]::oid >= 16384
+        UNION ALL
+        SELECT format('%s is named like %s.%s of the shared schema, which it would shadow on a search_path',
+                      pg_catalog.pg_describe_object(o.classid, o.objid, 0), sh.nspname, x.name)
+          FROM objs o
+          JOIN LATERAL (
+              SELECT c.relname::text AS name FROM pg_catalog.pg_class c
+               WHERE o.classid = 'pg_catalog.pg_class'::regclass AND c.oid = o.objid
+              UNION ALL
+              SELECT t.typname::text FROM pg_catalog.pg_type t
+               WHERE o.classid = 'pg_catalog.pg_type'::regclass AND t.oid = o.objid
+          ) x ON true
+          CROSS JOIN shared sh
+         WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                        WHERE c.relnamespace = sh.oid AND c.relname = x.name)
+            OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                        WHERE t.typnamespace = sh.oid AND t.typname = x.name)
+    )
+    SELECT why INTO bad FROM problems LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'wasmig: plugin `%` (step `%`) has the `schema` capability: %', a.plugin, a.step_id, bad
+            USING ERRCODE = '42501',
+                  HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
+    END IF;
+END
+$fn$;
+INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '3')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 "#;
 
+/// The functions of `wasmig_api` a schema role may call.
+const FUNCTIONS_OF_SCHEMA_ROLES: &str = "wasmig_api.begin_step(bytea), wasmig_api.record_step(bytea, double precision, text), wasmig_api.unrecord_step(bytea, text), wasmig_api.run_script(text)";
+
 /// The call a schema role makes, inside its step transaction, to record the step.
-pub const RECORD_STEP_SQL: &str = "SELECT wasmig_api.record_step($1, $2)";
+pub const RECORD_STEP_SQL: &str = "SELECT wasmig_api.record_step($1, $2, $3)";
 
 /// How a transactional step's script is sent: one statement, the script a bound parameter.
 pub const RUN_SCRIPT_SQL: &str = "SELECT wasmig_api.run_script($1)";
@@ -233,7 +514,7 @@ pub const RUN_SCRIPT_SQL: &str = "SELECT wasmig_api.run_script($1)";
 /// lookups of a new backend happen while another schema is being migrated rather than
 /// inside the step's transaction. Changes nothing.
 pub const WARM_UP_SQL: &str =
-    "SELECT wasmig_api.record_step(NULL, 0); SELECT wasmig_api.run_script('SELECT 1')";
+    "SELECT wasmig_api.record_step(NULL, 0, NULL); SELECT wasmig_api.run_script('SELECT 1')";
 
 /// Errors at the control-schema boundary.
 #[derive(Debug, thiserror::Error)]
@@ -296,8 +577,29 @@ fn pg(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> ControlE
     }
 }
 
+/// Takes advisory locks away from every role but the operator and the application role:
+/// any role may otherwise take any key, so a tenant could hold wasmig's own schema locks (its
+/// keys are predictable) or fill the server's shared lock table until no one can connect.
+/// Function privileges are per database, so only this database changes.
+const REVOKE_ADVISORY_LOCKS: &str = r#"
+DO $advisory$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'pg_catalog'::regnamespace
+                AND p.proname LIKE 'pg\_%advisory\_%lock%'
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO CURRENT_USER', f);
+    END LOOP;
+END
+$advisory$;
+"#;
+
 /// Creates or upgrades the control schema (idempotent, safe to run concurrently).
-pub async fn init(client: &mut Client) -> Result<(), ControlError> {
+/// `app_role` keeps the use of advisory locks, which every other role loses.
+pub async fn init(client: &mut Client, app_role: Option<&str>) -> Result<(), ControlError> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| ControlError::Pg {
         what: "generating the control secret".into(),
@@ -340,7 +642,7 @@ pub async fn init(client: &mut Client) -> Result<(), ControlError> {
         .collect();
     for role in roles {
         tx.batch_execute(&format!(
-            "GRANT EXECUTE ON FUNCTION wasmig_api.record_step(bytea, double precision), wasmig_api.unrecord_step(bytea), wasmig_api.run_script(text) TO {}",
+            "GRANT EXECUTE ON FUNCTION {FUNCTIONS_OF_SCHEMA_ROLES} TO {}",
             ident(&role)
         ))
         .await
@@ -359,13 +661,34 @@ pub async fn init(client: &mut Client) -> Result<(), ControlError> {
             "DROP EVENT TRIGGER IF EXISTS wasmig_guard_tenant_ddl;
              CREATE EVENT TRIGGER wasmig_guard_tenant_ddl ON ddl_command_start
                  WHEN TAG IN ('GRANT', 'REVOKE', 'ALTER DEFAULT PRIVILEGES')
-                 EXECUTE FUNCTION wasmig.guard_tenant_ddl();",
+                 EXECUTE FUNCTION wasmig.guard_tenant_ddl();
+             DROP EVENT TRIGGER IF EXISTS wasmig_guard_tenant_objects;
+             CREATE EVENT TRIGGER wasmig_guard_tenant_objects ON ddl_command_end
+                 EXECUTE FUNCTION wasmig.guard_tenant_objects();",
         )
         .await
         .map_err(pg("installing the tenant DDL guard"))?;
+        tx.batch_execute(REVOKE_ADVISORY_LOCKS)
+            .await
+            .map_err(pg("taking advisory locks away from tenant roles"))?;
+        if let Some(app) = app_role {
+            tx.batch_execute(&format!(
+                "DO $a$ DECLARE f regprocedure; BEGIN
+                   FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+                             WHERE p.pronamespace = 'pg_catalog'::regnamespace
+                               AND p.proname LIKE 'pg\\_%advisory\\_%lock%'
+                   LOOP EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, {app}); END LOOP;
+                 END $a$;",
+                app = literal(app).unwrap_or_else(|| "''".into())
+            ))
+            .await
+            .map_err(pg(format!(
+                "letting the application role `{app}` keep advisory locks"
+            )))?;
+        }
     } else {
         tracing::warn!(
-            "the operator role is not a superuser, so the event trigger that stops tenant plugins from granting privileges was not installed"
+            "the operator role is not a superuser: the event trigger that stops tenant plugins from granting privileges was not installed, tenant roles can take advisory locks (including wasmig's own schema locks), and their temporary files are not capped; run `wasmig init` as a superuser to enforce these"
         );
     }
     tx.commit().await.map_err(pg("committing init"))?;
@@ -618,6 +941,19 @@ pub async fn repair_row(
         .await
         .map_err(pg(format!("repairing a ledger row of `{schema}`")))?;
     Ok(row.map(|r| r.get(0)))
+}
+
+/// Whether the object guard event trigger (installed by a superuser `init`) is enabled.
+pub async fn object_guard_installed(client: &Client) -> Result<bool, ControlError> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger
+                             WHERE evtname = 'wasmig_guard_tenant_objects' AND evtenabled <> 'D')",
+            &[],
+        )
+        .await
+        .map_err(pg("checking the object guard"))?
+        .get(0))
 }
 
 /// Removes grants that expired (left by a runner that died).
@@ -931,6 +1267,8 @@ pub struct StepGrant {
     pub mac: String,
     /// `apply` (record the step) or `revert` (remove its row).
     pub action: &'static str,
+    /// The capability tier the step runs with.
+    pub tier: crate::plan::Tier,
 }
 
 /// Stores one-time grants (for any number of schemas) in one round trip and one commit.
@@ -950,11 +1288,11 @@ pub async fn insert_grants(
     client
         .execute(
             "INSERT INTO wasmig.step_grant (token_hash, role_name, schema_name, plugin, step_id, checksum,
-                                            artifact_checksum, plugin_version, run_id, mac, action, expires_at)
-             SELECT sha256(t), r, sc, p, s, c, a, v, $1, m, x, clock_timestamp() + interval '1 day'
+                                            artifact_checksum, plugin_version, run_id, mac, action, tier, expires_at)
+             SELECT sha256(t), r, sc, p, s, c, a, v, $1, m, x, ti, clock_timestamp() + interval '1 day'
              FROM unnest($2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::text[])
-                  AS u(t, r, sc, p, s, c, a, v, m, x)",
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+                  AS u(t, r, sc, p, s, c, a, v, m, x, ti)",
             &[
                 &run_id,
                 &tokens,
@@ -967,6 +1305,7 @@ pub async fn insert_grants(
                 &col(|g| &g.plugin_version),
                 &col(|g| &g.mac),
                 &col(|g| g.action),
+                &col(|g| g.tier.as_str()),
             ],
         )
         .await
@@ -1045,6 +1384,9 @@ pub struct SessionLimits {
     pub lock_timeout_ms: u64,
     /// `idle_in_transaction_session_timeout`, milliseconds.
     pub idle_in_transaction_ms: u64,
+    /// `temp_file_limit`, kB: temporary files (sorts, hashes, temporary tables) one session
+    /// of the role may hold. Only a superuser can set it, and the role cannot raise it.
+    pub temp_file_limit_kb: u64,
 }
 
 impl Default for SessionLimits {
@@ -1053,6 +1395,7 @@ impl Default for SessionLimits {
             statement_timeout_ms: 10 * 60 * 1000,
             lock_timeout_ms: 30 * 1000,
             idle_in_transaction_ms: 60 * 1000,
+            temp_file_limit_kb: 1 << 20,
         }
     }
 }
@@ -1200,15 +1543,29 @@ async fn create_schema_and_role(
          ALTER ROLE {r} SET idle_in_transaction_session_timeout = {it};
          {scope_ddl}
          GRANT USAGE ON SCHEMA wasmig_api TO {r};
-         GRANT EXECUTE ON FUNCTION wasmig_api.record_step(bytea, double precision) TO {r};
-         GRANT EXECUTE ON FUNCTION wasmig_api.unrecord_step(bytea) TO {r};
-         GRANT EXECUTE ON FUNCTION wasmig_api.run_script(text) TO {r};",
+         GRANT EXECUTE ON FUNCTION {FUNCTIONS_OF_SCHEMA_ROLES} TO {r};",
         limit = opts.connection_limit,
         st = sl.statement_timeout_ms,
         lt = sl.lock_timeout_ms,
         it = sl.idle_in_transaction_ms,
     );
     tx.batch_execute(&ddl).await.map_err(pg(what()))?;
+    let superuser: bool = tx
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(pg(what()))?
+        .get(0);
+    if superuser {
+        tx.batch_execute(&format!(
+            "ALTER ROLE {r} SET temp_file_limit = '{}kB'",
+            sl.temp_file_limit_kb
+        ))
+        .await
+        .map_err(pg(what()))?;
+    }
     tx.execute(
         "INSERT INTO wasmig.managed_schema (schema_name, scope, role_name, display_name, domain)
          VALUES ($1, $2, $3, $4, $5)",
@@ -1318,7 +1675,14 @@ async fn read_secret_tx(tx: &tokio_postgres::Transaction<'_>) -> Result<[u8; 32]
 }
 
 /// Drops a tenant: its schema (CASCADE), its role, its registry row and its ledger rows.
-pub async fn drop_tenant(client: &mut Client, schema: &SchemaName) -> Result<(), ControlError> {
+/// Everything the role owned goes with it (`DROP ROLE` fails otherwise, in any database);
+/// returns what the tenant group still owns in this database (no step may leave anything
+/// owned by it, so anything listed was put there from outside wasmig).
+pub async fn drop_tenant(
+    client: &mut Client,
+    schema: &SchemaName,
+    dbname: &str,
+) -> Result<Vec<String>, ControlError> {
     let what = || format!("dropping tenant `{schema}`");
     let tx = client.transaction().await.map_err(pg(what()))?;
     tx.execute(
@@ -1358,8 +1722,24 @@ pub async fn drop_tenant(client: &mut Client, schema: &SchemaName) -> Result<(),
         .await
         .map_err(pg(what()))?;
     }
+    let left: Vec<String> = tx
+        .query(
+            "SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
+               FROM pg_catalog.pg_shdepend d JOIN pg_catalog.pg_roles g ON g.oid = d.refobjid
+              WHERE g.rolname = $1 AND d.deptype = 'o'
+                AND d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+                AND d.dbid = (SELECT oid FROM pg_catalog.pg_database
+                               WHERE datname = pg_catalog.current_database())
+              ORDER BY 1",
+            &[&tenant_group_for(dbname)],
+        )
+        .await
+        .map_err(pg(what()))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     tx.commit().await.map_err(pg(what()))?;
-    Ok(())
+    Ok(left)
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ pub struct Fleet {
     pub roles: HashMap<SchemaName, String>,
     /// Limits per plugin, same order as `plugins`.
     pub limits: Vec<Limits>,
+    /// Capability tier per plugin, same order as `plugins`.
+    pub tiers: Vec<crate::plan::Tier>,
     /// Dump each schema with pending steps before migrating it.
     pub backups: Option<crate::backup::Backups>,
 }
@@ -132,14 +134,42 @@ pub struct RunOptions {
 struct StepFailure {
     sqlstate: Option<String>,
     message: String,
+    /// A plugin statement ended the step's transaction (see [`SqlSession::lost_transaction`]).
+    lost_transaction: bool,
 }
 
-impl From<PgError> for StepFailure {
-    fn from(e: PgError) -> Self {
+impl StepFailure {
+    /// The failure as wasmig shows and stores it. Its text may come from the plugin (its own
+    /// error, its panic message, or SQL error text it raised), so control characters are
+    /// made visible and the length is capped; a SQLSTATE that is not five digits or capital
+    /// letters is not one.
+    fn inert(self) -> StepFailure {
         StepFailure {
-            sqlstate: e.sqlstate,
-            message: e.message,
+            sqlstate: self.sqlstate.filter(|c| {
+                c.len() == 5
+                    && c.bytes()
+                        .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            }),
+            message: crate::text::inert(&self.message, crate::text::MAX_ERROR_CHARS),
+            lost_transaction: self.lost_transaction,
         }
+    }
+}
+
+/// What a successful plugin call leaves for the host to finish the step with.
+struct Called {
+    /// The plugin sent no SQL: the step's transaction is still to be opened.
+    begin_pending: bool,
+    /// The id of the step's transaction, if it opened.
+    xid: Option<String>,
+}
+
+/// The transaction id the step's record must run in, as SQL (`NULL`: not checked).
+fn xid_literal(xid: Option<&str>) -> String {
+    match xid {
+        // The server's own `txid_current()` output: digits only, but quoted anyway.
+        Some(x) if x.bytes().all(|b| b.is_ascii_digit()) => format!("'{x}'"),
+        _ => "NULL".to_owned(),
     }
 }
 
@@ -554,6 +584,7 @@ impl Fleet {
                     applied.push(name);
                 }
                 Err(f) => {
+                    let f = f.inert();
                     if let Err(e) = control::record_failure(
                         op,
                         opts.run_id,
@@ -602,6 +633,7 @@ impl Fleet {
             plugin_version: pl.version.clone(),
             mac,
             action: "apply",
+            tier: self.tiers[p.plugin],
         }
     }
 
@@ -656,24 +688,28 @@ impl Fleet {
         let (pl, st) = self.step(&p);
         let transactional = st.transactional;
         let started = Instant::now();
-        let begin_pending = self
-            .call_plugin(client, p, schema, transactional, Call::Apply)
+        let called = self
+            .call_plugin(client, p, schema, transactional, Call::Apply, token)
             .await;
-        let outcome = match begin_pending {
-            Ok(begin_pending) => {
+        let lost = matches!(&called, Err(f) if f.lost_transaction);
+        let outcome = match called {
+            Ok(called) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 let token_hex = hex(token);
                 // `RESET ALL` first: the ledger record and the COMMIT (which fires deferred
                 // constraints) run under the session's own settings, not the plugin's
                 // `search_path` or `statement_timeout`. The token is a one-time secret
-                // consumed by this very statement.
+                // consumed by this very statement; `record_step` also checks that this is
+                // still the transaction the step's SQL ran in, and that the step left no
+                // object outside its schema.
                 let finish = format!(
-                    "{begin}RESET ALL; SELECT wasmig_api.record_step('\\x{token_hex}'::pg_catalog.bytea, {ms:.3}); {commit}",
-                    begin = if transactional && begin_pending {
-                        "BEGIN; "
+                    "{begin}RESET ALL; SELECT wasmig_api.record_step('\\x{token_hex}'::pg_catalog.bytea, {ms:.3}, {xid}); {commit}",
+                    begin = if transactional && called.begin_pending {
+                        format!("BEGIN; {}; ", begin_step_sql(token))
                     } else {
-                        ""
+                        String::new()
                     },
+                    xid = xid_literal(called.xid.as_deref()),
                     commit = if transactional { "COMMIT;" } else { "" },
                 );
                 self.bounded(client, &finish)
@@ -681,18 +717,23 @@ impl Fleet {
                     .map_err(|e| StepFailure {
                         message: format!("recording and committing the step failed: {}", e.message),
                         sqlstate: e.sqlstate,
+                        lost_transaction: false,
                     })
             }
             Err(f) => Err(f),
         };
         if outcome.is_err() {
             // Undo the step and any SET it made, so the next step starts clean.
+            // A non-transactional step's `begin_step` committed: close it.
             let undo = if transactional {
                 "ROLLBACK; RESET ALL;"
             } else {
-                "RESET ALL;"
+                "RESET ALL; SELECT wasmig_api.begin_step(NULL);"
             };
             let _ = self.bounded(client, undo).await;
+            if lost {
+                self.roll_back_prepared(client, schema).await;
+            }
         }
         tracing::trace!(
             "{schema}: {}/{} took {:?}",
@@ -703,8 +744,39 @@ impl Fleet {
         outcome
     }
 
-    /// Instantiates the plugin in a fresh store and calls `apply` or `revert`; returns
-    /// whether the step's transaction is still to be opened (the plugin sent no SQL).
+    /// A plugin statement ended the step's transaction: a `PREPARE TRANSACTION` it slipped
+    /// through would otherwise keep its locks and changes pending after the session ends.
+    /// Any transaction the schema's role prepared is rolled back (the role may do that).
+    async fn roll_back_prepared(&self, client: &Client, schema: &SchemaName) {
+        let gids = client
+            .query(
+                "SELECT gid FROM pg_catalog.pg_prepared_xacts
+                  WHERE owner = current_user AND database = pg_catalog.current_database()",
+                &[],
+            )
+            .await;
+        for row in gids.into_iter().flatten() {
+            let gid: String = row.get(0);
+            let Some(gid_lit) = crate::db::quote::literal(&gid) else {
+                continue;
+            };
+            match self
+                .bounded(client, &format!("ROLLBACK PREPARED {gid_lit}"))
+                .await
+            {
+                Ok(()) => tracing::warn!(
+                    "{schema}: rolled back a transaction the plugin prepared ({})",
+                    crate::text::inert(&gid, 80)
+                ),
+                Err(e) => tracing::error!(
+                    "{schema}: could not roll back a transaction the plugin prepared: {}",
+                    e.message
+                ),
+            }
+        }
+    }
+
+    /// Instantiates the plugin in a fresh store and calls `apply` or `revert`.
     async fn call_plugin(
         &self,
         client: &Arc<Client>,
@@ -712,10 +784,23 @@ impl Fleet {
         schema: &SchemaName,
         transactional: bool,
         call: Call,
-    ) -> Result<bool, StepFailure> {
+        token: &[u8; 32],
+    ) -> Result<Called, StepFailure> {
         let (pl, st) = self.step(&p);
         let limits = &self.limits[p.plugin];
-        let session = SqlSession::new(client.clone(), transactional, limits);
+        let begin_step = begin_step_sql(token);
+        if !transactional {
+            // Each statement commits on its own, so the step is opened for the object guard
+            // before the first one (a transactional step opens it with its `BEGIN`).
+            self.bounded(client, &begin_step)
+                .await
+                .map_err(|e| StepFailure {
+                    message: format!("opening the step failed: {}", e.message),
+                    sqlstate: e.sqlstate,
+                    lost_transaction: false,
+                })?;
+        }
+        let session = SqlSession::new(client.clone(), transactional, limits, begin_step);
         let mut store = self
             .runtime
             .store(format!("{}@{schema}", pl.name), Some(session), limits);
@@ -730,33 +815,40 @@ impl Fleet {
         }
         .await;
         store.data().flush_output();
-        let broken = store
-            .data()
-            .sql
-            .as_ref()
-            .and_then(SqlSession::broken)
-            .map(str::to_owned);
+        let session = store.data().sql.as_ref();
+        let broken = session.and_then(SqlSession::broken).map(str::to_owned);
+        let lost_transaction = session.is_some_and(SqlSession::lost_transaction);
+        if lost_transaction {
+            // Whatever the plugin made of the refusal, the step has failed.
+            return Err(StepFailure {
+                sqlstate: None,
+                message: broken.unwrap_or_default(),
+                lost_transaction,
+            });
+        }
         match called {
             Ok(Ok(())) if broken.is_some() => Err(StepFailure {
                 sqlstate: None,
                 message: broken.unwrap_or_default(),
+                lost_transaction: false,
             }),
-            Ok(Ok(())) => Ok(store
-                .data()
-                .sql
-                .as_ref()
-                .is_some_and(SqlSession::begin_pending)),
+            Ok(Ok(())) => Ok(Called {
+                begin_pending: session.is_some_and(SqlSession::begin_pending),
+                xid: session.and_then(SqlSession::xid).map(str::to_owned),
+            }),
             Ok(Err(StepError::Irreversible)) if call == Call::Revert => Err(StepFailure {
                 sqlstate: None,
                 message: format!(
                     "step `{}` of plugin `{}` is irreversible (it declares no revert); it and the steps before it stay applied",
                     st.id, pl.name
                 ),
+                lost_transaction: false,
             }),
             Ok(Err(e)) => Err(step_error(e)),
             Err(trap) => Err(StepFailure {
                 sqlstate: None,
                 message: store.data().describe_failure(&trap, limits),
+                lost_transaction: false,
             }),
         }
     }
@@ -788,6 +880,7 @@ impl Fleet {
             match self.revert_one(&client, *p, schema, &g.token).await {
                 Ok(()) => reverted.push(format!("{}/{}", pl.name, st.id)),
                 Err(f) => {
+                    let f = f.inert();
                     let _ = control::record_failure(
                         op,
                         run_id,
@@ -819,20 +912,26 @@ impl Fleet {
         token: &[u8; 32],
     ) -> Result<(), StepFailure> {
         let outcome = match self
-            .call_plugin(client, p, schema, true, Call::Revert)
+            .call_plugin(client, p, schema, true, Call::Revert, token)
             .await
         {
-            Ok(begin_pending) => {
+            Ok(called) => {
                 let token_hex = hex(token);
                 let finish = format!(
-                    "{}RESET ALL; SELECT wasmig_api.unrecord_step('\\x{token_hex}'::pg_catalog.bytea); COMMIT;",
-                    if begin_pending { "BEGIN; " } else { "" }
+                    "{}RESET ALL; SELECT wasmig_api.unrecord_step('\\x{token_hex}'::pg_catalog.bytea, {}); COMMIT;",
+                    if called.begin_pending {
+                        format!("BEGIN; {}; ", begin_step_sql(token))
+                    } else {
+                        String::new()
+                    },
+                    xid_literal(called.xid.as_deref()),
                 );
                 self.bounded(client, &finish)
                     .await
                     .map_err(|e| StepFailure {
                         message: format!("removing the step from the ledger failed: {}", e.message),
                         sqlstate: e.sqlstate,
+                        lost_transaction: false,
                     })
             }
             Err(f) => Err(f),
@@ -935,22 +1034,32 @@ fn step_error(e: StepError) -> StepFailure {
             if let Some(d) = s.detail {
                 message.push_str(&format!(" (detail: {d})"));
             }
+            if let Some(h) = s.hint {
+                message.push_str(&format!(" (hint: {h})"));
+            }
             StepFailure {
                 sqlstate: s.sqlstate,
                 message,
+                lost_transaction: false,
             }
         }
         StepError::Failed(m) => StepFailure {
             sqlstate: None,
             message: m,
+            lost_transaction: false,
         },
         StepError::UnknownStep(id) => StepFailure {
             sqlstate: None,
-            message: format!("the plugin does not know step `{id}` although its manifest lists it"),
+            message: format!(
+                "the plugin does not know step `{}` although its manifest lists it",
+                crate::text::inert(&id, 200)
+            ),
+            lost_transaction: false,
         },
         StepError::Irreversible => StepFailure {
             sqlstate: None,
             message: "the plugin answered `irreversible` to apply".into(),
+            lost_transaction: false,
         },
     }
 }
@@ -987,6 +1096,15 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) 
         }
     })
     .await;
+}
+
+/// The statement that opens a step for the object guard: the grant's capability tier becomes
+/// the session's until the step is recorded or rolled back.
+fn begin_step_sql(token: &[u8; 32]) -> String {
+    format!(
+        "SELECT wasmig_api.begin_step('\\x{}'::pg_catalog.bytea)",
+        hex(token)
+    )
 }
 
 /// A one-time token as hex, for a `'\x...'::bytea` literal.

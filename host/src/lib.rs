@@ -27,6 +27,7 @@ pub mod plan;
 pub mod plugin;
 pub mod report;
 pub mod secret;
+pub mod text;
 
 /// Process exit codes (part of the interface; documented in README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

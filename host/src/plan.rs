@@ -21,6 +21,69 @@ pub enum Kind {
     Seed,
 }
 
+/// What a tenant plugin's steps may do in their schema, granted by the operator and enforced
+/// by PostgreSQL (the object guard event trigger and the step's own role). Ordered from
+/// least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Read and write rows; no DDL at all (the default for seeds).
+    Data,
+    /// Create and change tables, indexes, sequences, views and types, but nothing that
+    /// executes code on someone else's behalf (the default for migrations).
+    Schema,
+    /// Anything the schema's owner may do (trusted by name).
+    Full,
+}
+
+impl Tier {
+    /// The tier a plugin of `kind` gets unless the operator grants another.
+    pub fn default_for(kind: Kind) -> Tier {
+        match kind {
+            Kind::Seed => Tier::Data,
+            Kind::Migration => Tier::Schema,
+        }
+    }
+
+    /// The tier's name, as in flags, config and the control schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Data => "data",
+            Tier::Schema => "schema",
+            Tier::Full => "full",
+        }
+    }
+
+    /// Parses `data`, `schema` or `full`.
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s {
+            "data" => Some(Tier::Data),
+            "schema" => Some(Tier::Schema),
+            "full" => Some(Tier::Full),
+            _ => None,
+        }
+    }
+
+    /// The tier a plugin runs with: shared plugins and plugins trusted by name get `full`;
+    /// otherwise what the operator granted it (`--grant`), else its kind's default.
+    pub fn granted(spec: &PluginSpec, trusted: &[String], grants: &[(String, Tier)]) -> Tier {
+        if spec.scope == Scope::Shared || trusted.contains(&spec.name) {
+            return Tier::Full;
+        }
+        grants
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == spec.name)
+            .map_or_else(|| Tier::default_for(spec.kind), |(_, t)| *t)
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a plugin runs; shared runs before tenants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -420,6 +483,45 @@ mod tests {
                 .collect(),
             artifact_checksum: String::new(),
         }
+    }
+
+    #[test]
+    fn tiers_default_by_kind_and_are_raised_only_by_the_operator() {
+        let seed = plugin("demo-seed", Scope::Tenant, Kind::Seed, &[], &[("1", "a")]);
+        let mig = plugin("notes", Scope::Tenant, Kind::Migration, &[], &[("1", "a")]);
+        let shared = plugin(
+            "reference",
+            Scope::Shared,
+            Kind::Migration,
+            &[],
+            &[("1", "a")],
+        );
+        assert_eq!(Tier::granted(&seed, &[], &[]), Tier::Data);
+        assert_eq!(Tier::granted(&mig, &[], &[]), Tier::Schema);
+        assert_eq!(Tier::granted(&shared, &[], &[]), Tier::Full);
+        assert_eq!(
+            Tier::granted(&seed, &[], &[("demo-seed".into(), Tier::Schema)]),
+            Tier::Schema
+        );
+        assert_eq!(Tier::granted(&mig, &["notes".into()], &[]), Tier::Full);
+        // A grant for another plugin changes nothing; the last grant of a name wins.
+        assert_eq!(
+            Tier::granted(&mig, &[], &[("other".into(), Tier::Full)]),
+            Tier::Schema
+        );
+        assert_eq!(
+            Tier::granted(
+                &mig,
+                &[],
+                &[("notes".into(), Tier::Full), ("notes".into(), Tier::Data)]
+            ),
+            Tier::Data
+        );
+        assert!(Tier::Data < Tier::Schema && Tier::Schema < Tier::Full);
+        for t in [Tier::Data, Tier::Schema, Tier::Full] {
+            assert_eq!(Tier::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(Tier::parse("root"), None);
     }
 
     fn names(plugins: &[PluginSpec], order: &[usize]) -> Vec<String> {

@@ -272,8 +272,14 @@ impl SchemaStatus {
                 .map(|(p, s)| format!("{p}/{s}"))
                 .collect(),
             forged: plan.forged.clone(),
-            last_failure: failure
-                .map(|(p, s, code, msg)| format!("{p}/{s}: {msg}{}", sqlstate(code))),
+            // Stored failures may predate the cap, or come from another tool: made inert here too.
+            last_failure: failure.map(|(p, s, code, msg)| {
+                format!(
+                    "{p}/{s}: {}{}",
+                    crate::text::inert(msg, crate::text::MAX_ERROR_CHARS),
+                    sqlstate(&code.as_ref().map(|c| crate::text::inert(c, 5)))
+                )
+            }),
         }
     }
 }

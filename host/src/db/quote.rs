@@ -50,7 +50,7 @@ pub fn split_statements(script: &str) -> Vec<&str> {
         match b[i] {
             b'\'' | b'"' => i = skip_quoted(b, i, b[i]),
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
+                while i < b.len() && !is_newline(b[i]) {
                     i += 1;
                 }
             }
@@ -66,6 +66,11 @@ pub fn split_statements(script: &str) -> Vec<&str> {
     }
     push(&mut out, &script[start..]);
     out
+}
+
+/// PostgreSQL's lexer ends a `--` comment at either of these (`newline [\n\r]` in scan.l).
+fn is_newline(b: u8) -> bool {
+    b == b'\n' || b == b'\r'
 }
 
 fn has_code(s: &str) -> bool {
@@ -134,7 +139,9 @@ fn strip_leading_comments(mut s: &str) -> &str {
     loop {
         s = s.trim_start();
         if let Some(rest) = s.strip_prefix("--") {
-            s = rest.find('\n').map_or("", |n| &rest[n..]);
+            s = rest
+                .find(['\n', '\r'])
+                .map_or("", |n| &rest[n..]);
         } else if s.starts_with("/*") {
             let end = skip_block_comment(s.as_bytes(), 0);
             s = &s[end..];
@@ -197,6 +204,8 @@ mod tests {
                  /* x; /* y; */ */ SELECT $1; DO $f$ BEGIN PERFORM 1; END $f$;  ;\n-- tail";
         let parts = split_statements(s);
         assert_eq!(parts.len(), 4, "{parts:?}");
+        // A carriage return ends a `--` comment, so the `;` after it splits.
+        assert_eq!(split_statements("SELECT 1 --\r; SELECT 2").len(), 2);
         assert!(parts[1].ends_with("($$;$$)"));
         assert!(parts[3].starts_with("DO $f$"));
     }
@@ -215,6 +224,12 @@ mod tests {
             "abort",
             "PREPARE TRANSACTION 'x'",
             "/* */ Commit",
+            // PostgreSQL ends a `--` comment at a carriage return too.
+            "--\rCOMMIT",
+            "-- x\r\nCOMMIT",
+            "PREPARE--\rTRANSACTION 'x'",
+            "PREPARE/* */TRANSACTION 'x'",
+            "\u{c}COMMIT",
         ] {
             assert!(is_transaction_control(s), "{s}");
         }

@@ -113,7 +113,11 @@ pub async fn health(s: &Settings, json: bool) -> Result<Exit> {
         for l in &h.locks {
             println!(
                 "lock:            schema `{}` held by pid {} ({}) for {:.1}s",
-                l.schema, l.pid, l.application_name, l.held_s
+                l.schema,
+                l.pid,
+                // Any session may set its own application_name.
+                crate::text::inert(&l.application_name, 64),
+                l.held_s
             );
         }
         match &h.last_run {

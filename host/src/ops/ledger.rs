@@ -73,6 +73,7 @@ async fn prepare(s: &Settings, sel: &StepSelection, command: &str) -> Result<Ctx
             sel.schema
         );
     };
+    super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     let run_id =
         control::start_run(&op, command, &std::env::args().skip(1).collect::<Vec<_>>()).await?;
     let fleet = super::fleet(s, plugins, secret, &reg, None);

@@ -109,6 +109,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         return Ok(if problems { Exit::Problems } else { Exit::Ok });
     }
 
+    super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     control::clear_expired_grants(&op).await?;
     let run_id = control::start_run(
         &op,

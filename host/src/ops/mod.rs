@@ -43,8 +43,10 @@ pub struct Settings {
     pub limits: Limits,
     /// Per-plugin overrides.
     pub limit_overrides: Vec<LimitOverride>,
-    /// Plugins trusted to run in the shared schema.
+    /// Plugins trusted to run in the shared schema, and with `full` rights in tenants.
     pub trusted: Vec<String>,
+    /// Capability tiers granted to tenant plugins by name.
+    pub grants: Vec<(String, crate::plan::Tier)>,
     /// Lock file path (used if it exists).
     pub lock_file: PathBuf,
     /// Every plugin must be pinned.
@@ -134,8 +136,20 @@ impl Settings {
         } else {
             g.trusted.clone()
         };
+        let grant_texts = if g.grants.is_empty() {
+            file.grants.clone().unwrap_or_default()
+        } else {
+            g.grants.clone()
+        };
+        let grants = grant_texts
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .map(parse_grant)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Settings {
             target,
+            grants,
             plugins_dir: g
                 .plugins
                 .clone()
@@ -188,6 +202,19 @@ impl Settings {
         control::check_initialised(&client).await?;
         Ok(client)
     }
+}
+
+/// Parses `PLUGIN=TIER` (`--grant`, `WASMIG_GRANTS`, config `grants`).
+fn parse_grant(text: &str) -> Result<(String, crate::plan::Tier)> {
+    let (name, tier) = text.split_once('=').ok_or_else(|| {
+        anyhow::anyhow!("invalid grant `{text}`: write PLUGIN=TIER, e.g. demo-seed=schema")
+    })?;
+    crate::names::check_plugin_name(name.trim())
+        .map_err(|e| anyhow::anyhow!("invalid grant `{text}`: {e}"))?;
+    let tier = crate::plan::Tier::parse(tier.trim()).ok_or_else(|| {
+        anyhow::anyhow!("invalid grant `{text}`: the tier is `data`, `schema` or `full`")
+    })?;
+    Ok((name.trim().to_owned(), tier))
 }
 
 /// Loaded, ordered plugins.
@@ -287,6 +314,7 @@ pub fn fleet(
         .iter()
         .map(|p| s.limits_for(&p.name))
         .collect();
+    let tiers = plugins.specs.iter().map(|p| tier_of(s, p)).collect();
     std::sync::Arc::new(crate::exec::Fleet {
         target: s.target.clone(),
         runtime: plugins.runtime,
@@ -296,6 +324,32 @@ pub fn fleet(
         secret,
         roles,
         limits,
+        tiers,
         backups,
     })
+}
+
+/// The tier `p` runs with under these settings.
+pub fn tier_of(s: &Settings, p: &PluginSpec) -> crate::plan::Tier {
+    crate::plan::Tier::granted(p, &s.trusted, &s.grants)
+}
+
+/// Refuses a run in which a tenant plugin would run with less than `full` rights while the
+/// object guard that enforces the lesser tiers is not installed (`init` needs a superuser for
+/// it): wasmig never runs a plugin under a promise it cannot keep.
+pub async fn check_tiers_enforced(op: &Client, s: &Settings, specs: &[PluginSpec]) -> Result<()> {
+    let limited: Vec<String> = specs
+        .iter()
+        .filter(|p| p.scope == crate::plan::Scope::Tenant)
+        .map(|p| (p, tier_of(s, p)))
+        .filter(|(_, t)| *t < crate::plan::Tier::Full)
+        .map(|(p, t)| format!("`{}` ({t})", p.name))
+        .collect();
+    if limited.is_empty() || control::object_guard_installed(op).await? {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the object guard that limits tenant plugins to their capability tier is not installed in this database, so wasmig cannot enforce it for {}; run `wasmig init` as a superuser to install it, or, only for plugins you have reviewed, grant them full rights with --trust PLUGIN",
+        limited.join(", ")
+    )
 }

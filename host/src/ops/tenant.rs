@@ -112,7 +112,12 @@ pub async fn drop(s: &Settings, schema: &SchemaName, yes: bool) -> Result<Exit> 
         );
     }
     let mut client = s.connect_initialised().await?;
-    control::drop_tenant(&mut client, schema).await?;
+    let left = control::drop_tenant(&mut client, schema, s.target.dbname()).await?;
     println!("tenant `{schema}` dropped");
+    for object in left {
+        tracing::warn!(
+            "the tenant group role owns {object}, readable by every tenant; no wasmig step can leave such an object, so someone put it there outside wasmig: review and drop it"
+        );
+    }
     Ok(Exit::Ok)
 }

@@ -250,6 +250,9 @@ impl Runtime {
     }
 }
 
+/// The longest step description a manifest may declare.
+pub const MAX_DESCRIPTION_CHARS: usize = 300;
+
 /// Checks a manifest's own rules (cross-plugin rules live in `plan::order_plugins`).
 pub fn validate_manifest(
     m: wit::PluginInfo,
@@ -262,6 +265,8 @@ pub fn validate_manifest(
             m.name
         ));
     }
+    crate::text::check_manifest_text(&m.version, 64)
+        .map_err(|e| format!("plugin `{}`: its version {e}", m.name))?;
     let mut seen_req = HashSet::new();
     for r in &m.requires {
         check_plugin_name(r).map_err(|e| format!("`requires` entry: {e}"))?;
@@ -288,6 +293,14 @@ pub fn validate_manifest(
                 m.name, s.id
             ));
         }
+        crate::text::check_manifest_text(&s.description, MAX_DESCRIPTION_CHARS).map_err(|e| {
+            format!(
+                "plugin `{}` step `{}`: its description {e}; fix the manifest",
+                m.name, s.id
+            )
+        })?;
+        crate::text::check_manifest_text(&s.fingerprint, 200)
+            .map_err(|e| format!("plugin `{}` step `{}`: its fingerprint {e}", m.name, s.id))?;
         if s.fingerprint.is_empty() {
             return Err(format!(
                 "plugin `{}` step `{}` has an empty fingerprint",

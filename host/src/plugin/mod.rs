@@ -143,7 +143,7 @@ impl StepCtx {
                 limits.memory_bytes >> 20
             );
         }
-        let stderr = self.stderr.tail(600);
+        let stderr = crate::text::inert(&self.stderr.tail(600), 600);
         let said = if stderr.is_empty() {
             String::new()
         } else {
@@ -166,7 +166,8 @@ impl StepCtx {
     pub fn flush_output(&self) {
         for (name, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             let (text, dropped) = pipe.contents();
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
+                let line = crate::text::inert(line, crate::text::MAX_LOG_LINE_CHARS);
                 tracing::info!("[{}] {name}: {line}", self.label);
             }
             if dropped > 0 {
@@ -307,9 +308,9 @@ impl bindings::wasmig::plugin::log::Host for StepCtx {
             return Ok(());
         }
         self.log_bytes += message.len();
-        let mut message = message;
+        // One line per message, escapes visible: a plugin cannot forge or hide host output.
+        let mut message = crate::text::inert(&message, crate::text::MAX_LOG_LINE_CHARS);
         if self.log_bytes >= self.max_log_bytes {
-            message.truncate(message.floor_char_boundary(4096));
             message.push_str(" … (log limit reached; further messages from this step are dropped)");
         }
         let label = &self.label;

@@ -33,16 +33,40 @@ pub struct SqlSession {
     deadline: Instant,
     timeout_secs: f64,
     begin_pending: bool,
-    /// Set when the query that opened the step's transaction failed: the transaction may not
-    /// be open (a cancel at the step deadline can land on its `BEGIN`), so every later call
-    /// is refused rather than run outside it.
+    /// The server's id of the step's transaction (`txid_current()`), read when it opened;
+    /// after every plugin statement the host asks again, so a statement that ended the
+    /// transaction is caught whatever its text looked like.
+    xid: Option<String>,
+    /// Set when the query that opened the step's transaction failed (a cancel at the step
+    /// deadline can land on its `BEGIN`), or when a statement ended the transaction or opened
+    /// one: every later call is refused rather than run outside it, and the step fails.
     broken: Option<String>,
+    /// Whether a plugin statement ended or opened a transaction (not just failed to open it).
+    lost_transaction: bool,
+    /// The statement that opens the step for the object guard (`wasmig_api.begin_step` with
+    /// the step's token); it rides with the step's `BEGIN`.
+    begin_step: String,
 }
+
+/// Run after every plugin statement, in the same pipeline (no extra round trip): in a
+/// transactional step it must name the step's own transaction; in a non-transactional one
+/// it must run in an implicit transaction of its own (`now()` is the transaction's start,
+/// so it equals the statement's start only outside a transaction block).
+const XID_SQL: &str = "SELECT pg_catalog.txid_current()::pg_catalog.text";
+const AUTOCOMMIT_SQL: &str =
+    "SELECT (pg_catalog.now() = pg_catalog.statement_timestamp())::pg_catalog.text";
 
 impl SqlSession {
     /// A session on `client`; `transactional` says whether the host opened a transaction.
     /// Every call must finish by the step's deadline (`limits.step_timeout` from now).
-    pub fn new(client: Arc<Client>, transactional: bool, limits: &super::Limits) -> Self {
+    /// `begin_step` is sent with the step's `BEGIN` (the host sends it itself for a
+    /// non-transactional step).
+    pub fn new(
+        client: Arc<Client>,
+        transactional: bool,
+        limits: &super::Limits,
+        begin_step: String,
+    ) -> Self {
         SqlSession {
             client,
             transactional,
@@ -53,7 +77,56 @@ impl SqlSession {
             deadline: Instant::now() + limits.step_timeout,
             timeout_secs: limits.step_timeout.as_secs_f64(),
             begin_pending: transactional,
+            xid: None,
             broken: None,
+            lost_transaction: false,
+            begin_step,
+        }
+    }
+
+    /// The id of the step's transaction, once it opened (the host checks it again when it
+    /// records the step).
+    pub fn xid(&self) -> Option<&str> {
+        self.xid.as_deref()
+    }
+
+    /// Whether a plugin statement ended the step's transaction or opened one of its own: its
+    /// earlier work may have been committed without a ledger row.
+    pub fn lost_transaction(&self) -> bool {
+        self.lost_transaction
+    }
+
+    /// The query to pipeline after a plugin statement, and what it must answer.
+    fn check(&self) -> (&'static str, Option<&str>) {
+        if self.transactional {
+            (XID_SQL, self.xid.as_deref())
+        } else {
+            (AUTOCOMMIT_SQL, Some("true"))
+        }
+    }
+
+    /// Judges the answer to [`Self::check`] sent right after the plugin's statement `n`.
+    fn judge(&mut self, answer: Result<Option<String>, SqlError>) {
+        let (_, expected) = self.check();
+        let lost = match answer {
+            Ok(got) => got.as_deref() != expected,
+            // 25P02: the step's transaction is still there, aborted by the plugin's failed
+            // statement. Any other failure of the check itself is not something to trust.
+            Err(e) => e.sqlstate.as_deref() != Some("25P02"),
+        };
+        if lost && self.broken.is_none() {
+            self.lost_transaction = true;
+            self.broken = Some(if self.transactional {
+                format!(
+                    "statement {} of the step ended the step's transaction (PostgreSQL reports another transaction after it); work the step did before it may have been committed without a ledger row: inspect the schema before rerunning",
+                    self.statements
+                )
+            } else {
+                format!(
+                    "statement {} of the step left a transaction block open; wasmig owns transaction boundaries, and the block was rolled back",
+                    self.statements
+                )
+            });
         }
     }
 
@@ -75,10 +148,13 @@ impl SqlSession {
             self.begin_pending = false;
             let client = self.client.clone();
             let opened = self
-                .guarded(async { client.batch_execute("BEGIN").await.map_err(pg_err) })
+                .guarded(async {
+                    simple_last_value(&client, &format!("BEGIN; {}; {XID_SQL}", self.begin_step))
+                        .await
+                })
                 .await;
             self.note_opening(&opened);
-            opened?;
+            self.xid = opened?;
         }
         Ok(())
     }
@@ -115,6 +191,11 @@ impl SqlSession {
         if let Some(why) = &self.broken {
             return Err(host_error(why.clone()));
         }
+        if statement.contains('\0') {
+            return Err(host_error(
+                "the statement contains a NUL byte, which PostgreSQL cannot take".into(),
+            ));
+        }
         self.statements += 1;
         if self.statements > self.max_statements {
             return Err(host_error(format!(
@@ -122,7 +203,7 @@ impl SqlSession {
                 self.max_statements
             )));
         }
-        if is_transaction_control(statement) {
+        if is_transaction_control(statement) && !text_filter_off_for_tests() {
             return Err(host_error(format!(
                 "`{}` is not allowed in a step: wasmig runs every step in its own transaction and records it in the same one",
                 first_keyword(statement)
@@ -130,6 +211,14 @@ impl SqlSession {
         }
         Ok(())
     }
+}
+
+/// Debug builds only (the integration tests): `WASMIG_TEST_SKIP_TEXT_FILTER=1` lets
+/// transaction control through the host's text filter, so the tests can show that the
+/// server-side check after every statement catches what a filter might miss. Release builds
+/// always filter.
+fn text_filter_off_for_tests() -> bool {
+    cfg!(debug_assertions) && std::env::var_os("WASMIG_TEST_SKIP_TEXT_FILTER").is_some()
 }
 
 fn host_error(message: String) -> SqlError {
@@ -205,9 +294,9 @@ impl ToSql for TextParam<'_> {
     to_sql_checked!();
 }
 
-fn decode(ty: &Type, raw: Option<&[u8]>, column: &str) -> Result<(Value, usize), SqlError> {
+fn decode(ty: &Type, raw: Option<&[u8]>, column: &str) -> Result<Value, SqlError> {
     let Some(b) = raw else {
-        return Ok((Value::Null, 0));
+        return Ok(Value::Null);
     };
     let bad = || {
         host_error(format!(
@@ -254,7 +343,7 @@ fn decode(ty: &Type, raw: Option<&[u8]>, column: &str) -> Result<(Value, usize),
             )));
         }
     };
-    Ok((v, b.len()))
+    Ok(v)
 }
 
 impl Host for StepCtx {
@@ -275,13 +364,21 @@ impl Host for StepCtx {
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let client = s.client.clone();
-        Ok(s.guarded(async {
-            client
-                .execute(statement.as_str(), &refs)
-                .await
-                .map_err(pg_err)
-        })
-        .await)
+        let (check, _) = s.check();
+        let (ran, answer) = s
+            .guarded_pair(async {
+                let stmt = client.prepare(&statement).await.map_err(pg_err)?;
+                // The check is queued right behind the statement: one round trip for both.
+                let (ran, answer) = futures_util::future::join(
+                    client.execute(&stmt, &refs),
+                    simple_last_value(&client, check),
+                )
+                .await;
+                Ok((ran.map_err(pg_err), answer))
+            })
+            .await;
+        s.judge_after(answer);
+        Ok(s.refuse_if_broken(ran))
     }
 
     async fn query(
@@ -301,10 +398,20 @@ impl Host for StepCtx {
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let (max_rows, max_bytes) = (s.max_rows, s.max_bytes);
         let client = s.client.clone();
-        Ok(
-            s.guarded(run_query(&client, &statement, &ps, max_rows, max_bytes))
-                .await,
-        )
+        let (check, _) = s.check();
+        let (ran, answer) = s
+            .guarded_pair(async {
+                let stmt = client.prepare(&statement).await.map_err(pg_err)?;
+                let (ran, answer) = futures_util::future::join(
+                    run_query(&client, &stmt, &ps, max_rows, max_bytes),
+                    simple_last_value(&client, check),
+                )
+                .await;
+                Ok((ran, answer))
+            })
+            .await;
+        s.judge_after(answer);
+        Ok(s.refuse_if_broken(ran))
     }
 
     async fn batch(&mut self, script: String) -> wasmtime::Result<Result<(), SqlError>> {
@@ -318,82 +425,147 @@ impl Host for StepCtx {
             }
         }
         let client = s.client.clone();
-        let begin = s.transactional && std::mem::take(&mut s.begin_pending);
-        let transactional = s.transactional;
-        let ran = s
-            .guarded(run_script(
-                &client,
-                &script,
-                &statements,
-                begin,
-                transactional,
-            ))
-            .await;
-        if begin {
-            s.note_opening(&ran);
+        if !s.transactional {
+            // One statement at a time through the extended protocol (which refuses a piece
+            // holding two commands), each followed by the check that no transaction block
+            // was left open, stopping at the first failure (e.g. `CREATE INDEX
+            // CONCURRENTLY`, which must not run in a transaction block).
+            for st in statements {
+                let (ran, answer) = s
+                    .guarded_pair(async {
+                        let (ran, answer) = futures_util::future::join(
+                            client.query_typed(st, &[]),
+                            simple_last_value(&client, AUTOCOMMIT_SQL),
+                        )
+                        .await;
+                        Ok((ran.map(drop).map_err(pg_err), answer))
+                    })
+                    .await;
+                s.judge_after(answer);
+                if let Err(e) = s.refuse_if_broken(ran) {
+                    return Ok(Err(e));
+                }
+            }
+            return Ok(Ok(()));
         }
-        Ok(ran)
+        if std::mem::take(&mut s.begin_pending) {
+            let opened = s
+                .guarded(begin_with_script(&client, &s.begin_step, &script))
+                .await;
+            s.note_opening(&opened);
+            return Ok(opened.map(|xid| s.xid = xid));
+        }
+        // Inside the step's transaction, as the argument of `wasmig_api.run_script`:
+        // PostgreSQL itself refuses transaction control there, so no check is needed.
+        let params: [(&(dyn ToSql + Sync), Type); 1] = [(&script, Type::TEXT)];
+        Ok(s.guarded(async {
+            client
+                .query_typed(crate::control::RUN_SCRIPT_SQL, &params)
+                .await
+                .map(drop)
+                .map_err(pg_err)
+        })
+        .await)
     }
 }
 
-/// Sends a script. Inside the step's transaction it goes whole, as the argument of
-/// `wasmig_api.run_script` (PL/pgSQL `EXECUTE`, with the role's own rights): one statement,
-/// in the same query as the step's `BEGIN` (dollar-quoted with a tag the script does not
-/// hold) or, later in the step, as a bound parameter. PostgreSQL refuses any transaction
-/// control inside it, so a statement boundary the host's splitter misread (quoting rules can
-/// change with `standard_conforming_strings`) cannot smuggle a `COMMIT` through. Outside a
-/// transaction the statements run one by one through the extended protocol (which refuses a
-/// piece holding more than one command), stopping at the first failure (e.g. `CREATE INDEX
-/// CONCURRENTLY`, which must not run in a transaction block).
-async fn run_script(
-    client: &Client,
-    script: &str,
-    statements: &[&str],
-    begin: bool,
-    transactional: bool,
-) -> Result<(), SqlError> {
-    if !transactional {
-        for st in statements {
-            client.query_typed(st, &[]).await.map_err(pg_err)?;
+impl SqlSession {
+    /// [`Self::guarded`] for a statement and its pipelined check: a timeout or a failed
+    /// prepare fails both.
+    async fn guarded_pair<T>(
+        &self,
+        fut: impl Future<Output = Result<(Result<T, SqlError>, CheckAnswer), SqlError>>,
+    ) -> (Result<T, SqlError>, Option<CheckAnswer>) {
+        match self.guarded(fut).await {
+            Ok((ran, answer)) => (ran, Some(answer)),
+            Err(e) => (Err(e), None),
         }
-        return Ok(());
     }
-    if begin {
-        // One simple query, so that if `BEGIN` fails (a cancel can land on it) the server
-        // skips the script rather than running it outside the step's transaction.
-        let quoted = dollar_quote(script).ok_or_else(|| {
-            host_error("the script contains a NUL byte, which PostgreSQL cannot take".into())
-        })?;
-        client
-            .batch_execute(&format!(
-                "BEGIN; SELECT wasmig_api.run_script({quoted}::pg_catalog.text)"
-            ))
-            .await
-            .map_err(pg_err)?;
-    } else {
-        let params: [(&(dyn ToSql + Sync), Type); 1] = [(&script, Type::TEXT)];
-        client
-            .query_typed(crate::control::RUN_SCRIPT_SQL, &params)
-            .await
-            .map_err(pg_err)?;
+
+    /// Judges the check's answer, if the statement got as far as being sent.
+    fn judge_after(&mut self, answer: Option<CheckAnswer>) {
+        if let Some(answer) = answer {
+            self.judge(answer);
+        }
     }
-    Ok(())
+
+    /// A statement that ended or opened a transaction fails, even if it succeeded.
+    fn refuse_if_broken<T>(&self, ran: Result<T, SqlError>) -> Result<T, SqlError> {
+        match (&self.broken, ran) {
+            (Some(why), _) if self.lost_transaction => Err(host_error(why.clone())),
+            (_, ran) => ran,
+        }
+    }
+}
+
+/// What the check after a statement answered (its last value, as text).
+type CheckAnswer = Result<Option<String>, SqlError>;
+
+/// Sends `sql` as one simple query and returns the first column of its last row.
+async fn simple_last_value(client: &Client, sql: &str) -> CheckAnswer {
+    let messages = client.simple_query(sql).await.map_err(pg_err)?;
+    Ok(messages.iter().rev().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+        _ => None,
+    }))
+}
+
+/// Opens the step's transaction with its first script: one simple query, so that if
+/// `BEGIN` fails (a cancel can land on it) the server skips the script rather than running
+/// it outside the step's transaction. The script goes whole as the argument of
+/// `wasmig_api.run_script` (PL/pgSQL `EXECUTE`, with the role's own rights), dollar-quoted
+/// with a tag it does not hold: PostgreSQL refuses any transaction control inside it, so a
+/// statement boundary the host's splitter misread (quoting rules can change with
+/// `standard_conforming_strings`) cannot smuggle a `COMMIT` through. Returns the
+/// transaction's id.
+async fn begin_with_script(client: &Client, begin_step: &str, script: &str) -> CheckAnswer {
+    let quoted = dollar_quote(script).ok_or_else(|| {
+        host_error("the script contains a NUL byte, which PostgreSQL cannot take".into())
+    })?;
+    simple_last_value(
+        client,
+        &format!(
+            "BEGIN; {begin_step}; SELECT wasmig_api.run_script({quoted}::pg_catalog.text); {XID_SQL}"
+        ),
+    )
+    .await
+}
+
+/// What the host keeps per cell besides its text or bytes: the value's own size. A NULL or
+/// a number costs this much too, so a wide result of NULLs is counted for what it takes.
+const CELL_OVERHEAD: usize = std::mem::size_of::<Value>();
+/// What the host keeps per row besides its cells.
+const ROW_OVERHEAD: usize = std::mem::size_of::<Vec<Value>>();
+
+/// The bytes the host holds for a decoded cell: its value plus the text or bytes it owns
+/// (a 10-byte numeric on the wire can decode to 131,071 characters).
+fn held_bytes(v: &Value) -> usize {
+    CELL_OVERHEAD
+        + match v {
+            Value::Text(s)
+            | Value::Numeric(s)
+            | Value::Uuid(s)
+            | Value::Json(s)
+            | Value::Timestamp(s) => s.len(),
+            Value::Bytes(b) => b.len(),
+            Value::Null | Value::Boolean(_) | Value::Int64(_) | Value::Float64(_) => 0,
+        }
 }
 
 fn pg_err(e: tokio_postgres::Error) -> SqlError {
     PgError::from(e).into()
 }
 
-/// Prepares and runs a query, streaming rows and stopping as soon as a row or byte limit is
-/// passed, so a huge result is never buffered whole in the host.
+/// Runs a prepared query, streaming rows and stopping as soon as a row or byte limit is
+/// passed, so a huge result is never buffered whole in the host. Bytes are what the host
+/// holds once cells are decoded (see [`held_bytes`]), checked after every cell.
 async fn run_query(
     client: &Client,
-    statement: &str,
+    stmt: &tokio_postgres::Statement,
     params: &[TextParam<'_>],
     max_rows: usize,
     max_bytes: usize,
 ) -> Result<Rows, SqlError> {
-    let stmt = client.prepare(statement).await.map_err(pg_err)?;
     let columns: Vec<Column> = stmt
         .columns()
         .iter()
@@ -402,10 +574,21 @@ async fn run_query(
             type_name: c.type_().name().to_owned(),
         })
         .collect();
+    let too_big = || {
+        host_error(format!(
+            "query result is larger than {max_bytes} bytes once decoded, the limit per query (max_result_bytes)"
+        ))
+    };
+    let mut bytes = columns
+        .iter()
+        .map(|c| c.name.len() + c.type_name.len())
+        .sum::<usize>();
+    if bytes > max_bytes {
+        return Err(too_big());
+    }
     let refs = params.iter().map(|p| p as &dyn ToSql);
-    let stream = client.query_raw(&stmt, refs).await.map_err(pg_err)?;
+    let stream = client.query_raw(stmt, refs).await.map_err(pg_err)?;
     let mut stream = std::pin::pin!(stream);
-    let mut bytes = 0usize;
     let mut out = Vec::new();
     while let Some(row) = stream.next().await {
         let row = row.map_err(pg_err)?;
@@ -414,17 +597,16 @@ async fn run_query(
                 "query returned more than {max_rows} rows, the limit per query (max_result_rows)"
             )));
         }
+        bytes += ROW_OVERHEAD;
         let mut values = Vec::with_capacity(columns.len());
         for (i, c) in stmt.columns().iter().enumerate() {
             let raw: RawCell<'_> = row.try_get(i).map_err(pg_err)?;
-            let (v, n) = decode(c.type_(), raw.0, c.name())?;
-            bytes += n;
+            let v = decode(c.type_(), raw.0, c.name())?;
+            bytes += held_bytes(&v);
+            if bytes > max_bytes {
+                return Err(too_big());
+            }
             values.push(v);
-        }
-        if bytes > max_bytes {
-            return Err(host_error(format!(
-                "query result is larger than {max_bytes} bytes, the limit per query (max_result_bytes)"
-            )));
         }
         out.push(values);
     }

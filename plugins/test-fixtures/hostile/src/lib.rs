@@ -59,7 +59,7 @@ fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
         ),
         "forge_record_step" => db
             .query(
-                "SELECT wasmig_api.record_step(decode(repeat('00', 32), 'hex'), 1)",
+                "SELECT wasmig_api.record_step(decode(repeat('00', 32), 'hex'), 1, NULL)",
                 &[],
             )
             .map(drop),
@@ -124,6 +124,159 @@ fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
         "commit_in_do" => sql(
             db,
             "CREATE TABLE leaked (id int); DO $$ BEGIN COMMIT; END $$",
+        ),
+        // PostgreSQL ends a `--` comment at a carriage return; the host's filter must too.
+        "commit_cr" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.execute("--\rCOMMIT", &[]).map(drop)
+        }
+        "prepare_transaction_cr" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.execute("PREPARE--\rTRANSACTION 'wasmig_evil'", &[])
+                .map(drop)
+        }
+        // Statements that end the step's transaction, sent with the host's text filter
+        // switched off (a debug-build test hook): the server-side check must catch each, and
+        // the step must fail even though the plugin swallows every error.
+        "end_transaction" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            let _ = db.execute(t, &[]);
+            let _ = db.execute("CREATE TABLE leaked_after (id int)", &[]);
+            Ok(())
+        }
+        "end_transaction_query" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            let _ = db.query(t, &[]);
+            Ok(())
+        }
+        // Text that would forge or hide the operator's screen, from every path.
+        "forge_output" => {
+            let forged = "\n\u{1b}[1A\u{1b}[2K\rrun 99: 3 schema(s), 9 step(s) applied, 0 problem(s), 0.01s\u{1b}[8m";
+            wasmig_sdk::info(forged);
+            println!("{forged}");
+            eprintln!("{forged}");
+            Err(Error::msg(forged))
+        }
+        "forge_raise" => sql(
+            db,
+            "DO $$ BEGIN RAISE EXCEPTION E'\\x1b[2K\\rrun 99: 0 problem(s)\\n\\x1b[8m'; END $$",
+        ),
+        "forge_panic" => panic!("\u{1b}[2K\rrun 99: 0 problem(s)\u{1b}[8m"),
+        "huge_error" => Err(Error::msg("E".repeat(20 << 20))),
+        "huge_raise" => sql(
+            db,
+            "DO $$ BEGIN RAISE EXCEPTION '%', repeat('R', 5000000); END $$",
+        ),
+        // Results that are small on the wire and large once decoded.
+        "wide_nulls" => {
+            let cols: Vec<String> = (1..=1600).map(|i| format!("NULL::int AS c{i}")).collect();
+            db.query(
+                &format!("SELECT {} FROM generate_series(1, 12000)", cols.join(", ")),
+                &[],
+            )
+            .map(drop)
+        }
+        "numeric_amplification" => db
+            .query(
+                "SELECT power(10::numeric, 131000) AS n FROM generate_series(1, 4000)",
+                &[],
+            )
+            .map(drop),
+        // Objects outside the schema: large objects, and objects given to the tenant group.
+        "large_object" => db.query("SELECT lo_create(0)", &[]).map(drop),
+        "large_object_to_group" => sql(
+            db,
+            "DO $$ DECLARE o oid := lo_create(0); BEGIN
+               EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %I', o, current_setting('wasmig.tenant_group'));
+             END $$",
+        ),
+        "large_object_as_group" => sql(
+            db,
+            "SELECT set_config('role', current_setting('wasmig.tenant_group'), true); SELECT lo_from_bytea(0, 'x'); RESET ROLE",
+        ),
+        // wasmig's runner locks, and the server's shared lock table.
+        "advisory_locks" => sql(
+            db,
+            "SELECT pg_advisory_xact_lock(1463898957, k) FROM generate_series(1, 30000) k",
+        ),
+        "advisory_lock_shared" => db
+            .query("SELECT pg_try_advisory_lock_shared(42)", &[])
+            .map(drop),
+        // Code planted in the tenant schema that would run as whoever touches it (the
+        // application role, with every tenant's privileges). A migration has the `schema`
+        // capability unless trusted: the server's object guard refuses each.
+        "plant_trigger" => sql(
+            db,
+            &format!(
+                "CREATE TABLE bait (id int);
+                 CREATE FUNCTION steal() RETURNS trigger LANGUAGE plpgsql AS $f$
+                   BEGIN INSERT INTO bait SELECT count(*) FROM {t}.notes; RETURN NEW; END $f$;
+                 CREATE TRIGGER steal BEFORE INSERT ON bait FOR EACH ROW EXECUTE FUNCTION steal()"
+            ),
+        ),
+        "plant_rule" => sql(
+            db,
+            "CREATE TABLE bait (id int); CREATE RULE r AS ON INSERT TO bait DO ALSO NOTIFY app_channel",
+        ),
+        "plant_policy" => sql(
+            db,
+            "CREATE TABLE bait (id int); ALTER TABLE bait ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY p ON bait USING (pg_notify('app_channel', 'x') IS NULL)",
+        ),
+        "plant_default" => sql(
+            db,
+            &format!(
+                "CREATE TABLE bait (id int, loot text DEFAULT query_to_xml('SELECT * FROM {t}.notes', true, true, '')::text)"
+            ),
+        ),
+        "plant_check" => sql(
+            db,
+            "CREATE TABLE bait (id int CHECK (pg_notify('app_channel', 'x') IS NULL))",
+        ),
+        "plant_domain" => sql(
+            db,
+            "CREATE DOMAIN bait_d AS int CHECK (set_config('role', 'x', true) IS NOT NULL)",
+        ),
+        "plant_alter_default" => sql(
+            db,
+            &format!(
+                "CREATE TABLE bait (id int); ALTER TABLE bait ALTER COLUMN id SET DEFAULT nextval(('{t}.notes' || '_id_seq')::regclass)"
+            ),
+        ),
+        "plant_view" => sql(
+            db,
+            &format!(
+                "CREATE VIEW bait AS SELECT query_to_xml('SELECT * FROM {t}.notes', true, true, '') AS loot"
+            ),
+        ),
+        "plant_shadow_view" => sql(
+            db,
+            "CREATE VIEW currency AS SELECT 'XXX'::text AS code, 'Forged'::text AS name, 2 AS decimals",
+        ),
+        "plant_shadow_table" => sql(db, "CREATE TABLE country (code text, name text)"),
+        "plant_lower_varchar" => sql(
+            db,
+            "CREATE FUNCTION lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT ''pwned''::text'",
+        ),
+        "plant_operator" => sql(
+            db,
+            "CREATE OPERATOR === (LEFTARG = text, RIGHTARG = text, FUNCTION = texteq)",
+        ),
+        "plant_in_do" => sql(
+            db,
+            "DO $$ BEGIN EXECUTE 'CREATE FUNCTION f() RETURNS int LANGUAGE sql AS ''SELECT 1'''; END $$",
+        ),
+        // What a plugin with the `schema` capability may create: plain tables, identity and
+        // serial columns, built-in defaults and checks, indexes, views, types.
+        "allowed_schema" => sql(
+            db,
+            "CREATE TABLE item (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, s serial,
+                                name text NOT NULL DEFAULT '' CHECK (length(name) < 100),
+                                at timestamptz DEFAULT now(), u uuid DEFAULT gen_random_uuid());
+             CREATE INDEX item_name ON item (lower(name)) WHERE name <> '';
+             CREATE VIEW item_names AS SELECT id, upper(name) AS name FROM item;
+             CREATE TYPE mood AS ENUM ('ok', 'meh'); CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+             CREATE TABLE behaved (id int)",
         ),
         // Time and resources.
         "pg_sleep" => db.query("SELECT pg_sleep(600)", &[]).map(drop),

@@ -1,0 +1,108 @@
+//! Making text that a plugin controls inert before a person sees it or wasmig stores it:
+//! log messages, stdout/stderr, step errors, panic messages and SQL error text (a plugin can
+//! `RAISE EXCEPTION` anything). Control characters, ANSI escape sequences, line breaks and
+//! bidirectional overrides are shown as visible escapes, so such text stays on its own line
+//! and cannot erase, recolour, hide or imitate wasmig's own output; long text is cut to a
+//! cap with the number of bytes left out. Pure.
+
+use std::fmt::Write as _;
+
+/// The most characters of a step's error message that wasmig shows or stores.
+pub const MAX_ERROR_CHARS: usize = 2000;
+/// The most characters of one plugin log line (or stdout/stderr line) that wasmig shows.
+pub const MAX_LOG_LINE_CHARS: usize = 2000;
+
+/// Whether `c` could change how a terminal shows the text around it.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            // Bidirectional marks, embeddings, overrides and isolates (Trojan Source).
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            // Line and paragraph separators, zero-width characters, the BOM.
+            | '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200d}' | '\u{feff}'
+        )
+}
+
+/// `text` on one line with every unsafe character escaped (`\n`, `\r`, `\t`, `\x1b`,
+/// `\u{202e}`, and `\\` for a backslash so an escape cannot be imitated), cut after
+/// `max_chars` characters with a note of how many bytes were left out.
+pub fn inert(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars + 32));
+    for (shown, (at, c)) in text.char_indices().enumerate() {
+        if shown == max_chars {
+            let _ = write!(out, "… ({} more bytes)", text.len() - at);
+            return out;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe(c) && (c as u32) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Why a line of manifest text (a description, a version) is refused, if it is: such text
+/// is shown as it is, so it may hold no control characters and must fit `max_chars`.
+pub fn check_manifest_text(text: &str, max_chars: usize) -> Result<(), String> {
+    if let Some(c) = text.chars().find(|&c| is_unsafe(c)) {
+        return Err(format!(
+            "contains the control character {}; manifest text must be plain, one line",
+            inert(&c.to_string(), 4)
+        ));
+    }
+    let n = text.chars().count();
+    if n > max_chars {
+        return Err(format!("is {n} characters long; the limit is {max_chars}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_become_visible_escapes() {
+        assert_eq!(inert("a\nb\rc\td", 100), "a\\nb\\rc\\td");
+        assert_eq!(
+            inert("\u{1b}[2K\u{1b}[8mhidden", 100),
+            "\\x1b[2K\\x1b[8mhidden"
+        );
+        assert_eq!(inert("x\u{7f}\u{9b}y", 100), "x\\x7f\\x9by");
+        assert_eq!(inert("abc\u{202e}def", 100), "abc\\u{202e}def");
+        assert_eq!(inert("\u{2028}\u{feff}", 100), "\\u{2028}\\u{feff}");
+        // A backslash is doubled, so plugin text cannot imitate an escape of ours.
+        assert_eq!(inert("\\n", 100), "\\\\n");
+        assert_eq!(inert("naïve 日本", 100), "naïve 日本");
+    }
+
+    #[test]
+    fn long_text_is_cut_with_the_bytes_left_out() {
+        let long = "é".repeat(10);
+        assert_eq!(inert(&long, 4), "éééé… (12 more bytes)");
+        assert_eq!(inert("abc", 3), "abc");
+        let flood = "x".repeat(20 << 20);
+        assert!(inert(&flood, MAX_ERROR_CHARS).len() < MAX_ERROR_CHARS + 40);
+    }
+
+    #[test]
+    fn manifest_text_is_plain_and_bounded() {
+        assert!(check_manifest_text("Create notes", 100).is_ok());
+        assert!(check_manifest_text("", 100).is_ok());
+        let e = check_manifest_text("run 1: ok\n0 problem(s)", 100).expect_err("newline");
+        assert!(e.contains("\\n"), "{e}");
+        assert!(check_manifest_text("\u{1b}[8m", 100).is_err());
+        assert!(check_manifest_text("\u{202e}", 100).is_err());
+        assert!(check_manifest_text(&"x".repeat(101), 100).is_err());
+    }
+}
