@@ -139,9 +139,7 @@ fn strip_leading_comments(mut s: &str) -> &str {
     loop {
         s = s.trim_start();
         if let Some(rest) = s.strip_prefix("--") {
-            s = rest
-                .find(['\n', '\r'])
-                .map_or("", |n| &rest[n..]);
+            s = rest.find(['\n', '\r']).map_or("", |n| &rest[n..]);
         } else if s.starts_with("/*") {
             let end = skip_block_comment(s.as_bytes(), 0);
             s = &s[end..];
