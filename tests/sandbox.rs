@@ -1039,3 +1039,108 @@ fn a_schema_role_may_not_change_its_schema_outside_a_step() {
     a.db.exec("RESET SESSION AUTHORIZATION");
     assert!(e.contains("outside a wasmig step"), "{e}");
 }
+
+#[test]
+fn a_step_holding_too_many_locks_is_stopped() {
+    let a = Arena::new("many_locks");
+    let started = std::time::Instant::now();
+    let run = a.attack(
+        "many_locks",
+        "",
+        &["--plugin-limit", "hostile:max_locks=200"],
+        1,
+    );
+    let line = att_error(&run);
+    assert!(
+        line.contains("more than its limit of 200 (max_locks)"),
+        "{line}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "stopped long before its sleep ended"
+    );
+    assert!(!a.db.table_exists("att", "hoard_1"), "rolled back");
+    // Everyone else can still connect and work.
+    assert_eq!(a.db.scalar_i64("SELECT 1::bigint"), 1);
+}
+
+#[test]
+fn a_tenant_session_holding_a_shared_lock_does_not_stop_the_shared_migration() {
+    let a = Arena::new("shared_first");
+    // A session of the victim's own role reads a shared table and keeps its transaction (and
+    // its lock) open, as a tenant step of another run would.
+    let role = a.role("vic");
+    a.db.exec(&format!("ALTER ROLE \"{role}\" PASSWORD 'held'"));
+    let holder = a.db.session_as(&role, "held");
+    holder
+        .exec("BEGIN; SELECT count(*) FROM shared.currency")
+        .expect("read a shared table");
+    a.plugins.set(&["reference_next", "notes_v1", "hostile"]);
+    let run =
+        a.db.wasmig(
+            a.plugins.path(),
+            &["migrate", "--shared", "--lock-timeout", "1s"],
+        )
+        .expect(0);
+    assert!(
+        run.stderr
+            .contains("ended 1 tenant session(s) holding locks in the shared schema"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        a.db.scalar_i64(
+            "SELECT count(*) FROM information_schema.columns
+              WHERE table_schema = 'shared' AND table_name = 'currency' AND column_name = 'symbol'"
+        ),
+        1
+    );
+    assert!(holder.is_closed(), "the tenant session was ended");
+}
+
+#[test]
+fn without_the_object_guard_limited_tiers_are_refused_not_weakened() {
+    // An operator that is not a superuser cannot install the event trigger: a tenant plugin
+    // without `full` rights is then refused before anything runs.
+    let db = TestDb::new("no_guard");
+    let op = format!("op_{}", db.name);
+    db.exec(&format!(
+        "CREATE ROLE \"{op}\" LOGIN CREATEROLE PASSWORD 'op'; GRANT CREATE ON DATABASE \"{}\" TO \"{op}\";",
+        db.name
+    ));
+    let url = db.url.replacen(
+        &format!(
+            "{}:{}",
+            crate::support::ADMIN_USER,
+            crate::support::ADMIN_PASSWORD
+        ),
+        &format!("{op}:op"),
+        1,
+    );
+    let plugins = PluginDir::new(&["notes_v1"]);
+    let run = |args: &[&str]| {
+        let out = crate::support::wasmig_command(&url, plugins.path(), args)
+            .output()
+            .expect("run wasmig");
+        Run::from(out, args)
+    };
+    let init = run(&["init"]).expect(0);
+    assert!(init.stderr.contains("not a superuser"), "{}", init.stderr);
+    run(&["tenant", "create", "t1", "--no-migrate"]).expect(0);
+    let refused = run(&["migrate"]).expect(2);
+    assert!(
+        refused.stderr.contains("object guard")
+            && refused.stderr.contains("`notes` (schema)")
+            && refused.stderr.contains("--trust"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM wasmig.ledger"),
+        0,
+        "nothing ran"
+    );
+    // Trusted by name, it runs with full rights.
+    run(&["migrate", "--trust", "notes"]).expect(0);
+    assert!(db.table_exists("t1", "notes"));
+}

@@ -20,7 +20,7 @@ pub enum ConfigError {
     Duration(String),
     /// A malformed `--plugin-limit`.
     #[error(
-        "invalid limit `{0}`: use PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb, max_result_rows, max_result_bytes, max_statements"
+        "invalid limit `{0}`: use PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb, max_result_rows, max_result_bytes, max_statements, max_locks"
     )]
     Limit(String),
 }
@@ -64,6 +64,7 @@ enum LimitKey {
     MaxResultRows,
     MaxResultBytes,
     MaxStatements,
+    MaxLocks,
 }
 
 impl LimitOverride {
@@ -84,6 +85,7 @@ impl LimitOverride {
                     "max_result_rows" => LimitKey::MaxResultRows,
                     "max_result_bytes" => LimitKey::MaxResultBytes,
                     "max_statements" => LimitKey::MaxStatements,
+                    "max_locks" => LimitKey::MaxLocks,
                     _ => return Err(bad()),
                 };
                 (key, v)
@@ -116,6 +118,7 @@ impl LimitOverride {
                 limits.max_result_bytes = usize::try_from(v).unwrap_or(usize::MAX)
             }
             LimitKey::MaxStatements => limits.max_statements = u32::try_from(v).unwrap_or(u32::MAX),
+            LimitKey::MaxLocks => limits.max_locks = Some(v),
         }
     }
 }

@@ -943,6 +943,32 @@ pub async fn repair_row(
     Ok(row.map(|r| r.get(0)))
 }
 
+/// Ends the sessions of tenant roles that hold locks on relations of the shared schema
+/// (a tenant step reading a shared table keeps its lock until it commits): the shared
+/// schema's migration goes first. Returns how many sessions were ended.
+pub async fn end_tenant_sessions_locking(
+    client: &Client,
+    shared: &SchemaName,
+) -> Result<i64, ControlError> {
+    Ok(client
+        .query_one(
+            "SELECT count(pg_catalog.pg_terminate_backend(a.pid))
+               FROM pg_catalog.pg_stat_activity a
+              WHERE a.usename IN (SELECT role_name FROM wasmig.managed_schema WHERE scope = 'tenant')
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                              JOIN pg_catalog.pg_class c ON c.oid = l.relation
+                             WHERE l.pid = a.pid AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                                                    WHERE datname = pg_catalog.current_database())
+                               AND c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1))",
+            &[&shared.as_str()],
+        )
+        .await
+        .map_err(pg(format!(
+            "ending tenant sessions that hold locks in the shared schema `{shared}`"
+        )))?
+        .get(0))
+}
+
 /// Whether the object guard event trigger (installed by a superuser `init`) is enabled.
 pub async fn object_guard_installed(client: &Client) -> Result<bool, ControlError> {
     Ok(client

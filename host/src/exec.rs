@@ -46,6 +46,8 @@ pub struct Fleet {
     pub tiers: Vec<crate::plan::Tier>,
     /// Dump each schema with pending steps before migrating it.
     pub backups: Option<crate::backup::Backups>,
+    /// The locks held by running steps.
+    pub watch: crate::watch::LockWatch,
 }
 
 /// How one schema ended.
@@ -210,6 +212,50 @@ impl Fleet {
                 None => work.push(t),
             }
         }
+        if work.is_empty() {
+            return reports;
+        }
+        // While steps run, one more operator session watches the locks they hold.
+        let watcher = match self.target.connect().await {
+            Ok(c) => {
+                self.watch.size_from_server(&c, opts.jobs).await;
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "no session for the lock watchdog ({e}); this run's steps are not stopped at their lock limit"
+                );
+                None
+            }
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (worked, ()) = tokio::join!(
+            async {
+                let r = self.migrate_work(op, work, snapshot, opts, on_done).await;
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                r
+            },
+            async {
+                if let Some(c) = &watcher {
+                    self.watch.run(c, &stop).await;
+                }
+            }
+        );
+        reports.extend(worked);
+        reports
+    }
+
+    /// The part of [`Fleet::migrate`] that touches schemas: grants, then the shared schema,
+    /// then the tenants.
+    async fn migrate_work(
+        self: &Arc<Self>,
+        op: &Client,
+        work: Vec<Target>,
+        snapshot: &HashMap<String, Vec<LedgerEntry>>,
+        opts: &RunOptions,
+        on_done: &(dyn Fn(&SchemaReport) + Sync),
+    ) -> Vec<SchemaReport> {
+        let mut reports = Vec::new();
         // One statement (one commit) grants every step the snapshot shows pending, for all
         // schemas; the per-schema path then writes nothing on the operator's connection.
         let grants = self.grant_all(op, &work, snapshot, opts).await;
@@ -578,7 +624,7 @@ impl Fleet {
         for (p, g) in plan.pending.iter().zip(&grants) {
             let (pl, st) = self.step(p);
             let name = format!("{}/{}", pl.name, st.id);
-            match self.run_step(&client, *p, &t.schema, &g.token).await {
+            match self.run_shared_first(op, &client, *p, t, &g.token).await {
                 Ok(()) => {
                     tracing::debug!("{}: applied {name}", t.schema);
                     applied.push(name);
@@ -609,6 +655,42 @@ impl Fleet {
             }
         }
         Outcome::Applied { steps: applied }
+    }
+
+    /// [`Fleet::run_step`], except that a shared-schema step that could not get a lock (or
+    /// was chosen as a deadlock victim) ends the tenant sessions holding locks in the shared
+    /// schema and is tried again, up to [`SHARED_LOCK_ATTEMPTS`] times: a tenant step must not
+    /// keep the shared schema from migrating, which would skip every tenant of the run.
+    async fn run_shared_first(
+        &self,
+        op: &Client,
+        client: &Arc<Client>,
+        p: PendingStep,
+        t: &Target,
+        token: &[u8; 32],
+    ) -> Result<(), StepFailure> {
+        let mut attempt = 1;
+        loop {
+            let ran = self.run_step(client, p, &t.schema, token).await;
+            let conflict = matches!(&ran, Err(f)
+                if matches!(f.sqlstate.as_deref(), Some("55P03" | "40P01")));
+            if t.scope != Scope::Shared || !conflict || attempt == SHARED_LOCK_ATTEMPTS {
+                return ran;
+            }
+            let (pl, st) = self.step(&p);
+            match control::end_tenant_sessions_locking(op, &t.schema).await {
+                Ok(n) => tracing::warn!(
+                    "{}: {}/{} could not get its locks; ended {n} tenant session(s) holding locks in the shared schema, trying again ({}/{SHARED_LOCK_ATTEMPTS})",
+                    t.schema,
+                    pl.name,
+                    st.id,
+                    attempt + 1
+                ),
+                Err(e) => tracing::warn!("{}: {e}", t.schema),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            attempt += 1;
+        }
     }
 
     fn grant(&self, schema: &SchemaName, p: &PendingStep) -> StepGrant {
@@ -688,6 +770,8 @@ impl Fleet {
         let (pl, st) = self.step(&p);
         let transactional = st.transactional;
         let started = Instant::now();
+        let role = self.roles.get(schema).map_or("", String::as_str);
+        self.watch.start(role, self.limits[p.plugin].max_locks);
         let called = self
             .call_plugin(client, p, schema, transactional, Call::Apply, token)
             .await;
@@ -741,7 +825,15 @@ impl Fleet {
             st.id,
             started.elapsed()
         );
-        outcome
+        match (self.watch.finish(role), outcome) {
+            // The watchdog ended the session: that, not the broken connection, is the cause.
+            (Some(over), Err(_)) => Err(StepFailure {
+                sqlstate: None,
+                message: over.message(),
+                lost_transaction: false,
+            }),
+            (_, outcome) => outcome,
+        }
     }
 
     /// A plugin statement ended the step's transaction: a `PREPARE TRANSACTION` it slipped
@@ -999,6 +1091,9 @@ async fn release(op: &Client, schema: Option<SchemaName>) {
         tracing::warn!("{e}");
     }
 }
+
+/// How many times a shared-schema step is tried when it meets a lock a tenant session holds.
+const SHARED_LOCK_ATTEMPTS: u32 = 3;
 
 /// How many schema-role logins each worker keeps under way beyond the schema it is on.
 const LOGINS_AHEAD: usize = 2;

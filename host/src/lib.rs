@@ -28,6 +28,7 @@ pub mod plugin;
 pub mod report;
 pub mod secret;
 pub mod text;
+pub mod watch;
 
 /// Process exit codes (part of the interface; documented in README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

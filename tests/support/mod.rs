@@ -153,6 +153,31 @@ impl TestDb {
         }
     }
 
+    /// A session of its own logged in as `user` (over TCP, password auth), for tests that
+    /// need another backend holding locks or a transaction open.
+    pub fn session_as(&self, user: &str, password: &str) -> Session {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let url = format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/{}",
+            server().port,
+            self.name
+        );
+        let (client, conn) = rt
+            .block_on(tokio_postgres::connect(&url, NoTls))
+            .unwrap_or_else(|e| panic!("connect as {user}: {e}"));
+        let driver = rt.spawn(async move {
+            let _ = conn.await;
+        });
+        Session {
+            rt,
+            client,
+            _driver: driver,
+        }
+    }
+
     pub fn query(&self, sql: &str) -> Vec<Row> {
         self.rt
             .block_on(self.client.query(sql, &[]))
@@ -224,6 +249,26 @@ impl TestDb {
     /// The `wasmig` command [`TestDb::wasmig`] runs, to start it in the background.
     pub fn wasmig_command(&self, plugins: &Path, args: &[&str]) -> Command {
         wasmig_command(&self.url, plugins, args)
+    }
+}
+
+/// A session of [`TestDb::session_as`].
+pub struct Session {
+    rt: tokio::runtime::Runtime,
+    pub client: Client,
+    _driver: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    pub fn exec(&self, sql: &str) -> Result<(), String> {
+        self.rt
+            .block_on(self.client.batch_execute(sql))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether the server ended this session.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed() || self.exec("SELECT 1").is_err()
     }
 }
 

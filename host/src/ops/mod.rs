@@ -326,6 +326,7 @@ pub fn fleet(
         limits,
         tiers,
         backups,
+        watch: crate::watch::LockWatch::default(),
     })
 }
 

@@ -53,6 +53,9 @@ pub struct Limits {
     pub max_result_bytes: usize,
     /// Most statements one step may send.
     pub max_statements: u32,
+    /// Most locks one step's session may hold (`None`: half the server's lock table shared
+    /// among the run's parallel steps, see [`crate::watch`]).
+    pub max_locks: Option<u64>,
     /// Most bytes of log messages, and of stdout/stderr, kept per step.
     pub max_log_bytes: usize,
     /// Server-side timeouts of the schema role's session.
@@ -67,6 +70,7 @@ impl Default for Limits {
             max_result_rows: 100_000,
             max_result_bytes: 64 << 20,
             max_statements: 100_000,
+            max_locks: None,
             max_log_bytes: 1 << 20,
             session: crate::control::SessionLimits::default(),
         }

@@ -278,6 +278,13 @@ fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
              CREATE TYPE mood AS ENUM ('ok', 'meh'); CREATE DOMAIN positive AS int CHECK (VALUE > 0);
              CREATE TABLE behaved (id int)",
         ),
+        // Fill the server's shared lock table: every table created in one transaction holds
+        // locks until it ends.
+        "many_locks" => sql(
+            db,
+            "DO $$ BEGIN FOR i IN 1..3000 LOOP EXECUTE format('CREATE TABLE hoard_%s (id int)', i); END LOOP;
+                 PERFORM pg_sleep(30); END $$",
+        ),
         // Time and resources.
         "pg_sleep" => db.query("SELECT pg_sleep(600)", &[]).map(drop),
         "pg_sleep_no_timeout" => sql(db, "SET statement_timeout = 0; SELECT pg_sleep(600)"),
