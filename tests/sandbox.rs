@@ -12,8 +12,13 @@ struct Arena {
 
 impl Arena {
     fn new(label: &str) -> Arena {
+        Arena::with(label, "hostile")
+    }
+
+    /// An arena whose attacks run in `hostile` (transactional step) or `hostile_nontx`.
+    fn with(label: &str, hostile: &str) -> Arena {
         let db = TestDb::new(label);
-        let plugins = PluginDir::new(&["reference", "notes_v1", "hostile"]);
+        let plugins = PluginDir::new(&["reference", "notes_v1", hostile]);
         db.wasmig(plugins.path(), &["init"]).expect(0);
         db.wasmig(plugins.path(), &["migrate", "--shared"])
             .expect(0);
@@ -923,13 +928,14 @@ fn planted_code_is_refused_for_a_migration_with_the_schema_capability() {
         ("plant_default", "calls query_to_xml"),
         ("plant_check", "calls pg_notify"),
         ("plant_domain", "calls set_config"),
-        ("plant_alter_default", "calls nextval other than"),
+        ("plant_alter_default", "calls nextval(regclass)"),
         ("plant_view", "calls query_to_xml"),
         ("plant_shadow_view", "is named like shared.currency"),
         ("plant_shadow_table", "is named like shared.country"),
         ("plant_lower_varchar", "CREATE FUNCTION is not allowed"),
         ("plant_operator", "CREATE OPERATOR is not allowed"),
         ("plant_in_do", "CREATE FUNCTION is not allowed"),
+        ("plant_stable_default", "calls pg_stat_get_backend_activity"),
     ] {
         let target =
             if attack.contains("default") || attack.contains("view") || attack == "plant_trigger" {
@@ -1143,4 +1149,86 @@ fn without_the_object_guard_limited_tiers_are_refused_not_weakened() {
     // Trusted by name, it runs with full rights.
     run(&["migrate", "--trust", "notes"]).expect(0);
     assert!(db.table_exists("t1", "notes"));
+}
+
+#[test]
+fn a_step_is_bounded_in_temporary_files() {
+    // The schema role's temp_file_limit (1 GiB) is the ceiling; a plugin's `max_temp_mb`
+    // lowers it for its steps, and the step cannot raise it again.
+    fails_with(
+        "temp_flood",
+        "",
+        &["--plugin-limit", "hostile:max_temp_mb=1"],
+        "temporary file size exceeds temp_file_limit (1024kB)",
+    );
+}
+
+#[test]
+fn a_statement_that_opens_a_transaction_in_a_non_transactional_step_is_caught() {
+    // In a non-transactional step each statement commits on its own; one that opens a
+    // transaction block (past the text filter, switched off here) would make the host's own
+    // statements run inside the plugin's transaction. The check after every statement sees it.
+    let a = Arena::with("nontx_begin", "hostile_nontx");
+    a.tenant("att", "end_transaction", "BEGIN");
+    a.tenant("by", "none", "");
+    let out =
+        a.db.wasmig_command(a.plugins.path(), &["migrate"])
+            .env("WASMIG_TEST_SKIP_TEXT_FILTER", "1")
+            .output()
+            .expect("run wasmig");
+    let run = Run::from(out, &["migrate"]).expect(1);
+    let line = att_error(&run);
+    assert!(line.contains("left a transaction block open"), "{line}");
+    assert!(
+        !a.db.table_exists("att", "leaked_after"),
+        "nothing ran after it"
+    );
+    assert_eq!(
+        a.db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'att'"),
+        0
+    );
+    assert!(a.db.table_exists("by", "behaved"));
+    // Without the test hook the filter refuses the same statement before it reaches the
+    // server: the plugin swallows that error, no block is opened, and the step goes on.
+    let a = Arena::with("nontx_filter", "hostile_nontx");
+    let run = a.attack("end_transaction", "BEGIN", &[], 0);
+    assert!(
+        run.stderr.contains("`BEGIN` is not allowed in a step")
+            || a.db.table_exists("att", "leaked_after"),
+        "{}",
+        run.stderr
+    );
+    assert!(a.db.table_exists("att", "leaked_after"));
+    assert_eq!(
+        a.db.scalar_i64(
+            "SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'att' AND plugin = 'hostile-nontx'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn nothing_a_step_leaves_in_the_session_reaches_the_next_plugin() {
+    // `hostile` and `hostile-nontx` run one after the other on the same tenant session; the
+    // first leaves a temporary table and a role, the second would record finding either.
+    let db = TestDb::new("carry_over");
+    let plugins = PluginDir::new(&["reference", "hostile", "hostile_nontx"]);
+    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["tenant", "create", "att", "--no-migrate"])
+        .expect(0);
+    db.exec(&format!(
+        "SET ROLE \"{}_att\"; CREATE TABLE att.attack_plan (attack text, target text);
+         INSERT INTO att.attack_plan VALUES ('carry_over', ''); RESET ROLE;",
+        db.name
+    ));
+    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'att'"),
+        2,
+        "both plugins ran"
+    );
+    assert!(
+        !db.table_exists("att", "carried_over"),
+        "the second plugin found the first one's temporary table or role"
+    );
 }

@@ -310,12 +310,18 @@ pub async fn restore(
     }
     let (s, a, r) = (ident(schema.as_str()), ident(&aside), ident(who.role));
     let role_lit = crate::db::quote::literal(who.role).unwrap_or_default();
-    // pg_restore logs in as the tenant's role outside any step: the object guard lets that
-    // role's DDL through while it is marked as being restored (at most an hour).
+    // pg_restore logs in as the tenant's role outside any step: the object guard lets the DDL
+    // of a session of that role through if it presents this nonce (only pg_restore gets it),
+    // for at most an hour.
+    let nonce: String = crate::secret::token()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     op.batch_execute(&format!(
         "BEGIN; ALTER SCHEMA {s} RENAME TO {a}; CREATE SCHEMA {s} AUTHORIZATION {r}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
-         INSERT INTO wasmig.restoring (role_name, expires_at) VALUES ({role_lit}, clock_timestamp() + interval '1 hour')
-             ON CONFLICT (role_name) DO UPDATE SET expires_at = EXCLUDED.expires_at;
+         INSERT INTO wasmig.restoring (role_name, nonce_hash, expires_at)
+             VALUES ({role_lit}, sha256(convert_to('{nonce}', 'UTF8')), clock_timestamp() + interval '1 hour')
+             ON CONFLICT (role_name) DO UPDATE SET nonce_hash = EXCLUDED.nonce_hash, expires_at = EXCLUDED.expires_at;
          COMMIT;"
     ))
     .await
@@ -339,7 +345,9 @@ pub async fn restore(
     .arg(target.dbname())
     .arg(file);
     libpq_env(&mut cmd, target);
-    cmd.env("PGUSER", who.role).env("PGPASSWORD", who.password);
+    cmd.env("PGUSER", who.role)
+        .env("PGPASSWORD", who.password)
+        .env("PGOPTIONS", format!("-c wasmig.restore_nonce={nonce}"));
     let restored = cmd.output().await;
     let _ = std::fs::remove_file(&list_file);
     let failed = match restored {

@@ -20,7 +20,7 @@ pub enum ConfigError {
     Duration(String),
     /// A malformed `--plugin-limit`.
     #[error(
-        "invalid limit `{0}`: use PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb, max_result_rows, max_result_bytes, max_statements, max_locks"
+        "invalid limit `{0}`: use PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb, max_result_rows, max_result_bytes, max_statements, max_locks, max_temp_mb"
     )]
     Limit(String),
 }
@@ -65,6 +65,7 @@ enum LimitKey {
     MaxResultBytes,
     MaxStatements,
     MaxLocks,
+    MaxTempMb,
 }
 
 impl LimitOverride {
@@ -86,6 +87,7 @@ impl LimitOverride {
                     "max_result_bytes" => LimitKey::MaxResultBytes,
                     "max_statements" => LimitKey::MaxStatements,
                     "max_locks" => LimitKey::MaxLocks,
+                    "max_temp_mb" => LimitKey::MaxTempMb,
                     _ => return Err(bad()),
                 };
                 (key, v)
@@ -119,6 +121,7 @@ impl LimitOverride {
             }
             LimitKey::MaxStatements => limits.max_statements = u32::try_from(v).unwrap_or(u32::MAX),
             LimitKey::MaxLocks => limits.max_locks = Some(v),
+            LimitKey::MaxTempMb => limits.max_temp_mb = Some(v),
         }
     }
 }

@@ -132,12 +132,30 @@ BEGIN
     END IF;
 END
 $upgrade$;
+-- The step's own temp_file_limit (a plugin's `max_temp_mb`), set by `begin_step`.
+DO $upgrade$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                    WHERE attrelid = 'wasmig.step_grant'::regclass AND attname = 'temp_limit_kb'
+                      AND NOT attisdropped) THEN
+        ALTER TABLE wasmig.step_grant ADD COLUMN temp_limit_kb bigint;
+    END IF;
+END
+$upgrade$;
 -- Which step a schema-role session is running, with which tier: written by `begin_step`
 -- inside the step's transaction (so a rollback removes it) and removed by `record_step`;
 -- the object guard reads it. Unlogged: it never needs to outlive a step.
 CREATE UNLOGGED TABLE IF NOT EXISTS wasmig.active_step (
     pid int PRIMARY KEY,
+    -- The transaction `begin_step` ran in, and when the session started: a row is the
+    -- session's own only if it was written in this transaction or by this very session.
+    txid bigint NOT NULL,
+    backend_start timestamptz NOT NULL,
     role_name text NOT NULL,
+    role_oid oid NOT NULL,
+    schema_name text NOT NULL,
+    home_nsp oid NOT NULL,
+    shared_nsp oid,
     tier text NOT NULL,
     plugin text NOT NULL,
     step_id text NOT NULL
@@ -146,6 +164,8 @@ CREATE UNLOGGED TABLE IF NOT EXISTS wasmig.active_step (
 -- step): the object guard lets its DDL through until the restore ends or the row expires.
 CREATE TABLE IF NOT EXISTS wasmig.restoring (
     role_name text PRIMARY KEY,
+    -- sha256 of the nonce the restore passes to pg_restore's session (`wasmig.restore_nonce`).
+    nonce_hash bytea NOT NULL,
     expires_at timestamptz NOT NULL
 );
 -- The only thing schema roles may use: a schema of its own, holding one function.
@@ -226,14 +246,33 @@ BEGIN
     IF p_token IS NULL THEN
         RETURN;
     END IF;
-    SELECT tier, plugin, step_id INTO g FROM wasmig.step_grant
+    SELECT tier, plugin, step_id, schema_name, temp_limit_kb INTO g FROM wasmig.step_grant
      WHERE token_hash = sha256(p_token) AND role_name = session_user
        AND expires_at > clock_timestamp();
     IF NOT FOUND THEN
         PERFORM wasmig_api.no_valid_grant();
     END IF;
-    INSERT INTO wasmig.active_step (pid, role_name, tier, plugin, step_id)
-    VALUES (pg_catalog.pg_backend_pid(), session_user, g.tier, g.plugin, g.step_id);
+    INSERT INTO wasmig.active_step (pid, txid, backend_start, role_name, role_oid, schema_name,
+                                    home_nsp, shared_nsp, tier, plugin, step_id)
+    SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), b.backend_start, session_user,
+           (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user), g.schema_name,
+           (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = g.schema_name),
+           (SELECT n.oid FROM wasmig.managed_schema m
+              JOIN pg_catalog.pg_namespace n ON n.nspname = m.schema_name
+             WHERE m.scope = 'shared' LIMIT 1),
+           g.tier, g.plugin, g.step_id
+      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b;
+    -- The step's own temp_file_limit (its plugin's `max_temp_mb`), for the session, so that
+    -- it holds for a non-transactional step too; otherwise the role's own. Only a superuser
+    -- may set it (this function runs as its owner, the operator); the role cannot raise it,
+    -- and its `RESET ALL` goes back to the role's limit, never above.
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        IF g.temp_limit_kb IS NOT NULL THEN
+            PERFORM pg_catalog.set_config('temp_file_limit', g.temp_limit_kb || 'kB', false);
+        ELSE
+            RESET temp_file_limit;
+        END IF;
+    END IF;
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.begin_step(bytea) FROM PUBLIC;
@@ -336,26 +375,44 @@ $fn$;
 -- The object guard (an event trigger at the end of every DDL command, installed by a
 -- superuser `init`): in a step of a tenant plugin with the `data` tier no DDL at all; with the
 -- `schema` tier only commands that create no code, and no object whose expressions call a
--- function other than a built-in without side effects (or `nextval` of the schema's own
--- sequence as a column default), no trigger, rule or policy, and no relation or type named
--- like one of the shared schema. It checks what the server created, read from the catalogs.
+-- function other than an immutable built-in (and a few others that depend on nothing but
+-- time, chance or their arguments; `nextval` of the schema's own sequence only as a column
+-- default), no trigger, rule or policy, nothing outside the schema or owned by another role,
+-- and no relation or type named like one of the shared schema. It checks what the server
+-- created, read from the catalogs, with indexed lookups planned once per session.
 CREATE OR REPLACE FUNCTION wasmig.guard_tenant_objects() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     a record;
+    o record;
+    r record;
+    x record;
+    stepping boolean;
     bad text;
 BEGIN
-    SELECT s.tier, s.plugin, s.step_id INTO a FROM wasmig.active_step s
+    SELECT s.* INTO a FROM wasmig.active_step s
      WHERE s.pid = pg_catalog.pg_backend_pid() AND s.role_name = session_user;
-    IF FOUND AND a.tier = 'full' THEN
+    stepping := FOUND;
+    -- A row written by this very transaction is this step's (a transactional step's row is
+    -- never committed); a committed one (non-transactional step) must be this session's, not
+    -- a session that ended and whose pid was reused.
+    IF stepping AND a.txid <> pg_catalog.txid_current() THEN
+        stepping := a.backend_start = (SELECT b.backend_start
+                                         FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b);
+    END IF;
+    IF stepping AND a.tier = 'full' THEN
         RETURN;
     END IF;
-    IF NOT FOUND THEN
+    IF NOT stepping THEN
         IF NOT EXISTS (SELECT 1 FROM wasmig.managed_schema WHERE role_name = session_user)
-           OR EXISTS (SELECT 1 FROM wasmig.restoring
-                       WHERE role_name = session_user AND expires_at > clock_timestamp()) THEN
+           -- pg_restore started by `wasmig restore` presents the restore's one-time nonce.
+           OR EXISTS (SELECT 1 FROM wasmig.restoring rs
+                       WHERE rs.role_name = session_user AND rs.expires_at > clock_timestamp()
+                         AND rs.nonce_hash = sha256(convert_to(
+                               coalesce(current_setting('wasmig.restore_nonce', true), ''), 'UTF8'))) THEN
             RETURN;
         END IF;
         RAISE EXCEPTION 'wasmig: % by a schema role outside a wasmig step is not allowed', tg_tag
@@ -380,120 +437,167 @@ BEGIN
             USING ERRCODE = '42501',
                   HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
     END IF;
-    WITH objs AS (
-        SELECT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
-    ), subj AS (
-        -- Each object and what hangs on it: defaults, constraints, indexes, rules, triggers,
-        -- policies (for a domain: its constraints).
-        SELECT o.classid, o.objid FROM objs o
-        UNION
-        SELECT d.classid, d.objid FROM objs o
-          JOIN pg_catalog.pg_depend d ON d.refclassid = o.classid AND d.refobjid = o.objid
-    ), trees AS (
-        -- The expression trees the server stored for them. Dependencies on built-in objects
-        -- are not recorded in pg_depend (they are pinned), so the functions an expression
-        -- calls are read from its tree, which the server wrote (constants in it are bytes).
-        SELECT s.classid, s.objid, ad.adbin::text AS tree
-          FROM subj s JOIN pg_catalog.pg_attrdef ad
-            ON s.classid = 'pg_catalog.pg_attrdef'::regclass AND ad.oid = s.objid
-        UNION ALL
-        SELECT s.classid, s.objid, co.conbin::text
-          FROM subj s JOIN pg_catalog.pg_constraint co
-            ON s.classid = 'pg_catalog.pg_constraint'::regclass AND co.oid = s.objid
-         WHERE co.conbin IS NOT NULL
-        UNION ALL
-        SELECT s.classid, s.objid, coalesce(i.indexprs::text, '') || coalesce(i.indpred::text, '')
-          FROM subj s JOIN pg_catalog.pg_index i
-            ON s.classid = 'pg_catalog.pg_class'::regclass AND i.indexrelid = s.objid
-        UNION ALL
-        SELECT s.classid, s.objid, rw.ev_action::text || coalesce(rw.ev_qual::text, '')
-          FROM subj s JOIN pg_catalog.pg_rewrite rw
-            ON s.classid = 'pg_catalog.pg_rewrite'::regclass AND rw.oid = s.objid
-        UNION ALL
-        SELECT s.classid, s.objid, ty.typdefaultbin::text
-          FROM subj s JOIN pg_catalog.pg_type ty
-            ON s.classid = 'pg_catalog.pg_type'::regclass AND ty.oid = s.objid
-         WHERE ty.typdefaultbin IS NOT NULL
-        UNION ALL
-        SELECT s.classid, s.objid, se.stxexprs::text
-          FROM subj s JOIN pg_catalog.pg_statistic_ext se
-            ON s.classid = 'pg_catalog.pg_statistic_ext'::regclass AND se.oid = s.objid
-         WHERE se.stxexprs IS NOT NULL
-        UNION ALL
-        SELECT s.classid, s.objid, pt.partexprs::text
-          FROM subj s JOIN pg_catalog.pg_partitioned_table pt
-            ON s.classid = 'pg_catalog.pg_class'::regclass AND pt.partrelid = s.objid
-         WHERE pt.partexprs IS NOT NULL
-    ), called AS (
-        SELECT t.classid, t.objid, m[1]::oid AS fn
-          FROM trees t,
-               pg_catalog.regexp_matches(t.tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') m
-        UNION ALL
-        SELECT t.classid, t.objid, o.oprcode::oid
-          FROM trees t, pg_catalog.regexp_matches(t.tree, ':opno (\d+)', 'g') m
-          JOIN pg_catalog.pg_operator o ON o.oid = m[1]::oid
-    ), shared AS (
-        SELECT n.oid, n.nspname FROM pg_catalog.pg_namespace n
-         WHERE n.nspname = (SELECT schema_name FROM wasmig.managed_schema WHERE scope = 'shared' LIMIT 1)
-    ), problems AS (
-        SELECT format('%s is code that would run as whoever touches the table',
-                      pg_catalog.pg_describe_object(s.classid, s.objid, 0)) AS why
-          FROM subj s
-         WHERE s.classid IN ('pg_catalog.pg_trigger'::regclass, 'pg_catalog.pg_policy'::regclass)
-            OR (s.classid = 'pg_catalog.pg_rewrite'::regclass
-                AND (SELECT rulename FROM pg_catalog.pg_rewrite WHERE oid = s.objid) <> '_RETURN')
-        UNION ALL
-        SELECT format('%s calls %s, which is not a built-in function without side effects',
-                      pg_catalog.pg_describe_object(c.classid, c.objid, 0), c.fn::regprocedure)
-          FROM called c JOIN pg_catalog.pg_proc p ON p.oid = c.fn
-         WHERE p.oid >= 16384
-            OR p.proname ~ '_to_xml'
-            OR (p.provolatile = 'v'
-                AND p.proname NOT IN ('random', 'clock_timestamp', 'timeofday', 'gen_random_uuid', 'nextval'))
-            OR (p.proname = 'nextval' AND c.classid <> 'pg_catalog.pg_attrdef'::regclass)
-        UNION ALL
-        -- `nextval` only as a column default `nextval('sequence'::regclass)`, on a sequence of
-        -- the schema itself (any other would be another tenant's).
-        SELECT format('%s calls nextval other than as nextval(''sequence''::regclass) on a sequence of its own schema',
-                      pg_catalog.pg_describe_object(c.classid, c.objid, 0))
-          FROM called c JOIN pg_catalog.pg_attrdef ad ON ad.oid = c.objid
-         WHERE c.classid = 'pg_catalog.pg_attrdef'::regclass
-           AND c.fn = 'pg_catalog.nextval(pg_catalog.regclass)'::regprocedure
-           AND (pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) !~ '^nextval\(''([^'']|'''')*''::regclass\)$'
-                OR NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_depend q JOIN pg_catalog.pg_class sq ON sq.oid = q.refobjid
-                     WHERE q.classid = c.classid AND q.objid = c.objid
-                       AND q.refclassid = 'pg_catalog.pg_class'::regclass AND sq.relkind = 'S'
-                       AND sq.relnamespace = (SELECT relnamespace FROM pg_catalog.pg_class
-                                               WHERE oid = ad.adrelid)))
-        UNION ALL
-        SELECT format('%s uses operator %s, which is not built in',
-                      pg_catalog.pg_describe_object(t.classid, t.objid, 0), m[1]::oid::regoperator)
-          FROM trees t, pg_catalog.regexp_matches(t.tree, ':opno (\d+)', 'g') m
-         WHERE m[1]::oid >= 16384
-        UNION ALL
-        SELECT format('%s is named like %s.%s of the shared schema, which it would shadow on a search_path',
-                      pg_catalog.pg_describe_object(o.classid, o.objid, 0), sh.nspname, x.name)
-          FROM objs o
-          JOIN LATERAL (
-              SELECT c.relname::text AS name FROM pg_catalog.pg_class c
-               WHERE o.classid = 'pg_catalog.pg_class'::regclass AND c.oid = o.objid
-              UNION ALL
-              SELECT t.typname::text FROM pg_catalog.pg_type t
-               WHERE o.classid = 'pg_catalog.pg_type'::regclass AND t.oid = o.objid
-          ) x ON true
-          CROSS JOIN shared sh
-         WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                        WHERE c.relnamespace = sh.oid AND c.relname = x.name)
-            OR EXISTS (SELECT 1 FROM pg_catalog.pg_type t
-                        WHERE t.typnamespace = sh.oid AND t.typname = x.name)
-    )
-    SELECT why INTO bad FROM problems LIMIT 1;
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'wasmig: plugin `%` (step `%`) has the `schema` capability: %', a.plugin, a.step_id, bad
-            USING ERRCODE = '42501',
-                  HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
-    END IF;
+    FOR o IN SELECT DISTINCT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c LOOP
+        -- Where it lives, who owns it, whether its name shadows one of the shared schema,
+        -- and whether it can hold expressions at all.
+        SELECT k.kind, k.nsp, k.owner, k.exprs, k.name,
+               EXISTS (SELECT 1 FROM pg_catalog.pg_class sc
+                        WHERE sc.relname = k.name AND sc.relnamespace = a.shared_nsp)
+               OR EXISTS (SELECT 1 FROM pg_catalog.pg_type st
+                           WHERE st.typname = k.name AND st.typnamespace = a.shared_nsp) AS shadows
+          INTO r
+          FROM (SELECT c.relkind::text AS kind, c.relnamespace AS nsp, c.relowner AS owner, c.relname AS name,
+                       (SELECT i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+                          FROM pg_catalog.pg_index i WHERE i.indexrelid = c.oid) AS exprs
+                  FROM pg_catalog.pg_class c
+                 WHERE o.classid = 'pg_catalog.pg_class'::regclass AND c.oid = o.objid
+                UNION ALL
+                SELECT 'type ' || t.typtype::text, t.typnamespace, t.typowner, t.typname, NULL
+                  FROM pg_catalog.pg_type t
+                 WHERE o.classid = 'pg_catalog.pg_type'::regclass AND t.oid = o.objid) k;
+        IF NOT FOUND THEN
+            r := NULL;
+        ELSIF (r.nsp <> a.home_nsp AND r.nsp <> 'pg_toast'::regnamespace
+               AND r.nsp <> pg_catalog.pg_my_temp_schema()) OR r.owner <> a.role_oid THEN
+            bad := format('%s is outside schema %s or not owned by its role',
+                          pg_catalog.pg_describe_object(o.classid, o.objid, 0), a.schema_name);
+        ELSIF r.shadows AND r.nsp <> 'pg_toast'::regnamespace THEN
+            bad := format('%s is named like %s.%s of the shared schema, which it would shadow on a search_path',
+                          pg_catalog.pg_describe_object(o.classid, o.objid, 0), a.shared_nsp::regnamespace, r.name);
+        END IF;
+        -- Sequences, toast tables, enum, composite, base and pseudo types hold no expressions.
+        CONTINUE WHEN bad IS NULL AND r.kind IN ('S', 't', 'type e', 'type c', 'type b', 'type p');
+        -- Code attached to a table runs as whoever touches it.
+        IF bad IS NULL AND r.kind IN ('r', 'p', 'v', 'm', 'f') THEN
+            SELECT format('%s is code that would run as whoever touches the table',
+                          pg_catalog.pg_describe_object(k.classid, k.oid, 0)) INTO bad
+              FROM (SELECT 'pg_catalog.pg_trigger'::regclass AS classid, oid FROM pg_catalog.pg_trigger
+                     WHERE tgrelid = o.objid AND NOT tgisinternal
+                    UNION ALL
+                    SELECT 'pg_catalog.pg_policy'::regclass, oid FROM pg_catalog.pg_policy
+                     WHERE polrelid = o.objid
+                    UNION ALL
+                    SELECT 'pg_catalog.pg_rewrite'::regclass, oid FROM pg_catalog.pg_rewrite
+                     WHERE ev_class = o.objid AND rulename <> '_RETURN') k
+             LIMIT 1;
+        END IF;
+        -- Every expression the server stored for it or for what hangs on it, and the
+        -- functions and operators those call (read from the trees: dependencies on built-in
+        -- objects are not recorded in pg_depend; the trees are the server's own, constants in
+        -- them are bytes).
+        IF bad IS NULL AND (r.kind IN ('r', 'p', 'v', 'm', 'f', 'type d', 'type r')
+                            OR (r.kind IN ('i', 'I') AND r.exprs)
+                            OR o.classid = 'pg_catalog.pg_statistic_ext'::regclass) THEN
+            FOR x IN
+                SELECT 'pg_catalog.pg_attrdef'::regclass AS classid, ad.oid, ad.adbin::text AS tree
+                  FROM pg_catalog.pg_attrdef ad
+                 WHERE r.kind IN ('r', 'p', 'v', 'm', 'f') AND ad.adrelid = o.objid
+                UNION ALL
+                SELECT 'pg_catalog.pg_constraint'::regclass, co.oid, co.conbin::text
+                  FROM pg_catalog.pg_constraint co
+                 WHERE r.kind IN ('r', 'p', 'f') AND co.conrelid = o.objid AND co.conbin IS NOT NULL
+                UNION ALL
+                SELECT 'pg_catalog.pg_constraint'::regclass, co.oid, co.conbin::text
+                  FROM pg_catalog.pg_constraint co
+                 WHERE r.kind IN ('type d', 'type r') AND co.contypid = o.objid AND co.conbin IS NOT NULL
+                UNION ALL
+                SELECT 'pg_catalog.pg_class'::regclass, i.indexrelid,
+                       coalesce(i.indexprs::text, '') || coalesce(i.indpred::text, '')
+                  FROM pg_catalog.pg_index i
+                 WHERE ((r.kind IN ('r', 'p', 'm') AND i.indrelid = o.objid)
+                        OR (r.kind IN ('i', 'I') AND i.indexrelid = o.objid))
+                   AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+                UNION ALL
+                SELECT 'pg_catalog.pg_rewrite'::regclass, rw.oid, rw.ev_action::text || coalesce(rw.ev_qual::text, '')
+                  FROM pg_catalog.pg_rewrite rw
+                 WHERE r.kind IN ('v', 'm') AND rw.ev_class = o.objid
+                UNION ALL
+                SELECT 'pg_catalog.pg_type'::regclass, ty.oid, ty.typdefaultbin::text
+                  FROM pg_catalog.pg_type ty
+                 WHERE r.kind IN ('type d', 'type r') AND ty.oid = o.objid AND ty.typdefaultbin IS NOT NULL
+                UNION ALL
+                SELECT 'pg_catalog.pg_statistic_ext'::regclass, se.oid, se.stxexprs::text
+                  FROM pg_catalog.pg_statistic_ext se
+                 WHERE ((r.kind IN ('r', 'p', 'm', 'f') AND se.stxrelid = o.objid)
+                        OR (o.classid = 'pg_catalog.pg_statistic_ext'::regclass AND se.oid = o.objid))
+                   AND se.stxexprs IS NOT NULL
+                UNION ALL
+                SELECT 'pg_catalog.pg_class'::regclass, pt.partrelid, pt.partexprs::text
+                  FROM pg_catalog.pg_partitioned_table pt
+                 WHERE r.kind = 'p' AND pt.partrelid = o.objid AND pt.partexprs IS NOT NULL
+            LOOP
+                SELECT CASE WHEN c.op >= 16384
+                            THEN format('%s uses operator %s, which is not built in',
+                                        pg_catalog.pg_describe_object(x.classid, x.oid, 0), c.op::regoperator)
+                            ELSE format('%s calls %s, which is not an immutable built-in function (nor one of the few others allowed)',
+                                        pg_catalog.pg_describe_object(x.classid, x.oid, 0), p.oid::regprocedure)
+                       END INTO bad
+                  FROM (SELECT m[1]::oid AS fn, 0::oid AS op
+                          FROM pg_catalog.regexp_matches(x.tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') m
+                        UNION
+                        SELECT op.oprcode::oid, op.oid
+                          FROM pg_catalog.regexp_matches(x.tree, ':opno (\d+)', 'g') m
+                          JOIN pg_catalog.pg_operator op ON op.oid = m[1]::oid) c
+                  JOIN pg_catalog.pg_proc p ON p.oid = c.fn
+                 WHERE c.op >= 16384
+                    OR p.oid >= 16384
+                    OR p.proname ~ '_to_xml'
+                    -- A stable function can read what the session running it sees (other
+                    -- sessions' queries, its settings) and leave it in a tenant's table.
+                    OR (p.provolatile <> 'i'
+                        AND p.proname NOT IN ('now', 'statement_timestamp', 'transaction_timestamp',
+                                              'clock_timestamp', 'timeofday', 'random', 'gen_random_uuid',
+                                              'nextval', 'to_char', 'to_timestamp', 'to_date', 'date_trunc',
+                                              'date_part', 'extract', 'age', 'timezone', 'date', 'timestamp',
+                                              'timestamptz', 'time', 'timetz', 'make_timestamptz',
+                                              'date_add', 'date_subtract', 'textanycat', 'anytextcat',
+                                              'concat', 'concat_ws', 'format', 'to_json', 'to_jsonb',
+                                              'row_to_json', 'array_to_json', 'json_build_object',
+                                              'json_build_array', 'jsonb_build_object', 'jsonb_build_array',
+                                              'array_to_string'))
+                    -- `nextval` only as a column default `nextval('sequence'::regclass)` on a
+                    -- sequence of the schema itself (any other would be another tenant's).
+                    OR (p.oid = 'pg_catalog.nextval(pg_catalog.regclass)'::regprocedure
+                        AND (x.classid <> 'pg_catalog.pg_attrdef'::regclass
+                             OR NOT EXISTS (
+                                 SELECT 1 FROM pg_catalog.pg_attrdef ad
+                                  WHERE ad.oid = x.oid
+                                    AND pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) ~ '^nextval\(''([^'']|'''')*''::regclass\)$')
+                             OR NOT EXISTS (
+                                 SELECT 1 FROM pg_catalog.pg_depend q
+                                   JOIN pg_catalog.pg_class sq ON sq.oid = q.refobjid
+                                  WHERE q.classid = x.classid AND q.objid = x.oid
+                                    AND q.refclassid = 'pg_catalog.pg_class'::regclass
+                                    AND sq.relkind = 'S' AND sq.relnamespace = a.home_nsp)))
+                 LIMIT 1;
+                EXIT WHEN bad IS NOT NULL;
+            END LOOP;
+        END IF;
+        -- Whatever the trees hold, a reference to a function, operator, operator class,
+        -- collation or text search object that is not built in is always recorded in
+        -- pg_depend, by the object or by what hangs on it.
+        IF bad IS NULL THEN
+            SELECT format('%s uses %s, which is not built in',
+                          pg_catalog.pg_describe_object(d.classid, d.objid, 0),
+                          pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0)) INTO bad
+              FROM (SELECT o.classid AS classid, o.objid AS objid
+                    UNION ALL
+                    SELECT h.classid, h.objid FROM pg_catalog.pg_depend h
+                     WHERE h.refclassid = o.classid AND h.refobjid = o.objid) s
+              JOIN pg_catalog.pg_depend d ON d.classid = s.classid AND d.objid = s.objid
+             WHERE d.refobjid >= 16384
+               AND d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
+                                    'pg_catalog.pg_opclass'::regclass, 'pg_catalog.pg_opfamily'::regclass,
+                                    'pg_catalog.pg_ts_config'::regclass, 'pg_catalog.pg_ts_dict'::regclass,
+                                    'pg_catalog.pg_collation'::regclass)
+             LIMIT 1;
+        END IF;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'wasmig: plugin `%` (step `%`) has the `schema` capability: %', a.plugin, a.step_id, bad
+                USING ERRCODE = '42501',
+                      HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
+        END IF;
+    END LOOP;
 END
 $fn$;
 INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '3')
@@ -577,28 +681,35 @@ fn pg(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> ControlE
     }
 }
 
-/// Takes advisory locks away from every role but the operator and the application role:
-/// any role may otherwise take any key, so a tenant could hold wasmig's own schema locks (its
-/// keys are predictable) or fill the server's shared lock table until no one can connect.
-/// Function privileges are per database, so only this database changes.
-const REVOKE_ADVISORY_LOCKS: &str = r#"
-DO $advisory$
-DECLARE
-    f regprocedure;
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+/// The built-in functions every role but the operator and the application role loses:
+/// advisory locks (any role may otherwise take any key, so a tenant could hold wasmig's own
+/// schema locks, whose keys are predictable, or fill the server's shared lock table until no
+/// one can connect) and the relation-size functions (each opens and locks any relation by
+/// oid, every tenant's included, so one query could fill the lock table too, and they tell
+/// every tenant how big the others are). Function privileges are per database, so only this
+/// database changes.
+const REVOKED_FUNCTIONS: &str = "SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = 'pg_catalog'::regnamespace
-                AND p.proname LIKE 'pg\_%advisory\_%lock%'
-    LOOP
-        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO CURRENT_USER', f);
-    END LOOP;
-END
-$advisory$;
-"#;
+                AND (p.proname LIKE 'pg\\_%advisory\\_%lock%'
+                     OR p.proname IN ('pg_relation_size', 'pg_total_relation_size',
+                                      'pg_table_size', 'pg_indexes_size'))";
+
+/// Revokes [`REVOKED_FUNCTIONS`] from `PUBLIC` and grants them to `grantee` (SQL: a quoted
+/// role, or `CURRENT_USER`).
+fn revoke_functions_sql(grantee: &str) -> String {
+    format!(
+        "DO $revoke$ DECLARE f regprocedure; BEGIN
+           FOR f IN {REVOKED_FUNCTIONS} LOOP
+             EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+             EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO {grantee}', f);
+           END LOOP;
+         END $revoke$;"
+    )
+}
 
 /// Creates or upgrades the control schema (idempotent, safe to run concurrently).
-/// `app_role` keeps the use of advisory locks, which every other role loses.
+/// `app_role` keeps the use of advisory locks and relation sizes, which every other role
+/// loses.
 pub async fn init(client: &mut Client, app_role: Option<&str>) -> Result<(), ControlError> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| ControlError::Pg {
@@ -668,23 +779,17 @@ pub async fn init(client: &mut Client, app_role: Option<&str>) -> Result<(), Con
         )
         .await
         .map_err(pg("installing the tenant DDL guard"))?;
-        tx.batch_execute(REVOKE_ADVISORY_LOCKS)
+        tx.batch_execute(&revoke_functions_sql("CURRENT_USER"))
             .await
-            .map_err(pg("taking advisory locks away from tenant roles"))?;
+            .map_err(pg(
+                "taking advisory locks and relation sizes away from tenant roles",
+            ))?;
         if let Some(app) = app_role {
-            tx.batch_execute(&format!(
-                "DO $a$ DECLARE f regprocedure; BEGIN
-                   FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-                             WHERE p.pronamespace = 'pg_catalog'::regnamespace
-                               AND p.proname LIKE 'pg\\_%advisory\\_%lock%'
-                   LOOP EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, {app}); END LOOP;
-                 END $a$;",
-                app = literal(app).unwrap_or_else(|| "''".into())
-            ))
-            .await
-            .map_err(pg(format!(
-                "letting the application role `{app}` keep advisory locks"
-            )))?;
+            tx.batch_execute(&revoke_functions_sql(&ident(app).replace('%', "%%")))
+                .await
+                .map_err(pg(format!(
+                    "letting the application role `{app}` keep advisory locks and relation sizes"
+                )))?;
         }
     } else {
         tracing::warn!(
@@ -966,6 +1071,18 @@ pub async fn end_tenant_sessions_locking(
         .map_err(pg(format!(
             "ending tenant sessions that hold locks in the shared schema `{shared}`"
         )))?
+        .get(0))
+}
+
+/// Whether the operator role is a superuser.
+pub async fn operator_is_superuser(client: &Client) -> Result<bool, ControlError> {
+    Ok(client
+        .query_one(
+            "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the operator role"))?
         .get(0))
 }
 
@@ -1295,6 +1412,8 @@ pub struct StepGrant {
     pub action: &'static str,
     /// The capability tier the step runs with.
     pub tier: crate::plan::Tier,
+    /// The step's own `temp_file_limit` in kB (the plugin's `max_temp_mb`), if it has one.
+    pub temp_limit_kb: Option<i64>,
 }
 
 /// Stores one-time grants (for any number of schemas) in one round trip and one commit.
@@ -1314,11 +1433,12 @@ pub async fn insert_grants(
     client
         .execute(
             "INSERT INTO wasmig.step_grant (token_hash, role_name, schema_name, plugin, step_id, checksum,
-                                            artifact_checksum, plugin_version, run_id, mac, action, tier, expires_at)
-             SELECT sha256(t), r, sc, p, s, c, a, v, $1, m, x, ti, clock_timestamp() + interval '1 day'
+                                            artifact_checksum, plugin_version, run_id, mac, action, tier,
+                                            temp_limit_kb, expires_at)
+             SELECT sha256(t), r, sc, p, s, c, a, v, $1, m, x, ti, tl, clock_timestamp() + interval '1 day'
              FROM unnest($2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-                  AS u(t, r, sc, p, s, c, a, v, m, x, ti)",
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[])
+                  AS u(t, r, sc, p, s, c, a, v, m, x, ti, tl)",
             &[
                 &run_id,
                 &tokens,
@@ -1332,6 +1452,10 @@ pub async fn insert_grants(
                 &col(|g| &g.mac),
                 &col(|g| g.action),
                 &col(|g| g.tier.as_str()),
+                &grants
+                    .iter()
+                    .map(|(_, _, g)| g.temp_limit_kb)
+                    .collect::<Vec<Option<i64>>>(),
             ],
         )
         .await

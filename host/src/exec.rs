@@ -716,6 +716,9 @@ impl Fleet {
             mac,
             action: "apply",
             tier: self.tiers[p.plugin],
+            temp_limit_kb: self.limits[p.plugin]
+                .max_temp_mb
+                .map(|mb| i64::try_from(mb.saturating_mul(1024)).unwrap_or(i64::MAX)),
         }
     }
 
@@ -787,7 +790,7 @@ impl Fleet {
                 // still the transaction the step's SQL ran in, and that the step left no
                 // object outside its schema.
                 let finish = format!(
-                    "{begin}RESET ALL; SELECT wasmig_api.record_step('\\x{token_hex}'::pg_catalog.bytea, {ms:.3}, {xid}); {commit}",
+                    "{begin}RESET ALL; RESET ROLE; SELECT wasmig_api.record_step('\\x{token_hex}'::pg_catalog.bytea, {ms:.3}, {xid}); {commit} {CLEAN_SESSION}",
                     begin = if transactional && called.begin_pending {
                         format!("BEGIN; {}; ", begin_step_sql(token))
                     } else {
@@ -809,12 +812,17 @@ impl Fleet {
         if outcome.is_err() {
             // Undo the step and any SET it made, so the next step starts clean.
             // A non-transactional step's `begin_step` committed: close it.
-            let undo = if transactional {
-                "ROLLBACK; RESET ALL;"
-            } else {
-                "RESET ALL; SELECT wasmig_api.begin_step(NULL);"
+            // A non-transactional step that left a transaction block open has it rolled back.
+            let undo = match (transactional, lost) {
+                (true, _) => format!("ROLLBACK; RESET ALL; RESET ROLE; {CLEAN_SESSION}"),
+                (false, true) => format!(
+                    "ROLLBACK; RESET ALL; RESET ROLE; SELECT wasmig_api.begin_step(NULL); {CLEAN_SESSION}"
+                ),
+                (false, false) => format!(
+                    "RESET ALL; RESET ROLE; SELECT wasmig_api.begin_step(NULL); {CLEAN_SESSION}"
+                ),
             };
-            let _ = self.bounded(client, undo).await;
+            let _ = self.bounded(client, &undo).await;
             if lost {
                 self.roll_back_prepared(client, schema).await;
             }
@@ -1010,7 +1018,7 @@ impl Fleet {
             Ok(called) => {
                 let token_hex = hex(token);
                 let finish = format!(
-                    "{}RESET ALL; SELECT wasmig_api.unrecord_step('\\x{token_hex}'::pg_catalog.bytea, {}); COMMIT;",
+                    "{}RESET ALL; RESET ROLE; SELECT wasmig_api.unrecord_step('\\x{token_hex}'::pg_catalog.bytea, {}); COMMIT; {CLEAN_SESSION}",
                     if called.begin_pending {
                         format!("BEGIN; {}; ", begin_step_sql(token))
                     } else {
@@ -1029,7 +1037,12 @@ impl Fleet {
             Err(f) => Err(f),
         };
         if outcome.is_err() {
-            let _ = self.bounded(client, "ROLLBACK; RESET ALL;").await;
+            let _ = self
+                .bounded(
+                    client,
+                    &format!("ROLLBACK; RESET ALL; RESET ROLE; {CLEAN_SESSION}"),
+                )
+                .await;
         }
         outcome
     }
@@ -1091,6 +1104,12 @@ async fn release(op: &Client, schema: Option<SchemaName>) {
         tracing::warn!("{e}");
     }
 }
+
+/// Sent after every step, outside its transaction: nothing a plugin left in the session
+/// (temporary tables or views, which `pg_temp` puts first on the search path, cursors held
+/// open) reaches the next plugin's step. `RESET ROLE` rides before it, since `RESET ALL` does
+/// not reset the role.
+const CLEAN_SESSION: &str = "DISCARD TEMP; CLOSE ALL;";
 
 /// How many times a shared-schema step is tried when it meets a lock a tenant session holds.
 const SHARED_LOCK_ATTEMPTS: u32 = 3;

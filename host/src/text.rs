@@ -19,8 +19,11 @@ fn is_unsafe(c: char) -> bool {
             c,
             // Bidirectional marks, embeddings, overrides and isolates (Trojan Source).
             '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-            // Line and paragraph separators, zero-width characters, the BOM.
+            // Line and paragraph separators, zero-width and other invisible formatting
+            // characters, the BOM, interlinear annotations, tag characters.
             | '\u{2028}' | '\u{2029}' | '\u{200b}'..='\u{200d}' | '\u{feff}'
+            | '\u{00ad}' | '\u{180e}' | '\u{2060}'..='\u{2064}' | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0000}'..='\u{e007f}'
         )
 }
 
@@ -81,6 +84,7 @@ mod tests {
         assert_eq!(inert("x\u{7f}\u{9b}y", 100), "x\\x7f\\x9by");
         assert_eq!(inert("abc\u{202e}def", 100), "abc\\u{202e}def");
         assert_eq!(inert("\u{2028}\u{feff}", 100), "\\u{2028}\\u{feff}");
+        assert_eq!(inert("a\u{ad}b\u{e0041}", 100), "a\\xadb\\u{e0041}");
         // A backslash is doubled, so plugin text cannot imitate an escape of ours.
         assert_eq!(inert("\\n", 100), "\\\\n");
         assert_eq!(inert("naïve 日本", 100), "naïve 日本");

@@ -346,6 +346,17 @@ pub async fn check_tiers_enforced(op: &Client, s: &Settings, specs: &[PluginSpec
         .filter(|(_, t)| *t < crate::plan::Tier::Full)
         .map(|(p, t)| format!("`{}` ({t})", p.name))
         .collect();
+    let temp: Vec<&str> = specs
+        .iter()
+        .filter(|p| s.limits_for(&p.name).max_temp_mb.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    if !temp.is_empty() && !control::operator_is_superuser(op).await? {
+        anyhow::bail!(
+            "max_temp_mb is set for {} but only a superuser operator can give a step its own temp_file_limit; connect as a superuser or drop the limit",
+            temp.join(", ")
+        );
+    }
     if limited.is_empty() || control::object_guard_installed(op).await? {
         return Ok(());
     }

@@ -56,6 +56,9 @@ pub struct Limits {
     /// Most locks one step's session may hold (`None`: half the server's lock table shared
     /// among the run's parallel steps, see [`crate::watch`]).
     pub max_locks: Option<u64>,
+    /// Most MiB of temporary files one step's session may hold (`None`: the schema role's
+    /// `temp_file_limit`, 1 GiB); needs a superuser operator, like that one.
+    pub max_temp_mb: Option<u64>,
     /// Most bytes of log messages, and of stdout/stderr, kept per step.
     pub max_log_bytes: usize,
     /// Server-side timeouts of the schema role's session.
@@ -71,6 +74,7 @@ impl Default for Limits {
             max_result_bytes: 64 << 20,
             max_statements: 100_000,
             max_locks: None,
+            max_temp_mb: None,
             max_log_bytes: 1 << 20,
             session: crate::control::SessionLimits::default(),
         }

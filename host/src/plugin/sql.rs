@@ -53,8 +53,7 @@ pub struct SqlSession {
 /// it must run in an implicit transaction of its own (`now()` is the transaction's start,
 /// so it equals the statement's start only outside a transaction block).
 const XID_SQL: &str = "SELECT pg_catalog.txid_current()::pg_catalog.text";
-const AUTOCOMMIT_SQL: &str =
-    "SELECT (pg_catalog.now() = pg_catalog.statement_timestamp())::pg_catalog.text";
+const AUTOCOMMIT_SQL: &str = "SELECT (pg_catalog.now() OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp())::pg_catalog.text";
 
 impl SqlSession {
     /// A session on `client`; `transactional` says whether the host opened a transaction.
@@ -601,6 +600,11 @@ async fn run_query(
         let mut values = Vec::with_capacity(columns.len());
         for (i, c) in stmt.columns().iter().enumerate() {
             let raw: RawCell<'_> = row.try_get(i).map_err(pg_err)?;
+            // Refused before decoding copies it (the row itself is already in memory: a single
+            // value is bounded only by PostgreSQL's 1 GB per field).
+            if bytes + raw.0.map_or(0, <[u8]>::len) > max_bytes {
+                return Err(too_big());
+            }
             let v = decode(c.type_(), raw.0, c.name())?;
             bytes += held_bytes(&v);
             if bytes > max_bytes {

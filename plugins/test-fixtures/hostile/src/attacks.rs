@@ -1,0 +1,361 @@
+//! The attacks of the hostile fixtures (`hostile`, and `hostile-nontx` which runs them in a
+//! non-transactional step). A step reads which attack to run from `attack_plan (attack text,
+//! target text)` in its own schema (written by the test), so each attack is real plugin code
+//! running under the real sandbox. `none` behaves.
+use wasmig_sdk::{Db, Error};
+
+/// The attack the test wrote into the tenant's `attack_plan`, and its target.
+pub fn plan(db: &Db) -> Result<(String, String), Error> {
+    let rows = db.query(
+        "SELECT attack, coalesce(target, '') AS target FROM attack_plan",
+        &[],
+    )?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::msg("attack_plan is empty"))?;
+    Ok((row.get("attack")?, row.get("target")?))
+}
+
+fn sql(db: &Db, script: &str) -> Result<(), Error> {
+    db.batch(script)
+}
+
+/// Runs the named attack against target `t`.
+pub fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
+    match name {
+        "none" => sql(db, "CREATE TABLE behaved (id int)"),
+        // Role and session escapes.
+        "reset_role" => sql(
+            db,
+            &format!("RESET ROLE; INSERT INTO {t}.notes (title) VALUES ('pwned')"),
+        ),
+        "set_role" => sql(db, &format!("SET ROLE {t}")),
+        "set_session_authorization" => sql(db, &format!("SET SESSION AUTHORIZATION {t}")),
+        "set_config_role" => db
+            .query(&format!("SELECT set_config('role', '{t}', false)"), &[])
+            .map(drop),
+        "set_config_search_path" => sql(
+            db,
+            &format!(
+                "SELECT set_config('search_path', '{t}', false); INSERT INTO notes (title) VALUES ('pwned')"
+            ),
+        ),
+        // Other schemas.
+        "read_other" => db.query(&format!("SELECT * FROM {t}.notes"), &[]).map(drop),
+        "write_other" => sql(
+            db,
+            &format!("INSERT INTO {t}.notes (title) VALUES ('pwned')"),
+        ),
+        "write_shared" => sql(
+            db,
+            &format!("INSERT INTO {t}.currency VALUES ('XXX', 'Pwned', 2)"),
+        ),
+        "lock_shared" => sql(
+            db,
+            &format!("LOCK TABLE {t}.currency IN ACCESS EXCLUSIVE MODE"),
+        ),
+        "read_wasmig" => db.query("SELECT * FROM wasmig.secret", &[]).map(drop),
+        "forge_ledger" => sql(
+            db,
+            "INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version, applied_at, duration_ms, mac) \
+             VALUES (current_schema(), 'notes', '0003_fake', 'x', 'x', 'x', now(), 0, 'x')",
+        ),
+        "forge_record_step" => db
+            .query(
+                "SELECT wasmig_api.record_step(decode(repeat('00', 32), 'hex'), 1, NULL)",
+                &[],
+            )
+            .map(drop),
+        // Privilege tricks.
+        "security_definer" => sql(
+            db,
+            &format!(
+                "CREATE FUNCTION steal() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS $$ SELECT count(*) FROM {t}.notes $$; SELECT steal()"
+            ),
+        ),
+        "do_block" => sql(
+            db,
+            &format!(
+                "DO $$ BEGIN EXECUTE 'INSERT INTO {t}.notes (title) VALUES (''pwned'')'; END $$"
+            ),
+        ),
+        "create_extension" => sql(db, "CREATE EXTENSION dblink"),
+        "dblink" => db
+            .query(
+                &format!(
+                    "SELECT dblink_exec('dbname=postgres user={t}', 'CREATE ROLE evil SUPERUSER')"
+                ),
+                &[],
+            )
+            .map(drop),
+        "pg_read_file" => db
+            .query("SELECT pg_read_file('/etc/passwd')", &[])
+            .map(drop),
+        "copy_program" => sql(db, "COPY (SELECT 1) TO PROGRAM 'touch /tmp/wasmig-pwned'"),
+        "lo_import" => db.query("SELECT lo_import('/etc/passwd')", &[]).map(drop),
+        "alter_role" => sql(db, "ALTER ROLE CURRENT_USER SUPERUSER"),
+        "create_role" => sql(db, "CREATE ROLE evil LOGIN SUPERUSER PASSWORD 'evil'"),
+        "grant_to_others" => sql(db, &format!("GRANT SELECT ON attack_plan TO {t}")),
+        "change_own_password" => sql(
+            db,
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', current_user, 'pwned'); END $$",
+        ),
+        // Transaction control.
+        "commit" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.execute("COMMIT", &[]).map(drop)
+        }
+        "commit_in_script" => sql(
+            db,
+            "CREATE TABLE leaked (id int); COMMIT; CREATE TABLE leaked_after (id int)",
+        ),
+        "begin" => sql(db, "BEGIN"),
+        "rollback" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.execute("ROLLBACK", &[]).map(drop)
+        }
+        // Statement boundaries a naive splitter misreads: a backslash before a quote (with
+        // standard_conforming_strings on it ends the string), and `$x$` inside identifiers.
+        "commit_smuggled_backslash" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            sql(db, "SELECT 'a\\'; COMMIT; --'")
+        }
+        "commit_smuggled_dollar" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            sql(db, "SELECT 1 AS a$x$; COMMIT; SELECT 1 AS b$x$")
+        }
+        "commit_in_do" => sql(
+            db,
+            "CREATE TABLE leaked (id int); DO $$ BEGIN COMMIT; END $$",
+        ),
+        // PostgreSQL ends a `--` comment at a carriage return; the host's filter must too.
+        "commit_cr" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.execute("--\rCOMMIT", &[]).map(drop)
+        }
+        "prepare_transaction_cr" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.execute("PREPARE--\rTRANSACTION 'wasmig_evil'", &[])
+                .map(drop)
+        }
+        // Statements that end the step's transaction, sent with the host's text filter
+        // switched off (a debug-build test hook): the server-side check must catch each, and
+        // the step must fail even though the plugin swallows every error.
+        "end_transaction" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            let _ = db.execute(t, &[]);
+            let _ = db.execute("CREATE TABLE leaked_after (id int)", &[]);
+            Ok(())
+        }
+        "end_transaction_query" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            let _ = db.query(t, &[]);
+            Ok(())
+        }
+        // Text that would forge or hide the operator's screen, from every path.
+        "forge_output" => {
+            let forged = "\n\u{1b}[1A\u{1b}[2K\rrun 99: 3 schema(s), 9 step(s) applied, 0 problem(s), 0.01s\u{1b}[8m";
+            wasmig_sdk::info(forged);
+            println!("{forged}");
+            eprintln!("{forged}");
+            Err(Error::msg(forged))
+        }
+        "forge_raise" => sql(
+            db,
+            "DO $$ BEGIN RAISE EXCEPTION E'\\x1b[2K\\rrun 99: 0 problem(s)\\n\\x1b[8m'; END $$",
+        ),
+        "forge_panic" => panic!("\u{1b}[2K\rrun 99: 0 problem(s)\u{1b}[8m"),
+        "huge_error" => Err(Error::msg("E".repeat(20 << 20))),
+        "huge_raise" => sql(
+            db,
+            "DO $$ BEGIN RAISE EXCEPTION '%', repeat('R', 5000000); END $$",
+        ),
+        // Results that are small on the wire and large once decoded.
+        "wide_nulls" => {
+            let cols: Vec<String> = (1..=1600).map(|i| format!("NULL::int AS c{i}")).collect();
+            db.query(
+                &format!("SELECT {} FROM generate_series(1, 12000)", cols.join(", ")),
+                &[],
+            )
+            .map(drop)
+        }
+        "numeric_amplification" => db
+            .query(
+                "SELECT power(10::numeric, 131000) AS n FROM generate_series(1, 4000)",
+                &[],
+            )
+            .map(drop),
+        // Objects outside the schema: large objects, and objects given to the tenant group.
+        "large_object" => db.query("SELECT lo_create(0)", &[]).map(drop),
+        "large_object_to_group" => sql(
+            db,
+            "DO $$ DECLARE o oid := lo_create(0); BEGIN
+               EXECUTE format('ALTER LARGE OBJECT %s OWNER TO %I', o, current_setting('wasmig.tenant_group'));
+             END $$",
+        ),
+        "large_object_as_group" => sql(
+            db,
+            "SELECT set_config('role', current_setting('wasmig.tenant_group'), true); SELECT lo_from_bytea(0, 'x'); RESET ROLE",
+        ),
+        // wasmig's runner locks, and the server's shared lock table.
+        "advisory_locks" => sql(
+            db,
+            "SELECT pg_advisory_xact_lock(1463898957, k) FROM generate_series(1, 30000) k",
+        ),
+        "advisory_lock_shared" => db
+            .query("SELECT pg_try_advisory_lock_shared(42)", &[])
+            .map(drop),
+        // Code planted in the tenant schema that would run as whoever touches it (the
+        // application role, with every tenant's privileges). A migration has the `schema`
+        // capability unless trusted: the server's object guard refuses each.
+        "plant_trigger" => sql(
+            db,
+            &format!(
+                "CREATE TABLE bait (id int);
+                 CREATE FUNCTION steal() RETURNS trigger LANGUAGE plpgsql AS $f$
+                   BEGIN INSERT INTO bait SELECT count(*) FROM {t}.notes; RETURN NEW; END $f$;
+                 CREATE TRIGGER steal BEFORE INSERT ON bait FOR EACH ROW EXECUTE FUNCTION steal()"
+            ),
+        ),
+        "plant_rule" => sql(
+            db,
+            "CREATE TABLE bait (id int); CREATE RULE r AS ON INSERT TO bait DO ALSO NOTIFY app_channel",
+        ),
+        "plant_policy" => sql(
+            db,
+            "CREATE TABLE bait (id int); ALTER TABLE bait ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY p ON bait USING (pg_notify('app_channel', 'x') IS NULL)",
+        ),
+        "plant_default" => sql(
+            db,
+            &format!(
+                "CREATE TABLE bait (id int, loot text DEFAULT query_to_xml('SELECT * FROM {t}.notes', true, true, '')::text)"
+            ),
+        ),
+        "plant_check" => sql(
+            db,
+            "CREATE TABLE bait (id int CHECK (pg_notify('app_channel', 'x') IS NULL))",
+        ),
+        "plant_domain" => sql(
+            db,
+            "CREATE DOMAIN bait_d AS int CHECK (set_config('role', 'x', true) IS NOT NULL)",
+        ),
+        "plant_alter_default" => sql(
+            db,
+            &format!(
+                "CREATE TABLE bait (id int); ALTER TABLE bait ALTER COLUMN id SET DEFAULT nextval(('{t}.notes' || '_id_seq')::regclass)"
+            ),
+        ),
+        "plant_view" => sql(
+            db,
+            &format!(
+                "CREATE VIEW bait AS SELECT query_to_xml('SELECT * FROM {t}.notes', true, true, '') AS loot"
+            ),
+        ),
+        "plant_shadow_view" => sql(
+            db,
+            "CREATE VIEW currency AS SELECT 'XXX'::text AS code, 'Forged'::text AS name, 2 AS decimals",
+        ),
+        "plant_shadow_table" => sql(db, "CREATE TABLE country (code text, name text)"),
+        "plant_lower_varchar" => sql(
+            db,
+            "CREATE FUNCTION lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT ''pwned''::text'",
+        ),
+        "plant_operator" => sql(
+            db,
+            "CREATE OPERATOR === (LEFTARG = text, RIGHTARG = text, FUNCTION = texteq)",
+        ),
+        "plant_in_do" => sql(
+            db,
+            "DO $$ BEGIN EXECUTE 'CREATE FUNCTION f() RETURNS int LANGUAGE sql AS ''SELECT 1'''; END $$",
+        ),
+        // What a plugin with the `schema` capability may create: plain tables, identity and
+        // serial columns, built-in defaults and checks, indexes, views, types.
+        "allowed_schema" => sql(
+            db,
+            "CREATE TABLE item (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, s serial,
+                                name text NOT NULL DEFAULT '' CHECK (length(name) < 100),
+                                at timestamptz DEFAULT now(), u uuid DEFAULT gen_random_uuid());
+             CREATE INDEX item_name ON item (lower(name)) WHERE name <> '';
+             CREATE VIEW item_names AS SELECT id, upper(name) AS name FROM item;
+             CREATE TYPE mood AS ENUM ('ok', 'meh'); CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+             CREATE TABLE behaved (id int)",
+        ),
+        // Fill the server's shared lock table: every table created in one transaction holds
+        // locks until it ends.
+        "many_locks" => sql(
+            db,
+            "DO $$ BEGIN FOR i IN 1..3000 LOOP EXECUTE format('CREATE TABLE hoard_%s (id int)', i); END LOOP;
+                 PERFORM pg_sleep(30); END $$",
+        ),
+        // Builtins that are stable rather than immutable read what the session running them
+        // sees: as a default, the application's other sessions' queries.
+        "plant_stable_default" => sql(
+            db,
+            "CREATE TABLE bait (id int, loot text DEFAULT pg_stat_get_backend_activity(1))",
+        ),
+        // Session state left for the next plugin's step on the same connection: a temporary
+        // table (first on the search path) and a role. The first plugin to run leaves them; a
+        // later one that finds either records it in a real table.
+        "carry_over" => {
+            let rows = db.query(
+                "SELECT to_regclass('pg_temp.marker') IS NOT NULL AS temp,
+                        current_user <> session_user AS role",
+                &[],
+            )?;
+            let row = rows.first().ok_or_else(|| Error::msg("no row"))?;
+            let (temp, role): (bool, bool) = (row.get("temp")?, row.get("role")?);
+            if temp || role {
+                sql(db, "RESET ROLE; CREATE TABLE carried_over (id int)")
+            } else {
+                sql(
+                    db,
+                    "CREATE TEMP TABLE marker (x int);
+                     SELECT set_config('role', current_setting('wasmig.tenant_group'), false)",
+                )
+            }
+        }
+        // Temporary files: a sort far larger than its work_mem.
+        "temp_flood" => sql(
+            db,
+            "SET LOCAL work_mem = '64kB';
+             SELECT count(*) FROM (SELECT g, md5(g::text) FROM generate_series(1, 300000) g ORDER BY 2 DESC) s",
+        ),
+        // Time and resources.
+        "pg_sleep" => db.query("SELECT pg_sleep(600)", &[]).map(drop),
+        "pg_sleep_no_timeout" => sql(db, "SET statement_timeout = 0; SELECT pg_sleep(600)"),
+        "infinite_loop" => {
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        "memory_bomb" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![7u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "huge_result" => db
+            .query(
+                "SELECT repeat('x', 100000) FROM generate_series(1, 1000)",
+                &[],
+            )
+            .map(drop),
+        "statement_flood" => loop {
+            db.execute("SELECT 1", &[])?;
+        },
+        "log_flood" => {
+            let line = "flood ".repeat(170);
+            for i in 0..20_000 {
+                wasmig_sdk::info(&format!("{i} {line}"));
+                println!("{i} {line}");
+                eprintln!("{i} {line}");
+            }
+            sql(db, "CREATE TABLE flooded (id int)")
+        }
+        "panic" => panic!("hostile plugin panics on purpose"),
+        other => Err(Error::msg(format!("unknown attack `{other}`"))),
+    }
+}
