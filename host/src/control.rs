@@ -187,25 +187,33 @@ $fn$;
 -- to the tenant group and create as it). Called inside the step's transaction, so what it
 -- finds is rolled back with the step.
 CREATE OR REPLACE FUNCTION wasmig_api.leftover() RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $fn$
-    WITH me AS (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user),
-         groups AS (SELECT m.roleid AS oid FROM pg_catalog.pg_auth_members m, me
-                     WHERE m.member = me.oid)
-    SELECT coalesce(
-        (SELECT format('large object %s (owned by role %s)', lo.oid, lo.lomowner::regrole)
-           FROM pg_catalog.pg_largeobject_metadata lo
-          WHERE lo.lomowner IN (SELECT oid FROM me UNION ALL SELECT oid FROM groups)
-          LIMIT 1),
-        (SELECT format('%s (owned by role %s)',
-                       pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), d.refobjid::regrole)
-           FROM pg_catalog.pg_shdepend d, groups g
-          WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
-            AND d.refobjid = g.oid AND d.deptype = 'o'
-            AND d.dbid = (SELECT oid FROM pg_catalog.pg_database
-                           WHERE datname = pg_catalog.current_database())
-          LIMIT 1));
+DECLARE
+    found_one text;
+BEGIN
+    -- PL/pgSQL rather than SQL: its plans are kept for the session, not made per call.
+    SELECT format('large object %s (owned by role %s)', lo.oid, lo.lomowner::regrole) INTO found_one
+      FROM pg_catalog.pg_largeobject_metadata lo
+     WHERE lo.lomowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)
+        OR lo.lomowner IN (SELECT m.roleid FROM pg_catalog.pg_auth_members m
+                            WHERE m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
+     LIMIT 1;
+    IF found_one IS NULL THEN
+        SELECT format('%s (owned by role %s)',
+                      pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), d.refobjid::regrole)
+          INTO found_one
+          FROM pg_catalog.pg_shdepend d
+         WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND d.deptype = 'o'
+           AND d.refobjid IN (SELECT m.roleid FROM pg_catalog.pg_auth_members m
+                               WHERE m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
+           AND d.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+         LIMIT 1;
+    END IF;
+    RETURN found_one;
+END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.leftover() FROM PUBLIC;
 -- Refuses to record a step whose transaction is not the one its SQL ran in (a statement
@@ -214,6 +222,7 @@ REVOKE ALL ON FUNCTION wasmig_api.leftover() FROM PUBLIC;
 CREATE OR REPLACE FUNCTION wasmig_api.check_step(p_xid text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     left_behind text;
@@ -388,7 +397,14 @@ AS $fn$
 DECLARE
     a record;
     o record;
-    r record;
+    -- Scalars, not a record: a record whose row type changes makes PL/pgSQL prepare every
+    -- expression that reads it again.
+    k_kind text;
+    k_nsp oid;
+    k_owner oid;
+    k_exprs boolean;
+    k_shadows boolean;
+    k_name text;
     x record;
     stepping boolean;
     bad text;
@@ -440,35 +456,48 @@ BEGIN
     FOR o IN SELECT DISTINCT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c LOOP
         -- Where it lives, who owns it, whether its name shadows one of the shared schema,
         -- and whether it can hold expressions at all.
-        SELECT k.kind, k.nsp, k.owner, k.exprs, k.name,
-               EXISTS (SELECT 1 FROM pg_catalog.pg_class sc
-                        WHERE sc.relname = k.name AND sc.relnamespace = a.shared_nsp)
-               OR EXISTS (SELECT 1 FROM pg_catalog.pg_type st
-                           WHERE st.typname = k.name AND st.typnamespace = a.shared_nsp) AS shadows
-          INTO r
-          FROM (SELECT c.relkind::text AS kind, c.relnamespace AS nsp, c.relowner AS owner, c.relname AS name,
-                       (SELECT i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
-                          FROM pg_catalog.pg_index i WHERE i.indexrelid = c.oid) AS exprs
-                  FROM pg_catalog.pg_class c
-                 WHERE o.classid = 'pg_catalog.pg_class'::regclass AND c.oid = o.objid
-                UNION ALL
-                SELECT 'type ' || t.typtype::text, t.typnamespace, t.typowner, t.typname, NULL
-                  FROM pg_catalog.pg_type t
-                 WHERE o.classid = 'pg_catalog.pg_type'::regclass AND t.oid = o.objid) k;
-        IF NOT FOUND THEN
-            r := NULL;
-        ELSIF (r.nsp <> a.home_nsp AND r.nsp <> 'pg_toast'::regnamespace
-               AND r.nsp <> pg_catalog.pg_my_temp_schema()) OR r.owner <> a.role_oid THEN
+        IF o.classid = 'pg_catalog.pg_class'::regclass THEN
+            SELECT c.relkind::text AS kind, c.relnamespace AS nsp, c.relowner AS owner, c.relname::text AS name,
+                   (c.relkind IN ('i', 'I')
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indexrelid = c.oid
+                                   AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL))) AS exprs,
+                   EXISTS (SELECT 1 FROM pg_catalog.pg_class sc
+                            WHERE sc.relname = c.relname AND sc.relnamespace = a.shared_nsp)
+                   OR EXISTS (SELECT 1 FROM pg_catalog.pg_type st
+                               WHERE st.typname = c.relname AND st.typnamespace = a.shared_nsp) AS shadows
+              INTO k_kind, k_nsp, k_owner, k_name, k_exprs, k_shadows
+              FROM pg_catalog.pg_class c WHERE c.oid = o.objid;
+        ELSIF o.classid = 'pg_catalog.pg_type'::regclass THEN
+            SELECT 'type ' || t.typtype::text AS kind, t.typnamespace AS nsp, t.typowner AS owner,
+                   t.typname::text AS name, false AS exprs,
+                   EXISTS (SELECT 1 FROM pg_catalog.pg_class sc
+                            WHERE sc.relname = t.typname AND sc.relnamespace = a.shared_nsp)
+                   OR EXISTS (SELECT 1 FROM pg_catalog.pg_type st
+                               WHERE st.typname = t.typname AND st.typnamespace = a.shared_nsp) AS shadows
+              INTO k_kind, k_nsp, k_owner, k_name, k_exprs, k_shadows
+              FROM pg_catalog.pg_type t WHERE t.oid = o.objid;
+        ELSE
+            k_kind := NULL;
+        END IF;
+        IF k_kind IS NULL THEN
+            NULL;
+        ELSIF (k_nsp <> a.home_nsp AND k_nsp <> 'pg_toast'::regnamespace
+               AND k_nsp <> pg_catalog.pg_my_temp_schema()) OR k_owner <> a.role_oid THEN
             bad := format('%s is outside schema %s or not owned by its role',
                           pg_catalog.pg_describe_object(o.classid, o.objid, 0), a.schema_name);
-        ELSIF r.shadows AND r.nsp <> 'pg_toast'::regnamespace THEN
+        ELSIF k_shadows AND k_nsp <> 'pg_toast'::regnamespace THEN
             bad := format('%s is named like %s.%s of the shared schema, which it would shadow on a search_path',
-                          pg_catalog.pg_describe_object(o.classid, o.objid, 0), a.shared_nsp::regnamespace, r.name);
+                          pg_catalog.pg_describe_object(o.classid, o.objid, 0), a.shared_nsp::regnamespace, k_name);
         END IF;
         -- Sequences, toast tables, enum, composite, base and pseudo types hold no expressions.
-        CONTINUE WHEN bad IS NULL AND r.kind IN ('S', 't', 'type e', 'type c', 'type b', 'type p');
+        CONTINUE WHEN bad IS NULL AND (k_kind IN ('S', 't', 'type e', 'type c', 'type b', 'type p')
+                                       OR (k_kind IN ('i', 'I') AND NOT k_exprs
+                                           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                                            WHERE d.classid = o.classid AND d.objid = o.objid
+                                                              AND d.refobjid >= 16384
+                                                              AND d.refclassid <> 'pg_catalog.pg_class'::regclass)));
         -- Code attached to a table runs as whoever touches it.
-        IF bad IS NULL AND r.kind IN ('r', 'p', 'v', 'm', 'f') THEN
+        IF bad IS NULL AND k_kind IN ('r', 'p', 'v', 'm', 'f') THEN
             SELECT format('%s is code that would run as whoever touches the table',
                           pg_catalog.pg_describe_object(k.classid, k.oid, 0)) INTO bad
               FROM (SELECT 'pg_catalog.pg_trigger'::regclass AS classid, oid FROM pg_catalog.pg_trigger
@@ -485,46 +514,46 @@ BEGIN
         -- functions and operators those call (read from the trees: dependencies on built-in
         -- objects are not recorded in pg_depend; the trees are the server's own, constants in
         -- them are bytes).
-        IF bad IS NULL AND (r.kind IN ('r', 'p', 'v', 'm', 'f', 'type d', 'type r')
-                            OR (r.kind IN ('i', 'I') AND r.exprs)
+        IF bad IS NULL AND (k_kind IN ('r', 'p', 'v', 'm', 'f', 'type d', 'type r')
+                            OR (k_kind IN ('i', 'I') AND k_exprs)
                             OR o.classid = 'pg_catalog.pg_statistic_ext'::regclass) THEN
             FOR x IN
                 SELECT 'pg_catalog.pg_attrdef'::regclass AS classid, ad.oid, ad.adbin::text AS tree
                   FROM pg_catalog.pg_attrdef ad
-                 WHERE r.kind IN ('r', 'p', 'v', 'm', 'f') AND ad.adrelid = o.objid
+                 WHERE k_kind IN ('r', 'p', 'v', 'm', 'f') AND ad.adrelid = o.objid
                 UNION ALL
                 SELECT 'pg_catalog.pg_constraint'::regclass, co.oid, co.conbin::text
                   FROM pg_catalog.pg_constraint co
-                 WHERE r.kind IN ('r', 'p', 'f') AND co.conrelid = o.objid AND co.conbin IS NOT NULL
+                 WHERE k_kind IN ('r', 'p', 'f') AND co.conrelid = o.objid AND co.conbin IS NOT NULL
                 UNION ALL
                 SELECT 'pg_catalog.pg_constraint'::regclass, co.oid, co.conbin::text
                   FROM pg_catalog.pg_constraint co
-                 WHERE r.kind IN ('type d', 'type r') AND co.contypid = o.objid AND co.conbin IS NOT NULL
+                 WHERE k_kind IN ('type d', 'type r') AND co.contypid = o.objid AND co.conbin IS NOT NULL
                 UNION ALL
                 SELECT 'pg_catalog.pg_class'::regclass, i.indexrelid,
                        coalesce(i.indexprs::text, '') || coalesce(i.indpred::text, '')
                   FROM pg_catalog.pg_index i
-                 WHERE ((r.kind IN ('r', 'p', 'm') AND i.indrelid = o.objid)
-                        OR (r.kind IN ('i', 'I') AND i.indexrelid = o.objid))
+                 WHERE ((k_kind IN ('r', 'p', 'm') AND i.indrelid = o.objid)
+                        OR (k_kind IN ('i', 'I') AND i.indexrelid = o.objid))
                    AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
                 UNION ALL
                 SELECT 'pg_catalog.pg_rewrite'::regclass, rw.oid, rw.ev_action::text || coalesce(rw.ev_qual::text, '')
                   FROM pg_catalog.pg_rewrite rw
-                 WHERE r.kind IN ('v', 'm') AND rw.ev_class = o.objid
+                 WHERE k_kind IN ('v', 'm') AND rw.ev_class = o.objid
                 UNION ALL
                 SELECT 'pg_catalog.pg_type'::regclass, ty.oid, ty.typdefaultbin::text
                   FROM pg_catalog.pg_type ty
-                 WHERE r.kind IN ('type d', 'type r') AND ty.oid = o.objid AND ty.typdefaultbin IS NOT NULL
+                 WHERE k_kind IN ('type d', 'type r') AND ty.oid = o.objid AND ty.typdefaultbin IS NOT NULL
                 UNION ALL
                 SELECT 'pg_catalog.pg_statistic_ext'::regclass, se.oid, se.stxexprs::text
                   FROM pg_catalog.pg_statistic_ext se
-                 WHERE ((r.kind IN ('r', 'p', 'm', 'f') AND se.stxrelid = o.objid)
+                 WHERE ((k_kind IN ('r', 'p', 'm', 'f') AND se.stxrelid = o.objid)
                         OR (o.classid = 'pg_catalog.pg_statistic_ext'::regclass AND se.oid = o.objid))
                    AND se.stxexprs IS NOT NULL
                 UNION ALL
                 SELECT 'pg_catalog.pg_class'::regclass, pt.partrelid, pt.partexprs::text
                   FROM pg_catalog.pg_partitioned_table pt
-                 WHERE r.kind = 'p' AND pt.partrelid = o.objid AND pt.partexprs IS NOT NULL
+                 WHERE k_kind = 'p' AND pt.partrelid = o.objid AND pt.partexprs IS NOT NULL
             LOOP
                 SELECT CASE WHEN c.op >= 16384
                             THEN format('%s uses operator %s, which is not built in',
