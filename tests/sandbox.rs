@@ -124,6 +124,10 @@ impl Arena {
     }
 }
 
+/// The debug-build test hook that lets transaction control past the host's text filter, so
+/// that the server-side check is what stops it.
+const SKIP_TEXT_FILTER: (&str, &str) = ("WASMIG_TEST_SKIP_TEXT_FILTER", "1");
+
 /// The attacker's error line in the run summary.
 fn att_error(run: &Run) -> String {
     run.stderr
@@ -450,17 +454,12 @@ fn begin_and_rollback_inside_a_step() {
 #[test]
 fn commit_smuggled_past_the_splitter_is_refused_by_the_server() {
     for attack in ["commit_smuggled_backslash", "commit_smuggled_dollar"] {
-        let a = Arena::new(attack);
-        let run = a.attack(attack, "", &[], 1);
-        let line = att_error(&run);
-        assert!(
-            line.contains("not allowed in a step")
-                || line.contains("EXECUTE of transaction commands is not implemented"),
-            "{attack}: {line}"
-        );
-        assert!(
-            !a.db.table_exists("att", "leaked"),
-            "{attack}: nothing may be committed"
+        refused_and_nothing_leaked(
+            attack,
+            &[
+                "not allowed in a step",
+                "EXECUTE of transaction commands is not implemented",
+            ],
         );
     }
 }
@@ -699,18 +698,25 @@ fn the_application_role_gets_privileges_on_plugin_objects() {
 fn a_carriage_return_does_not_hide_transaction_control() {
     // PostgreSQL ends a `--` comment at a carriage return: so does the host's filter.
     for attack in ["commit_cr", "prepare_transaction_cr"] {
-        let a = Arena::new(attack);
-        let run = a.attack(attack, "", &[], 1);
-        let line = att_error(&run);
-        assert!(
-            line.contains("is not allowed in a step"),
-            "{attack}: {line}"
-        );
-        assert!(
-            !a.db.table_exists("att", "leaked"),
-            "{attack}: nothing committed"
-        );
+        refused_and_nothing_leaked(attack, &["is not allowed in a step"]);
     }
+}
+
+/// Runs `attack`, checks that its error line holds one of `expected` and that the table it
+/// created before its transaction-control statement was not committed.
+#[track_caller]
+fn refused_and_nothing_leaked(attack: &str, expected: &[&str]) {
+    let a = Arena::new(attack);
+    let run = a.attack(attack, "", &[], 1);
+    let line = att_error(&run);
+    assert!(
+        expected.iter().any(|e| line.contains(e)),
+        "{attack}: {line}"
+    );
+    assert!(
+        !a.db.table_exists("att", "leaked"),
+        "{attack}: nothing may be committed"
+    );
 }
 
 #[test]
@@ -726,14 +732,7 @@ fn a_statement_that_ends_the_step_transaction_is_caught_by_the_server_side_check
         ("end_transaction_query", "COMMIT"),
     ] {
         let a = Arena::new("end_tx");
-        a.tenant("att", attack, statement);
-        a.tenant("by", "none", "");
-        let out =
-            a.db.wasmig_command(a.plugins.path(), &["migrate"])
-                .env("WASMIG_TEST_SKIP_TEXT_FILTER", "1")
-                .output()
-                .expect("run wasmig");
-        let run = Run::from(out, &["migrate"]).expect(1);
+        let run = a.attack_env(attack, statement, &[], &[SKIP_TEXT_FILTER], 1);
         let line = att_error(&run);
         assert!(
             line.contains("ended the step's transaction"),
@@ -1169,14 +1168,7 @@ fn a_statement_that_opens_a_transaction_in_a_non_transactional_step_is_caught() 
     // transaction block (past the text filter, switched off here) would make the host's own
     // statements run inside the plugin's transaction. The check after every statement sees it.
     let a = Arena::with("nontx_begin", "hostile_nontx");
-    a.tenant("att", "end_transaction", "BEGIN");
-    a.tenant("by", "none", "");
-    let out =
-        a.db.wasmig_command(a.plugins.path(), &["migrate"])
-            .env("WASMIG_TEST_SKIP_TEXT_FILTER", "1")
-            .output()
-            .expect("run wasmig");
-    let run = Run::from(out, &["migrate"]).expect(1);
+    let run = a.attack_env("end_transaction", "BEGIN", &[], &[SKIP_TEXT_FILTER], 1);
     let line = att_error(&run);
     assert!(line.contains("left a transaction block open"), "{line}");
     assert!(

@@ -121,24 +121,16 @@ BEGIN
     END IF;
 END
 $upgrade$;
--- The capability tier a step runs with (what the operator granted its plugin).
+-- The capability tier a step runs with (what the operator granted its plugin), and its own
+-- temp_file_limit (the plugin's `max_temp_mb`), set by `begin_step`.
 DO $upgrade$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                     WHERE attrelid = 'wasmig.step_grant'::regclass AND attname = 'tier'
                       AND NOT attisdropped) THEN
-        ALTER TABLE wasmig.step_grant ADD COLUMN tier text NOT NULL DEFAULT 'full'
-            CHECK (tier IN ('data', 'schema', 'full'));
-    END IF;
-END
-$upgrade$;
--- The step's own temp_file_limit (a plugin's `max_temp_mb`), set by `begin_step`.
-DO $upgrade$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-                    WHERE attrelid = 'wasmig.step_grant'::regclass AND attname = 'temp_limit_kb'
-                      AND NOT attisdropped) THEN
-        ALTER TABLE wasmig.step_grant ADD COLUMN temp_limit_kb bigint;
+        ALTER TABLE wasmig.step_grant
+            ADD COLUMN tier text NOT NULL DEFAULT 'full' CHECK (tier IN ('data', 'schema', 'full')),
+            ADD COLUMN IF NOT EXISTS temp_limit_kb bigint;
     END IF;
 END
 $upgrade$;
