@@ -57,8 +57,9 @@ pub struct Global {
     )]
     pub jobs: Option<usize>,
 
-    /// Plugins allowed to run in the shared schema (repeatable, or comma-separated in
-    /// WASMIG_TRUSTED). Shared-scope plugins that are not trusted are refused.
+    /// Plugins trusted by name (repeatable, or comma-separated in WASMIG_TRUSTED): shared-scope
+    /// plugins run only when trusted; a trusted tenant plugin gets `full` rights (it may create
+    /// functions, triggers, policies: code that runs as whoever touches its tables).
     #[arg(
         long = "trust",
         global = true,
