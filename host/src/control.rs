@@ -241,35 +241,44 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
-    g record;
+    g_tier text;
+    g_plugin text;
+    g_step text;
+    g_schema text;
+    g_temp bigint;
 BEGIN
+    -- A NULL token closes the open step and changes nothing else; the warm-up of a fresh
+    -- session calls it so, which plans every statement below off the step's path.
     DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
-    IF p_token IS NULL THEN
-        RETURN;
-    END IF;
-    SELECT tier, plugin, step_id, schema_name, temp_limit_kb INTO g FROM wasmig.step_grant
+    SELECT tier, plugin, step_id, schema_name, temp_limit_kb
+      INTO g_tier, g_plugin, g_step, g_schema, g_temp
+      FROM wasmig.step_grant
      WHERE token_hash = sha256(p_token) AND role_name = session_user
        AND expires_at > clock_timestamp();
-    IF NOT FOUND THEN
+    IF NOT FOUND AND p_token IS NOT NULL THEN
         PERFORM wasmig_api.no_valid_grant();
     END IF;
     INSERT INTO wasmig.active_step (pid, txid, backend_start, role_name, role_oid, schema_name,
                                     home_nsp, shared_nsp, tier, plugin, step_id)
     SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), b.backend_start, session_user,
-           (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user), g.schema_name,
-           (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = g.schema_name),
+           (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user), g_schema,
+           (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = g_schema),
            (SELECT n.oid FROM wasmig.managed_schema m
               JOIN pg_catalog.pg_namespace n ON n.nspname = m.schema_name
              WHERE m.scope = 'shared' LIMIT 1),
-           g.tier, g.plugin, g.step_id
-      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b;
+           g_tier, g_plugin, g_step
+      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
+     WHERE g_tier IS NOT NULL;
+    IF g_tier IS NULL THEN
+        RETURN;
+    END IF;
     -- The step's own temp_file_limit (its plugin's `max_temp_mb`), for the session, so that
     -- it holds for a non-transactional step too; otherwise the role's own. Only a superuser
     -- may set it (this function runs as its owner, the operator); the role cannot raise it,
     -- and its `RESET ALL` goes back to the role's limit, never above.
     IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-        IF g.temp_limit_kb IS NOT NULL THEN
-            PERFORM pg_catalog.set_config('temp_file_limit', g.temp_limit_kb || 'kB', false);
+        IF g_temp IS NOT NULL THEN
+            PERFORM pg_catalog.set_config('temp_file_limit', g_temp || 'kB', false);
         ELSE
             RESET temp_file_limit;
         END IF;
@@ -291,10 +300,8 @@ DECLARE
     recorded bigint;
 BEGIN
     -- A NULL token matches no grant and records nothing: a fresh session calls it so to
-    -- plan the statements below before its first step.
-    IF p_token IS NOT NULL THEN
-        PERFORM wasmig_api.check_step(p_xid);
-    END IF;
+    -- plan the statements below (and the step check's) before its first step.
+    PERFORM wasmig_api.check_step(p_xid);
     WITH g AS (
         DELETE FROM wasmig.step_grant
          WHERE token_hash = sha256(p_token)
@@ -635,11 +642,11 @@ pub const RECORD_STEP_SQL: &str = "SELECT wasmig_api.record_step($1, $2, $3)";
 pub const RUN_SCRIPT_SQL: &str = "SELECT wasmig_api.run_script($1)";
 
 /// Run once on a fresh schema-role session, before its first step: plans and runs
-/// `record_step` with a token that matches nothing and compiles `run_script`, so the catalog
+/// `begin_step` and `record_step` (with its step check) with a token that matches nothing
+/// and compiles `run_script`, so the catalog
 /// lookups of a new backend happen while another schema is being migrated rather than
 /// inside the step's transaction. Changes nothing.
-pub const WARM_UP_SQL: &str =
-    "SELECT wasmig_api.record_step(NULL, 0, NULL); SELECT wasmig_api.run_script('SELECT 1')";
+pub const WARM_UP_SQL: &str = "SELECT wasmig_api.begin_step(NULL); SELECT wasmig_api.record_step(NULL, 0, NULL); SELECT wasmig_api.run_script('SELECT 1')";
 
 /// Errors at the control-schema boundary.
 #[derive(Debug, thiserror::Error)]
