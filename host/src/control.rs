@@ -787,15 +787,7 @@ pub async fn init(client: &mut Client, app_role: Option<&str>) -> Result<(), Con
         .await
         .map_err(pg(format!("granting role `{role}` the ledger functions")))?;
     }
-    let superuser: bool = tx
-        .query_one(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
-            &[],
-        )
-        .await
-        .map_err(pg("reading the operator role"))?
-        .get(0);
-    if superuser {
+    if operator_is_superuser(&tx).await? {
         tx.batch_execute(
             "DROP EVENT TRIGGER IF EXISTS wasmig_guard_tenant_ddl;
              CREATE EVENT TRIGGER wasmig_guard_tenant_ddl ON ddl_command_start
@@ -1103,7 +1095,9 @@ pub async fn end_tenant_sessions_locking(
 }
 
 /// Whether the operator role is a superuser.
-pub async fn operator_is_superuser(client: &Client) -> Result<bool, ControlError> {
+pub async fn operator_is_superuser(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<bool, ControlError> {
     Ok(client
         .query_one(
             "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
@@ -1728,15 +1722,7 @@ async fn create_schema_and_role(
         it = sl.idle_in_transaction_ms,
     );
     tx.batch_execute(&ddl).await.map_err(pg(what()))?;
-    let superuser: bool = tx
-        .query_one(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
-            &[],
-        )
-        .await
-        .map_err(pg(what()))?
-        .get(0);
-    if superuser {
+    if operator_is_superuser(tx).await? {
         tx.batch_execute(&format!(
             "ALTER ROLE {r} SET temp_file_limit = '{}kB'",
             sl.temp_file_limit_kb

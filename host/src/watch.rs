@@ -14,6 +14,19 @@ use tokio_postgres::Client;
 
 /// How often the watchdog looks.
 const POLL: Duration = Duration::from_millis(100);
+/// The longest the watchdog waits for one answer: a server that stops answering must not
+/// keep the run from ending (the run stops the watchdog only between polls).
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// `fut` within [`ANSWER_WITHIN`], its timeout reported as an error.
+async fn bounded<T>(
+    fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(ANSWER_WITHIN, fut).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", ANSWER_WITHIN.as_secs())),
+    }
+}
 
 /// A step past its lock limit: what it held when it was stopped, and the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,15 +70,14 @@ impl LockWatch {
 
     /// Sets the default limit from the server's settings.
     pub async fn size_from_server(&self, client: &Client, jobs: usize) {
-        let capacity = client
-            .query_one(
-                "SELECT (current_setting('max_locks_per_transaction')::bigint
-                         * (current_setting('max_connections')::bigint
-                            + current_setting('max_prepared_transactions')::bigint))",
-                &[],
-            )
-            .await
-            .map(|r| r.get::<_, i64>(0));
+        let capacity = bounded(client.query_one(
+            "SELECT (current_setting('max_locks_per_transaction')::bigint
+                     * (current_setting('max_connections')::bigint
+                        + current_setting('max_prepared_transactions')::bigint))",
+            &[],
+        ))
+        .await
+        .map(|r| r.get::<_, i64>(0));
         match capacity {
             Ok(c) => self.default_limit.store(
                 Self::default_limit_for(u64::try_from(c).unwrap_or(0), jobs),
@@ -107,15 +119,14 @@ impl LockWatch {
             if roles.is_empty() {
                 continue;
             }
-            let held = match client
-                .query(
-                    "SELECT a.usename::text, count(*)::bigint
-                       FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-                      WHERE a.usename = ANY($1)
-                      GROUP BY a.usename",
-                    &[&roles],
-                )
-                .await
+            let held = match bounded(client.query(
+                "SELECT a.usename::text, count(*)::bigint
+                   FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                  WHERE a.usename = ANY($1)
+                  GROUP BY a.usename",
+                &[&roles],
+            ))
+            .await
             {
                 Ok(rows) => rows,
                 Err(e) => {
@@ -142,13 +153,12 @@ impl LockWatch {
                 if over {
                     // Ended, not cancelled: a plugin idle inside its transaction keeps its
                     // locks through a cancel. The operator is a member of every schema role.
-                    if let Err(e) = client
-                        .execute(
-                            "SELECT pg_catalog.pg_terminate_backend(pid)
-                               FROM pg_catalog.pg_stat_activity WHERE usename = $1",
-                            &[&role],
-                        )
-                        .await
+                    if let Err(e) = bounded(client.execute(
+                        "SELECT pg_catalog.pg_terminate_backend(pid)
+                           FROM pg_catalog.pg_stat_activity WHERE usename = $1",
+                        &[&role],
+                    ))
+                    .await
                     {
                         tracing::error!("could not end the session of role `{role}`: {e}");
                     }
