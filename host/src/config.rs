@@ -216,8 +216,9 @@ struct FileDoc {
 /// The settings a config file gives for the selected environment, validated.
 #[derive(Debug, Clone, Default)]
 pub struct FileSettings {
-    /// Interpolated database URL.
-    pub database_url: Option<String>,
+    /// Interpolated database URL, or why it cannot be: a `${VAR}` that is not set fails only
+    /// a command that actually uses this URL (not one given `--database-url`).
+    pub database_url: Option<Result<String, std::sync::Arc<FileError>>>,
     /// Shared schema.
     pub shared_schema: Option<String>,
     /// Plugins directory, resolved against the file's directory.
@@ -337,8 +338,9 @@ impl FileSettings {
         };
         if let Some((url, from_env)) = pick!(database_url) {
             let span = url.span();
-            let value = interpolate(url.get_ref(), env)
-                .map_err(|r| value_err(prefix("database_url", from_env), span, r))?;
+            let value = interpolate(url.get_ref(), env).map_err(|r| {
+                std::sync::Arc::new(value_err(prefix("database_url", from_env), span, r))
+            });
             out.database_url = Some(value);
         }
         if let Some((v, _)) = pick!(shared_schema) {
@@ -492,8 +494,8 @@ plugins = "deploy/plugins"
         assert_eq!(dev.limits.len(), 1);
         let prod = FileSettings::parse(p, text, Some("prod"), &env).unwrap();
         assert_eq!(
-            prod.database_url.as_deref(),
-            Some("postgres://app:s3cret@db.internal/app")
+            prod.database_url.clone().unwrap().unwrap(),
+            "postgres://app:s3cret@db.internal/app"
         );
         assert_eq!(prod.jobs, Some(8));
         assert_eq!(
@@ -509,7 +511,11 @@ plugins = "deploy/plugins"
             e.contains("no environment `uat`") && e.contains("dev, prod"),
             "{e}"
         );
+        // An unset variable fails only the use of that URL, not the loading of the file.
         let missing = FileSettings::parse(p, text, Some("prod"), &|_| None)
+            .unwrap()
+            .database_url
+            .unwrap()
             .unwrap_err()
             .to_string();
         assert!(

@@ -13,7 +13,8 @@
 //! - [`exec`]: runs plans per schema with bounded concurrency.
 //! - [`backup`]: pg_dump / pg_restore of one schema with its ledger rows.
 //! - [`secret`]: role passwords and step tokens.
-//! - [`report`]: human and JSON output.
+//! - [`report`]: human and JSON output; [`out`]: the stdout/stderr writers (a closed pipe
+//!   ends the output quietly).
 
 pub mod backup;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod db;
 pub mod exec;
 pub mod names;
 pub mod ops;
+pub mod out;
 pub mod plan;
 pub mod plugin;
 pub mod report;
@@ -47,6 +49,10 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
     use ops::migrate::{MigrateOptions, ScopeFilter};
 
     let s = ops::Settings::from_global(&cli.global)?;
+    // Every command but `pin` acts on a database: say which, before touching it.
+    if !s.quiet && !matches!(cli.command, Command::Pin { .. }) {
+        s.database.print(&s.target);
+    }
     match cli.command {
         Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
         Command::Tenant(TenantCommand::Create {

@@ -31,15 +31,17 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            wasmig::errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(Exit::Error as u8);
         }
     };
     match runtime.block_on(wasmig::run(cli)) {
+        // Output the command owed that could not be written is a failure, not a success.
+        Ok(_) if wasmig::out::stdout_failed() => ExitCode::from(Exit::Error as u8),
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             // One line: what failed, then each cause after a colon (e.g. the flag, then why).
-            eprintln!("error: {e:#}");
+            wasmig::errln!("error: {e:#}");
             ExitCode::from(Exit::Error as u8)
         }
     }

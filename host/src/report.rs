@@ -98,10 +98,10 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
             problems: problems.len(),
             results: reports,
         };
-        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
         return;
     }
-    println!(
+    crate::outln!(
         "run {run_id}: {} schema(s), {applied} step(s) applied, {} problem(s), {:.2}s",
         reports.len(),
         problems.len(),
@@ -115,26 +115,26 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
                 sqlstate: code,
                 message,
                 ..
-            } => eprintln!(
+            } => crate::errln!(
                 "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {message}{}",
                 r.schema,
                 sqlstate(code)
             ),
             Outcome::Drift { drift } => {
                 for d in drift {
-                    eprintln!("error: {}", drift_line(&r.schema, d));
+                    crate::errln!("error: {}", drift_line(&r.schema, d));
                 }
             }
             Outcome::Forged { rows } => {
                 for row in rows {
-                    eprintln!("error: {}", forged_line(&r.schema, row));
+                    crate::errln!("error: {}", forged_line(&r.schema, row));
                 }
             }
-            Outcome::Blocked { reason } => eprintln!("error: schema `{}`: {reason}", r.schema),
+            Outcome::Blocked { reason } => crate::errln!("error: schema `{}`: {reason}", r.schema),
             Outcome::Skipped { reason } => {
-                eprintln!("error: schema `{}` skipped: {reason}", r.schema)
+                crate::errln!("error: schema `{}` skipped: {reason}", r.schema)
             }
-            Outcome::Error { message } => eprintln!("error: schema `{}`: {message}", r.schema),
+            Outcome::Error { message } => crate::errln!("error: schema `{}`: {message}", r.schema),
             Outcome::UpToDate | Outcome::Applied { .. } => {}
         }
     }
@@ -183,40 +183,40 @@ pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], json: b
                 blocked: p.blocked.as_deref(),
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return;
     }
     let mut total = 0;
     for (t, p) in plans {
         for f in &p.forged {
-            println!("{}: would refuse: {}", t.schema, forged_line(&t.schema, f));
+            crate::outln!("{}: would refuse: {}", t.schema, forged_line(&t.schema, f));
         }
         if !p.forged.is_empty() {
             continue;
         }
         if !p.drift.is_empty() {
             for d in &p.drift {
-                println!("{}: would refuse: {}", t.schema, drift_line(&t.schema, d));
+                crate::outln!("{}: would refuse: {}", t.schema, drift_line(&t.schema, d));
             }
             continue;
         }
         if let Some(b) = &p.blocked {
-            println!("{}: would refuse: {b}", t.schema);
+            crate::outln!("{}: would refuse: {b}", t.schema);
             continue;
         }
         if p.pending.is_empty() {
-            println!("{}: up to date", t.schema);
+            crate::outln!("{}: up to date", t.schema);
             continue;
         }
-        println!("{}: {} pending step(s)", t.schema, p.pending.len());
+        crate::outln!("{}: {} pending step(s)", t.schema, p.pending.len());
         for ps in &p.pending {
             let pl = &specs[ps.plugin];
             let st = &pl.steps[ps.step];
-            println!("  {}/{}  {}", pl.name, st.id, st.description);
+            crate::outln!("  {}/{}  {}", pl.name, st.id, st.description);
         }
         total += p.pending.len();
     }
-    println!("dry run: {total} step(s) would be applied; nothing was changed");
+    crate::outln!("dry run: {total} step(s) would be applied; nothing was changed");
 }
 
 /// One row of `wasmig status`.
@@ -317,12 +317,17 @@ pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
                 .collect(),
             schemas: rows,
         };
-        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
         return;
     }
-    println!(
+    crate::outln!(
         "{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}",
-        "SCHEMA", "SCOPE", "APPLIED", "PENDING", "DRIFTED", "UNKNOWN"
+        "SCHEMA",
+        "SCOPE",
+        "APPLIED",
+        "PENDING",
+        "DRIFTED",
+        "UNKNOWN"
     );
     for r in rows {
         let scope = match r.scope {
@@ -334,7 +339,7 @@ pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
         } else {
             0
         };
-        println!(
+        crate::outln!(
             "{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}",
             r.schema,
             scope,
@@ -344,16 +349,18 @@ pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
             r.unknown.len()
         );
         for d in &r.drift {
-            println!("  drift: {}", drift_line(&r.schema, d));
+            crate::outln!("  drift: {}", drift_line(&r.schema, d));
         }
         for f in &r.forged {
-            println!("  {}", forged_line(&r.schema, f));
+            crate::outln!("  {}", forged_line(&r.schema, f));
         }
         for u in &r.unknown {
-            println!("  unknown ledger row: {u} (no loaded plugin declares it; left in place)");
+            crate::outln!(
+                "  unknown ledger row: {u} (no loaded plugin declares it; left in place)"
+            );
         }
         if let Some(f) = &r.last_failure {
-            println!("  last failure: {f}");
+            crate::outln!("  last failure: {f}");
         }
     }
 }
@@ -395,7 +402,7 @@ pub fn print_verify(rows: &[SchemaStatus], json: bool, quiet: bool) -> bool {
             totals,
             tenants: rows,
         };
-        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
         return all_ok;
     }
     if !quiet {
@@ -417,12 +424,14 @@ pub fn print_verify(rows: &[SchemaStatus], json: bool, quiet: bool) -> bool {
             if let Some(f) = &r.last_failure {
                 parts.push(format!("failed {f}"));
             }
-            println!("{}: {}", r.schema, parts.join("; "));
+            crate::outln!("{}: {}", r.schema, parts.join("; "));
         }
     }
-    println!(
+    crate::outln!(
         "{} tenant(s): {} ok, {} with issues",
-        totals.tenants, totals.ok, totals.with_issues
+        totals.tenants,
+        totals.ok,
+        totals.with_issues
     );
     all_ok
 }

@@ -47,6 +47,20 @@ pub enum ConnectError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// The server accepted the connection but did not finish the login in time.
+    #[error(
+        "cannot connect to {target} as `{user}`: no answer within {secs} s ({origin}); check that the host and port are PostgreSQL's, or raise connect_timeout"
+    )]
+    Timeout {
+        /// Redacted target description.
+        target: String,
+        /// The role used.
+        user: String,
+        /// The bound, in seconds.
+        secs: u64,
+        /// Where the bound came from.
+        origin: &'static str,
+    },
     /// The server could not be reached or refused the login.
     #[error("cannot connect to {target} as `{user}`: {error}")]
     Connect {
@@ -59,11 +73,19 @@ pub enum ConnectError {
     },
 }
 
+/// The server ends any one operator statement that runs longer (a lock it waits on, a
+/// stalled server): 5 minutes.
+pub const OPERATOR_STATEMENT_TIMEOUT_MS: u64 = 300_000;
+
 /// Validated connection settings for the operator's (privileged) connection.
 #[derive(Clone)]
 pub struct DbTarget {
     config: Config,
     described: String,
+    /// The bound of one connection attempt (TCP, TLS, startup and authentication together).
+    connect_timeout: ConnectTimeout,
+    /// Where the settings came from (`--database-url`, `DATABASE_URL`, ...).
+    origin: &'static str,
     tls: TlsSettings,
     /// `None` for `sslmode=disable`.
     connector: Option<MakeRustlsConnect>,
@@ -81,42 +103,155 @@ impl fmt::Display for DbTarget {
     }
 }
 
-/// Replaces the password in a URL or key/value connection string with `***`.
-pub fn redact(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        // The driver takes everything up to the last `@` as user info, so a password may
-        // itself contain `/`, `?` or `@`: redact up to the last `@` anywhere.
-        if let Some(at) = rest.rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &rest[at..]
-                );
-            }
-        }
-        // A password can also hide in the query string.
-        return redact_kv_pairs(url, '&');
-    }
-    redact_kv_pairs(url, ' ')
+/// Replaces every password in `text` with `***`: the user-info password of a URL, even a
+/// malformed one (`postgres//u:pw@h`, `u:pw@h/db`, `postgresql:u:pw@h`), and the value of
+/// any `password=` / `sslpassword=` pair (URL query or libpq key/value string, quoted or
+/// bare). Used on everything that may carry a connection string: parse errors, run
+/// arguments, log lines. Redacting too much is harmless; too little is not.
+pub fn redact(text: &str) -> String {
+    redact_password_pairs(&redact_userinfo(text))
 }
 
-fn redact_kv_pairs(s: &str, sep: char) -> String {
-    s.split(sep)
-        .map(|part| {
-            let key = part.split('=').next().unwrap_or("");
-            if key.trim_start_matches(['?', '&']).ends_with("password") {
-                let prefix_len = part.find('=').map_or(part.len(), |i| i + 1);
-                format!("{}***", &part[..prefix_len])
-            } else {
-                part.to_owned()
-            }
+/// `user:password@` before the last `@` of each whitespace-separated word.
+fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(word_end);
+        out.push_str(&redact_word(word));
+        let ws_end = tail
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(tail.len());
+        out.push_str(&tail[..ws_end]);
+        rest = &tail[ws_end..];
+    }
+    out
+}
+
+fn redact_word(word: &str) -> String {
+    // The driver takes everything up to the last `@` as user info, so a password may itself
+    // contain `/`, `?`, `:` or `@`.
+    let Some(at) = word.rfind('@') else {
+        return word.to_owned();
+    };
+    let head = &word[..at];
+    // Where the user info starts: after `//` (with or without the scheme's colon), else after
+    // a scheme such as `postgresql:`, else after a `key=` (a libpq pair such as `user=u:pw@h`).
+    let start = if let Some(i) = head.find("//") {
+        i + 2
+    } else if let Some(i) = head
+        .find(':')
+        .filter(|&i| {
+            i > 0
+                && head[..i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
         })
-        .collect::<Vec<_>>()
-        .join(&sep.to_string())
+        .filter(|&i| head[..i].to_ascii_lowercase().starts_with("postgres"))
+    {
+        i + 1
+    } else {
+        head.find('=').map_or(0, |i| i + 1)
+    };
+    match head[start..].find(':') {
+        Some(colon) => format!("{}***{}", &word[..start + colon + 1], &word[at..]),
+        None => word.to_owned(),
+    }
+}
+
+/// The value of every `password=` / `sslpassword=` pair (keys matched case-insensitively,
+/// spaces around `=` allowed, values bare or single-quoted with backslash escapes).
+fn redact_password_pairs(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(found) = lower[i..].find("password") {
+        let key_end = i + found + "password".len();
+        let after = &text[key_end..];
+        let eq = after.len() - after.trim_start().len();
+        if !after[eq..].starts_with('=') {
+            out.push_str(&text[i..key_end]);
+            i = key_end;
+            continue;
+        }
+        let value_start = key_end + eq + 1;
+        let v = &text[value_start..];
+        let lead = v.len() - v.trim_start().len();
+        let body = &v[lead..];
+        let len = if let Some(quoted) = body.strip_prefix('\'') {
+            let mut escaped = false;
+            quoted
+                .char_indices()
+                .find(|&(_, c)| {
+                    let end = c == '\'' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    end
+                })
+                .map_or(body.len(), |(j, _)| j + 2)
+        } else {
+            body.find(|c: char| c.is_whitespace() || c == '&' || c == '#')
+                .unwrap_or(body.len())
+        };
+        out.push_str(&text[i..value_start + lead]);
+        out.push_str("***");
+        i = value_start + lead + len;
+    }
+    out.push_str(&text[i..]);
+    out
+}
+
+/// How long one connection attempt may take, with libpq's meaning of `connect_timeout`:
+/// whole seconds, at least 2 (a smaller positive value counts as 2), per host tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectTimeout {
+    /// The bound.
+    pub secs: u64,
+    /// Where it came from, for messages.
+    pub origin: &'static str,
+}
+
+/// Without `connect_timeout` or `PGCONNECT_TIMEOUT`, an attempt may take this long.
+pub const DEFAULT_CONNECT_TIMEOUT_S: u64 = 10;
+
+impl ConnectTimeout {
+    /// `connect_timeout` from the connection string, else `PGCONNECT_TIMEOUT`, else the
+    /// default. Zero or negative means "wait forever" to libpq; wasmig bounds every network
+    /// wait, so it refuses that rather than silently picking a bound.
+    fn resolve(
+        url: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConnectError> {
+        let (raw, origin) = match url.and_then(|u| tls::param(u, "connect_timeout")) {
+            Some(v) => (v, "connect_timeout"),
+            None => match env("PGCONNECT_TIMEOUT").filter(|v| !v.trim().is_empty()) {
+                Some(v) => (v, "PGCONNECT_TIMEOUT"),
+                None => {
+                    return Ok(ConnectTimeout {
+                        secs: DEFAULT_CONNECT_TIMEOUT_S,
+                        origin: "wasmig's default connect timeout",
+                    });
+                }
+            },
+        };
+        let bad = |why: &str| ConnectError::InvalidVar {
+            var: origin,
+            reason: format!("`{}` {why}", crate::text::inert(&raw, 40)),
+        };
+        let n: i64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| bad("is not a whole number of seconds"))?;
+        if n <= 0 {
+            return Err(bad(
+                "means wait forever; wasmig bounds every network wait: give a number of seconds (at least 2)",
+            ));
+        }
+        Ok(ConnectTimeout {
+            secs: (n as u64).max(2),
+            origin,
+        })
+    }
 }
 
 /// `HOME`, where libpq's default client certificate lives.
@@ -170,7 +305,8 @@ impl DbTarget {
                 var: "PGSSLMODE, PGSSLROOTCERT, PGSSLCERT or PGSSLKEY",
                 reason,
             })?;
-        Self::finish(config, tls)
+        let timeout = ConnectTimeout::resolve(None, src.env)?;
+        Self::finish(config, tls, timeout, "the PG* variables")
     }
 
     /// Parses a `postgres://` URL or a key/value connection string; `PGSSLMODE`,
@@ -211,15 +347,45 @@ impl DbTarget {
                 }
             )))
         })?;
+        let timeout = ConnectTimeout::resolve(Some(url), env)?;
+        let mut config = config;
         if config.get_user().is_none() {
-            let mut c = config;
-            c.user(std::env::var("USER").as_deref().unwrap_or("postgres"));
-            return Self::finish(c, tls);
+            config.user(
+                env("USER")
+                    .filter(|u| !u.is_empty())
+                    .as_deref()
+                    .unwrap_or("postgres"),
+            );
         }
-        Self::finish(config, tls)
+        let keepalive_set = [
+            "keepalives_idle",
+            "keepalives_interval",
+            "keepalives_retries",
+        ]
+        .iter()
+        .any(|k| tls::param(url, k).is_some());
+        let mut t = Self::finish(config, tls, timeout, source_name)?;
+        if !keepalive_set {
+            t.default_keepalives();
+        }
+        Ok(t)
     }
 
-    fn finish(mut config: Config, tls: TlsSettings) -> Result<Self, ConnectError> {
+    /// Dead peers are noticed within about a minute, not after the kernel's two hours.
+    fn default_keepalives(&mut self) {
+        self.config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
+    }
+
+    fn finish(
+        mut config: Config,
+        tls: TlsSettings,
+        timeout: ConnectTimeout,
+        origin: &'static str,
+    ) -> Result<Self, ConnectError> {
         if config.get_hosts().is_empty() {
             config.host("localhost");
         }
@@ -228,18 +394,43 @@ impl DbTarget {
             config.dbname(&user);
         }
         config.application_name("wasmig");
-        config.connect_timeout(Duration::from_secs(10));
+        config.connect_timeout(Duration::from_secs(timeout.secs));
+        // Operator statements cannot wait forever on a lock or a stalled server: the server
+        // ends any one of them after this long (the operator's own `-c statement_timeout`
+        // in `options`, coming later, wins).
+        let options = format!(
+            "-c statement_timeout={OPERATOR_STATEMENT_TIMEOUT_MS} {}",
+            config.get_options().unwrap_or("")
+        );
+        config.options(options.trim_end());
         config.ssl_mode(tls.mode.driver_mode());
         let connector = tls
             .connector()
             .map_err(|reason| ConnectError::Tls { reason })?;
         let described = describe(&config, &tls);
-        Ok(DbTarget {
+        let mut t = DbTarget {
             config,
             described,
+            connect_timeout: timeout,
+            origin,
             tls,
             connector,
-        })
+        };
+        t.default_keepalives();
+        Ok(t)
+    }
+
+    /// Where the settings came from: `--database-url`, `DATABASE_URL`, `the config file`,
+    /// `the PG* variables`.
+    pub fn origin(&self) -> &'static str {
+        self.origin
+    }
+
+    /// Records that the settings came from `origin` (the config file loads its URL through
+    /// [`DbTarget::parse`] under a longer name).
+    pub fn with_origin(mut self, origin: &'static str) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// libpq environment variables for a child program (pg_dump, pg_restore) reaching the
@@ -264,6 +455,7 @@ impl DbTarget {
         if let Some(pw) = c.get_password() {
             v.push(("PGPASSWORD", String::from_utf8_lossy(pw).into_owned()));
         }
+        v.push(("PGCONNECT_TIMEOUT", self.connect_timeout.secs.to_string()));
         v.extend(self.tls.libpq_env());
         v
     }
@@ -309,15 +501,25 @@ impl DbTarget {
         T::Stream: Send + 'static,
     {
         let user = config.get_user().unwrap_or("").to_owned();
-        let (client, connection) =
-            config
-                .connect(tls)
-                .await
-                .map_err(|e| ConnectError::Connect {
+        // The driver bounds only the TCP connect; a server that accepts and never speaks
+        // would hold TLS or the startup forever. libpq bounds the whole attempt, per host.
+        let hosts = config.get_hosts().len().max(1) as u64;
+        let bound = Duration::from_secs(self.connect_timeout.secs * hosts);
+        let (client, connection) = match tokio::time::timeout(bound, config.connect(tls)).await {
+            Ok(r) => r.map_err(|e| ConnectError::Connect {
+                target: self.described.clone(),
+                user,
+                error: Box::new(e.into()),
+            })?,
+            Err(_) => {
+                return Err(ConnectError::Timeout {
                     target: self.described.clone(),
                     user,
-                    error: Box::new(e.into()),
-                })?;
+                    secs: bound.as_secs(),
+                    origin: self.connect_timeout.origin,
+                });
+            }
+        };
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("connection closed: {}", PgError::from(e));
@@ -374,6 +576,40 @@ mod tests {
             redact("host=h password=s3cret user=u"),
             "host=h password=*** user=u"
         );
+        // Malformed URLs, quoted values, and passwords holding the separators.
+        for (raw, want) in [
+            (
+                "postgres//u:s3cret@localhost/db",
+                "postgres//u:***@localhost/db",
+            ),
+            (
+                "postgres:/u:s3cret@localhost/db",
+                "postgres:/u:***@localhost/db",
+            ),
+            (
+                "postgresql:u:s3cret@localhost/db",
+                "postgresql:u:***@localhost/db",
+            ),
+            ("u:s3cret@localhost/db", "u:***@localhost/db"),
+            ("postgres://u:s3:c/r@t@h/db", "postgres://u:***@h/db"),
+            (
+                "error: `postgres//u:s3cret@h/db` is bad",
+                "error: `postgres//u:***@h/db` is bad",
+            ),
+            (
+                "host=h password = 's3 cr\\'et' user=u",
+                "host=h password = *** user=u",
+            ),
+            (
+                "postgres://h/db?PASSWORD=s3cret&x=1",
+                "postgres://h/db?PASSWORD=***&x=1",
+            ),
+            ("sslpassword=s3cret", "sslpassword=***"),
+            ("no password here", "no password here"),
+        ] {
+            assert_eq!(redact(raw), want, "{raw}");
+            assert!(!redact(raw).contains("s3"), "{raw}");
+        }
     }
 
     #[test]

@@ -449,6 +449,22 @@ pub fn extract(url: &str) -> (String, TlsParams) {
     (rest, p)
 }
 
+/// The value of parameter `key` in a URL's query string or a key/value connection string,
+/// for settings that are not TLS but that wasmig must read itself (`connect_timeout`).
+pub fn param(url: &str, key: &str) -> Option<String> {
+    if url.contains("://") {
+        let (_, query) = url.split_once('?')?;
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == key).then(|| percent_decode(v))
+        })
+    } else {
+        kv_pairs(url)
+            .into_iter()
+            .find_map(|(k, v, _)| (k == key).then_some(v))
+    }
+}
+
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

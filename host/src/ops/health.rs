@@ -97,21 +97,25 @@ pub async fn health(s: &Settings, json: bool) -> Result<Exit> {
     h.healthy = problems.is_empty();
     h.problems = problems;
     if json {
-        println!("{}", serde_json::to_string_pretty(&h)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&h)?);
     } else {
-        println!("database:        {} ({:.1} ms)", h.database, h.latency_ms);
-        println!("server version:  {}", h.server_version);
-        println!(
+        crate::outln!("database:        {} ({:.1} ms)", h.database, h.latency_ms);
+        crate::outln!("server version:  {}", h.server_version);
+        crate::outln!(
             "control schema:  {}",
             h.control_version
                 .map_or("missing".to_owned(), |v| format!("version {v}"))
         );
-        println!(
+        crate::outln!(
             "tenants:         {} ({} pending step(s), {} drifted, {} forged row(s), {} failed schema(s))",
-            h.tenants, h.pending_steps, h.drifted_steps, h.forged_rows, h.failed_schemas
+            h.tenants,
+            h.pending_steps,
+            h.drifted_steps,
+            h.forged_rows,
+            h.failed_schemas
         );
         for l in &h.locks {
-            println!(
+            crate::outln!(
                 "lock:            schema `{}` held by pid {} ({}) for {:.1}s",
                 l.schema,
                 l.pid,
@@ -121,7 +125,7 @@ pub async fn health(s: &Settings, json: bool) -> Result<Exit> {
             );
         }
         match &h.last_run {
-            Some(r) => println!(
+            Some(r) => crate::outln!(
                 "last run:        {} `{}` at {}: {}",
                 r.run_id,
                 r.command,
@@ -130,12 +134,12 @@ pub async fn health(s: &Settings, json: bool) -> Result<Exit> {
                     .as_deref()
                     .unwrap_or("still running or interrupted")
             ),
-            None => println!("last run:        none"),
+            None => crate::outln!("last run:        none"),
         }
         for p in &h.problems {
-            println!("problem:         {p}");
+            crate::outln!("problem:         {p}");
         }
-        println!("{}", if h.healthy { "healthy" } else { "NOT healthy" });
+        crate::outln!("{}", if h.healthy { "healthy" } else { "NOT healthy" });
     }
     Ok(if h.healthy { Exit::Ok } else { Exit::Problems })
 }

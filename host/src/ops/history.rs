@@ -11,19 +11,25 @@ pub async fn history(s: &Settings, json: bool, limit: i64) -> Result<Exit> {
     let client = s.connect_initialised().await?;
     let runs = control::runs(&client, limit).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(Exit::Ok);
     }
     if runs.is_empty() {
-        println!("no runs recorded yet");
+        crate::outln!("no runs recorded yet");
         return Ok(Exit::Ok);
     }
-    println!(
+    crate::outln!(
         "{:>6}  {:<20}  {:>9}  {:<8}  {:>7}  {:>6}  {:<24}  COMMAND",
-        "RUN", "STARTED", "DURATION", "OUTCOME", "APPLIED", "FAILED", "WHO@WHERE"
+        "RUN",
+        "STARTED",
+        "DURATION",
+        "OUTCOME",
+        "APPLIED",
+        "FAILED",
+        "WHO@WHERE"
     );
     for r in runs {
-        println!(
+        crate::outln!(
             "{:>6}  {:<20}  {:>9}  {:<8}  {:>7}  {:>6}  {:<24}  {}",
             r.run_id,
             r.started_at,

@@ -29,7 +29,7 @@ pub async fn init(s: &Settings) -> Result<()> {
         Ensured::Created => "created",
         Ensured::Existed => "already present",
     };
-    println!(
+    crate::outln!(
         "control schema `wasmig` ready; shared schema `{}` {what} (role `{role}`)",
         s.shared_schema
     );

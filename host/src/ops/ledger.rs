@@ -173,7 +173,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     }
     if todo.is_empty() {
         ctx.finish(&sel.schema, "ok", 0, 0).await;
-        println!("{}: nothing to revert", sel.schema);
+        crate::outln!("{}: nothing to revert", sel.schema);
         return Ok(Exit::Ok);
     }
     let role = ctx
@@ -195,7 +195,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
         Outcome::Applied { steps } => {
             ctx.finish(&sel.schema, "ok", steps.len(), 0).await;
             for st in &steps {
-                println!("{}: reverted {st}", sel.schema);
+                crate::outln!("{}: reverted {st}", sel.schema);
             }
             Ok(Exit::Ok)
         }
@@ -208,9 +208,9 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
         } => {
             ctx.finish(&sel.schema, "failed", applied.len(), 1).await;
             for st in &applied {
-                println!("{}: reverted {st}", sel.schema);
+                crate::outln!("{}: reverted {st}", sel.schema);
             }
-            eprintln!(
+            crate::errln!(
                 "error: schema `{}`, plugin `{plugin}`, step `{step}`: revert stopped: {message}{}",
                 sel.schema,
                 sqlstate
@@ -251,7 +251,7 @@ pub async fn baseline(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     match added {
         Ok(n) => {
             ctx.finish(&sel.schema, "ok", n as usize, 0).await;
-            println!(
+            crate::outln!(
                 "{}: recorded {n} step(s) of `{}` through `{to}` as applied without running them ({} already recorded)",
                 sel.schema,
                 spec.name,
@@ -296,14 +296,17 @@ pub async fn repair(s: &Settings, sel: &StepSelection) -> Result<Exit> {
         Ok(Some(old)) => {
             ctx.finish(&sel.schema, "ok", 1, 0).await;
             if old == g.checksum {
-                println!(
+                crate::outln!(
                     "{}: `{}/{step}` already has checksum {old} (row re-authenticated)",
-                    sel.schema, spec.name
+                    sel.schema,
+                    spec.name
                 );
             } else {
-                println!(
+                crate::outln!(
                     "{}: `{}/{step}` checksum {old} -> {}",
-                    sel.schema, spec.name, g.checksum
+                    sel.schema,
+                    spec.name,
+                    g.checksum
                 );
             }
             Ok(Exit::Ok)
@@ -382,7 +385,7 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
     let outcome = if result.is_ok() { "ok" } else { "failed" };
     let _ = control::finish_run(&op, run_id, outcome, 0, i32::from(result.is_err())).await;
     result?;
-    println!(
+    crate::outln!(
         "{schema}: restored from {} (schema and ledger rows)",
         file.display()
     );

@@ -60,7 +60,7 @@ pub async fn metrics(s: &Settings, format: Format, output: Option<&Path>) -> Res
         Format::Prometheus => prometheus(&m),
     };
     match output {
-        None => print!("{text}"),
+        None => crate::out!("{text}"),
         Some(path) => {
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, &text)

@@ -142,7 +142,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
             pb.println(report::schema_line(r));
             pb.inc(1);
         }
-        None if show => println!("{}", report::schema_line(r)),
+        None if show => crate::outln!("{}", report::schema_line(r)),
         None => {}
     };
     let reports = fleet.migrate(&op, targets, &ledger, &opts, &on_done).await;

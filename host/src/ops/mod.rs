@@ -26,11 +26,79 @@ use crate::names::SchemaName;
 use crate::plan::{PluginSpec, order_plugins};
 use crate::plugin::{Limits, LoadedPlugin, Runtime};
 
+/// Which database a command acts on, and why that one: printed once on stderr before a
+/// command touches it, so that no one migrates prod believing it is dev.
+#[derive(Debug, Clone)]
+pub struct DatabaseBanner {
+    /// `database postgres://u@h:5432/db (environment prod of ./wasmig.toml)`.
+    pub line: String,
+    /// Settings that were given but lost to a source that comes first.
+    pub overridden: Vec<String>,
+}
+
+/// The order in which database settings win, as README and `--help` give it.
+pub const DATABASE_PRECEDENCE: &str =
+    "--database-url, then the config file's environment, then DATABASE_URL, then PG*";
+
+impl DatabaseBanner {
+    fn new(
+        target: &DbTarget,
+        config: Option<&std::path::Path>,
+        file: &FileSettings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Self {
+        let origin = target.origin();
+        let from = match (origin, config, &file.env_name) {
+            ("the config file", Some(path), Some(name)) => {
+                format!("environment `{name}` of {}", path.display())
+            }
+            ("the config file", Some(path), None) => format!("from {}", path.display()),
+            (o, _, Some(name)) => format!("from {o}; environment `{name}`"),
+            (o, _, None) => format!("from {o}"),
+        };
+        let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+        let mut overridden = Vec::new();
+        if origin != "DATABASE_URL" && origin != "the PG* variables" && set("DATABASE_URL") {
+            overridden.push("DATABASE_URL".to_owned());
+        }
+        let pg: Vec<&str> = ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]
+            .into_iter()
+            .filter(|k| set(k))
+            .collect();
+        if origin != "the PG* variables" && !pg.is_empty() {
+            overridden.push(pg.join(", "));
+        }
+        DatabaseBanner {
+            line: format!("database {target} ({from})"),
+            overridden,
+        }
+    }
+
+    /// Prints the banner (and what it overrode) on stderr.
+    pub fn print(&self, target: &DbTarget) {
+        crate::errln!("wasmig: {}", self.line);
+        if !self.overridden.is_empty() {
+            crate::errln!(
+                "wasmig: note: {} {} set but not used: {} comes first (order: {DATABASE_PRECEDENCE})",
+                self.overridden.join(" and "),
+                if self.overridden.len() == 1 && !self.overridden[0].contains(',') {
+                    "is"
+                } else {
+                    "are"
+                },
+                target.origin()
+            );
+        }
+    }
+}
+
 /// Settings every command shares, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Where the database is.
     pub target: DbTarget,
+    /// Which database that is and why, for the banner.
+    pub database: DatabaseBanner,
     /// Plugins directory.
     pub plugins_dir: PathBuf,
     /// Shared schema.
@@ -58,7 +126,7 @@ pub struct Settings {
 impl Settings {
     /// Validates the global flags and the config file. Precedence: flag (or its
     /// environment variable) > the config file's environment > its `[defaults]` > built-in;
-    /// for the database: `--database-url` > config > `DATABASE_URL` > `PG*`.
+    /// for the database: [`DATABASE_PRECEDENCE`].
     pub fn from_global(g: &crate::cli::Global) -> Result<Self> {
         let env = |k: &str| std::env::var(k).ok();
         let config_path = match &g.config {
@@ -75,12 +143,16 @@ impl Settings {
         };
         let target = match (&g.database_url, &file.database_url) {
             (Some(url), _) => DbTarget::parse(url, "--database-url")?,
-            (None, Some(url)) => DbTarget::parse(url, "the config file")?,
+            (None, Some(url)) => {
+                let url = url.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+                DbTarget::parse(url, "the config file")?
+            }
             (None, None) => DbTarget::resolve(&Sources {
                 flag: None,
                 env: &env,
             })?,
         };
+        let database = DatabaseBanner::new(&target, config_path.as_deref(), &file, &env);
         let shared_raw = g
             .shared_schema
             .clone()
@@ -149,6 +221,7 @@ impl Settings {
             .collect::<Result<Vec<_>>>()?;
         Ok(Settings {
             target,
+            database,
             grants,
             plugins_dir: g
                 .plugins

@@ -20,9 +20,9 @@ pub async fn pin(s: &Settings, names: &[String]) -> Result<Exit> {
                 .plugins
                 .insert(p.name.clone(), p.artifact_checksum.clone());
             match old {
-                Some(o) if o == p.artifact_checksum => println!("{}: unchanged {}", p.name, o),
-                Some(o) => println!("{}: {} -> {}", p.name, o, p.artifact_checksum),
-                None => println!("{}: pinned {}", p.name, p.artifact_checksum),
+                Some(o) if o == p.artifact_checksum => crate::outln!("{}: unchanged {}", p.name, o),
+                Some(o) => crate::outln!("{}: {} -> {}", p.name, o, p.artifact_checksum),
+                None => crate::outln!("{}: pinned {}", p.name, p.artifact_checksum),
             }
         }
     }

@@ -51,8 +51,10 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
         .await?;
         if !s.quiet {
             match ensured {
-                Ensured::Created => println!("tenant `{schema}` created (role `{role}`)"),
-                Ensured::Existed => println!("tenant `{schema}` already exists (role `{role}`)"),
+                Ensured::Created => crate::outln!("tenant `{schema}` created (role `{role}`)"),
+                Ensured::Existed => {
+                    crate::outln!("tenant `{schema}` already exists (role `{role}`)")
+                }
             }
         }
     }
@@ -83,16 +85,19 @@ pub async fn list(s: &Settings, json: bool) -> Result<Exit> {
         .filter(|m| m.scope == Scope::Tenant)
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&tenants)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&tenants)?);
     } else if tenants.is_empty() {
-        println!("no tenants (create one with `wasmig tenant create SCHEMA`)");
+        crate::outln!("no tenants (create one with `wasmig tenant create SCHEMA`)");
     } else {
-        println!(
+        crate::outln!(
             "{:<24} {:<24} {:<28} {:<20}",
-            "SCHEMA", "NAME", "DOMAIN", "CREATED"
+            "SCHEMA",
+            "NAME",
+            "DOMAIN",
+            "CREATED"
         );
         for t in tenants {
-            println!(
+            crate::outln!(
                 "{:<24} {:<24} {:<28} {:<20}",
                 t.schema,
                 t.name.unwrap_or_default(),
@@ -113,7 +118,7 @@ pub async fn drop(s: &Settings, schema: &SchemaName, yes: bool) -> Result<Exit> 
     }
     let mut client = s.connect_initialised().await?;
     let left = control::drop_tenant(&mut client, schema, s.target.dbname()).await?;
-    println!("tenant `{schema}` dropped");
+    crate::outln!("tenant `{schema}` dropped");
     for object in left {
         tracing::warn!(
             "the tenant group role owns {object}, readable by every tenant; no wasmig step can leave such an object, so someone put it there outside wasmig: review and drop it"

@@ -26,7 +26,7 @@ pub async fn wait(s: &Settings, timeout: Duration) -> Result<Exit> {
             match tokio::time::timeout(left.max(Duration::from_millis(1)), attempt).await {
                 Ok(Ok(())) => {
                     if !s.quiet {
-                        println!(
+                        crate::outln!(
                             "{} accepts connections (after {attempts} attempt(s), {:.1}s)",
                             s.target,
                             started.elapsed().as_secs_f64()
