@@ -125,7 +125,7 @@ fn last_line(stderr: &[u8]) -> String {
 impl Backups {
     /// Checks the directory and finds `pg_dump` before any work starts.
     pub fn new(dir: &Path) -> Result<Self, BackupError> {
-        std::fs::create_dir_all(dir).map_err(|e| BackupError::Io {
+        crate::files::create_private_dir(dir).map_err(|e| BackupError::Io {
             what: "cannot create the backup directory",
             path: dir.to_owned(),
             reason: e.to_string(),
@@ -149,11 +149,25 @@ impl Backups {
             .map(|r| r.get::<_, String>(0))
             .map_err(|e| BackupError::Db { schema: schema.to_string(), reason: e.to_string() })?;
         let file = self.dir.join(format!("{schema}-{stamp}.dump"));
+        let io = |what: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |e: std::io::Error| BackupError::Io {
+                what,
+                path,
+                reason: e.to_string(),
+            }
+        };
+        // The dump holds tenant data: created 0600 by us, then filled by pg_dump (which
+        // truncates it and keeps its mode), then renamed into place once complete.
+        let (pending, created) =
+            crate::files::Pending::create(&file, crate::files::Access::Private)
+                .map_err(io("cannot create", &file))?;
+        drop(created);
         let mut cmd = Command::new(&self.pg_dump);
         cmd.args(["--format=custom", "--no-password", "--schema"])
             .arg(schema.as_str())
             .arg("--file")
-            .arg(&file);
+            .arg(pending.path());
         libpq_env(&mut cmd, target);
         let out = cmd.output().await.map_err(|e| BackupError::Tool {
             tool: "pg_dump",
@@ -161,7 +175,6 @@ impl Backups {
             reason: e.to_string(),
         })?;
         if !out.status.success() {
-            let _ = std::fs::remove_file(&file);
             return Err(BackupError::Tool {
                 tool: "pg_dump",
                 schema: schema.to_string(),
@@ -176,12 +189,11 @@ impl Backups {
             .await
             .map(|r| r.get::<_, String>(0))
             .map_err(|e| BackupError::Db { schema: schema.to_string(), reason: e.to_string() })?;
+        // The sidecar first: a dump in place always has its ledger rows beside it.
         let side = sidecar(&file);
-        std::fs::write(&side, rows).map_err(|e| BackupError::Io {
-            what: "cannot write",
-            path: side,
-            reason: e.to_string(),
-        })?;
+        crate::files::write_atomic(&side, rows.as_bytes(), crate::files::Access::Private)
+            .map_err(io("cannot write", &side))?;
+        pending.commit().map_err(io("cannot write", &file))?;
         Ok(file)
     }
 }

@@ -133,6 +133,48 @@ pub struct Global {
     /// Print only errors and the final summary.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+
+    /// Which list options came from environment variables rather than the command line
+    /// (filled in from the parsed matches by [`Cli::parse_args`]).
+    #[arg(skip)]
+    pub from_env: FromEnv,
+}
+
+/// List options whose values came from an environment variable: such a variable is often set
+/// once for many runs with different plugins, so a name in it that matches no loaded plugin
+/// is a warning, while the same name on the command line is an error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FromEnv {
+    /// `WASMIG_TRUSTED` gave `--trust`.
+    pub trusted: bool,
+    /// `WASMIG_GRANTS` gave `--grant`.
+    pub grants: bool,
+}
+
+impl Cli {
+    /// Parses the process's arguments (exiting with clap's message on bad usage), noting
+    /// which list options came from environment variables.
+    pub fn parse_args() -> Cli {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        // Global options are propagated to the subcommand's matches; look at the deepest.
+        let mut m = &matches;
+        while let Some((_, sub)) = m.subcommand() {
+            m = sub;
+        }
+        let env = |id: &str| {
+            matches!(
+                m.value_source(id),
+                Some(clap::parser::ValueSource::EnvVariable)
+            )
+        };
+        cli.global.from_env = FromEnv {
+            trusted: env("trusted"),
+            grants: env("grants"),
+        };
+        cli
+    }
 }
 
 /// The commands.

@@ -12,6 +12,7 @@
 //! - [`plugin`]: wasmtime engine, component loading, the `sql`/`log` capability.
 //! - [`exec`]: runs plans per schema with bounded concurrency.
 //! - [`backup`]: pg_dump / pg_restore of one schema with its ledger rows.
+//! - [`files`]: atomic file writes with the right mode (`0600` for data).
 //! - [`secret`]: role passwords and step tokens.
 //! - [`report`]: human and JSON output; [`out`]: the stdout/stderr writers (a closed pipe
 //!   ends the output quietly).
@@ -22,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod db;
 pub mod exec;
+pub mod files;
 pub mod names;
 pub mod ops;
 pub mod out;

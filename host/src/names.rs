@@ -158,6 +158,46 @@ pub fn check_step_id(s: &str) -> Result<(), NameError> {
     }
 }
 
+/// "`--trust referense` names no loaded plugin (loaded from `plugins`: carriers, reference);
+/// did you mean `reference`?": the message for a name that matches nothing.
+pub fn unknown_plugin(what: &str, name: &str, dir: &std::path::Path, loaded: &[&str]) -> String {
+    let mut sorted = loaded.to_vec();
+    sorted.sort_unstable();
+    let closest = sorted
+        .iter()
+        .map(|l| (edit_distance(name, l), *l))
+        .filter(|(d, l)| *d <= 2.max(l.len() / 3))
+        .min();
+    format!(
+        "{what} names no loaded plugin (loaded from `{}`: {}){}",
+        dir.display(),
+        if sorted.is_empty() {
+            "none".to_owned()
+        } else {
+            sorted.join(", ")
+        },
+        closest
+            .map(|(_, l)| format!("; did you mean `{l}`?"))
+            .unwrap_or_default()
+    )
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +236,21 @@ mod tests {
         assert!(check_step_id("").is_err());
         assert!(check_step_id("a b").is_err());
         assert!(check_step_id(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn unknown_names_list_the_loaded_ones_and_the_closest() {
+        let dir = std::path::Path::new("plugins");
+        let m = unknown_plugin(
+            "`--trust referense`",
+            "referense",
+            dir,
+            &["reference", "carriers"],
+        );
+        assert!(m.contains("carriers, reference"), "{m}");
+        assert!(m.ends_with("did you mean `reference`?"), "{m}");
+        let m = unknown_plugin("`--trust zzz`", "zzz", dir, &["reference"]);
+        assert!(!m.contains("did you mean"), "{m}");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

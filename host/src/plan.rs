@@ -174,8 +174,8 @@ pub enum PlanError {
     #[error("plugins require each other in a cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
     /// `--plugin` names a plugin that is not loaded.
-    #[error("no plugin named `{0}` is loaded (see `wasmig status` for the loaded plugins)")]
-    UnknownSelection(String),
+    #[error("`--plugin {0}` names no loaded plugin (loaded: {1})")]
+    UnknownSelection(String, String),
 }
 
 /// Orders plugins: shared before tenant, migrations before seeds, then by `requires`
@@ -358,7 +358,9 @@ impl Selection {
     pub fn validate(&self, plugins: &[PluginSpec]) -> Result<(), PlanError> {
         for s in &self.plugins {
             if !plugins.iter().any(|p| &p.name == s) {
-                return Err(PlanError::UnknownSelection(s.clone()));
+                let mut loaded: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+                loaded.sort_unstable();
+                return Err(PlanError::UnknownSelection(s.clone(), loaded.join(", ")));
             }
         }
         Ok(())

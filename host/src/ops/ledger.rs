@@ -35,10 +35,15 @@ struct Ctx {
 async fn prepare(s: &Settings, sel: &StepSelection, command: &str) -> Result<Ctx> {
     let plugins = load_plugins(s).await?;
     let Some(plugin) = plugins.specs.iter().position(|p| p.name == sel.plugin) else {
+        let loaded: Vec<&str> = plugins.specs.iter().map(|p| p.name.as_str()).collect();
         bail!(
-            "no plugin named `{}` is loaded from `{}`",
-            sel.plugin,
-            s.plugins_dir.display()
+            "{}",
+            crate::names::unknown_plugin(
+                &format!("`--plugin {}`", sel.plugin),
+                &sel.plugin,
+                &s.plugins_dir,
+                &loaded
+            )
         );
     };
     let op = s.connect_initialised().await?;

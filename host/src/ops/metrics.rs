@@ -62,10 +62,8 @@ pub async fn metrics(s: &Settings, format: Format, output: Option<&Path>) -> Res
     match output {
         None => crate::out!("{text}"),
         Some(path) => {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &text)
-                .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-            std::fs::rename(&tmp, path)
+            // Read by a collector that usually runs as another user; counts, not data.
+            crate::files::write_atomic(path, text.as_bytes(), crate::files::Access::Readable)
                 .with_context(|| format!("cannot write `{}`", path.display()))?;
         }
     }

@@ -92,6 +92,67 @@ impl DatabaseBanner {
     }
 }
 
+/// Where a plugin name in the settings came from.
+#[derive(Debug, Clone)]
+enum NameOrigin {
+    /// A command-line flag: a name matching no loaded plugin is an error.
+    Flag(&'static str),
+    /// An environment variable, often set once for runs over different plugin directories:
+    /// a warning.
+    Env(&'static str),
+    /// The config file, shared by environments and deployments whose plugin directories
+    /// differ: a warning.
+    Config(String),
+}
+
+/// A plugin name given in the settings.
+#[derive(Debug, Clone)]
+pub struct NameRef {
+    /// The name.
+    pub name: String,
+    /// How it was given, for the message (`` `--trust referense` ``).
+    pub given_as: String,
+    /// Whether naming no loaded plugin refuses the command (else it is a warning).
+    pub fatal: bool,
+}
+
+impl NameRef {
+    fn new(name: &str, origin: &NameOrigin) -> Self {
+        let (given_as, fatal) = match origin {
+            NameOrigin::Flag(flag) => (format!("`{flag} {name}`"), true),
+            NameOrigin::Env(var) => (format!("`{name}` in {var}"), false),
+            NameOrigin::Config(place) => (format!("`{name}` ({place})"), false),
+        };
+        NameRef {
+            name: name.to_owned(),
+            given_as,
+            fatal,
+        }
+    }
+}
+
+/// Refuses a command-line flag that names no loaded plugin, and warns about such a name in
+/// an environment variable or the config file (which serve runs with other plugins too).
+fn check_names(s: &Settings, loaded: &[LoadedPlugin]) -> Result<()> {
+    let names: Vec<&str> = loaded.iter().map(|p| p.spec.name.as_str()).collect();
+    let mut warned = std::collections::HashSet::new();
+    for r in &s.name_refs {
+        if names.contains(&r.name.as_str()) {
+            continue;
+        }
+        let msg = crate::names::unknown_plugin(&r.given_as, &r.name, &s.plugins_dir, &names);
+        if r.fatal {
+            anyhow::bail!("{msg}");
+        }
+        if warned.insert(r.given_as.clone()) {
+            tracing::warn!(
+                "{msg}; ignored (only a warning, as it is not on the command line: an environment variable or config file may serve runs with other plugins)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Settings every command shares, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -99,6 +160,9 @@ pub struct Settings {
     pub target: DbTarget,
     /// Which database that is and why, for the banner.
     pub database: DatabaseBanner,
+    /// Plugin names given in settings (`--trust`, `--grant`, `--plugin-limit`, the config
+    /// file), checked against the loaded plugins.
+    pub name_refs: Vec<NameRef>,
     /// Plugins directory.
     pub plugins_dir: PathBuf,
     /// Shared schema.
@@ -153,6 +217,11 @@ impl Settings {
             })?,
         };
         let database = DatabaseBanner::new(&target, config_path.as_deref(), &file, &env);
+        let config_name = config_path
+            .as_deref()
+            .map_or_else(String::new, |p| p.display().to_string());
+        let mut name_refs = Vec::new();
+
         let shared_raw = g
             .shared_schema
             .clone()
@@ -194,8 +263,14 @@ impl Settings {
         // (naming the step limit) is the one the operator sees.
         limits.session.statement_timeout_ms = limits.step_timeout.as_millis() as u64 + 1000;
         let mut limit_overrides = file.limits.clone();
+        let limits_from = NameOrigin::Config(format!("`limits` in {config_name}"));
+        for o in &file.limits {
+            name_refs.push(NameRef::new(&o.plugin, &limits_from));
+        }
         for l in &g.limits {
-            limit_overrides.push(LimitOverride::parse(l)?);
+            let o = LimitOverride::parse(l)?;
+            name_refs.push(NameRef::new(&o.plugin, &NameOrigin::Flag("--plugin-limit")));
+            limit_overrides.push(o);
         }
         let app_role = g.app_role.clone().or(file.app_role.clone());
         if let Some(app) = &app_role {
@@ -208,10 +283,23 @@ impl Settings {
         } else {
             g.trusted.clone()
         };
+        let trusted_from = match (g.trusted.is_empty(), g.from_env.trusted) {
+            (true, _) => NameOrigin::Config(format!("`trusted` in {config_name}")),
+            (false, true) => NameOrigin::Env("WASMIG_TRUSTED"),
+            (false, false) => NameOrigin::Flag("--trust"),
+        };
+        for t in trusted.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            name_refs.push(NameRef::new(t, &trusted_from));
+        }
         let grant_texts = if g.grants.is_empty() {
             file.grants.clone().unwrap_or_default()
         } else {
             g.grants.clone()
+        };
+        let grants_from = match (g.grants.is_empty(), g.from_env.grants) {
+            (true, _) => NameOrigin::Config(format!("`grants` in {config_name}")),
+            (false, true) => NameOrigin::Env("WASMIG_GRANTS"),
+            (false, false) => NameOrigin::Flag("--grant"),
         };
         let grants = grant_texts
             .iter()
@@ -219,9 +307,13 @@ impl Settings {
             .filter(|t| !t.is_empty())
             .map(parse_grant)
             .collect::<Result<Vec<_>>>()?;
+        for (name, _) in &grants {
+            name_refs.push(NameRef::new(name, &grants_from));
+        }
         Ok(Settings {
             target,
             database,
+            name_refs,
             grants,
             plugins_dir: g
                 .plugins
@@ -336,6 +428,7 @@ pub async fn load_unchecked(s: &Settings) -> Result<Plugins> {
         .map_err(|e| anyhow::anyhow!("{e:#}"))
         .context("starting the WebAssembly engine")?;
     let loaded = runtime.load_dir(&s.plugins_dir).await?;
+    check_names(s, &loaded)?;
     let specs: Vec<PluginSpec> = loaded.iter().map(|p| p.spec.clone()).collect();
     let mut seen: HashMap<&str, &LoadedPlugin> = HashMap::new();
     for p in &loaded {

@@ -10,7 +10,11 @@ pub async fn pin(s: &Settings, names: &[String]) -> Result<Exit> {
     let plugins = load_unchecked(s).await?;
     for n in names {
         if !plugins.specs.iter().any(|p| &p.name == n) {
-            bail!("no plugin named `{n}` in `{}`", s.plugins_dir.display());
+            let loaded: Vec<&str> = plugins.specs.iter().map(|p| p.name.as_str()).collect();
+            bail!(
+                "{}",
+                crate::names::unknown_plugin(&format!("`pin {n}`"), n, &s.plugins_dir, &loaded)
+            );
         }
     }
     let mut lock = s.read_lock()?.unwrap_or_default();
@@ -26,10 +30,12 @@ pub async fn pin(s: &Settings, names: &[String]) -> Result<Exit> {
             }
         }
     }
-    let tmp = s.lock_file.with_extension("lock.tmp");
-    std::fs::write(&tmp, lock.render())
-        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, &s.lock_file)
-        .with_context(|| format!("cannot write `{}`", s.lock_file.display()))?;
+    // Committed with the deploy config and read by reviewers: checksums, not secrets.
+    crate::files::write_atomic(
+        &s.lock_file,
+        lock.render().as_bytes(),
+        crate::files::Access::Readable,
+    )
+    .with_context(|| format!("cannot write `{}`", s.lock_file.display()))?;
     Ok(Exit::Ok)
 }
