@@ -6,5 +6,6 @@ mod support;
 mod bad_input;
 mod foundation;
 mod operations;
+mod operator;
 mod sandbox;
 mod tls;

@@ -229,6 +229,7 @@ fn revert_runs_revert_steps_newest_first_and_stops_at_an_irreversible_one() {
                 "finance",
                 "--to",
                 "0003_invoice_paid_at_invoiceline_tax_rate_and_more",
+                "--yes",
             ],
         )
         .expect(0);
@@ -253,7 +254,7 @@ fn revert_runs_revert_steps_newest_first_and_stops_at_an_irreversible_one() {
     let run = db
         .wasmig(
             plugins.path(),
-            &["revert", "--schema", "r1", "--plugin", "finance"],
+            &["revert", "--schema", "r1", "--plugin", "finance", "--yes"],
         )
         .expect(1);
     assert!(run.stderr.contains("step `0003_invoice_paid_at_invoiceline_tax_rate_and_more` of plugin `finance` is irreversible"), "{}", run.stderr);
@@ -262,7 +263,7 @@ fn revert_runs_revert_steps_newest_first_and_stops_at_an_irreversible_one() {
     let run = db
         .wasmig(
             plugins.path(),
-            &["revert", "--schema", "r1", "--plugin", "carriers"],
+            &["revert", "--schema", "r1", "--plugin", "carriers", "--yes"],
         )
         .expect(2);
     assert!(
@@ -556,7 +557,13 @@ fn backups_are_taken_before_migrating_and_restore_puts_schema_and_ledger_back() 
     );
     db.wasmig(
         plugins.path(),
-        &["restore", dump.to_str().expect("utf8"), "--schema", "b1"],
+        &[
+            "restore",
+            dump.to_str().expect("utf8"),
+            "--schema",
+            "b1",
+            "--yes",
+        ],
     )
     .expect(0);
     // Back to the state before the migration: data, structure and ledger.

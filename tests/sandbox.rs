@@ -539,8 +539,19 @@ fn statement_flood() {
 }
 
 #[test]
-fn guest_panic_is_reported_with_its_message() {
-    fails_with("panic", "", &[], "hostile plugin panics on purpose");
+fn guest_panic_is_reported_once_with_its_message() {
+    let a = Arena::new("panic");
+    let run = a.attack("panic", "", &[], 1);
+    let line = att_error(&run);
+    assert!(line.contains("hostile plugin panics on purpose"), "{line}");
+    assert_eq!(
+        run.stderr.matches("panics on purpose").count(),
+        1,
+        "the panic is printed once:\n{}",
+        run.stderr
+    );
+    // Advice a plugin cannot follow is not passed on.
+    assert!(!run.stderr.contains("RUST_BACKTRACE"), "{}", run.stderr);
 }
 
 #[test]
@@ -1222,5 +1233,106 @@ fn nothing_a_step_leaves_in_the_session_reaches_the_next_plugin() {
     assert!(
         !db.table_exists("att", "carried_over"),
         "the second plugin found the first one's temporary table or role"
+    );
+}
+
+/// The line of `run`'s stderr starting with `LINE` and the caret line under it: the caret
+/// must sit under the first character of `at` within that line.
+#[track_caller]
+fn assert_caret_under(run: &Run, line_no: Option<u32>, at: &str) {
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("LINE "))
+        .unwrap_or_else(|| panic!("no LINE in:\n{}", run.stderr));
+    let (line, caret) = (lines[i], lines[i + 1]);
+    if let Some(n) = line_no {
+        assert!(
+            line.trim_start().starts_with(&format!("LINE {n}: ")),
+            "{line}"
+        );
+    }
+    let col = caret
+        .find('^')
+        .unwrap_or_else(|| panic!("no caret under:\n{line}\n{caret}"));
+    assert!(caret[..col].trim().is_empty(), "{caret}");
+    assert_eq!(
+        line.get(col..col + at.len()),
+        Some(at),
+        "caret not under `{at}`:\n{line}\n{caret}"
+    );
+}
+
+#[test]
+fn a_syntax_error_in_a_script_shows_its_line_with_a_caret() {
+    let a = Arena::new("caret");
+    let run = a.attack("syntax_error", "", &[], 1);
+    assert!(
+        att_error(&run).contains("syntax error at or near \"(\""),
+        "{}",
+        run.stderr
+    );
+    // Line 2 of the script, the caret under the second `(` (PostgreSQL's error position).
+    assert_caret_under(&run, Some(2), "(id int)");
+    assert!(
+        !a.db.table_exists("att", "fine"),
+        "the step rolled back whole"
+    );
+}
+
+#[test]
+fn a_syntax_error_in_a_query_shows_its_line_with_a_caret() {
+    let a = Arena::new("caret_query");
+    let run = a.attack("syntax_error_query", "", &[], 1);
+    assert!(
+        att_error(&run).contains("syntax error at end of input"),
+        "{}",
+        run.stderr
+    );
+    assert_caret_under(&run, Some(2), "");
+}
+
+#[test]
+fn a_syntax_error_in_a_non_transactional_step_shows_its_line_with_a_caret() {
+    let a = Arena::with("caret_nontx", "hostile_nontx");
+    let run = a.attack("syntax_error", "", &[], 1);
+    assert!(
+        att_error(&run).contains("syntax error at or near \"(\""),
+        "{}",
+        run.stderr
+    );
+    assert_caret_under(&run, None, "(id int)");
+}
+
+#[test]
+fn the_servers_detail_is_shown_on_a_line_of_its_own() {
+    let a = Arena::new("detail");
+    let run = a.attack("detail_error", "", &[], 1);
+    assert!(
+        att_error(&run).contains("duplicate key value"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.trim_start() == "DETAIL: Key (id)=(1) already exists."),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn plugin_text_cannot_forge_the_caret_lines() {
+    // The forged RAISE text holds line breaks and escapes: it stays on the error's own line,
+    // and no LINE/caret block appears for an error without a position.
+    let a = Arena::new("caret_forge");
+    let run = a.attack("forge_raise", "", &[], 1);
+    assert!(
+        !run.stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("LINE ")),
+        "{}",
+        run.stderr
     );
 }

@@ -199,6 +199,9 @@ pub enum Command {
         /// Schema to restore.
         #[arg(long)]
         schema: String,
+        /// Confirm: the schema's current data is replaced by the dump's.
+        #[arg(long)]
+        yes: bool,
     },
     /// Run a plugin's revert steps in one schema, newest first, each removing its ledger row
     /// in the same transaction; an irreversible step stops it.
@@ -212,6 +215,9 @@ pub enum Command {
         /// Keep this step (and those before it) applied; default: revert every step.
         #[arg(long, value_name = "STEP")]
         to: Option<String>,
+        /// Confirm: revert steps may drop tables and the data in them.
+        #[arg(long)]
+        yes: bool,
     },
     /// Record a plugin's steps up to STEP as applied without running them (adopting schemas
     /// an older tool already migrated).
@@ -418,10 +424,10 @@ mod tests {
             &["wasmig", "pin", "a", "b", "--lock-file", "x.lock"],
             &["wasmig", "wait", "--timeout", "5s"],
             &["wasmig", "migrate", "--backup-dir", "b"],
-            &["wasmig", "restore", "b/x.dump", "--schema", "x"],
+            &["wasmig", "restore", "b/x.dump", "--schema", "x", "--yes"],
             &["wasmig", "--config", "w.toml", "--env", "prod", "status"],
             &[
-                "wasmig", "revert", "--schema", "a", "--plugin", "p", "--to", "0001",
+                "wasmig", "revert", "--schema", "a", "--plugin", "p", "--to", "0001", "--yes",
             ],
             &[
                 "wasmig", "baseline", "--schema", "a", "--plugin", "p", "--to", "0001",

@@ -20,6 +20,7 @@ use crate::plan::{
     Drift, LedgerEntry, PendingStep, PluginSpec, Scope, Selection, Target, plan_schema,
 };
 use crate::plugin::bindings::exports::wasmig::plugin::plugin::StepError;
+use crate::plugin::sql::FailedStatement;
 use crate::plugin::sql::SqlSession;
 use crate::plugin::{Limits, LoadedPlugin, Runtime};
 use crate::secret;
@@ -133,9 +134,15 @@ pub struct RunOptions {
     pub jobs: usize,
 }
 
+#[derive(Default)]
 struct StepFailure {
     sqlstate: Option<String>,
     message: String,
+    /// The failing line with a caret under the error position (host-made, already inert).
+    context: Option<String>,
+    /// The server's DETAIL and HINT lines.
+    detail: Option<String>,
+    hint: Option<String>,
     /// A plugin statement ended the step's transaction (see [`SqlSession::lost_transaction`]).
     lost_transaction: bool,
 }
@@ -146,15 +153,34 @@ impl StepFailure {
     /// made visible and the length is capped; a SQLSTATE that is not five digits or capital
     /// letters is not one.
     fn inert(self) -> StepFailure {
+        let message = self.shown();
         StepFailure {
             sqlstate: self.sqlstate.filter(|c| {
                 c.len() == 5
                     && c.bytes()
                         .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
             }),
-            message: crate::text::inert(&self.message, crate::text::MAX_ERROR_CHARS),
+            message,
             lost_transaction: self.lost_transaction,
+            ..StepFailure::default()
         }
+    }
+
+    /// The message, then as psql shows them: the line with its caret, DETAIL, HINT, each on
+    /// a line of its own (every part inert on its own, so none can add lines).
+    fn shown(&self) -> String {
+        let cap = crate::text::MAX_ERROR_CHARS;
+        let mut out = crate::text::inert(&self.message, cap);
+        for line in self.context.iter().flat_map(|c| c.lines()) {
+            out.push_str("\n  ");
+            out.push_str(line);
+        }
+        for (label, text) in [("DETAIL", &self.detail), ("HINT", &self.hint)] {
+            if let Some(t) = text {
+                out.push_str(&format!("\n  {label}: {}", crate::text::inert(t, cap)));
+            }
+        }
+        out
     }
 }
 
@@ -805,6 +831,7 @@ impl Fleet {
                         message: format!("recording and committing the step failed: {}", e.message),
                         sqlstate: e.sqlstate,
                         lost_transaction: false,
+                        ..StepFailure::default()
                     })
             }
             Err(f) => Err(f),
@@ -839,6 +866,7 @@ impl Fleet {
                 sqlstate: None,
                 message: over.message(),
                 lost_transaction: false,
+                ..StepFailure::default()
             }),
             (_, outcome) => outcome,
         }
@@ -898,6 +926,7 @@ impl Fleet {
                     message: format!("opening the step failed: {}", e.message),
                     sqlstate: e.sqlstate,
                     lost_transaction: false,
+                    ..StepFailure::default()
                 })?;
         }
         let session = SqlSession::new(client.clone(), transactional, limits, begin_step);
@@ -914,7 +943,11 @@ impl Fleet {
             }
         }
         .await;
-        store.data().flush_output();
+        store.data().flush_output(if called.is_err() {
+            crate::plugin::Flush::StdoutOnly
+        } else {
+            crate::plugin::Flush::Both
+        });
         let session = store.data().sql.as_ref();
         let broken = session.and_then(SqlSession::broken).map(str::to_owned);
         let lost_transaction = session.is_some_and(SqlSession::lost_transaction);
@@ -924,6 +957,7 @@ impl Fleet {
                 sqlstate: None,
                 message: broken.unwrap_or_default(),
                 lost_transaction,
+                ..StepFailure::default()
             });
         }
         match called {
@@ -931,6 +965,7 @@ impl Fleet {
                 sqlstate: None,
                 message: broken.unwrap_or_default(),
                 lost_transaction: false,
+                ..StepFailure::default()
             }),
             Ok(Ok(())) => Ok(Called {
                 begin_pending: session.is_some_and(SqlSession::begin_pending),
@@ -943,12 +978,17 @@ impl Fleet {
                     st.id, pl.name
                 ),
                 lost_transaction: false,
+                ..StepFailure::default()
             }),
-            Ok(Err(e)) => Err(step_error(e)),
+            Ok(Err(e)) => Err(step_error(
+                e,
+                session.and_then(SqlSession::failed_statement).as_ref(),
+            )),
             Err(trap) => Err(StepFailure {
                 sqlstate: None,
                 message: store.data().describe_failure(&trap, limits),
                 lost_transaction: false,
+                ..StepFailure::default()
             }),
         }
     }
@@ -1032,6 +1072,7 @@ impl Fleet {
                         message: format!("removing the step from the ledger failed: {}", e.message),
                         sqlstate: e.sqlstate,
                         lost_transaction: false,
+                        ..StepFailure::default()
                     })
             }
             Err(f) => Err(f),
@@ -1141,19 +1182,21 @@ fn refusal(plan: crate::plan::SchemaPlan) -> Outcome {
     }
 }
 
-fn step_error(e: StepError) -> StepFailure {
+/// The failure a plugin returned. When it is the server's error the host last saw in this
+/// step, the failing line with a caret comes from the host's own record (the plugin only
+/// chooses whether to return it).
+fn step_error(e: StepError, placed: Option<&FailedStatement>) -> StepFailure {
     match e {
         StepError::Sql(s) => {
-            let mut message = s.message;
-            if let Some(d) = s.detail {
-                message.push_str(&format!(" (detail: {d})"));
-            }
-            if let Some(h) = s.hint {
-                message.push_str(&format!(" (hint: {h})"));
-            }
+            let context = placed
+                .filter(|f| f.message == s.message)
+                .and_then(|f| crate::text::caret(&f.text, f.position));
             StepFailure {
                 sqlstate: s.sqlstate,
-                message,
+                message: s.message,
+                context,
+                detail: s.detail,
+                hint: s.hint,
                 lost_transaction: false,
             }
         }
@@ -1161,6 +1204,7 @@ fn step_error(e: StepError) -> StepFailure {
             sqlstate: None,
             message: m,
             lost_transaction: false,
+            ..StepFailure::default()
         },
         StepError::UnknownStep(id) => StepFailure {
             sqlstate: None,
@@ -1169,11 +1213,13 @@ fn step_error(e: StepError) -> StepFailure {
                 crate::text::inert(&id, 200)
             ),
             lost_transaction: false,
+            ..StepFailure::default()
         },
         StepError::Irreversible => StepFailure {
             sqlstate: None,
             message: "the plugin answered `irreversible` to apply".into(),
             lost_transaction: false,
+            ..StepFailure::default()
         },
     }
 }

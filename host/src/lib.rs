@@ -112,11 +112,30 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
         }
         Command::Status(a) => ops::status::status(&s, a.json).await,
         Command::Pin { names } => ops::pin::pin(&s, &names).await,
-        Command::Restore { file, schema } => {
+        Command::Restore { file, schema, yes } => {
             let schema = names::SchemaName::parse_shared(&schema)?;
+            ops::confirm(yes, || {
+                format!(
+                    "restoring `{schema}` from `{}` replaces the schema, all its current data and its ledger rows",
+                    file.display()
+                )
+            })?;
             ops::ledger::restore(&s, &file, &schema).await
         }
-        Command::Revert { schema, plugin, to } => {
+        Command::Revert {
+            schema,
+            plugin,
+            to,
+            yes,
+        } => {
+            ops::confirm(yes, || {
+                format!(
+                    "reverting `{plugin}` in `{schema}` runs its revert steps{}, which may drop tables and the data in them",
+                    to.as_deref()
+                        .map(|t| format!(" after `{t}`"))
+                        .unwrap_or_default()
+                )
+            })?;
             let sel = ops::ledger::StepSelection {
                 schema: names::SchemaName::parse_shared(&schema)?,
                 plugin,

@@ -41,9 +41,12 @@ pub fn schema_line(r: &SchemaReport) -> String {
             sqlstate: code,
             message,
         } => format!(
-            "{}: FAILED at {plugin}/{step} after applying {} step(s): {message}{}",
+            // The first line only: the whole error (caret, DETAIL, HINT, what a panicking
+            // plugin wrote) is printed once, in the run's summary.
+            "{}: FAILED at {plugin}/{step} after applying {} step(s): {}{}",
             r.schema,
             applied.len(),
+            first_line(message),
             sqlstate(code)
         ),
         Outcome::Drift { drift } => format!(
@@ -60,6 +63,14 @@ pub fn schema_line(r: &SchemaReport) -> String {
         Outcome::Skipped { reason } => format!("{}: skipped: {reason}", r.schema),
         Outcome::Error { message } => format!("{}: ERROR: {message}", r.schema),
     }
+}
+
+/// A step failure's first line: its message, without the caret, DETAIL and HINT lines, and
+/// cut before what a failing plugin wrote on stderr.
+fn first_line(message: &str) -> &str {
+    let line = message.lines().next().unwrap_or("");
+    line.split_once("; the plugin wrote: ")
+        .map_or(line, |(head, _)| head)
 }
 
 fn drift_line(schema: &impl std::fmt::Display, d: &Drift) -> String {
@@ -116,9 +127,14 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
                 message,
                 ..
             } => crate::errln!(
-                "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {message}{}",
+                "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {}{}{}",
                 r.schema,
-                sqlstate(code)
+                message.lines().next().unwrap_or(""),
+                sqlstate(code),
+                message
+                    .split_once('\n')
+                    .map(|(_, rest)| format!("\n{rest}"))
+                    .unwrap_or_default()
             ),
             Outcome::Drift { drift } => {
                 for d in drift {

@@ -54,6 +54,48 @@ pub fn inert(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// The line of `statement` holding character `position` (1-based, PostgreSQL's error
+/// position) and a caret under that character, as psql shows them:
+///
+/// ```text
+/// LINE 3: CREATE TABLE t ((
+///                         ^
+/// ```
+///
+/// The line is made inert (the statement is plugin text) and, when long, cut to a window
+/// around the caret. `None` when the position is outside the statement.
+pub fn caret(statement: &str, position: u32) -> Option<String> {
+    const WINDOW: usize = 60;
+    let chars: Vec<char> = statement.chars().collect();
+    let at = usize::try_from(position).ok()?.checked_sub(1)?;
+    if at > chars.len() {
+        return None;
+    }
+    let line_start = chars[..at]
+        .iter()
+        .rposition(|&c| c == '\n')
+        .map_or(0, |i| i + 1);
+    let line_end = chars[at..]
+        .iter()
+        .position(|&c| c == '\n' || c == '\r')
+        .map_or(chars.len(), |i| at + i);
+    let line_no = chars[..line_start].iter().filter(|&&c| c == '\n').count() + 1;
+    let from = line_start.max(at.saturating_sub(WINDOW / 2));
+    let to = line_end.min(from + WINDOW);
+    let part = |a: usize, b: usize| inert(&chars[a..b].iter().collect::<String>(), WINDOW * 2);
+    let (lead, tail) = (
+        if from > line_start { "..." } else { "" },
+        if to < line_end { "..." } else { "" },
+    );
+    let before = part(from, at.min(to));
+    let prefix = format!("LINE {line_no}: {lead}");
+    Some(format!(
+        "{prefix}{before}{}{tail}\n{}^",
+        part(at.min(to), to),
+        " ".repeat(prefix.chars().count() + before.chars().count())
+    ))
+}
+
 /// Why a line of manifest text (a description, a version) is refused, if it is: such text
 /// is shown as it is, so it may hold no control characters and must fit `max_chars`.
 pub fn check_manifest_text(text: &str, max_chars: usize) -> Result<(), String> {
@@ -108,5 +150,29 @@ mod tests {
         assert!(check_manifest_text("\u{1b}[8m", 100).is_err());
         assert!(check_manifest_text("\u{202e}", 100).is_err());
         assert!(check_manifest_text(&"x".repeat(101), 100).is_err());
+    }
+
+    #[test]
+    fn caret_points_at_the_character_on_its_line() {
+        let sql = "CREATE TABLE a (id int);\nCREATE TABLE b ((\n);";
+        let pos = sql.find("((").unwrap() as u32 + 2; // the second `(`, 1-based
+        assert_eq!(
+            caret(sql, pos).unwrap(),
+            "LINE 2: CREATE TABLE b ((\n                        ^"
+        );
+        // Plugin text is inert, and the caret still lines up under the character.
+        let sql = "SELECT '\u{1b}[2K' +";
+        let c = caret(sql, sql.chars().count() as u32).unwrap();
+        let (line, mark) = c.split_once('\n').unwrap();
+        assert!(!line.contains('\u{1b}') && line.ends_with('+'), "{c}");
+        assert_eq!(mark.chars().count(), line.chars().count());
+        // A long line is cut around the caret.
+        let long = format!("SELECT {} FROM", "x, ".repeat(100));
+        let c = caret(&long, long.len() as u32 - 3).unwrap();
+        assert!(
+            c.starts_with("LINE 1: ...") && c.lines().next().unwrap().len() < 80,
+            "{c}"
+        );
+        assert!(caret("SELECT", 0).is_none() && caret("SELECT", 99).is_none());
     }
 }

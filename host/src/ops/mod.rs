@@ -369,6 +369,15 @@ impl Settings {
     }
 }
 
+/// The one way every command that destroys data asks: without `--yes` it refuses, saying
+/// what would be lost, before it connects.
+pub fn confirm(yes: bool, what: impl FnOnce() -> String) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    anyhow::bail!("{}; nothing was changed: add --yes to confirm", what())
+}
+
 /// Parses `PLUGIN=TIER` (`--grant`, `WASMIG_GRANTS`, config `grants`).
 fn parse_grant(text: &str) -> Result<(String, crate::plan::Tier)> {
     let (name, tier) = text.split_once('=').ok_or_else(|| {

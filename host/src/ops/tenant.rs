@@ -111,11 +111,9 @@ pub async fn list(s: &Settings, json: bool) -> Result<Exit> {
 
 /// Drops a tenant (requires `--yes`).
 pub async fn drop(s: &Settings, schema: &SchemaName, yes: bool) -> Result<Exit> {
-    if !yes {
-        bail!(
-            "dropping tenant `{schema}` deletes its schema and all its data; add --yes to confirm"
-        );
-    }
+    super::confirm(yes, || {
+        format!("dropping tenant `{schema}` deletes its schema and all its data")
+    })?;
     let mut client = s.connect_initialised().await?;
     let left = control::drop_tenant(&mut client, schema, s.target.dbname()).await?;
     crate::outln!("tenant `{schema}` dropped");

@@ -87,6 +87,15 @@ pub const MAX_MEMORY_CEILING: usize = 4 << 30;
 /// Epoch tick; deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(10);
 
+/// Which of a plugin's output streams [`StepCtx::flush_output`] logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// The call returned: log both.
+    Both,
+    /// The call trapped: stderr goes into the error instead.
+    StdoutOnly,
+}
+
 /// The state of one store (one plugin instance running one call).
 pub struct StepCtx {
     wasi: WasiCtx,
@@ -151,7 +160,14 @@ impl StepCtx {
                 limits.memory_bytes >> 20
             );
         }
-        let stderr = crate::text::inert(&self.stderr.tail(600), 600);
+        // Rust's panic handler ends with advice to set RUST_BACKTRACE, which a plugin in
+        // wasmig cannot use: leave it out.
+        let tail = self.stderr.tail(600);
+        let tail: Vec<&str> = tail
+            .split(" | ")
+            .filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE=1`"))
+            .collect();
+        let stderr = crate::text::inert(&tail.join(" | "), 600);
         let said = if stderr.is_empty() {
             String::new()
         } else {
@@ -171,8 +187,14 @@ impl StepCtx {
     }
 
     /// Logs what the plugin printed on stdout/stderr (capped), prefixed with its label.
-    pub fn flush_output(&self) {
-        for (name, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+    /// After a trap, stderr is left to [`StepCtx::describe_failure`], which puts its tail in
+    /// the step's error: printed once, not also line by line.
+    pub fn flush_output(&self, outcome: Flush) {
+        let pipes: &[(&str, &CappedPipe)] = match outcome {
+            Flush::Both => &[("stdout", &self.stdout), ("stderr", &self.stderr)],
+            Flush::StdoutOnly => &[("stdout", &self.stdout)],
+        };
+        for &(name, pipe) in pipes {
             let (text, dropped) = pipe.contents();
             for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
                 let line = crate::text::inert(line, crate::text::MAX_LOG_LINE_CHARS);

@@ -46,6 +46,8 @@ pub struct SqlSession {
     /// The statement that opens the step for the object guard (`wasmig_api.begin_step` with
     /// the step's token); it rides with the step's `BEGIN`.
     begin_step: String,
+    /// Where the server placed the last error.
+    failed: FailureSlot,
 }
 
 /// Run after every plugin statement, in the same pipeline (no extra round trip): in a
@@ -80,6 +82,7 @@ impl SqlSession {
             broken: None,
             lost_transaction: false,
             begin_step,
+            failed: FailureSlot::default(),
         }
     }
 
@@ -87,6 +90,11 @@ impl SqlSession {
     /// records the step).
     pub fn xid(&self) -> Option<&str> {
         self.xid.as_deref()
+    }
+
+    /// Where the server placed the last error of this step's statements, if it did.
+    pub fn failed_statement(&self) -> Option<FailedStatement> {
+        self.failed.get()
     }
 
     /// Whether a plugin statement ended the step's transaction or opened one of its own: its
@@ -218,6 +226,56 @@ impl SqlSession {
 /// always filter.
 fn text_filter_off_for_tests() -> bool {
     cfg!(debug_assertions) && std::env::var_os("WASMIG_TEST_SKIP_TEXT_FILTER").is_some()
+}
+
+/// The statement PostgreSQL last placed an error in, with the position, so the host can show
+/// the failing line with a caret. Kept by the host (the plugin only ever sees the message),
+/// so what the operator reads about where a step failed cannot be forged by the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedStatement {
+    /// The text the position counts in (the statement, or the script run inside
+    /// `wasmig_api.run_script`).
+    pub text: String,
+    /// 1-based character position.
+    pub position: u32,
+    /// The server's message, to match the error the plugin returned.
+    pub message: String,
+}
+
+/// Where a session keeps its [`FailedStatement`].
+#[derive(Debug, Clone, Default)]
+struct FailureSlot(Arc<std::sync::Mutex<Option<FailedStatement>>>);
+
+impl FailureSlot {
+    /// Converts a driver error for the plugin, noting where in `sent` (or in the query run
+    /// inside it) the server placed it.
+    fn pg<'a>(&'a self, sent: &'a str) -> impl Fn(tokio_postgres::Error) -> SqlError + 'a {
+        move |e| {
+            if let Some(db) = e.as_db_error() {
+                let at = match db.position() {
+                    Some(tokio_postgres::error::ErrorPosition::Original(p)) => {
+                        Some((sent.to_owned(), *p))
+                    }
+                    Some(tokio_postgres::error::ErrorPosition::Internal { position, query }) => {
+                        Some((query.clone(), *position))
+                    }
+                    None => None,
+                };
+                if let (Some((text, position)), Ok(mut slot)) = (at, self.0.lock()) {
+                    *slot = Some(FailedStatement {
+                        text,
+                        position,
+                        message: db.message().to_owned(),
+                    });
+                }
+            }
+            pg_err(e)
+        }
+    }
+
+    fn get(&self) -> Option<FailedStatement> {
+        self.0.lock().ok().and_then(|s| s.clone())
+    }
 }
 
 fn host_error(message: String) -> SqlError {
@@ -363,17 +421,21 @@ impl Host for StepCtx {
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let client = s.client.clone();
+        let failed = s.failed.clone();
         let (check, _) = s.check();
         let (ran, answer) = s
             .guarded_pair(async {
-                let stmt = client.prepare(&statement).await.map_err(pg_err)?;
+                let stmt = client
+                    .prepare(&statement)
+                    .await
+                    .map_err(failed.pg(&statement))?;
                 // The check is queued right behind the statement: one round trip for both.
                 let (ran, answer) = futures_util::future::join(
                     client.execute(&stmt, &refs),
                     simple_last_value(&client, check),
                 )
                 .await;
-                Ok((ran.map_err(pg_err), answer))
+                Ok((ran.map_err(failed.pg(&statement)), answer))
             })
             .await;
         s.judge_after(answer);
@@ -397,12 +459,23 @@ impl Host for StepCtx {
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let (max_rows, max_bytes) = (s.max_rows, s.max_bytes);
         let client = s.client.clone();
+        let failed = s.failed.clone();
         let (check, _) = s.check();
         let (ran, answer) = s
             .guarded_pair(async {
-                let stmt = client.prepare(&statement).await.map_err(pg_err)?;
+                let stmt = client
+                    .prepare(&statement)
+                    .await
+                    .map_err(failed.pg(&statement))?;
                 let (ran, answer) = futures_util::future::join(
-                    run_query(&client, &stmt, &ps, max_rows, max_bytes),
+                    run_query(
+                        &client,
+                        &stmt,
+                        &ps,
+                        max_rows,
+                        max_bytes,
+                        failed.pg(&statement),
+                    ),
                     simple_last_value(&client, check),
                 )
                 .await;
@@ -424,6 +497,7 @@ impl Host for StepCtx {
             }
         }
         let client = s.client.clone();
+        let failed = s.failed.clone();
         if !s.transactional {
             // One statement at a time through the extended protocol (which refuses a piece
             // holding two commands), each followed by the check that no transaction block
@@ -437,7 +511,7 @@ impl Host for StepCtx {
                             simple_last_value(&client, AUTOCOMMIT_SQL),
                         )
                         .await;
-                        Ok((ran.map(drop).map_err(pg_err), answer))
+                        Ok((ran.map(drop).map_err(failed.pg(st)), answer))
                     })
                     .await;
                 s.judge_after(answer);
@@ -449,7 +523,7 @@ impl Host for StepCtx {
         }
         if std::mem::take(&mut s.begin_pending) {
             let opened = s
-                .guarded(begin_with_script(&client, &s.begin_step, &script))
+                .guarded(begin_with_script(&client, &s.begin_step, &script, &failed))
                 .await;
             s.note_opening(&opened);
             return Ok(opened.map(|xid| s.xid = xid));
@@ -462,7 +536,7 @@ impl Host for StepCtx {
                 .query_typed(crate::control::RUN_SCRIPT_SQL, &params)
                 .await
                 .map(drop)
-                .map_err(pg_err)
+                .map_err(failed.pg(crate::control::RUN_SCRIPT_SQL))
         })
         .await)
     }
@@ -503,10 +577,14 @@ type CheckAnswer = Result<Option<String>, SqlError>;
 /// Sends `sql` as one simple query and returns the first column of its last row.
 async fn simple_last_value(client: &Client, sql: &str) -> CheckAnswer {
     let messages = client.simple_query(sql).await.map_err(pg_err)?;
-    Ok(messages.iter().rev().find_map(|m| match m {
+    Ok(last_value(&messages))
+}
+
+fn last_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String> {
+    messages.iter().rev().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
         _ => None,
-    }))
+    })
 }
 
 /// Opens the step's transaction with its first script: one simple query, so that if
@@ -517,17 +595,21 @@ async fn simple_last_value(client: &Client, sql: &str) -> CheckAnswer {
 /// statement boundary the host's splitter misread (quoting rules can change with
 /// `standard_conforming_strings`) cannot smuggle a `COMMIT` through. Returns the
 /// transaction's id.
-async fn begin_with_script(client: &Client, begin_step: &str, script: &str) -> CheckAnswer {
+async fn begin_with_script(
+    client: &Client,
+    begin_step: &str,
+    script: &str,
+    failed: &FailureSlot,
+) -> CheckAnswer {
     let quoted = dollar_quote(script).ok_or_else(|| {
         host_error("the script contains a NUL byte, which PostgreSQL cannot take".into())
     })?;
-    simple_last_value(
-        client,
-        &format!(
-            "BEGIN; {begin_step}; SELECT wasmig_api.run_script({quoted}::pg_catalog.text); {XID_SQL}"
-        ),
-    )
-    .await
+    let sql = format!(
+        "BEGIN; {begin_step}; SELECT wasmig_api.run_script({quoted}::pg_catalog.text); {XID_SQL}"
+    );
+    // An error in the script is placed inside run_script's query: the script itself.
+    let messages = client.simple_query(&sql).await.map_err(failed.pg(&sql))?;
+    Ok(last_value(&messages))
 }
 
 /// What the host keeps per cell besides its text or bytes: the value's own size. A NULL or
@@ -564,6 +646,7 @@ async fn run_query(
     params: &[TextParam<'_>],
     max_rows: usize,
     max_bytes: usize,
+    pg_err: impl Fn(tokio_postgres::Error) -> SqlError,
 ) -> Result<Rows, SqlError> {
     let columns: Vec<Column> = stmt
         .columns()
@@ -586,11 +669,11 @@ async fn run_query(
         return Err(too_big());
     }
     let refs = params.iter().map(|p| p as &dyn ToSql);
-    let stream = client.query_raw(stmt, refs).await.map_err(pg_err)?;
+    let stream = client.query_raw(stmt, refs).await.map_err(&pg_err)?;
     let mut stream = std::pin::pin!(stream);
     let mut out = Vec::new();
     while let Some(row) = stream.next().await {
-        let row = row.map_err(pg_err)?;
+        let row = row.map_err(&pg_err)?;
         if out.len() == max_rows {
             return Err(host_error(format!(
                 "query returned more than {max_rows} rows, the limit per query (max_result_rows)"
@@ -599,7 +682,7 @@ async fn run_query(
         bytes += ROW_OVERHEAD;
         let mut values = Vec::with_capacity(columns.len());
         for (i, c) in stmt.columns().iter().enumerate() {
-            let raw: RawCell<'_> = row.try_get(i).map_err(pg_err)?;
+            let raw: RawCell<'_> = row.try_get(i).map_err(&pg_err)?;
             // Refused before decoding copies it (the row itself is already in memory: a single
             // value is bounded only by PostgreSQL's 1 GB per field).
             if bytes + raw.0.map_or(0, <[u8]>::len) > max_bytes {

@@ -356,6 +356,16 @@ pub fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
             sql(db, "CREATE TABLE flooded (id int)")
         }
         "panic" => panic!("hostile plugin panics on purpose"),
+        // Not attacks: mistakes, for the error the operator reads (line, caret, detail).
+        "syntax_error" => sql(
+            db,
+            "CREATE TABLE fine (id int);\nCREATE TABLE broken ((id int);\nCREATE TABLE never (id int);",
+        ),
+        "syntax_error_query" => db.query("SELECT 1,\n       2 +", &[]).map(drop),
+        "detail_error" => sql(
+            db,
+            "CREATE TABLE uniq (id int PRIMARY KEY); INSERT INTO uniq VALUES (1), (1);",
+        ),
         other => Err(Error::msg(format!("unknown attack `{other}`"))),
     }
 }

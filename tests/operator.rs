@@ -1,0 +1,505 @@
+//! What a new operator runs into: passwords never printed, network waits bounded, the
+//! database named before anything happens, files holding data private, a closed pipe,
+//! names that match nothing, destructive commands that ask first, Ctrl-C.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{PluginDir, Run, TestDb, wasmig_command};
+
+const SECRET: &str = "s3cretPW";
+
+/// `wasmig` with no database settings at all (no DATABASE_URL, no PG*, no config file).
+fn bare(args: &[&str]) -> Command {
+    let mut c = wasmig_command("", std::path::Path::new("/nonexistent"), args);
+    c.env_remove("DATABASE_URL")
+        .env_remove("PGHOST")
+        .env_remove("PGPORT")
+        .env_remove("PGUSER")
+        .env_remove("PGDATABASE")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGCONNECT_TIMEOUT")
+        .env_remove("WASMIG_CONFIG")
+        .env_remove("WASMIG_ENV")
+        .current_dir(std::env::temp_dir());
+    c
+}
+
+fn run(mut c: Command, args: &[&str]) -> Run {
+    Run::from(c.output().expect("run wasmig"), args)
+}
+
+#[test]
+fn a_malformed_url_never_prints_its_password_whatever_its_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = [
+        format!("postgres//u:{SECRET}@localhost/db"),
+        format!("postgresql:/u:{SECRET}@localhost:notaport/db"),
+        format!("postgres://u:{SECRET}@localhost:99999/db"),
+        format!("host=localhost port=x password={SECRET}"),
+        format!("host=localhost port=x password='{SECRET} x'"),
+    ];
+    for url in &bad {
+        // From the flag, DATABASE_URL, and the config file (directly and through ${VAR}).
+        let config = dir.path().join("wasmig.toml");
+        std::fs::write(
+            &config,
+            "[env.prod]\ndatabase_url = \"${PROD_URL}\"\n[env.dev]\ndatabase_url = '''".to_owned()
+                + url
+                + "'''\n",
+        )
+        .expect("write config");
+        let mut cases: Vec<(&str, Command)> = Vec::new();
+        let mut c = bare(&["--database-url", url, "tenant", "list"]);
+        c.current_dir(dir.path());
+        cases.push(("--database-url", c));
+        let mut c = bare(&["tenant", "list"]);
+        c.env("DATABASE_URL", url);
+        cases.push(("DATABASE_URL", c));
+        let mut c = bare(&[
+            "--config",
+            config.to_str().expect("utf8"),
+            "--env",
+            "dev",
+            "tenant",
+            "list",
+        ]);
+        c.current_dir(dir.path());
+        cases.push(("the config file", c));
+        let mut c = bare(&[
+            "--config",
+            config.to_str().expect("utf8"),
+            "--env",
+            "prod",
+            "tenant",
+            "list",
+        ]);
+        c.env("PROD_URL", url);
+        cases.push(("the config file", c));
+        for (source, c) in cases {
+            let r = run(c, &["tenant", "list"]).expect(2);
+            let all = format!("{}{}", r.stdout, r.stderr);
+            assert!(!all.contains(SECRET), "{source}: password printed:\n{all}");
+            assert!(all.contains("***"), "{source}: {all}");
+            assert!(all.contains(&format!("(from {source})")), "{source}: {all}");
+        }
+    }
+    // The PG* variables: a bad PGPORT with a password set.
+    let mut c = bare(&["tenant", "list"]);
+    c.env("PGHOST", "localhost")
+        .env("PGPORT", "nope")
+        .env("PGPASSWORD", SECRET);
+    let r = run(c, &["tenant", "list"]).expect(2);
+    assert!(
+        r.stderr.contains("invalid PGPORT") && !r.stderr.contains(SECRET),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A listener that accepts connections and never says a word.
+fn silent_listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let accepting = l.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in accepting.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    (l, port)
+}
+
+#[test]
+fn a_server_that_never_answers_is_given_up_on_after_connect_timeout() {
+    let (_l, port) = silent_listener();
+    let url = format!("postgres://u:{SECRET}@127.0.0.1:{port}/db");
+    for (args, env, secs, origin) in [
+        (
+            vec!["tenant", "list"],
+            vec![("DATABASE_URL", format!("{url}?connect_timeout=2"))],
+            2,
+            "connect_timeout",
+        ),
+        (
+            vec!["health"],
+            vec![
+                ("DATABASE_URL", url.clone()),
+                ("PGCONNECT_TIMEOUT", "3".into()),
+            ],
+            3,
+            "PGCONNECT_TIMEOUT",
+        ),
+        (
+            vec!["history"],
+            vec![
+                ("PGHOST", "127.0.0.1".into()),
+                ("PGPORT", port.to_string()),
+                ("PGUSER", "u".into()),
+                ("PGCONNECT_TIMEOUT", "2".into()),
+            ],
+            2,
+            "PGCONNECT_TIMEOUT",
+        ),
+        // libpq's minimum: 1 counts as 2.
+        (
+            vec!["init"],
+            vec![("DATABASE_URL", format!("{url}?connect_timeout=1"))],
+            2,
+            "connect_timeout",
+        ),
+    ] {
+        let mut c = bare(&args);
+        c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let started = Instant::now();
+        let r = run(c, &args).expect(2);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(secs) && took < Duration::from_secs(secs + 5),
+            "{args:?}: gave up after {took:?}, expected about {secs} s"
+        );
+        assert!(
+            r.stderr
+                .contains(&format!("no answer within {secs} s ({origin})")),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains(SECRET), "{}", r.stderr);
+    }
+    // Without either setting the default bounds it too; "wait forever" is refused up front.
+    let mut c = bare(&["tenant", "list"]);
+    c.env("DATABASE_URL", &url).env("PGCONNECT_TIMEOUT", "0");
+    let r = run(c, &["tenant", "list"]).expect(2);
+    assert!(
+        r.stderr.contains("invalid PGCONNECT_TIMEOUT") && r.stderr.contains("wait forever"),
+        "{}",
+        r.stderr
+    );
+    let mut c = bare(&["tenant", "list"]);
+    c.env("DATABASE_URL", &url);
+    let started = Instant::now();
+    let r = run(c, &["tenant", "list"]).expect(2);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        r.stderr
+            .contains("no answer within 10 s (wasmig's default connect timeout)"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn demo(label: &str) -> (TestDb, PluginDir) {
+    let db = TestDb::new(label);
+    let plugins = PluginDir::new(&["notes_v1"]);
+    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["tenant", "create", "t1", "t2", "t3"])
+        .expect(0);
+    (db, plugins)
+}
+
+#[test]
+fn every_command_names_its_database_and_says_what_it_overrode() {
+    let (db, plugins) = demo("banner");
+    let p = plugins.path();
+    let shown = db
+        .url
+        .replace(&format!(":{}@", crate::support::ADMIN_PASSWORD), "@");
+    for args in [
+        &["status"][..],
+        &["tenant", "list"],
+        &["migrate"],
+        &["health"],
+        &["history"],
+        &["verify"],
+    ] {
+        let r = db.wasmig(p, args);
+        let first = r.stderr.lines().next().unwrap_or("");
+        assert_eq!(
+            first,
+            format!("wasmig: database {shown} (from DATABASE_URL)"),
+            "{args:?}"
+        );
+        assert_eq!(
+            r.stderr.matches("wasmig: database").count(),
+            1,
+            "{args:?}: once"
+        );
+        assert!(
+            !r.stdout.contains("wasmig: database"),
+            "{args:?}: not on stdout"
+        );
+    }
+    // --json keeps stdout pure JSON; -q keeps the banner off.
+    let r = db.wasmig(p, &["status", "--json"]).expect(0);
+    r.json();
+    assert!(r.stderr.contains("wasmig: database"), "{}", r.stderr);
+    let r = db.wasmig(p, &["-q", "status"]).expect(0);
+    assert!(!r.stderr.contains("wasmig: database"), "{}", r.stderr);
+
+    // A config file beside the command wins over DATABASE_URL: both are said.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("wasmig.toml"),
+        format!(
+            "default_env = \"dev\"\n[env.dev]\ndatabase_url = \"{}\"\n[env.prod]\ndatabase_url = \"postgres://app:${{PROD_PW}}@db.internal/app\"\n",
+            db.url
+        ),
+    )
+    .expect("config");
+    let mut c = db.wasmig_command(p, &["status"]);
+    c.current_dir(dir.path())
+        .env("DATABASE_URL", "postgres://other@elsewhere/db")
+        .env("PGHOST", "elsewhere");
+    // The prod environment's ${PROD_PW} is not set: dev, the one used, must not care.
+    let r = run(c, &["status"]).expect(0);
+    assert!(
+        r.stderr.contains(&format!(
+            "wasmig: database {shown} (environment `dev` of wasmig.toml)"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("wasmig: note: DATABASE_URL and PGHOST are set but not used: the config file comes first"),
+        "{}",
+        r.stderr
+    );
+    // --database-url wins over a config environment whose ${VAR} is unset.
+    let mut c = db.wasmig_command(p, &["--env", "prod", "--database-url", &db.url, "status"]);
+    c.current_dir(dir.path());
+    let r = run(c, &["status"]).expect(0);
+    assert!(
+        r.stderr
+            .contains("(from --database-url; environment `prod`)"),
+        "{}",
+        r.stderr
+    );
+    // Used, the unset variable is an error naming it and the line.
+    let mut c = db.wasmig_command(p, &["--env", "prod", "status"]);
+    c.current_dir(dir.path()).env_remove("PROD_PW");
+    let r = run(c, &["status"]).expect(2);
+    assert!(
+        r.stderr.contains("line 5") && r.stderr.contains("${PROD_PW}"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn backups_are_private_files_in_a_private_directory() {
+    let (db, plugins) = demo("modes");
+    plugins.add_file("carriers");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backups = dir.path().join("nested/backups");
+    db.wasmig(
+        plugins.path(),
+        &["migrate", "--backup-dir", backups.to_str().expect("utf8")],
+    )
+    .expect(0);
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&backups), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&backups)
+        .expect("read")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        6,
+        "a dump and a ledger sidecar per tenant, nothing else: {files:?}"
+    );
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    // The metrics file is for a collector running as another user: readable, written whole.
+    let prom = dir.path().join("wasmig.prom");
+    db.wasmig(
+        plugins.path(),
+        &["metrics", "--output", prom.to_str().expect("utf8")],
+    )
+    .expect(0);
+    assert_eq!(mode(&prom), 0o644);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("read").count(),
+        2,
+        "no temporary file left"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let (db, plugins) = demo("pipe");
+    for args in [
+        &["status"][..],
+        &["tenant", "list"],
+        &["history"],
+        &["status", "--json"],
+        &["health"],
+        &["migrate"],
+        &["--help"],
+    ] {
+        // A reader that is already gone, as with `| head -0`: every write fails with EPIPE.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = db
+            .wasmig_command(plugins.path(), args)
+            .stdout(writer)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}
+
+#[test]
+fn names_that_match_no_loaded_plugin_are_refused_from_flags_and_warned_about_from_the_environment()
+{
+    let (db, plugins) = demo("names");
+    let p = plugins.path();
+    for (args, said) in [
+        (
+            &["--trust", "notes-v", "status"][..],
+            "`--trust notes-v` names no loaded plugin",
+        ),
+        (
+            &["--plugin-limit", "nope:memory_mb=1", "status"],
+            "`--plugin-limit nope` names no loaded plugin",
+        ),
+        (
+            &["--grant", "nope=schema", "migrate"],
+            "`--grant nope` names no loaded plugin",
+        ),
+        (
+            &["migrate", "--plugin", "nope"],
+            "`--plugin nope` names no loaded plugin",
+        ),
+        (
+            &["revert", "--schema", "t1", "--plugin", "nope", "--yes"],
+            "`--plugin nope` names no loaded plugin",
+        ),
+        (&["pin", "nope"], "`pin nope` names no loaded plugin"),
+    ] {
+        let r = db.wasmig(p, args).expect(2);
+        assert!(r.stderr.contains(said), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("notes"),
+            "{args:?}: lists the loaded plugins: {}",
+            r.stderr
+        );
+    }
+    let r = db.wasmig(p, &["--trust", "note", "status"]).expect(2);
+    assert!(r.stderr.contains("did you mean `notes`?"), "{}", r.stderr);
+    // The same names from environment variables or the config file only warn (such settings
+    // serve runs over other plugin directories too), and the command goes on.
+    let mut c = db.wasmig_command(p, &["status"]);
+    c.env("WASMIG_TRUSTED", "nope")
+        .env("WASMIG_GRANTS", "nope2=data");
+    let r = run(c, &["status"]).expect(0);
+    assert!(
+        r.stderr
+            .contains("`nope` in WASMIG_TRUSTED names no loaded plugin"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("`nope2` in WASMIG_GRANTS names no loaded plugin"),
+        "{}",
+        r.stderr
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("wasmig.toml"),
+        format!(
+            "[defaults]\ndatabase_url = \"{}\"\n[defaults.limits.nope3]\nmemory_mb = 8\n",
+            db.url
+        ),
+    )
+    .expect("config");
+    let mut c = db.wasmig_command(p, &["status"]);
+    c.current_dir(dir.path());
+    let r = run(c, &["status"]).expect(0);
+    assert!(
+        r.stderr
+            .contains("`nope3` (`limits` in wasmig.toml) names no loaded plugin"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn destructive_commands_ask_for_yes_and_change_nothing_without_it() {
+    let (db, plugins) = demo("yes");
+    let p = plugins.path();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backups = dir.path().join("b");
+    db.wasmig(
+        p,
+        &["migrate", "--backup-dir", backups.to_str().expect("utf8")],
+    )
+    .expect(0);
+    // Nothing was pending, so no dump: make one by adding a plugin.
+    plugins.add_file("carriers");
+    db.wasmig(
+        p,
+        &[
+            "migrate",
+            "--schema",
+            "t1",
+            "--backup-dir",
+            backups.to_str().expect("utf8"),
+        ],
+    )
+    .expect(0);
+    let dump = std::fs::read_dir(&backups)
+        .expect("backups")
+        .map(|e| e.expect("entry").path())
+        .find(|f| f.extension().is_some_and(|x| x == "dump"))
+        .expect("a dump");
+    let ledger = db.ledger_dump();
+    for args in [
+        vec!["restore", dump.to_str().expect("utf8"), "--schema", "t1"],
+        vec!["revert", "--schema", "t1", "--plugin", "carriers"],
+        vec!["tenant", "drop", "t1"],
+    ] {
+        let r = db.wasmig(p, &args).expect(2);
+        assert!(
+            r.stderr
+                .contains("nothing was changed: add --yes to confirm"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(db.ledger_dump(), ledger);
+    assert!(db.table_exists("t1", "carriers_carrier"));
+    db.wasmig(
+        p,
+        &[
+            "restore",
+            dump.to_str().expect("utf8"),
+            "--schema",
+            "t1",
+            "--yes",
+        ],
+    )
+    .expect(0);
+    assert!(
+        !db.table_exists("t1", "carriers_carrier"),
+        "restored to before carriers"
+    );
+}
