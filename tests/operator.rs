@@ -503,3 +503,210 @@ fn destructive_commands_ask_for_yes_and_change_nothing_without_it() {
         "restored to before carriers"
     );
 }
+
+/// 30 tenants of the `slow` plugin, none migrated yet.
+fn slow_fleet(label: &str) -> (TestDb, PluginDir) {
+    let db = TestDb::new(label);
+    let plugins = PluginDir::new(&["slow"]);
+    db.wasmig(plugins.path(), &["init"]).expect(0);
+    let names: Vec<String> = (0..30).map(|i| format!("t{i:02}")).collect();
+    let mut args = vec!["tenant", "create", "--no-migrate"];
+    args.extend(names.iter().map(String::as_str));
+    db.wasmig(plugins.path(), &args).expect(0);
+    (db, plugins)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{sig} {pid}");
+}
+
+/// Starts `wasmig -j 2 migrate` and waits until its first schema is done.
+fn start_and_wait_for_progress(db: &TestDb, plugins: &PluginDir) -> std::process::Child {
+    let child = db
+        .wasmig_command(plugins.path(), &["-j", "2", "migrate"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE step_id = '0002_done'") == 0 {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn history_json(db: &TestDb, plugins: &PluginDir) -> serde_json::Value {
+    db.wasmig(plugins.path(), &["history", "--json", "--limit", "1"])
+        .expect(0)
+        .json()[0]
+        .clone()
+}
+
+/// Every tenant's ledger agrees with its tables: a step is recorded exactly when it ran.
+fn assert_ledger_matches_tables(db: &TestDb) {
+    let mismatched = db.scalar_i64(
+        "SELECT count(*) FROM wasmig.tenant t
+         WHERE (SELECT count(*) FROM pg_tables WHERE schemaname = t.schema_name AND tablename = 'slow_done')
+            <> (SELECT count(*) FROM wasmig.ledger l WHERE l.schema_name = t.schema_name AND l.step_id = '0002_done')",
+    );
+    assert_eq!(mismatched, 0);
+}
+
+#[test]
+fn sigint_and_sigterm_mid_run_finish_the_running_steps_and_record_the_run_as_interrupted() {
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        let (db, plugins) = slow_fleet(&format!("sig{}", sig.to_lowercase()));
+        let child = start_and_wait_for_progress(&db, &plugins);
+        signal(child.id(), sig);
+        let out = child.wait_with_output().expect("wait");
+        let run = Run::from(out, &["-j", "2", "migrate"]);
+        assert_eq!(run.code, code, "SIG{sig}");
+        assert!(
+            run.stdout.contains(&format!("INTERRUPTED by SIG{sig}")),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("not started (SIG"), "{}", run.stdout);
+        assert!(
+            run.stderr.contains("the run was interrupted before"),
+            "{}",
+            run.stderr
+        );
+        let done = db.scalar_i64("SELECT count(*) FROM wasmig.ledger");
+        assert!(done > 0 && done < 60, "some but not all steps ran: {done}");
+        assert_ledger_matches_tables(&db);
+        let h = history_json(&db, &plugins);
+        assert_eq!(h["outcome"], "interrupted", "{h}");
+        assert_eq!(h["applied"].as_i64(), Some(done), "{h}");
+        assert_eq!(
+            db.advisory_locks_after_wasmig_left(),
+            0,
+            "no lock left behind"
+        );
+        // A rerun finishes the job.
+        db.wasmig(plugins.path(), &["migrate"]).expect(0);
+        assert_eq!(db.scalar_i64("SELECT count(*) FROM wasmig.ledger"), 60);
+    }
+}
+
+#[test]
+fn a_second_signal_stops_at_once_and_a_dead_runner_is_shown_as_abandoned() {
+    let (db, plugins) = slow_fleet("sig_twice");
+    // Later naps last 30 s: the first signal would wait for them.
+    let child = start_and_wait_for_progress(&db, &plugins);
+    db.exec(&format!(
+        "ALTER DATABASE {} SET wasmig_test.nap = '30'",
+        db.name
+    ));
+    // Let the running workers reach a long nap.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.scalar_i64("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND now() - query_start > interval '1 second'") == 0 {
+        assert!(Instant::now() < deadline, "no long nap started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = db.scalar_i64("SELECT count(*) FROM wasmig.ledger");
+    signal(child.id(), "INT");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    signal(child.id(), "INT");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        second.elapsed() < Duration::from_secs(5),
+        "stopped at once: {:?}",
+        second.elapsed()
+    );
+    let run = Run::from(out, &["migrate"]);
+    assert_eq!(run.code, 130);
+    assert!(
+        run.stderr.contains("SIGINT again: stopping now"),
+        "{}",
+        run.stderr
+    );
+    // The naps in flight rolled back: nothing was recorded after the signals.
+    assert_eq!(db.advisory_locks_after_wasmig_left(), 0);
+    assert_eq!(db.scalar_i64("SELECT count(*) FROM wasmig.ledger"), before);
+    assert_ledger_matches_tables(&db);
+    // The run recorded no end, and its runner is provably gone (its run lock went with its
+    // session): abandoned, not running.
+    let h = history_json(&db, &plugins);
+    assert_eq!(h["outcome"], "abandoned", "{h}");
+    let text = db.wasmig(plugins.path(), &["history"]).expect(0).stdout;
+    assert!(
+        text.contains("abandoned") && !text.contains("running"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_killed_runner_is_shown_as_abandoned_and_a_live_one_as_running() {
+    let (db, plugins) = slow_fleet("sigkill");
+    let mut child = start_and_wait_for_progress(&db, &plugins);
+    // While it runs: running.
+    let h = history_json(&db, &plugins);
+    assert!(h["outcome"].is_null(), "{h}");
+    let text = db.wasmig(plugins.path(), &["history"]).expect(0).stdout;
+    assert!(text.contains("running"), "{text}");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    assert_eq!(db.advisory_locks_after_wasmig_left(), 0);
+    let h = history_json(&db, &plugins);
+    assert_eq!(h["outcome"], "abandoned", "{h}");
+    let health = db.wasmig(plugins.path(), &["health"]).expect(1).stdout;
+    assert!(health.contains("ended `abandoned`"), "{health}");
+}
+
+/// Every float in `v` has at most three decimals.
+fn assert_no_float_noise(what: &str, v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().expect("f64");
+            assert_eq!((x * 1000.0).round() / 1000.0, x, "{what}: {x}");
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| assert_no_float_noise(what, x)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| assert_no_float_noise(what, x)),
+        _ => {}
+    }
+}
+
+#[test]
+fn history_names_the_user_and_quotes_arguments_and_json_floats_carry_no_noise() {
+    let (db, plugins) = demo("history");
+    plugins.add_file("carriers");
+    let mut c = db.wasmig_command(
+        plugins.path(),
+        &["migrate", "--plugin", "carriers", "--json"],
+    );
+    c.env_remove("USER").env_remove("LOGNAME");
+    let r = run(c, &["migrate"]).expect(0);
+    assert_no_float_noise("migrate --json", &r.json());
+    let me = Command::new("id").arg("-un").output().expect("id");
+    let me = String::from_utf8_lossy(&me.stdout).trim().to_owned();
+    let h = history_json(&db, &plugins);
+    assert_eq!(h["os_user"], me.as_str(), "{h}");
+    assert_no_float_noise("history --json", &h);
+    db.wasmig(
+        plugins.path(),
+        &["tenant", "create", "t4", "--name", "Acme & Co's"],
+    )
+    .expect(0);
+    let text = db.wasmig(plugins.path(), &["history"]).expect(0).stdout;
+    assert!(
+        text.contains(r#"tenant create t4 --name 'Acme & Co'\''s'"#),
+        "{text}"
+    );
+    let health = db
+        .wasmig(plugins.path(), &["health", "--json"])
+        .expect(0)
+        .json();
+    assert_no_float_noise("health --json", &health);
+    let metrics = db
+        .wasmig(plugins.path(), &["metrics", "--format", "json"])
+        .expect(0)
+        .json();
+    assert_no_float_noise("metrics --format json", &metrics);
+}

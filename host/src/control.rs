@@ -23,6 +23,10 @@ pub const CONTROL_VERSION: i32 = 3;
 
 /// Advisory-lock class for wasmig (first key of the two-key form).
 const LOCK_CLASS: i32 = 0x5741_534d; // "WASM"
+/// First key of the advisory lock a runner holds on its own run for as long as it runs
+/// (second key: the run id's low 31 bits). No such lock, no runner: a run without an end
+/// whose lock is gone is shown as `abandoned`, not `running`.
+const RUN_LOCK_CLASS: i32 = 0x5741_5352; // "WASR"
 /// Lock key for control-schema DDL and registry changes.
 const REGISTRY_LOCK: i32 = 0;
 
@@ -1176,34 +1180,51 @@ pub async fn start_run(
     command: &str,
     args: &[String],
 ) -> Result<i64, ControlError> {
-    let os_user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .or_else(|| {
-            std::fs::read_to_string("/proc/self/status")
-                .ok()
-                .and_then(|st| {
-                    st.lines()
-                        .find(|l| l.starts_with("Uid:"))
-                        .and_then(|l| l.split_whitespace().nth(1))
-                        .map(|uid| format!("uid {uid}"))
-                })
-        });
+    let os_user = os_user();
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned());
     // Arguments are kept for `wasmig history`; a URL among them loses its password.
     let args: Vec<String> = args.iter().map(|a| crate::db::connect::redact(a)).collect();
     let args = serde_json::to_string(&args).unwrap_or_else(|_| "[]".into());
+    // The run's lock is taken by the statement that inserts it: once the row is visible,
+    // its runner holds the lock.
     let row = client
         .query_one(
-            "INSERT INTO wasmig.run (command, arguments, os_user, hostname)
-             VALUES ($1, $2::text::jsonb, $3, $4) RETURNING run_id",
-            &[&command, &args, &os_user, &host],
+            "WITH r AS (INSERT INTO wasmig.run (command, arguments, os_user, hostname)
+                        VALUES ($1, $2::text::jsonb, $3, $4) RETURNING run_id)
+             SELECT run_id, pg_catalog.pg_advisory_lock($5, (run_id % 2147483648)::int4)::text
+             FROM r",
+            &[&command, &args, &os_user, &host, &RUN_LOCK_CLASS],
         )
         .await
         .map_err(pg("recording the run"))?;
     Ok(row.get(0))
+}
+
+/// The name of the user running wasmig: `USER` / `LOGNAME`, else the account of the process's
+/// uid in `/etc/passwd` (containers and CI often set neither variable), else `uid N`.
+fn os_user() -> Option<String> {
+    if let Some(u) = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
+    {
+        return Some(u);
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))?
+        .to_owned();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    Some(
+        passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[2] == uid)
+            .map_or_else(|| format!("uid {uid}"), |f| f[0].to_owned()),
+    )
 }
 
 /// One row of the run history.
@@ -1224,10 +1245,13 @@ pub struct RunRecord {
     /// Start, RFC 3339 UTC.
     pub started_at: String,
     /// Start, Unix seconds.
+    #[serde(serialize_with = "crate::report::round3")]
     pub started_epoch_s: f64,
     /// Duration in seconds, if finished.
+    #[serde(serialize_with = "crate::report::round3_opt")]
     pub duration_s: Option<f64>,
-    /// `ok`, `failed`, or absent while running / if interrupted.
+    /// `ok`, `failed`, `interrupted` (stopped by a signal), `abandoned` (its runner is gone
+    /// without recording an end: killed, or the machine lost power), or absent while running.
     pub outcome: Option<String>,
     /// Steps applied.
     pub applied: Option<i32>,
@@ -1243,9 +1267,18 @@ pub async fn runs(client: &Client, limit: i64) -> Result<Vec<RunRecord>, Control
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
                     extract(epoch FROM started_at)::float8,
                     extract(epoch FROM finished_at - started_at)::float8,
-                    outcome, applied, failed
+                    CASE WHEN outcome IS NOT NULL THEN outcome
+                         WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                                      WHERE l.locktype = 'advisory' AND l.granted
+                                        AND l.classid::int4 = $2 AND l.objsubid = 2
+                                        AND l.objid::int8 = run_id % 2147483648
+                                        AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                                          WHERE datname = current_database()))
+                         THEN NULL
+                         ELSE 'abandoned' END,
+                    applied, failed
              FROM wasmig.run ORDER BY run_id DESC LIMIT $1",
-            &[&limit],
+            &[&limit, &RUN_LOCK_CLASS],
         )
         .await
         .map_err(pg("reading the run history"))?;
@@ -1293,6 +1326,7 @@ pub struct HeldLock {
     pub application_name: String,
     /// Seconds since that session last changed state (a lower bound of the hold time for
     /// a session-level lock taken when the schema's work started).
+    #[serde(serialize_with = "crate::report::round3")]
     pub held_s: f64,
 }
 
@@ -1335,12 +1369,16 @@ pub struct DurationSummary {
     /// Steps in the ledger.
     pub count: i64,
     /// Sum of durations, ms.
+    #[serde(serialize_with = "crate::report::round3")]
     pub sum: f64,
     /// Median, ms.
+    #[serde(serialize_with = "crate::report::round3_opt")]
     pub p50: Option<f64>,
     /// 90th percentile, ms.
+    #[serde(serialize_with = "crate::report::round3_opt")]
     pub p90: Option<f64>,
     /// 99th percentile, ms.
+    #[serde(serialize_with = "crate::report::round3_opt")]
     pub p99: Option<f64>,
 }
 
@@ -1375,10 +1413,11 @@ pub async fn finish_run(
     failed: i32,
 ) -> Result<(), ControlError> {
     client
-        .execute(
-            "UPDATE wasmig.run SET finished_at = clock_timestamp(), outcome = $2, applied = $3, failed = $4
-             WHERE run_id = $1",
-            &[&run_id, &outcome, &applied, &failed],
+        .query_one(
+            "WITH done AS (UPDATE wasmig.run SET finished_at = clock_timestamp(), outcome = $2, applied = $3, failed = $4
+                           WHERE run_id = $1 RETURNING run_id)
+             SELECT pg_catalog.pg_advisory_unlock($5, (run_id % 2147483648)::int4) FROM done",
+            &[&run_id, &outcome, &applied, &failed, &RUN_LOCK_CLASS],
         )
         .await
         .map_err(pg("closing the run record"))?;

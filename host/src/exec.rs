@@ -100,6 +100,14 @@ pub enum Outcome {
         /// What went wrong.
         message: String,
     },
+    /// The run was stopped by a signal before this schema was done: the steps in `applied`
+    /// committed, the rest were not started (a rerun applies them).
+    Interrupted {
+        /// Steps applied before the signal.
+        applied: Vec<String>,
+        /// `SIGINT` or `SIGTERM`.
+        signal: String,
+    },
 }
 
 impl Outcome {
@@ -120,6 +128,7 @@ pub struct SchemaReport {
     #[serde(flatten)]
     pub outcome: Outcome,
     /// Wall time spent on it.
+    #[serde(serialize_with = "crate::report::round3")]
     pub duration_ms: f64,
 }
 
@@ -288,6 +297,17 @@ impl Fleet {
         let (shared, tenants): (Vec<Target>, Vec<Target>) =
             work.into_iter().partition(|t| t.scope == Scope::Shared);
         reports.extend(self.run_queue(shared, &grants, opts, on_done).await);
+        if let Some(sig) = crate::interrupt::received() {
+            for t in tenants {
+                let r = report(t, interrupted(Vec::new(), sig), Instant::now());
+                on_done(&r);
+                reports.push(r);
+            }
+            if let Err(e) = control::clear_run_grants(op, opts.run_id).await {
+                tracing::warn!("{e}");
+            }
+            return reports;
+        }
         if let Some(bad) = reports
             .iter()
             .find(|r| r.scope == Scope::Shared && r.outcome.is_problem())
@@ -403,6 +423,30 @@ impl Fleet {
             // belongs to the schema the loop takes next (nothing reorders `ahead` in between).
             let mut prelocked: Option<LockResult> = None;
             loop {
+                if let Some(sig) = crate::interrupt::received() {
+                    // Start nothing more: what this worker took ahead and what is still
+                    // queued is reported as not done, so no schema goes missing from the
+                    // summary.
+                    if let (Some(Ok(Some(_))), Some((next, _, _))) = (&prelocked, ahead.front()) {
+                        // Locked ahead for the schema that now will not run.
+                        release(&op, Some(next.schema.clone())).await;
+                    }
+                    drop(prelocked.take());
+                    let mut left: Vec<Target> = Vec::new();
+                    for (t, _, login) in ahead.drain(..) {
+                        login.abort();
+                        left.push(t);
+                    }
+                    while let Some((t, _)) = pop(&queue) {
+                        left.push(t);
+                    }
+                    for t in left {
+                        let r = report(t, interrupted(Vec::new(), sig), Instant::now());
+                        on_done(&r);
+                        push(&reports, r);
+                    }
+                    break;
+                }
                 let Some((t, attempts, login)) = ahead.pop_front().or_else(|| {
                     pop(&queue).map(|(t, a)| {
                         let login = self.prefetch_login(&t);
@@ -648,6 +692,9 @@ impl Fleet {
         };
         let mut applied = Vec::new();
         for (p, g) in plan.pending.iter().zip(&grants) {
+            if let Some(sig) = crate::interrupt::received() {
+                return interrupted(applied, sig);
+            }
             let (pl, st) = self.step(p);
             let name = format!("{}/{}", pl.name, st.id);
             match self.run_shared_first(op, &client, *p, t, &g.token).await {
@@ -1016,6 +1063,9 @@ impl Fleet {
         };
         let mut reverted = Vec::new();
         for (p, g) in steps {
+            if let Some(sig) = crate::interrupt::received() {
+                return interrupted(reverted, sig);
+            }
             let (pl, st) = self.step(p);
             match self.revert_one(&client, *p, schema, &g.token).await {
                 Ok(()) => reverted.push(format!("{}/{}", pl.name, st.id)),
@@ -1221,6 +1271,13 @@ fn step_error(e: StepError, placed: Option<&FailedStatement>) -> StepFailure {
             lost_transaction: false,
             ..StepFailure::default()
         },
+    }
+}
+
+fn interrupted(applied: Vec<String>, sig: crate::interrupt::Signal) -> Outcome {
+    Outcome::Interrupted {
+        applied,
+        signal: sig.name().to_owned(),
     }
 }
 

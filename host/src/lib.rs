@@ -14,6 +14,7 @@
 //! - [`backup`]: pg_dump / pg_restore of one schema with its ledger rows.
 //! - [`files`]: atomic file writes with the right mode (`0600` for data).
 //! - [`secret`]: role passwords and step tokens.
+//! - [`interrupt`]: SIGINT / SIGTERM: a clean stop, then a hard one.
 //! - [`report`]: human and JSON output; [`out`]: the stdout/stderr writers (a closed pipe
 //!   ends the output quietly).
 
@@ -24,6 +25,7 @@ pub mod control;
 pub mod db;
 pub mod exec;
 pub mod files;
+pub mod interrupt;
 pub mod names;
 pub mod ops;
 pub mod out;
@@ -43,6 +45,20 @@ pub enum Exit {
     Problems = 1,
     /// Usage, configuration, plugin or connection error: nothing was applied.
     Error = 2,
+    /// Stopped by SIGINT (128 + 2) after the running steps finished.
+    Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15) after the running steps finished.
+    Terminated = 143,
+}
+
+impl Exit {
+    /// The exit of a command that `sig` stopped.
+    pub fn from_signal(sig: interrupt::Signal) -> Exit {
+        match sig {
+            interrupt::Signal::Int => Exit::Interrupted,
+            interrupt::Signal::Term => Exit::Terminated,
+        }
+    }
 }
 
 /// Runs a parsed command line.

@@ -24,6 +24,10 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
+    if let Err(e) = wasmig::interrupt::install() {
+        wasmig::errln!("error: cannot listen for SIGINT and SIGTERM: {e}");
+        return ExitCode::from(Exit::Error as u8);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

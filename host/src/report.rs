@@ -9,11 +9,25 @@ use crate::control::ManagedSchema;
 use crate::exec::{Outcome, SchemaReport};
 use crate::plan::{Drift, PluginSpec, SchemaPlan, Scope, Target};
 
+/// Serialises a measured float with at most three decimals: `3.6628`, not
+/// `3.662799999999999` (binary noise no reader wants, and that hides the real precision).
+pub fn round3<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((v * 1000.0).round() / 1000.0)
+}
+
+/// [`round3`] for an optional value.
+pub fn round3_opt<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => round3(v, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// Steps applied in one schema report.
 pub fn applied_steps(r: &SchemaReport) -> usize {
     match &r.outcome {
         Outcome::Applied { steps } => steps.len(),
-        Outcome::Failed { applied, .. } => applied.len(),
+        Outcome::Failed { applied, .. } | Outcome::Interrupted { applied, .. } => applied.len(),
         _ => 0,
     }
 }
@@ -62,6 +76,14 @@ pub fn schema_line(r: &SchemaReport) -> String {
         Outcome::Blocked { reason } => format!("{}: BLOCKED: {reason}", r.schema),
         Outcome::Skipped { reason } => format!("{}: skipped: {reason}", r.schema),
         Outcome::Error { message } => format!("{}: ERROR: {message}", r.schema),
+        Outcome::Interrupted { applied, signal } if applied.is_empty() => {
+            format!("{}: not started ({signal})", r.schema)
+        }
+        Outcome::Interrupted { applied, signal } => format!(
+            "{}: INTERRUPTED ({signal}) after applying {} step(s); the rest were not started",
+            r.schema,
+            applied.len()
+        ),
     }
 }
 
@@ -89,6 +111,7 @@ fn forged_line(schema: &impl std::fmt::Display, row: &str) -> String {
 #[derive(Serialize)]
 struct RunJson<'a> {
     run_id: i64,
+    #[serde(serialize_with = "crate::report::round3")]
     duration_ms: f64,
     schemas: usize,
     applied_steps: usize,
@@ -112,12 +135,43 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
         crate::outln!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
         return;
     }
+    let cut: Vec<&SchemaReport> = problems
+        .iter()
+        .copied()
+        .filter(|r| matches!(r.outcome, Outcome::Interrupted { .. }))
+        .collect();
     crate::outln!(
-        "run {run_id}: {} schema(s), {applied} step(s) applied, {} problem(s), {:.2}s",
+        "run {run_id}: {} schema(s), {applied} step(s) applied, {} problem(s), {:.2}s{}",
         reports.len(),
-        problems.len(),
-        took.as_secs_f64()
+        problems.len() - cut.len(),
+        took.as_secs_f64(),
+        crate::interrupt::received()
+            .map(|sig| format!(
+                "; INTERRUPTED by {}: {} schema(s) not finished",
+                sig.name(),
+                cut.len()
+            ))
+            .unwrap_or_default()
     );
+    if !cut.is_empty() {
+        // One line however many: each schema's own line said which it was.
+        const SHOWN: usize = 10;
+        let names: Vec<String> = cut
+            .iter()
+            .take(SHOWN)
+            .map(|r| r.schema.to_string())
+            .collect();
+        crate::errln!(
+            "error: the run was interrupted before {} schema(s) were done: {}{}; their steps that ran are committed and recorded, run `wasmig migrate` again to apply the rest",
+            cut.len(),
+            names.join(", "),
+            if cut.len() > SHOWN {
+                format!(" and {} more", cut.len() - SHOWN)
+            } else {
+                String::new()
+            }
+        );
+    }
     for r in problems {
         match &r.outcome {
             Outcome::Failed {
@@ -151,7 +205,7 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
                 crate::errln!("error: schema `{}` skipped: {reason}", r.schema)
             }
             Outcome::Error { message } => crate::errln!("error: schema `{}`: {message}", r.schema),
-            Outcome::UpToDate | Outcome::Applied { .. } => {}
+            Outcome::UpToDate | Outcome::Applied { .. } | Outcome::Interrupted { .. } => {}
         }
     }
 }

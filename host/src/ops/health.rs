@@ -17,6 +17,7 @@ use crate::plan::Selection;
 struct Health {
     healthy: bool,
     database: String,
+    #[serde(serialize_with = "crate::report::round3")]
     latency_ms: f64,
     server_version: String,
     control_version: Option<i32>,
@@ -116,7 +117,7 @@ pub async fn health(s: &Settings, json: bool) -> Result<Exit> {
         );
         for l in &h.locks {
             crate::outln!(
-                "lock:            schema `{}` held by pid {} ({}) for {:.1}s",
+                "lock:            schema `{}` held by server process {} (application_name `{}`) for {:.1}s",
                 l.schema,
                 l.pid,
                 // Any session may set its own application_name.
@@ -130,9 +131,7 @@ pub async fn health(s: &Settings, json: bool) -> Result<Exit> {
                 r.run_id,
                 r.command,
                 r.started_at,
-                r.outcome
-                    .as_deref()
-                    .unwrap_or("still running or interrupted")
+                r.outcome.as_deref().unwrap_or("running")
             ),
             None => crate::outln!("last run:        none"),
         }

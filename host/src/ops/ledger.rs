@@ -25,6 +25,8 @@ pub struct StepSelection {
 }
 
 struct Ctx {
+    /// A signal stops the command between steps, not in the middle of one.
+    _clean_stop: crate::interrupt::CleanStop,
     fleet: Arc<Fleet>,
     op: tokio_postgres::Client,
     plugin: usize,
@@ -83,6 +85,7 @@ async fn prepare(s: &Settings, sel: &StepSelection, command: &str) -> Result<Ctx
         control::start_run(&op, command, &std::env::args().skip(1).collect::<Vec<_>>()).await?;
     let fleet = super::fleet(s, plugins, secret, &reg, None);
     Ok(Ctx {
+        _clean_stop: crate::interrupt::CleanStop::begin(),
         fleet,
         op,
         plugin,
@@ -224,6 +227,19 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
             );
             Ok(Exit::Problems)
         }
+        Outcome::Interrupted { applied, signal } => {
+            ctx.finish(&sel.schema, "interrupted", applied.len(), 0)
+                .await;
+            for st in &applied {
+                crate::outln!("{}: reverted {st}", sel.schema);
+            }
+            crate::errln!(
+                "error: schema `{}`: revert stopped by {signal} after {} step(s); run it again to revert the rest",
+                sel.schema,
+                applied.len()
+            );
+            Ok(crate::interrupt::received().map_or(Exit::Problems, Exit::from_signal))
+        }
         other => {
             ctx.finish(&sel.schema, "failed", 0, 1).await;
             bail!("schema `{}`: {:?}", sel.schema, other)
@@ -362,6 +378,8 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
         &std::env::args().skip(1).collect::<Vec<_>>(),
     )
     .await?;
+    // One unit: a signal while pg_restore runs is answered once the restore is complete.
+    let _clean_stop = crate::interrupt::CleanStop::begin();
     let password = crate::secret::role_password(&secret, &managed.role);
     let who = crate::backup::RestoreAs {
         schema,
@@ -394,5 +412,5 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
         "{schema}: restored from {} (schema and ledger rows)",
         file.display()
     );
-    Ok(Exit::Ok)
+    Ok(crate::interrupt::received().map_or(Exit::Ok, Exit::from_signal))
 }

@@ -30,7 +30,9 @@ struct Metrics {
     drifted_steps: usize,
     forged_rows: usize,
     failed_schemas: usize,
+    #[serde(serialize_with = "crate::report::round3_opt")]
     last_run_duration_seconds: Option<f64>,
+    #[serde(serialize_with = "crate::report::round3_opt")]
     last_run_timestamp_seconds: Option<f64>,
     last_run_success: Option<bool>,
     step_duration_ms: control::DurationSummary,

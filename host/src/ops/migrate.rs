@@ -117,6 +117,8 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         &std::env::args().skip(1).collect::<Vec<_>>(),
     )
     .await?;
+    // From here on a first SIGINT / SIGTERM stops the run cleanly (see `interrupt`).
+    let _clean_stop = crate::interrupt::CleanStop::begin();
     let fleet = super::fleet(s, plugins, secret, &reg, backups);
     let opts = RunOptions {
         run_id,
@@ -151,12 +153,20 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     }
     let applied: usize = reports.iter().map(report::applied_steps).sum();
     let failed = reports.iter().filter(|r| r.outcome.is_problem()).count();
-    let outcome = if failed == 0 { "ok" } else { "failed" };
+    let signal = crate::interrupt::received();
+    let outcome = match (signal, failed) {
+        (Some(_), _) => "interrupted",
+        (None, 0) => "ok",
+        (None, _) => "failed",
+    };
     // The results stand even if the run record cannot be closed (e.g. the server restarted).
     if let Err(e) = control::finish_run(&op, run_id, outcome, applied as i32, failed as i32).await {
         tracing::warn!("could not record the end of run {run_id}: {e}");
     }
     report::print_run_summary(run_id, &reports, started.elapsed(), o.json);
+    if let Some(sig) = signal {
+        return Ok(Exit::from_signal(sig));
+    }
     Ok(if failed == 0 {
         Exit::Ok
     } else {
