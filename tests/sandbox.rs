@@ -1024,8 +1024,11 @@ fn a_seed_gets_the_data_capability_and_grants_raise_it() {
         "{line}"
     );
     assert!(
-        line.contains("--grant hostile=schema"),
-        "the fix is named: {line}"
+        run.stderr.contains(
+            "  HINT: if you trust it to change the schema, grant it more: --grant hostile=schema"
+        ),
+        "the fix is named, on the HINT line: {}",
+        run.stderr
     );
     assert!(!a.db.table_exists("att", "behaved"));
     a.db.wasmig(

@@ -67,10 +67,6 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
     use ops::migrate::{MigrateOptions, ScopeFilter};
 
     let s = ops::Settings::from_global(&cli.global)?;
-    // Every command but `pin` acts on a database: say which, before touching it.
-    if !s.quiet && !matches!(cli.command, Command::Pin { .. }) {
-        s.database.print(&s.target);
-    }
     match cli.command {
         Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
         Command::Tenant(TenantCommand::Create {

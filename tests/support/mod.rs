@@ -213,14 +213,17 @@ impl TestDb {
     pub fn advisory_locks_after_wasmig_left(&self) -> i64 {
         for _ in 0..100 {
             if self.scalar_i64(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wasmig'",
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wasmig' AND datname = current_database()",
             ) == 0
             {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        self.scalar_i64("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        self.scalar_i64(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
     }
 
     /// The whole ledger as text, to compare byte for byte.
@@ -279,7 +282,15 @@ pub fn wasmig_command(url: &str, plugins: &Path, args: &[&str]) -> Command {
     c.args(args)
         .env("DATABASE_URL", url)
         .env("WASMIG_PLUGINS", plugins)
-        .env("WASMIG_TRUSTED", "reference")
+        // Trusted only where it is loaded: a name that matches no plugin draws a warning.
+        .env(
+            "WASMIG_TRUSTED",
+            if plugins.join("reference.wasm").exists() {
+                "reference"
+            } else {
+                ""
+            },
+        )
         .env("WASMIG_LOCK_FILE", plugins.join("wasmig.lock"))
         .env("WASMIG_CACHE_DIR", server().dir.join("compile-cache"))
         .env_remove("WASMIG_SHARED_SCHEMA")

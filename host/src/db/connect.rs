@@ -86,6 +86,8 @@ pub struct DbTarget {
     connect_timeout: ConnectTimeout,
     /// Where the settings came from (`--database-url`, `DATABASE_URL`, ...).
     origin: &'static str,
+    /// Printed on stderr once, just before the first connection (which database this is).
+    announcement: Option<std::sync::Arc<(std::sync::Once, String)>>,
     tls: TlsSettings,
     /// `None` for `sslmode=disable`.
     connector: Option<MakeRustlsConnect>,
@@ -413,6 +415,7 @@ impl DbTarget {
             described,
             connect_timeout: timeout,
             origin,
+            announcement: None,
             tls,
             connector,
         };
@@ -424,6 +427,13 @@ impl DbTarget {
     /// `the PG* variables`.
     pub fn origin(&self) -> &'static str {
         self.origin
+    }
+
+    /// Prints `text` on stderr once, before the first connection of this target or any of
+    /// its clones: a command that fails before touching the database prints nothing.
+    pub fn announce(mut self, text: String) -> Self {
+        self.announcement = Some(std::sync::Arc::new((std::sync::Once::new(), text)));
+        self
     }
 
     /// Records that the settings came from `origin` (the config file loads its URL through
@@ -489,6 +499,9 @@ impl DbTarget {
     }
 
     async fn connect_with(&self, config: Config) -> Result<Client, ConnectError> {
+        if let Some(a) = &self.announcement {
+            a.0.call_once(|| crate::errln!("{}", a.1));
+        }
         match &self.connector {
             Some(tls) => self.connect_using(config, tls.clone()).await,
             None => self.connect_using(config, NoTls).await,

@@ -74,12 +74,12 @@ impl DatabaseBanner {
         }
     }
 
-    /// Prints the banner (and what it overrode) on stderr.
-    pub fn print(&self, target: &DbTarget) {
-        crate::errln!("wasmig: {}", self.line);
+    /// The banner (and what it overrode), as printed on stderr before the first connection.
+    pub fn text(&self, target: &DbTarget) -> String {
+        let mut text = format!("wasmig: {}", self.line);
         if !self.overridden.is_empty() {
-            crate::errln!(
-                "wasmig: note: {} {} set but not used: {} comes first (order: {DATABASE_PRECEDENCE})",
+            text += &format!(
+                "\nwasmig: note: {} {} set but not used: {} comes first (order: {DATABASE_PRECEDENCE})",
                 self.overridden.join(" and "),
                 if self.overridden.len() == 1 && !self.overridden[0].contains(',') {
                     "is"
@@ -89,6 +89,7 @@ impl DatabaseBanner {
                 target.origin()
             );
         }
+        text
     }
 }
 
@@ -217,6 +218,12 @@ impl Settings {
             })?,
         };
         let database = DatabaseBanner::new(&target, config_path.as_deref(), &file, &env);
+        let target = if g.quiet {
+            target
+        } else {
+            let text = database.text(&target);
+            target.announce(text)
+        };
         let config_name = config_path
             .as_deref()
             .map_or_else(String::new, |p| p.display().to_string());
