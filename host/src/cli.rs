@@ -18,28 +18,34 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--help` headings: the command's own options come first (under "Options"), then these.
+const CONN: &str = "Connection";
+const PLUG: &str = "Plugins";
+const LIM: &str = "Limits";
+const OUT: &str = "Output";
+
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Global {
     /// PostgreSQL URL (postgres://user:password@host:port/db). Default: the config file, else
     /// DATABASE_URL, else the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(help_heading = CONN, long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
     /// Config file with named environments (default: ./wasmig.toml when it exists).
-    #[arg(long, global = true, env = "WASMIG_CONFIG", value_name = "FILE")]
+    #[arg(help_heading = CONN, long, global = true, env = "WASMIG_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Environment of the config file to use (default: its `default_env`).
-    #[arg(long = "env", global = true, env = "WASMIG_ENV", value_name = "NAME")]
+    #[arg(help_heading = CONN, long = "env", global = true, env = "WASMIG_ENV", value_name = "NAME")]
     pub env_name: Option<String>,
 
     /// Directory holding the plugin components (*.wasm) [default: plugins].
-    #[arg(long, global = true, env = "WASMIG_PLUGINS", value_name = "DIR")]
+    #[arg(help_heading = PLUG, long, global = true, env = "WASMIG_PLUGINS", value_name = "DIR")]
     pub plugins: Option<PathBuf>,
 
     /// Name of the shared schema (shared-scope plugins run there) [default: shared].
-    #[arg(
+    #[arg(help_heading = PLUG,
         long,
         global = true,
         env = "WASMIG_SHARED_SCHEMA",
@@ -48,7 +54,7 @@ pub struct Global {
     pub shared_schema: Option<String>,
 
     /// Tenant schemas migrated in parallel, each on its own connections.
-    #[arg(
+    #[arg(help_heading = PLUG,
         long,
         short = 'j',
         global = true,
@@ -60,7 +66,7 @@ pub struct Global {
     /// Plugins trusted by name (repeatable, or comma-separated in WASMIG_TRUSTED): shared-scope
     /// plugins run only when trusted; a trusted tenant plugin gets `full` rights (it may create
     /// functions, triggers, policies: code that runs as whoever touches its tables).
-    #[arg(
+    #[arg(help_heading = PLUG,
         long = "trust",
         global = true,
         env = "WASMIG_TRUSTED",
@@ -72,7 +78,7 @@ pub struct Global {
     /// What a tenant plugin may do, granted by name: `PLUGIN=data|schema|full` (repeatable,
     /// or comma-separated in WASMIG_GRANTS). Without a grant a seed gets `data` (rows only)
     /// and a migration `schema` (no code); `--trust PLUGIN` grants `full`.
-    #[arg(
+    #[arg(help_heading = PLUG,
         long = "grant",
         global = true,
         env = "WASMIG_GRANTS",
@@ -82,20 +88,20 @@ pub struct Global {
     pub grants: Vec<String>,
 
     /// Lock file pinning plugin artifacts by blake3, used when it exists [default: wasmig.lock].
-    #[arg(long, global = true, env = "WASMIG_LOCK_FILE", value_name = "FILE")]
+    #[arg(help_heading = PLUG, long, global = true, env = "WASMIG_LOCK_FILE", value_name = "FILE")]
     pub lock_file: Option<PathBuf>,
 
     /// Refuse any plugin that the lock file does not pin.
-    #[arg(long, global = true)]
+    #[arg(help_heading = PLUG, long, global = true)]
     pub locked: bool,
 
     /// Role that gets data privileges (SELECT, INSERT, UPDATE, DELETE, sequences, functions)
     /// on everything plugins create, so the application keeps working.
-    #[arg(long, global = true, env = "WASMIG_APP_ROLE", value_name = "ROLE")]
+    #[arg(help_heading = PLUG, long, global = true, env = "WASMIG_APP_ROLE", value_name = "ROLE")]
     pub app_role: Option<String>,
 
     /// Wall-clock limit of one plugin step (e.g. 30s, 15m).
-    #[arg(
+    #[arg(help_heading = LIM,
         long,
         global = true,
         env = "WASMIG_STEP_TIMEOUT",
@@ -104,7 +110,7 @@ pub struct Global {
     pub step_timeout: Option<String>,
 
     /// Linear-memory limit of one plugin instance, in MiB.
-    #[arg(
+    #[arg(help_heading = LIM,
         long,
         global = true,
         env = "WASMIG_MEMORY_LIMIT_MB",
@@ -113,7 +119,7 @@ pub struct Global {
     pub memory_limit_mb: Option<u64>,
 
     /// `lock_timeout` of plugin sessions (e.g. 30s).
-    #[arg(
+    #[arg(help_heading = LIM,
         long,
         global = true,
         env = "WASMIG_LOCK_TIMEOUT",
@@ -123,15 +129,15 @@ pub struct Global {
 
     /// Per-plugin limit, PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb,
     /// max_result_rows, max_result_bytes, max_statements (repeatable).
-    #[arg(long = "plugin-limit", global = true, value_name = "PLUGIN:KEY=VALUE")]
+    #[arg(help_heading = LIM, long = "plugin-limit", global = true, value_name = "PLUGIN:KEY=VALUE")]
     pub limits: Vec<String>,
 
     /// Print more (plugin debug logs, per-step timings). Repeat for more.
-    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    #[arg(help_heading = OUT, long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     /// Print only errors and the final summary.
-    #[arg(long, short = 'q', global = true)]
+    #[arg(help_heading = OUT, long, short = 'q', global = true)]
     pub quiet: bool,
 
     /// Which list options came from environment variables rather than the command line
@@ -378,6 +384,45 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_commands_help_lists_its_own_options_first_then_the_global_groups() {
+        for sub in ["migrate", "status", "restore", "history"] {
+            let mut cmd = super::Cli::command();
+            cmd.build();
+            let help = cmd
+                .find_subcommand_mut(sub)
+                .expect("subcommand")
+                .render_help()
+                .to_string();
+            let at = |needle: &str| {
+                help.find(needle)
+                    .unwrap_or_else(|| panic!("{sub}: no `{needle}` in:\n{help}"))
+            };
+            let order = [
+                at("Options:"),
+                at("Connection:"),
+                at("Plugins:"),
+                at("Limits:"),
+                at("Output:"),
+            ];
+            assert!(order.is_sorted(), "{sub}: {order:?}\n{help}");
+            // Every global option sits under its group, none among the command's own.
+            let own = &help[order[0]..order[1]];
+            for global in [
+                "--database-url",
+                "--plugins",
+                "--trust",
+                "--step-timeout",
+                "--quiet",
+            ] {
+                assert!(
+                    !own.contains(global),
+                    "{sub}: {global} among the command's options"
+                );
+            }
+        }
     }
 
     #[test]
