@@ -651,6 +651,17 @@ fn a_killed_runner_is_shown_as_abandoned_and_a_live_one_as_running() {
     assert!(h["outcome"].is_null(), "{h}");
     let text = db.wasmig(plugins.path(), &["history"]).expect(0).stdout;
     assert!(text.contains("running"), "{text}");
+    // The schema locks it holds are shown as what they are: a server process and the
+    // application_name its session set (any session may set any name).
+    let health = db.wasmig(plugins.path(), &["health"]).expect(1).stdout;
+    assert!(
+        health.contains("held by server process") && health.contains("(application_name `wasmig`)"),
+        "{health}"
+    );
+    assert!(
+        health.contains("last run:        1 `migrate`") && health.contains(": running"),
+        "{health}"
+    );
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
     assert_eq!(db.advisory_locks_after_wasmig_left(), 0);

@@ -285,7 +285,10 @@ pub fn wasmig_command(url: &str, plugins: &Path, args: &[&str]) -> Command {
         // Trusted only where it is loaded: a name that matches no plugin draws a warning.
         .env(
             "WASMIG_TRUSTED",
-            if plugins.join("reference.wasm").exists() {
+            if ["reference.wasm", "reference_next.wasm"]
+                .iter()
+                .any(|f| plugins.join(f).exists())
+            {
                 "reference"
             } else {
                 ""
