@@ -295,3 +295,32 @@ fn bad_duration() {
         run.stderr
     );
 }
+
+#[test]
+fn a_damaged_control_secret_is_refused_not_replaced_by_a_stand_in_key() {
+    let db = TestDb::new("bad_secret");
+    let plugins = PluginDir::new(&["notes_v1"]);
+    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["tenant", "create", "t"])
+        .expect(0);
+    let ledger = db.ledger_dump();
+    // The table's CHECK keeps wasmig's own writes right; a hand edit can still get past it.
+    db.exec(
+        "ALTER TABLE wasmig.secret DROP CONSTRAINT secret_key_check;
+         UPDATE wasmig.secret SET key = '\\x0102'::bytea",
+    );
+    for args in [&["migrate"][..], &["tenant", "create", "u"], &["status"]] {
+        let run = db.wasmig(plugins.path(), args).expect(2);
+        assert!(
+            run.stderr
+                .contains("the control secret in `wasmig.secret` is 2 bytes long, not 32"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(db.ledger_dump(), ledger);
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM wasmig.tenant WHERE schema_name = 'u'"),
+        0
+    );
+}

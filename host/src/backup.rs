@@ -9,7 +9,6 @@ use tokio::process::Command;
 use tokio_postgres::Client;
 
 use crate::db::connect::DbTarget;
-use crate::db::quote::ident;
 use crate::names::SchemaName;
 
 /// Why a backup or restore failed.
@@ -181,14 +180,12 @@ impl Backups {
                 reason: last_line(&out.stderr),
             });
         }
-        let rows = op
-            .query_one(
-                "SELECT coalesce(json_agg(l ORDER BY applied_at), '[]')::text FROM wasmig.ledger l WHERE schema_name = $1",
-                &[&schema.as_str()],
-            )
+        let rows = crate::control::ledger_rows_json(op, schema)
             .await
-            .map(|r| r.get::<_, String>(0))
-            .map_err(|e| BackupError::Db { schema: schema.to_string(), reason: e.to_string() })?;
+            .map_err(|e| BackupError::Db {
+                schema: schema.to_string(),
+                reason: e.to_string(),
+            })?;
         // The sidecar first: a dump in place always has its ledger rows beside it.
         let side = sidecar(&file);
         crate::files::write_atomic(&side, rows.as_bytes(), crate::files::Access::Private)
@@ -288,30 +285,28 @@ pub async fn restore(
     }
     let list = restore_list(&String::from_utf8_lossy(&listing.stdout), schema).map_err(tool_err)?;
     let list_file = file.with_extension("restore-list");
-    std::fs::write(&list_file, list).map_err(|e| BackupError::Io {
-        what: "cannot write",
-        path: list_file.clone(),
-        reason: e.to_string(),
-    })?;
+    crate::files::write_atomic(&list_file, list.as_bytes(), crate::files::Access::Private)
+        .map_err(|e| BackupError::Io {
+            what: "cannot write",
+            path: list_file.clone(),
+            reason: e.to_string(),
+        })?;
 
-    let db = |e: tokio_postgres::Error| BackupError::Db {
+    let db = |e: crate::control::ControlError| BackupError::Db {
         schema: schema.to_string(),
-        reason: crate::db::PgError::from(e).to_string(),
+        reason: e.to_string(),
     };
     // `wasmig*` schema names are reserved, so the copy set aside can collide with nothing.
     let aside = format!(
         "wasmig_restore_{}",
         &blake3::hash(schema.as_str().as_bytes()).to_hex()[..16]
     );
-    let exists: bool = op
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-            &[&aside],
-        )
-        .await
-        .map_err(db)?
-        .get(0);
-    if exists {
+    let restoring = crate::control::Restoring {
+        schema,
+        aside: &aside,
+        role: who.role,
+    };
+    if restoring.aside_exists(op).await.map_err(db)? {
         let _ = std::fs::remove_file(&list_file);
         return Err(BackupError::Db {
             schema: schema.to_string(),
@@ -320,8 +315,6 @@ pub async fn restore(
             ),
         });
     }
-    let (s, a, r) = (ident(schema.as_str()), ident(&aside), ident(who.role));
-    let role_lit = crate::db::quote::literal(who.role).unwrap_or_default();
     // pg_restore logs in as the tenant's role outside any step: the object guard lets the DDL
     // of a session of that role through if it presents this nonce (only pg_restore gets it),
     // for at most an hour.
@@ -329,19 +322,7 @@ pub async fn restore(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    op.batch_execute(&format!(
-        "BEGIN; ALTER SCHEMA {s} RENAME TO {a}; CREATE SCHEMA {s} AUTHORIZATION {r}; REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
-         INSERT INTO wasmig.restoring (role_name, nonce_hash, expires_at)
-             VALUES ({role_lit}, sha256(convert_to('{nonce}', 'UTF8')), clock_timestamp() + interval '1 hour')
-             ON CONFLICT (role_name) DO UPDATE SET nonce_hash = EXCLUDED.nonce_hash, expires_at = EXCLUDED.expires_at;
-         COMMIT;"
-    ))
-    .await
-    .map_err(db)?;
-    let swap_back = format!(
-        "BEGIN; DROP SCHEMA IF EXISTS {s} CASCADE; ALTER SCHEMA {a} RENAME TO {s};
-         DELETE FROM wasmig.restoring WHERE role_name = {role_lit}; COMMIT;"
-    );
+    restoring.begin(op, &nonce).await.map_err(db)?;
 
     let mut cmd = Command::new(&pg_restore);
     cmd.args([
@@ -368,28 +349,15 @@ pub async fn restore(
         Err(e) => Some(tool_err(e.to_string())),
     };
     if let Some(e) = failed {
-        let _ = op.batch_execute(&swap_back).await;
+        if let Err(back) = restoring.abandon(op).await {
+            tracing::warn!("{back}");
+        }
         return Err(e);
     }
-    let swapped = async {
-        let tx = op.transaction().await?;
-        tx.execute("DELETE FROM wasmig.ledger WHERE schema_name = $1", &[&schema.as_str()])
-            .await?;
-        tx.execute(
-            "INSERT INTO wasmig.ledger SELECT * FROM json_populate_recordset(NULL::wasmig.ledger, $1::text::json)",
-            &[&rows_text],
-        )
-        .await?;
-        // A tenant schema has no dependants outside itself (no other role can reference it),
-        // so this drops only the old copy.
-        tx.batch_execute(&format!("DROP SCHEMA {a} CASCADE")).await?;
-        tx.execute("DELETE FROM wasmig.restoring WHERE role_name = $1", &[&who.role])
-            .await?;
-        tx.commit().await
-    }
-    .await;
-    if let Err(e) = swapped {
-        let _ = op.batch_execute(&swap_back).await;
+    if let Err(e) = restoring.complete(op, &rows_text).await {
+        if let Err(back) = restoring.abandon(op).await {
+            tracing::warn!("{back}");
+        }
         return Err(db(e));
     }
     Ok(())

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::control::{self, StepGrant};
+use crate::control::{self, CLEAN_SESSION, END_STEP, StepGrant, step_sql};
 use crate::db::PgError;
 use crate::db::connect::DbTarget;
 use crate::names::SchemaName;
@@ -199,15 +199,6 @@ struct Called {
     begin_pending: bool,
     /// The id of the step's transaction, if it opened.
     xid: Option<String>,
-}
-
-/// The transaction id the step's record must run in, as SQL (`NULL`: not checked).
-fn xid_literal(xid: Option<&str>) -> String {
-    match xid {
-        // The server's own `txid_current()` output: digits only, but quoted anyway.
-        Some(x) if x.bytes().all(|b| b.is_ascii_digit()) => format!("'{x}'"),
-        _ => "NULL".to_owned(),
-    }
 }
 
 impl Fleet {
@@ -770,7 +761,7 @@ impl Fleet {
         let (pl, st) = self.step(p);
         let mac = secret::ledger_mac(
             &self.secret,
-            &control::LedgerMacFields {
+            &crate::secret::LedgerMacFields {
                 schema: schema.as_str(),
                 plugin: &pl.name,
                 step_id: &st.id,
@@ -855,7 +846,6 @@ impl Fleet {
         let outcome = match called {
             Ok(called) => {
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
-                let token_hex = hex(token);
                 // `RESET ALL` first: the ledger record and the COMMIT (which fires deferred
                 // constraints) run under the session's own settings, not the plugin's
                 // `search_path` or `statement_timeout`. The token is a one-time secret
@@ -863,13 +853,13 @@ impl Fleet {
                 // still the transaction the step's SQL ran in, and that the step left no
                 // object outside its schema.
                 let finish = format!(
-                    "{begin}RESET ALL; RESET ROLE; SELECT wasmig_api.record_step('\\x{token_hex}'::pg_catalog.bytea, {ms:.3}, {xid}); {commit} {CLEAN_SESSION}",
+                    "{begin}RESET ALL; RESET ROLE; {record}; {commit} {CLEAN_SESSION}",
                     begin = if transactional && called.begin_pending {
-                        format!("BEGIN; {}; ", begin_step_sql(token))
+                        format!("BEGIN; {}; ", step_sql::begin_step(token))
                     } else {
                         String::new()
                     },
-                    xid = xid_literal(called.xid.as_deref()),
+                    record = step_sql::record_step(token, ms, called.xid.as_deref()),
                     commit = if transactional { "COMMIT;" } else { "" },
                 );
                 self.bounded(client, &finish)
@@ -889,12 +879,10 @@ impl Fleet {
             // A non-transactional step that left a transaction block open has it rolled back.
             let undo = match (transactional, lost) {
                 (true, _) => format!("ROLLBACK; RESET ALL; RESET ROLE; {CLEAN_SESSION}"),
-                (false, true) => format!(
-                    "ROLLBACK; RESET ALL; RESET ROLE; SELECT wasmig_api.begin_step(NULL); {CLEAN_SESSION}"
-                ),
-                (false, false) => format!(
-                    "RESET ALL; RESET ROLE; SELECT wasmig_api.begin_step(NULL); {CLEAN_SESSION}"
-                ),
+                (false, true) => {
+                    format!("ROLLBACK; RESET ALL; RESET ROLE; {END_STEP}; {CLEAN_SESSION}")
+                }
+                (false, false) => format!("RESET ALL; RESET ROLE; {END_STEP}; {CLEAN_SESSION}"),
             };
             let _ = self.bounded(client, &undo).await;
             if lost {
@@ -963,7 +951,7 @@ impl Fleet {
     ) -> Result<Called, StepFailure> {
         let (pl, st) = self.step(&p);
         let limits = &self.limits[p.plugin];
-        let begin_step = begin_step_sql(token);
+        let begin_step = step_sql::begin_step(token);
         if !transactional {
             // Each statement commits on its own, so the step is opened for the object guard
             // before the first one (a transactional step opens it with its `BEGIN`).
@@ -1106,15 +1094,14 @@ impl Fleet {
             .await
         {
             Ok(called) => {
-                let token_hex = hex(token);
                 let finish = format!(
-                    "{}RESET ALL; RESET ROLE; SELECT wasmig_api.unrecord_step('\\x{token_hex}'::pg_catalog.bytea, {}); COMMIT; {CLEAN_SESSION}",
+                    "{}RESET ALL; RESET ROLE; {}; COMMIT; {CLEAN_SESSION}",
                     if called.begin_pending {
-                        format!("BEGIN; {}; ", begin_step_sql(token))
+                        format!("BEGIN; {}; ", step_sql::begin_step(token))
                     } else {
                         String::new()
                     },
-                    xid_literal(called.xid.as_deref()),
+                    step_sql::unrecord_step(token, called.xid.as_deref()),
                 );
                 self.bounded(client, &finish)
                     .await
@@ -1195,12 +1182,6 @@ async fn release(op: &Client, schema: Option<SchemaName>) {
         tracing::warn!("{e}");
     }
 }
-
-/// Sent after every step, outside its transaction: nothing a plugin left in the session
-/// (temporary tables or views, which `pg_temp` puts first on the search path, cursors held
-/// open) reaches the next plugin's step. `RESET ROLE` rides before it, since `RESET ALL` does
-/// not reset the role.
-const CLEAN_SESSION: &str = "DISCARD TEMP; CLOSE ALL;";
 
 /// How many times a shared-schema step is tried when it meets a lock a tenant session holds.
 const SHARED_LOCK_ATTEMPTS: u32 = 3;
@@ -1313,18 +1294,4 @@ async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) 
         }
     })
     .await;
-}
-
-/// The statement that opens a step for the object guard: the grant's capability tier becomes
-/// the session's until the step is recorded or rolled back.
-fn begin_step_sql(token: &[u8; 32]) -> String {
-    format!(
-        "SELECT wasmig_api.begin_step('\\x{}'::pg_catalog.bytea)",
-        hex(token)
-    )
-}
-
-/// A one-time token as hex, for a `'\x...'::bytea` literal.
-fn hex(token: &[u8; 32]) -> String {
-    token.iter().map(|b| format!("{b:02x}")).collect()
 }

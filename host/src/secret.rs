@@ -9,9 +9,25 @@ pub fn role_password(secret: &[u8; 32], role: &str) -> String {
     format!("wm1_{}", blake3::keyed_hash(&key, role.as_bytes()).to_hex())
 }
 
+/// The ledger fields a MAC covers.
+pub struct LedgerMacFields<'a> {
+    /// Schema.
+    pub schema: &'a str,
+    /// Plugin.
+    pub plugin: &'a str,
+    /// Step id.
+    pub step_id: &'a str,
+    /// Step checksum.
+    pub checksum: &'a str,
+    /// Artifact checksum.
+    pub artifact_checksum: &'a str,
+    /// Plugin version.
+    pub plugin_version: &'a str,
+}
+
 /// MAC of a ledger row: keyed blake3 (key derived from the control secret) over its
 /// length-prefixed fields. Rows not written through a host-issued grant do not verify.
-pub fn ledger_mac(secret: &[u8; 32], f: &crate::control::LedgerMacFields<'_>) -> String {
+pub fn ledger_mac(secret: &[u8; 32], f: &LedgerMacFields<'_>) -> String {
     let key = blake3::derive_key("wasmig 2026-11 ledger row mac", secret);
     let mut h = blake3::Hasher::new_keyed(&key);
     for part in [

@@ -605,7 +605,8 @@ async fn begin_with_script(
         host_error("the script contains a NUL byte, which PostgreSQL cannot take".into())
     })?;
     let sql = format!(
-        "BEGIN; {begin_step}; SELECT wasmig_api.run_script({quoted}::pg_catalog.text); {XID_SQL}"
+        "BEGIN; {begin_step}; {}; {XID_SQL}",
+        crate::control::step_sql::run_script_quoted(&quoted)
     );
     // An error in the script is placed inside run_script's query: the script itself.
     let messages = client.simple_query(&sql).await.map_err(failed.pg(&sql))?;

@@ -1,0 +1,603 @@
+CREATE SCHEMA IF NOT EXISTS wasmig;
+REVOKE ALL ON SCHEMA wasmig FROM PUBLIC;
+CREATE TABLE IF NOT EXISTS wasmig.meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wasmig.secret (
+    id int PRIMARY KEY CHECK (id = 1),
+    key bytea NOT NULL CHECK (length(key) = 32)
+);
+CREATE TABLE IF NOT EXISTS wasmig.managed_schema (
+    schema_name text PRIMARY KEY,
+    scope text NOT NULL CHECK (scope IN ('shared', 'tenant')),
+    role_name text NOT NULL UNIQUE,
+    display_name text,
+    domain text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE OR REPLACE VIEW wasmig.tenant AS
+    SELECT schema_name, display_name AS name, domain, role_name, created_at
+    FROM wasmig.managed_schema WHERE scope = 'tenant';
+CREATE TABLE IF NOT EXISTS wasmig.run (
+    run_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    command text NOT NULL,
+    arguments jsonb NOT NULL DEFAULT '[]',
+    os_user text,
+    hostname text,
+    db_user text NOT NULL DEFAULT current_user,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz,
+    outcome text,
+    applied int,
+    failed int
+);
+CREATE TABLE IF NOT EXISTS wasmig.ledger (
+    schema_name text NOT NULL,
+    plugin text NOT NULL,
+    step_id text NOT NULL,
+    checksum text NOT NULL,
+    artifact_checksum text NOT NULL,
+    plugin_version text NOT NULL,
+    applied_at timestamptz NOT NULL,
+    duration_ms double precision NOT NULL,
+    -- Informational, no foreign key: a key check would lock the run row from every step's
+    -- transaction (contention across jobs, and a cold trigger plan in every new session).
+    run_id bigint,
+    mac text NOT NULL,
+    PRIMARY KEY (schema_name, plugin, step_id)
+);
+-- Version 1 had that key. Checked first: an ALTER TABLE would lock the ledger against every
+-- running step even when there is nothing to drop.
+DO $upgrade$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                WHERE conrelid = 'wasmig.ledger'::regclass AND conname = 'ledger_run_id_fkey') THEN
+        ALTER TABLE wasmig.ledger DROP CONSTRAINT ledger_run_id_fkey;
+    END IF;
+END
+$upgrade$;
+CREATE TABLE IF NOT EXISTS wasmig.failure (
+    run_id bigint REFERENCES wasmig.run (run_id),
+    schema_name text NOT NULL,
+    plugin text NOT NULL,
+    step_id text NOT NULL,
+    sqlstate text,
+    message text NOT NULL,
+    failed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS failure_schema_idx ON wasmig.failure (schema_name, failed_at);
+CREATE TABLE IF NOT EXISTS wasmig.step_grant (
+    token_hash bytea PRIMARY KEY,
+    role_name text NOT NULL,
+    schema_name text NOT NULL,
+    plugin text NOT NULL,
+    step_id text NOT NULL,
+    checksum text NOT NULL,
+    artifact_checksum text NOT NULL,
+    plugin_version text NOT NULL,
+    run_id bigint NOT NULL,
+    mac text NOT NULL,
+    action text NOT NULL DEFAULT 'apply' CHECK (action IN ('apply', 'revert')),
+    expires_at timestamptz NOT NULL
+);
+-- Databases initialised by an earlier build lack the column (checked first, as above).
+DO $upgrade$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                    WHERE attrelid = 'wasmig.step_grant'::regclass AND attname = 'action'
+                      AND NOT attisdropped) THEN
+        ALTER TABLE wasmig.step_grant ADD COLUMN action text NOT NULL DEFAULT 'apply'
+            CHECK (action IN ('apply', 'revert'));
+    END IF;
+END
+$upgrade$;
+-- The capability tier a step runs with (what the operator granted its plugin), and its own
+-- temp_file_limit (the plugin's `max_temp_mb`), set by `begin_step`.
+DO $upgrade$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                    WHERE attrelid = 'wasmig.step_grant'::regclass AND attname = 'tier'
+                      AND NOT attisdropped) THEN
+        ALTER TABLE wasmig.step_grant
+            ADD COLUMN tier text NOT NULL DEFAULT 'full' CHECK (tier IN ('data', 'schema', 'full')),
+            ADD COLUMN IF NOT EXISTS temp_limit_kb bigint;
+    END IF;
+END
+$upgrade$;
+-- Which step a schema-role session is running, with which tier: written by `begin_step`
+-- inside the step's transaction (so a rollback removes it) and removed by `record_step`;
+-- the object guard reads it. Unlogged: it never needs to outlive a step.
+CREATE UNLOGGED TABLE IF NOT EXISTS wasmig.active_step (
+    pid int PRIMARY KEY,
+    -- The transaction `begin_step` ran in, and when the session started: a row is the
+    -- session's own only if it was written in this transaction or by this very session.
+    txid bigint NOT NULL,
+    backend_start timestamptz NOT NULL,
+    role_name text NOT NULL,
+    role_oid oid NOT NULL,
+    schema_name text NOT NULL,
+    home_nsp oid NOT NULL,
+    shared_nsp oid,
+    tier text NOT NULL,
+    plugin text NOT NULL,
+    step_id text NOT NULL
+);
+-- A schema role being restored by `wasmig restore` (pg_restore logs in as it, outside any
+-- step): the object guard lets its DDL through until the restore ends or the row expires.
+CREATE TABLE IF NOT EXISTS wasmig.restoring (
+    role_name text PRIMARY KEY,
+    -- sha256 of the nonce the restore passes to pg_restore's session (`wasmig.restore_nonce`).
+    nonce_hash bytea NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+-- The only thing schema roles may use: a schema of its own, holding one function.
+CREATE SCHEMA IF NOT EXISTS wasmig_api;
+REVOKE ALL ON SCHEMA wasmig_api FROM PUBLIC;
+-- Raises the refusal; plpgsql, so only the failure path pays for compiling it.
+CREATE OR REPLACE FUNCTION wasmig_api.no_valid_grant() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'wasmig: no valid step grant for this token and role'
+        USING ERRCODE = '42501';
+END
+$fn$;
+-- What a step left outside its schema, if anything, named for the error: a large object
+-- (which belongs to no schema and would survive `tenant drop`) owned by the step's role or
+-- by a role it is a member of, or any object owned by such a role (a tenant may `SET ROLE`
+-- to the tenant group and create as it). Called inside the step's transaction, so what it
+-- finds is rolled back with the step.
+CREATE OR REPLACE FUNCTION wasmig_api.leftover() RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+DECLARE
+    found_one text;
+BEGIN
+    -- PL/pgSQL rather than SQL: its plans are kept for the session, not made per call.
+    SELECT format('large object %s (owned by role %s)', lo.oid, lo.lomowner::regrole) INTO found_one
+      FROM pg_catalog.pg_largeobject_metadata lo
+     WHERE lo.lomowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)
+        OR lo.lomowner IN (SELECT m.roleid FROM pg_catalog.pg_auth_members m
+                            WHERE m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
+     LIMIT 1;
+    IF found_one IS NULL THEN
+        SELECT format('%s (owned by role %s)',
+                      pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), d.refobjid::regrole)
+          INTO found_one
+          FROM pg_catalog.pg_shdepend d
+         WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND d.deptype = 'o'
+           AND d.refobjid IN (SELECT m.roleid FROM pg_catalog.pg_auth_members m
+                               WHERE m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
+           AND d.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+         LIMIT 1;
+    END IF;
+    RETURN found_one;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.leftover() FROM PUBLIC;
+-- Refuses to record a step whose transaction is not the one its SQL ran in (a statement
+-- that ended it would otherwise have its work recorded as if atomic), or that left objects
+-- outside its schema.
+CREATE OR REPLACE FUNCTION wasmig_api.check_step(p_xid text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+DECLARE
+    left_behind text;
+BEGIN
+    IF p_xid IS NOT NULL AND p_xid <> pg_catalog.txid_current()::text THEN
+        RAISE EXCEPTION 'wasmig: the step''s transaction ended before the step was recorded'
+            USING ERRCODE = '25000';
+    END IF;
+    left_behind := wasmig_api.leftover();
+    IF left_behind IS NOT NULL THEN
+        RAISE EXCEPTION 'wasmig: the step left % outside its schema', left_behind
+            USING ERRCODE = '42501',
+                  HINT = 'plugins may create objects only in their own schema; large objects and objects owned by other roles are refused';
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.check_step(text) FROM PUBLIC;
+-- Opens a step for the object guard: the grant's tier becomes the session's until the step
+-- is recorded or rolled back. Needs the step's one-time token, which only the host knows, so
+-- a plugin cannot take another step's tier. A NULL token only closes the open step.
+CREATE OR REPLACE FUNCTION wasmig_api.begin_step(p_token bytea) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+DECLARE
+    g_tier text;
+    g_plugin text;
+    g_step text;
+    g_schema text;
+    g_temp bigint;
+BEGIN
+    -- A NULL token closes the open step and changes nothing else; the warm-up of a fresh
+    -- session calls it so, which plans every statement below off the step's path.
+    DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
+    SELECT tier, plugin, step_id, schema_name, temp_limit_kb
+      INTO g_tier, g_plugin, g_step, g_schema, g_temp
+      FROM wasmig.step_grant
+     WHERE token_hash = sha256(p_token) AND role_name = session_user
+       AND expires_at > clock_timestamp();
+    IF NOT FOUND AND p_token IS NOT NULL THEN
+        PERFORM wasmig_api.no_valid_grant();
+    END IF;
+    INSERT INTO wasmig.active_step (pid, txid, backend_start, role_name, role_oid, schema_name,
+                                    home_nsp, shared_nsp, tier, plugin, step_id)
+    SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), b.backend_start, session_user,
+           (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user), g_schema,
+           (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = g_schema),
+           (SELECT n.oid FROM wasmig.managed_schema m
+              JOIN pg_catalog.pg_namespace n ON n.nspname = m.schema_name
+             WHERE m.scope = 'shared' LIMIT 1),
+           g_tier, g_plugin, g_step
+      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
+     WHERE g_tier IS NOT NULL;
+    IF g_tier IS NULL THEN
+        RETURN;
+    END IF;
+    -- The step's own temp_file_limit (its plugin's `max_temp_mb`), for the session, so that
+    -- it holds for a non-transactional step too; otherwise the role's own. Only a superuser
+    -- may set it (this function runs as its owner, the operator); the role cannot raise it,
+    -- and its `RESET ALL` goes back to the role's limit, never above.
+    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        IF g_temp IS NOT NULL THEN
+            PERFORM pg_catalog.set_config('temp_file_limit', g_temp || 'kB', false);
+        ELSE
+            RESET temp_file_limit;
+        END IF;
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.begin_step(bytea) FROM PUBLIC;
+-- Consumes the one-time grant and writes the ledger row from the grant's own fields.
+-- PL/pgSQL with a generic plan: planned once per session (by the warm-up call below, off the
+-- step's path), then each call only executes.
+DROP FUNCTION IF EXISTS wasmig_api.record_step(bytea, double precision);
+CREATE OR REPLACE FUNCTION wasmig_api.record_step(p_token bytea, p_duration_ms double precision, p_xid text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+DECLARE
+    recorded bigint;
+BEGIN
+    -- A NULL token matches no grant and records nothing: a fresh session calls it so to
+    -- plan the statements below (and the step check's) before its first step.
+    PERFORM wasmig_api.check_step(p_xid);
+    WITH g AS (
+        DELETE FROM wasmig.step_grant
+         WHERE token_hash = sha256(p_token)
+           AND role_name = session_user
+           AND action = 'apply'
+           AND expires_at > clock_timestamp()
+        RETURNING *
+    )
+    INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
+                               plugin_version, applied_at, duration_ms, run_id, mac)
+    SELECT schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version,
+           clock_timestamp(), p_duration_ms, run_id, mac
+    FROM g;
+    GET DIAGNOSTICS recorded = ROW_COUNT;
+    IF recorded <> 1 AND p_token IS NOT NULL THEN
+        PERFORM wasmig_api.no_valid_grant();
+    END IF;
+    DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.no_valid_grant() FROM PUBLIC;
+-- The revert counterpart: consumes a revert grant and removes that step's ledger row.
+DROP FUNCTION IF EXISTS wasmig_api.unrecord_step(bytea);
+CREATE OR REPLACE FUNCTION wasmig_api.unrecord_step(p_token bytea, p_xid text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    removed bigint;
+BEGIN
+    PERFORM wasmig_api.check_step(p_xid);
+    WITH g AS (
+        DELETE FROM wasmig.step_grant
+         WHERE token_hash = sha256(p_token)
+           AND role_name = session_user
+           AND action = 'revert'
+           AND expires_at > clock_timestamp()
+        RETURNING *
+    )
+    DELETE FROM wasmig.ledger l USING g
+     WHERE l.schema_name = g.schema_name AND l.plugin = g.plugin AND l.step_id = g.step_id;
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    IF removed <> 1 THEN
+        PERFORM wasmig_api.no_valid_grant();
+    END IF;
+    DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.unrecord_step(bytea, text) FROM PUBLIC;
+-- Runs a step's script inside the step's transaction, with the caller's own rights (not a
+-- SECURITY DEFINER: it grants nothing a role could not do itself). One statement on the
+-- wire however long the script, and PostgreSQL itself refuses COMMIT, ROLLBACK, BEGIN and
+-- SAVEPOINT inside it, whatever a client-side splitter makes of the text.
+CREATE OR REPLACE FUNCTION wasmig_api.run_script(p_script text) RETURNS void
+LANGUAGE plpgsql
+AS $fn$
+BEGIN
+    EXECUTE p_script;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.run_script(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wasmig_api.record_step(bytea, double precision, text) FROM PUBLIC;
+-- Tenant roles may not hand out privileges (GRANT/REVOKE/default privileges): enforced by an
+-- event trigger when the operator can create one (superuser), see `install_guard`.
+CREATE OR REPLACE FUNCTION wasmig.guard_tenant_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF EXISTS (SELECT 1 FROM wasmig.managed_schema
+               WHERE role_name = session_user AND scope = 'tenant') THEN
+        RAISE EXCEPTION 'wasmig: % is not allowed in a tenant plugin step', tg_tag
+            USING ERRCODE = '42501',
+                  HINT = 'tenant plugins may not grant or revoke privileges; the application role gets its privileges from wasmig';
+    END IF;
+END
+$fn$;
+-- The object guard (an event trigger at the end of every DDL command, installed by a
+-- superuser `init`): in a step of a tenant plugin with the `data` tier no DDL at all; with the
+-- `schema` tier only commands that create no code, and no object whose expressions call a
+-- function other than an immutable built-in (and a few others that depend on nothing but
+-- time, chance or their arguments; `nextval` of the schema's own sequence only as a column
+-- default), no trigger, rule or policy, nothing outside the schema or owned by another role,
+-- and no relation or type named like one of the shared schema. It checks what the server
+-- created, read from the catalogs, with indexed lookups planned once per session.
+CREATE OR REPLACE FUNCTION wasmig.guard_tenant_objects() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+DECLARE
+    a record;
+    o record;
+    -- Scalars, not a record: a record whose row type changes makes PL/pgSQL prepare every
+    -- expression that reads it again.
+    k_kind text;
+    k_nsp oid;
+    k_owner oid;
+    k_exprs boolean;
+    k_shadows boolean;
+    k_name text;
+    x record;
+    stepping boolean;
+    bad text;
+BEGIN
+    SELECT s.* INTO a FROM wasmig.active_step s
+     WHERE s.pid = pg_catalog.pg_backend_pid() AND s.role_name = session_user;
+    stepping := FOUND;
+    -- A row written by this very transaction is this step's (a transactional step's row is
+    -- never committed); a committed one (non-transactional step) must be this session's, not
+    -- a session that ended and whose pid was reused.
+    IF stepping AND a.txid <> pg_catalog.txid_current() THEN
+        stepping := a.backend_start = (SELECT b.backend_start
+                                         FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b);
+    END IF;
+    IF stepping AND a.tier = 'full' THEN
+        RETURN;
+    END IF;
+    IF NOT stepping THEN
+        IF NOT EXISTS (SELECT 1 FROM wasmig.managed_schema WHERE role_name = session_user)
+           -- pg_restore started by `wasmig restore` presents the restore's one-time nonce.
+           OR EXISTS (SELECT 1 FROM wasmig.restoring rs
+                       WHERE rs.role_name = session_user AND rs.expires_at > clock_timestamp()
+                         AND rs.nonce_hash = sha256(convert_to(
+                               coalesce(current_setting('wasmig.restore_nonce', true), ''), 'UTF8'))) THEN
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'wasmig: % by a schema role outside a wasmig step is not allowed', tg_tag
+            USING ERRCODE = '42501';
+    END IF;
+    IF a.tier = 'data' THEN
+        RAISE EXCEPTION 'wasmig: % is not allowed: plugin `%` (step `%`) has the `data` capability, which changes rows but not the schema', tg_tag, a.plugin, a.step_id
+            USING ERRCODE = '42501',
+                  HINT = format('if you trust it to change the schema, grant it more: --grant %s=schema, or --trust %s for full rights', a.plugin, a.plugin);
+    END IF;
+    IF tg_tag NOT IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE', 'DROP TABLE',
+                      'CREATE INDEX', 'ALTER INDEX', 'DROP INDEX', 'REINDEX',
+                      'CREATE SEQUENCE', 'ALTER SEQUENCE', 'DROP SEQUENCE',
+                      'CREATE VIEW', 'ALTER VIEW', 'DROP VIEW',
+                      'CREATE MATERIALIZED VIEW', 'ALTER MATERIALIZED VIEW',
+                      'DROP MATERIALIZED VIEW', 'REFRESH MATERIALIZED VIEW',
+                      'CREATE TYPE', 'ALTER TYPE', 'DROP TYPE',
+                      'CREATE DOMAIN', 'ALTER DOMAIN', 'DROP DOMAIN',
+                      'CREATE STATISTICS', 'ALTER STATISTICS', 'DROP STATISTICS', 'COMMENT',
+                      'DROP FUNCTION', 'DROP PROCEDURE', 'DROP TRIGGER', 'DROP RULE', 'DROP POLICY') THEN
+        RAISE EXCEPTION 'wasmig: % is not allowed: plugin `%` (step `%`) has the `schema` capability, which creates no code that could run as another role', tg_tag, a.plugin, a.step_id
+            USING ERRCODE = '42501',
+                  HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
+    END IF;
+    FOR o IN SELECT DISTINCT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c LOOP
+        -- Where it lives, who owns it, whether its name shadows one of the shared schema,
+        -- and whether it can hold expressions at all.
+        IF o.classid = 'pg_catalog.pg_class'::regclass THEN
+            SELECT c.relkind::text AS kind, c.relnamespace AS nsp, c.relowner AS owner, c.relname::text AS name,
+                   (c.relkind IN ('i', 'I')
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indexrelid = c.oid
+                                   AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL))) AS exprs,
+                   EXISTS (SELECT 1 FROM pg_catalog.pg_class sc
+                            WHERE sc.relname = c.relname AND sc.relnamespace = a.shared_nsp)
+                   OR EXISTS (SELECT 1 FROM pg_catalog.pg_type st
+                               WHERE st.typname = c.relname AND st.typnamespace = a.shared_nsp) AS shadows
+              INTO k_kind, k_nsp, k_owner, k_name, k_exprs, k_shadows
+              FROM pg_catalog.pg_class c WHERE c.oid = o.objid;
+        ELSIF o.classid = 'pg_catalog.pg_type'::regclass THEN
+            SELECT 'type ' || t.typtype::text AS kind, t.typnamespace AS nsp, t.typowner AS owner,
+                   t.typname::text AS name, false AS exprs,
+                   EXISTS (SELECT 1 FROM pg_catalog.pg_class sc
+                            WHERE sc.relname = t.typname AND sc.relnamespace = a.shared_nsp)
+                   OR EXISTS (SELECT 1 FROM pg_catalog.pg_type st
+                               WHERE st.typname = t.typname AND st.typnamespace = a.shared_nsp) AS shadows
+              INTO k_kind, k_nsp, k_owner, k_name, k_exprs, k_shadows
+              FROM pg_catalog.pg_type t WHERE t.oid = o.objid;
+        ELSE
+            k_kind := NULL;
+        END IF;
+        IF k_kind IS NULL THEN
+            NULL;
+        ELSIF (k_nsp <> a.home_nsp AND k_nsp <> 'pg_toast'::regnamespace
+               AND k_nsp <> pg_catalog.pg_my_temp_schema()) OR k_owner <> a.role_oid THEN
+            bad := format('%s is outside schema %s or not owned by its role',
+                          pg_catalog.pg_describe_object(o.classid, o.objid, 0), a.schema_name);
+        ELSIF k_shadows AND k_nsp <> 'pg_toast'::regnamespace THEN
+            bad := format('%s is named like %s.%s of the shared schema, which it would shadow on a search_path',
+                          pg_catalog.pg_describe_object(o.classid, o.objid, 0), a.shared_nsp::regnamespace, k_name);
+        END IF;
+        -- Sequences, toast tables, enum, composite, base and pseudo types hold no expressions.
+        CONTINUE WHEN bad IS NULL AND (k_kind IN ('S', 't', 'type e', 'type c', 'type b', 'type p')
+                                       OR (k_kind IN ('i', 'I') AND NOT k_exprs
+                                           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                                            WHERE d.classid = o.classid AND d.objid = o.objid
+                                                              AND d.refobjid >= 16384
+                                                              AND d.refclassid <> 'pg_catalog.pg_class'::regclass)));
+        -- Code attached to a table runs as whoever touches it.
+        IF bad IS NULL AND k_kind IN ('r', 'p', 'v', 'm', 'f') THEN
+            SELECT format('%s is code that would run as whoever touches the table',
+                          pg_catalog.pg_describe_object(k.classid, k.oid, 0)) INTO bad
+              FROM (SELECT 'pg_catalog.pg_trigger'::regclass AS classid, oid FROM pg_catalog.pg_trigger
+                     WHERE tgrelid = o.objid AND NOT tgisinternal
+                    UNION ALL
+                    SELECT 'pg_catalog.pg_policy'::regclass, oid FROM pg_catalog.pg_policy
+                     WHERE polrelid = o.objid
+                    UNION ALL
+                    SELECT 'pg_catalog.pg_rewrite'::regclass, oid FROM pg_catalog.pg_rewrite
+                     WHERE ev_class = o.objid AND rulename <> '_RETURN') k
+             LIMIT 1;
+        END IF;
+        -- Every expression the server stored for it or for what hangs on it, and the
+        -- functions and operators those call (read from the trees: dependencies on built-in
+        -- objects are not recorded in pg_depend; the trees are the server's own, constants in
+        -- them are bytes).
+        IF bad IS NULL AND (k_kind IN ('r', 'p', 'v', 'm', 'f', 'type d', 'type r')
+                            OR (k_kind IN ('i', 'I') AND k_exprs)
+                            OR o.classid = 'pg_catalog.pg_statistic_ext'::regclass) THEN
+            FOR x IN
+                SELECT 'pg_catalog.pg_attrdef'::regclass AS classid, ad.oid, ad.adbin::text AS tree
+                  FROM pg_catalog.pg_attrdef ad
+                 WHERE k_kind IN ('r', 'p', 'v', 'm', 'f') AND ad.adrelid = o.objid
+                UNION ALL
+                SELECT 'pg_catalog.pg_constraint'::regclass, co.oid, co.conbin::text
+                  FROM pg_catalog.pg_constraint co
+                 WHERE k_kind IN ('r', 'p', 'f') AND co.conrelid = o.objid AND co.conbin IS NOT NULL
+                UNION ALL
+                SELECT 'pg_catalog.pg_constraint'::regclass, co.oid, co.conbin::text
+                  FROM pg_catalog.pg_constraint co
+                 WHERE k_kind IN ('type d', 'type r') AND co.contypid = o.objid AND co.conbin IS NOT NULL
+                UNION ALL
+                SELECT 'pg_catalog.pg_class'::regclass, i.indexrelid,
+                       coalesce(i.indexprs::text, '') || coalesce(i.indpred::text, '')
+                  FROM pg_catalog.pg_index i
+                 WHERE ((k_kind IN ('r', 'p', 'm') AND i.indrelid = o.objid)
+                        OR (k_kind IN ('i', 'I') AND i.indexrelid = o.objid))
+                   AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+                UNION ALL
+                SELECT 'pg_catalog.pg_rewrite'::regclass, rw.oid, rw.ev_action::text || coalesce(rw.ev_qual::text, '')
+                  FROM pg_catalog.pg_rewrite rw
+                 WHERE k_kind IN ('v', 'm') AND rw.ev_class = o.objid
+                UNION ALL
+                SELECT 'pg_catalog.pg_type'::regclass, ty.oid, ty.typdefaultbin::text
+                  FROM pg_catalog.pg_type ty
+                 WHERE k_kind IN ('type d', 'type r') AND ty.oid = o.objid AND ty.typdefaultbin IS NOT NULL
+                UNION ALL
+                SELECT 'pg_catalog.pg_statistic_ext'::regclass, se.oid, se.stxexprs::text
+                  FROM pg_catalog.pg_statistic_ext se
+                 WHERE ((k_kind IN ('r', 'p', 'm', 'f') AND se.stxrelid = o.objid)
+                        OR (o.classid = 'pg_catalog.pg_statistic_ext'::regclass AND se.oid = o.objid))
+                   AND se.stxexprs IS NOT NULL
+                UNION ALL
+                SELECT 'pg_catalog.pg_class'::regclass, pt.partrelid, pt.partexprs::text
+                  FROM pg_catalog.pg_partitioned_table pt
+                 WHERE k_kind = 'p' AND pt.partrelid = o.objid AND pt.partexprs IS NOT NULL
+            LOOP
+                SELECT CASE WHEN c.op >= 16384
+                            THEN format('%s uses operator %s, which is not built in',
+                                        pg_catalog.pg_describe_object(x.classid, x.oid, 0), c.op::regoperator)
+                            ELSE format('%s calls %s, which is not an immutable built-in function (nor one of the few others allowed)',
+                                        pg_catalog.pg_describe_object(x.classid, x.oid, 0), p.oid::regprocedure)
+                       END INTO bad
+                  FROM (SELECT m[1]::oid AS fn, 0::oid AS op
+                          FROM pg_catalog.regexp_matches(x.tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\d+)', 'g') m
+                        UNION
+                        SELECT op.oprcode::oid, op.oid
+                          FROM pg_catalog.regexp_matches(x.tree, ':opno (\d+)', 'g') m
+                          JOIN pg_catalog.pg_operator op ON op.oid = m[1]::oid) c
+                  JOIN pg_catalog.pg_proc p ON p.oid = c.fn
+                 WHERE c.op >= 16384
+                    OR p.oid >= 16384
+                    OR p.proname ~ '_to_xml'
+                    -- A stable function can read what the session running it sees (other
+                    -- sessions' queries, its settings) and leave it in a tenant's table.
+                    OR (p.provolatile <> 'i'
+                        AND p.proname NOT IN ('now', 'statement_timestamp', 'transaction_timestamp',
+                                              'clock_timestamp', 'timeofday', 'random', 'gen_random_uuid',
+                                              'nextval', 'to_char', 'to_timestamp', 'to_date', 'date_trunc',
+                                              'date_part', 'extract', 'age', 'timezone', 'date', 'timestamp',
+                                              'timestamptz', 'time', 'timetz', 'make_timestamptz',
+                                              'date_add', 'date_subtract', 'textanycat', 'anytextcat',
+                                              'concat', 'concat_ws', 'format', 'to_json', 'to_jsonb',
+                                              'row_to_json', 'array_to_json', 'json_build_object',
+                                              'json_build_array', 'jsonb_build_object', 'jsonb_build_array',
+                                              'array_to_string'))
+                    -- `nextval` only as a column default `nextval('sequence'::regclass)` on a
+                    -- sequence of the schema itself (any other would be another tenant's).
+                    OR (p.oid = 'pg_catalog.nextval(pg_catalog.regclass)'::regprocedure
+                        AND (x.classid <> 'pg_catalog.pg_attrdef'::regclass
+                             OR NOT EXISTS (
+                                 SELECT 1 FROM pg_catalog.pg_attrdef ad
+                                  WHERE ad.oid = x.oid
+                                    AND pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) ~ '^nextval\(''([^'']|'''')*''::regclass\)$')
+                             OR NOT EXISTS (
+                                 SELECT 1 FROM pg_catalog.pg_depend q
+                                   JOIN pg_catalog.pg_class sq ON sq.oid = q.refobjid
+                                  WHERE q.classid = x.classid AND q.objid = x.oid
+                                    AND q.refclassid = 'pg_catalog.pg_class'::regclass
+                                    AND sq.relkind = 'S' AND sq.relnamespace = a.home_nsp)))
+                 LIMIT 1;
+                EXIT WHEN bad IS NOT NULL;
+            END LOOP;
+        END IF;
+        -- Whatever the trees hold, a reference to a function, operator, operator class,
+        -- collation or text search object that is not built in is always recorded in
+        -- pg_depend, by the object or by what hangs on it.
+        IF bad IS NULL THEN
+            SELECT format('%s uses %s, which is not built in',
+                          pg_catalog.pg_describe_object(d.classid, d.objid, 0),
+                          pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0)) INTO bad
+              FROM (SELECT o.classid AS classid, o.objid AS objid
+                    UNION ALL
+                    SELECT h.classid, h.objid FROM pg_catalog.pg_depend h
+                     WHERE h.refclassid = o.classid AND h.refobjid = o.objid) s
+              JOIN pg_catalog.pg_depend d ON d.classid = s.classid AND d.objid = s.objid
+             WHERE d.refobjid >= 16384
+               AND d.refclassid IN ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
+                                    'pg_catalog.pg_opclass'::regclass, 'pg_catalog.pg_opfamily'::regclass,
+                                    'pg_catalog.pg_ts_config'::regclass, 'pg_catalog.pg_ts_dict'::regclass,
+                                    'pg_catalog.pg_collation'::regclass)
+             LIMIT 1;
+        END IF;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'wasmig: plugin `%` (step `%`) has the `schema` capability: %', a.plugin, a.step_id, bad
+                USING ERRCODE = '42501',
+                      HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
+        END IF;
+    END LOOP;
+END
+$fn$;
+INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '3')
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

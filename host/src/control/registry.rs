@@ -1,0 +1,451 @@
+//! The registry of managed schemas: their roles (names, passwords, session limits), the
+//! tenant group, creating a schema with its role, dropping a tenant.
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use super::ddl::{FUNCTIONS_OF_SCHEMA_ROLES, operator_is_superuser};
+use super::locks::schema_lock_key;
+use super::secret::read_secret;
+use super::{ControlError, LOCK_CLASS, REGISTRY_LOCK, pg};
+use crate::db::PgError;
+use crate::db::quote::{ident, literal};
+use crate::names::SchemaName;
+use crate::plan::Scope;
+
+/// A schema wasmig manages.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManagedSchema {
+    /// Schema name.
+    pub schema: SchemaName,
+    /// Shared or tenant.
+    pub scope: Scope,
+    /// Its own role.
+    pub role: String,
+    /// Display name (tenants).
+    pub name: Option<String>,
+    /// Domain (tenants).
+    pub domain: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+/// All managed schemas, shared first, then tenants by name.
+pub async fn list_schemas(client: &Client) -> Result<Vec<ManagedSchema>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT schema_name, scope, role_name, display_name, domain,
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+             FROM wasmig.managed_schema ORDER BY scope = 'tenant', schema_name",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the schema registry"))?;
+    rows.iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let scope: String = r.get(1);
+            Ok(ManagedSchema {
+                schema: SchemaName::parse_shared(&name).map_err(|e| ControlError::Pg {
+                    what: "reading the schema registry".into(),
+                    error: PgError {
+                        sqlstate: None,
+                        message: e.to_string(),
+                        detail: None,
+                        hint: None,
+                    },
+                })?,
+                scope: if scope == "shared" {
+                    Scope::Shared
+                } else {
+                    Scope::Tenant
+                },
+                role: r.get(2),
+                name: r.get(3),
+                domain: r.get(4),
+                created_at: r.get(5),
+            })
+        })
+        .collect()
+}
+
+/// The role name for a schema: `<database>_<schema>` when it fits in 63 bytes, otherwise
+/// `wasmig_` plus a hash (roles are cluster-wide, so the database name keeps them apart).
+pub fn role_name_for(dbname: &str, schema: &SchemaName) -> String {
+    let readable = format!("{dbname}_{schema}");
+    if readable.len() <= 63
+        && readable
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return readable.to_ascii_lowercase();
+    }
+    let h = blake3::hash(format!("{dbname}\0{schema}").as_bytes());
+    format!("wasmig_{}", &h.to_hex()[..24])
+}
+
+/// The group role every tenant role belongs to; shared plugins grant it read access to
+/// shared tables. Schema names starting with `wasmig` are reserved, so this cannot collide
+/// with a schema role.
+pub fn tenant_group_for(dbname: &str) -> String {
+    let readable = format!("{dbname}_wasmig_tenants");
+    if readable.len() <= 63
+        && readable
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return readable.to_ascii_lowercase();
+    }
+    let h = blake3::hash(format!("{dbname}\0wasmig_tenants").as_bytes());
+    format!("wasmig_g_{}", &h.to_hex()[..24])
+}
+
+/// Server-side limits of schema-role sessions (set on the role and at every connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// `statement_timeout`, milliseconds.
+    pub statement_timeout_ms: u64,
+    /// `lock_timeout`, milliseconds.
+    pub lock_timeout_ms: u64,
+    /// `idle_in_transaction_session_timeout`, milliseconds.
+    pub idle_in_transaction_ms: u64,
+    /// `temp_file_limit`, kB: temporary files (sorts, hashes, temporary tables) one session
+    /// of the role may hold. Only a superuser can set it, and the role cannot raise it.
+    pub temp_file_limit_kb: u64,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            statement_timeout_ms: 10 * 60 * 1000,
+            lock_timeout_ms: 30 * 1000,
+            idle_in_transaction_ms: 60 * 1000,
+            temp_file_limit_kb: 1 << 20,
+        }
+    }
+}
+
+impl SessionLimits {
+    /// Startup options for a schema-role connection (they override role defaults). The
+    /// tenant group's name is passed as `wasmig.tenant_group` for shared plugins that grant
+    /// tenants read access.
+    pub fn startup_options(&self, schema: &SchemaName, tenant_group: &str) -> String {
+        format!(
+            "-c search_path={schema} -c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={} -c wasmig.tenant_group={tenant_group}",
+            self.statement_timeout_ms, self.lock_timeout_ms, self.idle_in_transaction_ms
+        )
+    }
+}
+
+/// Options for [`ensure_schema`].
+#[derive(Debug, Clone)]
+pub struct EnsureSchema<'a> {
+    /// The schema.
+    pub schema: &'a SchemaName,
+    /// Shared or tenant.
+    pub scope: Scope,
+    /// Display name (tenants).
+    pub name: Option<&'a str>,
+    /// Domain (tenants).
+    pub domain: Option<&'a str>,
+    /// Database name, for the role name.
+    pub dbname: &'a str,
+    /// Connection limit for the role.
+    pub connection_limit: i32,
+    /// Role defaults for timeouts.
+    pub session: &'a SessionLimits,
+    /// Application role that gets data privileges on everything plugins create here.
+    pub app_role: Option<&'a str>,
+}
+
+/// Whether [`ensure_schema`] created anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    /// Schema, role and registry row were created.
+    Created,
+    /// All three already existed.
+    Existed,
+}
+
+/// Get-or-create a managed schema: its own role (login, no privileges beyond the schema),
+/// the schema owned by that role, and the registry row, all in one transaction. The
+/// application role's privileges are (re)applied every time.
+pub async fn ensure_schema(
+    client: &mut Client,
+    opts: &EnsureSchema<'_>,
+) -> Result<(Ensured, String), ControlError> {
+    let schema = opts.schema;
+    let what = || format!("creating schema `{schema}`");
+    let tx = client.transaction().await.map_err(pg(what()))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &REGISTRY_LOCK],
+    )
+    .await
+    .map_err(pg(what()))?;
+    let existing = tx
+        .query_opt(
+            "SELECT role_name, scope FROM wasmig.managed_schema WHERE schema_name = $1",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(what()))?;
+    let (ensured, role) = if let Some(row) = existing {
+        let scope: String = row.get(1);
+        if scope == "shared" && opts.scope == Scope::Tenant {
+            return Err(ControlError::SharedNotTenant(schema.to_string()));
+        }
+        (Ensured::Existed, row.get::<_, String>(0))
+    } else {
+        (Ensured::Created, create_schema_and_role(&tx, opts).await?)
+    };
+    if let Some(app) = opts.app_role {
+        grant_app_role(&tx, schema, &role, app).await?;
+    }
+    tx.commit().await.map_err(pg(what()))?;
+    Ok((ensured, role))
+}
+
+async fn create_schema_and_role(
+    tx: &tokio_postgres::Transaction<'_>,
+    opts: &EnsureSchema<'_>,
+) -> Result<String, ControlError> {
+    let schema = opts.schema;
+    let what = || format!("creating schema `{schema}`");
+    let role = role_name_for(opts.dbname, schema);
+    let role_exists = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&role],
+        )
+        .await
+        .map_err(pg(what()))?
+        .get::<_, bool>(0);
+    if role_exists {
+        return Err(ControlError::RoleTaken {
+            role,
+            schema: schema.to_string(),
+        });
+    }
+    let schema_exists = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(what()))?
+        .get::<_, bool>(0);
+    if schema_exists && schema.as_str() != "public" {
+        return Err(ControlError::SchemaTaken(schema.to_string()));
+    }
+    let secret = read_secret(tx).await?;
+    let verifier = crate::secret::scram_verifier(&crate::secret::role_password(&secret, &role));
+    let group = tenant_group_for(opts.dbname);
+    let (r, s, g) = (ident(&role), ident(schema.as_str()), ident(&group));
+    let verifier = literal(&verifier).expect("a SCRAM verifier has no NUL");
+    let comment = literal(&format!("wasmig: role of schema {schema}")).expect("no NUL");
+    let create_schema = if schema_exists {
+        format!("ALTER SCHEMA {s} OWNER TO {r};")
+    } else {
+        format!("CREATE SCHEMA {s} AUTHORIZATION {r};")
+    };
+    let scope_ddl = match opts.scope {
+        // Tenants read the shared schema only where shared plugins grant the group.
+        Scope::Tenant => format!("GRANT {g} TO {r};"),
+        Scope::Shared => format!("GRANT USAGE ON SCHEMA {s} TO {g};"),
+    };
+    let sl = opts.session;
+    let ddl = format!(
+        "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS
+             CONNECTION LIMIT {limit} PASSWORD {verifier};
+         COMMENT ON ROLE {r} IS {comment};
+         GRANT {r} TO CURRENT_USER;
+         {create_schema}
+         REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
+         ALTER ROLE {r} SET search_path = {s};
+         ALTER ROLE {r} SET statement_timeout = {st};
+         ALTER ROLE {r} SET lock_timeout = {lt};
+         ALTER ROLE {r} SET idle_in_transaction_session_timeout = {it};
+         {scope_ddl}
+         GRANT USAGE ON SCHEMA wasmig_api TO {r};
+         GRANT EXECUTE ON FUNCTION {FUNCTIONS_OF_SCHEMA_ROLES} TO {r};",
+        limit = opts.connection_limit,
+        st = sl.statement_timeout_ms,
+        lt = sl.lock_timeout_ms,
+        it = sl.idle_in_transaction_ms,
+    );
+    tx.batch_execute(&ddl).await.map_err(pg(what()))?;
+    if operator_is_superuser(tx).await? {
+        tx.batch_execute(&format!(
+            "ALTER ROLE {r} SET temp_file_limit = '{}kB'",
+            sl.temp_file_limit_kb
+        ))
+        .await
+        .map_err(pg(what()))?;
+    }
+    tx.execute(
+        "INSERT INTO wasmig.managed_schema (schema_name, scope, role_name, display_name, domain)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &schema.as_str(),
+            &match opts.scope {
+                Scope::Shared => "shared",
+                Scope::Tenant => "tenant",
+            },
+            &role,
+            &opts.name,
+            &opts.domain,
+        ],
+    )
+    .await
+    .map_err(pg(what()))?;
+    Ok(role)
+}
+
+async fn grant_app_role(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &SchemaName,
+    role: &str,
+    app: &str,
+) -> Result<(), ControlError> {
+    let what = || format!("granting application role `{app}` on schema `{schema}`");
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&app],
+        )
+        .await
+        .map_err(pg(what()))?
+        .get(0);
+    if !exists {
+        return Err(ControlError::Pg {
+            what: what(),
+            error: PgError {
+                sqlstate: None,
+                message: format!(
+                    "role `{app}` does not exist; create it or change the application role setting"
+                ),
+                detail: None,
+                hint: None,
+            },
+        });
+    }
+    let (r, s, a) = (ident(role), ident(schema.as_str()), ident(app));
+    tx.batch_execute(&format!(
+        "GRANT USAGE ON SCHEMA {s} TO {a};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {a};
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO {a};
+         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {a};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {r} IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {a};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {r} IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {a};
+         ALTER DEFAULT PRIVILEGES FOR ROLE {r} IN SCHEMA {s} GRANT EXECUTE ON FUNCTIONS TO {a};"
+    ))
+    .await
+    .map_err(pg(what()))
+}
+
+/// Re-sets a schema role's password to the derived one (a plugin may change its own role's
+/// password; PostgreSQL lets any role do that).
+pub async fn reset_role_password(
+    client: &Client,
+    role: &str,
+    secret: &[u8; 32],
+) -> Result<(), ControlError> {
+    let verifier = crate::secret::scram_verifier(&crate::secret::role_password(secret, role));
+    let verifier = literal(&verifier).expect("a SCRAM verifier has no NUL");
+    client
+        .batch_execute(&format!("ALTER ROLE {} PASSWORD {verifier}", ident(role)))
+        .await
+        .map_err(pg(format!("restoring the password of role `{role}`")))
+}
+
+/// Creates the tenant group role if missing (at `init`).
+pub async fn ensure_tenant_group(client: &Client, dbname: &str) -> Result<String, ControlError> {
+    let group = tenant_group_for(dbname);
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&group],
+        )
+        .await
+        .map_err(pg("reading roles"))?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(&format!(
+                "CREATE ROLE {} NOLOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
+                ident(&group)
+            ))
+            .await
+            .map_err(pg(format!("creating the tenant group role `{group}`")))?;
+    }
+    Ok(group)
+}
+
+/// Drops a tenant: its schema (CASCADE), its role, its registry row and its ledger rows.
+/// Everything the role owned goes with it (`DROP ROLE` fails otherwise, in any database);
+/// returns what the tenant group still owns in this database (no step may leave anything
+/// owned by it, so anything listed was put there from outside wasmig).
+pub async fn drop_tenant(
+    client: &mut Client,
+    schema: &SchemaName,
+    dbname: &str,
+) -> Result<Vec<String>, ControlError> {
+    let what = || format!("dropping tenant `{schema}`");
+    let tx = client.transaction().await.map_err(pg(what()))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &REGISTRY_LOCK],
+    )
+    .await
+    .map_err(pg(what()))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &schema_lock_key(schema)],
+    )
+    .await
+    .map_err(pg(what()))?;
+    let row = tx
+        .query_opt(
+            "SELECT role_name FROM wasmig.managed_schema WHERE schema_name = $1 AND scope = 'tenant'",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(what()))?
+        .ok_or_else(|| ControlError::UnknownTenant(schema.to_string()))?;
+    let role: String = row.get(0);
+    let ddl = format!(
+        "DROP SCHEMA IF EXISTS {s} CASCADE;
+         DROP OWNED BY {r};
+         DROP ROLE IF EXISTS {r};",
+        s = ident(schema.as_str()),
+        r = ident(&role)
+    );
+    tx.batch_execute(&ddl).await.map_err(pg(what()))?;
+    for table in ["ledger", "step_grant", "failure", "managed_schema"] {
+        tx.execute(
+            &format!("DELETE FROM wasmig.{table} WHERE schema_name = $1"),
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(what()))?;
+    }
+    let left: Vec<String> = tx
+        .query(
+            "SELECT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid)
+               FROM pg_catalog.pg_shdepend d JOIN pg_catalog.pg_roles g ON g.oid = d.refobjid
+              WHERE g.rolname = $1 AND d.deptype = 'o'
+                AND d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+                AND d.dbid = (SELECT oid FROM pg_catalog.pg_database
+                               WHERE datname = pg_catalog.current_database())
+              ORDER BY 1",
+            &[&tenant_group_for(dbname)],
+        )
+        .await
+        .map_err(pg(what()))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tx.commit().await.map_err(pg(what()))?;
+    Ok(left)
+}

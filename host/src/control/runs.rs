@@ -1,0 +1,248 @@
+//! The run history and the failures of steps: a run record per command that changes
+//! schemas, who ran it, its outcome (`running` only while its runner holds its run lock), and
+//! step durations for metrics.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use super::{ControlError, RUN_LOCK_CLASS, pg};
+use crate::names::SchemaName;
+
+/// The most recent failure per schema: (plugin, step, sqlstate, message).
+pub async fn last_failures(
+    client: &Client,
+) -> Result<HashMap<String, (String, String, Option<String>, String)>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (f.schema_name) f.schema_name, f.plugin, f.step_id, f.sqlstate, f.message
+             FROM wasmig.failure f
+             WHERE NOT EXISTS (SELECT 1 FROM wasmig.ledger l WHERE l.schema_name = f.schema_name
+                               AND l.plugin = f.plugin AND l.step_id = f.step_id)
+             ORDER BY f.schema_name, f.failed_at DESC",
+            &[],
+        )
+        .await
+        .map_err(pg("reading failures"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+        .collect())
+}
+
+/// Starts a run record; returns its id.
+pub async fn start_run(
+    client: &Client,
+    command: &str,
+    args: &[String],
+) -> Result<i64, ControlError> {
+    let os_user = os_user();
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned());
+    // Arguments are kept for `wasmig history`; a URL among them loses its password.
+    let args: Vec<String> = args.iter().map(|a| crate::db::connect::redact(a)).collect();
+    let args = serde_json::to_string(&args).unwrap_or_else(|_| "[]".into());
+    // The run's lock is taken by the statement that inserts it: once the row is visible,
+    // its runner holds the lock.
+    let row = client
+        .query_one(
+            "WITH r AS (INSERT INTO wasmig.run (command, arguments, os_user, hostname)
+                        VALUES ($1, $2::text::jsonb, $3, $4) RETURNING run_id)
+             SELECT run_id, pg_catalog.pg_advisory_lock($5, (run_id % 2147483648)::int4)::text
+             FROM r",
+            &[&command, &args, &os_user, &host, &RUN_LOCK_CLASS],
+        )
+        .await
+        .map_err(pg("recording the run"))?;
+    Ok(row.get(0))
+}
+
+/// The name of the user running wasmig: `USER` / `LOGNAME`, else the account of the process's
+/// uid in `/etc/passwd` (containers and CI often set neither variable), else `uid N`.
+fn os_user() -> Option<String> {
+    if let Some(u) = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|u| !u.is_empty()))
+    {
+        return Some(u);
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))?
+        .to_owned();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    Some(
+        passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[2] == uid)
+            .map_or_else(|| format!("uid {uid}"), |f| f[0].to_owned()),
+    )
+}
+
+/// One row of the run history.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub run_id: i64,
+    /// Command (`migrate`, `tenant create`, ...).
+    pub command: String,
+    /// Arguments as given (URLs redacted).
+    pub arguments: Vec<String>,
+    /// OS user.
+    pub os_user: Option<String>,
+    /// Host name.
+    pub hostname: Option<String>,
+    /// Database role.
+    pub db_user: String,
+    /// Start, RFC 3339 UTC.
+    pub started_at: String,
+    /// Start, Unix seconds.
+    #[serde(serialize_with = "crate::report::round3")]
+    pub started_epoch_s: f64,
+    /// Duration in seconds, if finished.
+    #[serde(serialize_with = "crate::report::round3_opt")]
+    pub duration_s: Option<f64>,
+    /// `ok`, `failed`, `interrupted` (stopped by a signal), `abandoned` (its runner is gone
+    /// without recording an end: killed, or the machine lost power), or absent while running.
+    pub outcome: Option<String>,
+    /// Steps applied.
+    pub applied: Option<i32>,
+    /// Schemas with problems.
+    pub failed: Option<i32>,
+}
+
+/// The newest `limit` runs, newest first.
+pub async fn runs(client: &Client, limit: i64) -> Result<Vec<RunRecord>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT run_id, command, arguments::text, os_user, hostname, db_user,
+                    to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    extract(epoch FROM started_at)::float8,
+                    extract(epoch FROM finished_at - started_at)::float8,
+                    CASE WHEN outcome IS NOT NULL THEN outcome
+                         WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                                      WHERE l.locktype = 'advisory' AND l.granted
+                                        AND l.classid::int4 = $2 AND l.objsubid = 2
+                                        AND l.objid::int8 = run_id % 2147483648
+                                        AND l.database = (SELECT oid FROM pg_catalog.pg_database
+                                                          WHERE datname = current_database()))
+                         THEN NULL
+                         ELSE 'abandoned' END,
+                    applied, failed
+             FROM wasmig.run ORDER BY run_id DESC LIMIT $1",
+            &[&limit, &RUN_LOCK_CLASS],
+        )
+        .await
+        .map_err(pg("reading the run history"))?;
+    Ok(rows
+        .iter()
+        .map(|r| RunRecord {
+            run_id: r.get(0),
+            command: r.get(1),
+            arguments: serde_json::from_str(r.get::<_, &str>(2)).unwrap_or_default(),
+            os_user: r.get(3),
+            hostname: r.get(4),
+            db_user: r.get(5),
+            started_at: r.get(6),
+            started_epoch_s: r.get(7),
+            duration_s: r.get(8),
+            outcome: r.get(9),
+            applied: r.get(10),
+            failed: r.get(11),
+        })
+        .collect())
+}
+
+/// Summary of applied steps' durations.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DurationSummary {
+    /// Steps in the ledger.
+    pub count: i64,
+    /// Sum of durations, ms.
+    #[serde(serialize_with = "crate::report::round3")]
+    pub sum: f64,
+    /// Median, ms.
+    #[serde(serialize_with = "crate::report::round3_opt")]
+    pub p50: Option<f64>,
+    /// 90th percentile, ms.
+    #[serde(serialize_with = "crate::report::round3_opt")]
+    pub p90: Option<f64>,
+    /// 99th percentile, ms.
+    #[serde(serialize_with = "crate::report::round3_opt")]
+    pub p99: Option<f64>,
+}
+
+/// Duration summary over the whole ledger, in one query.
+pub async fn step_durations(client: &Client) -> Result<DurationSummary, ControlError> {
+    let r = client
+        .query_one(
+            "SELECT count(*), coalesce(sum(duration_ms), 0)::float8,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
+                    percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_ms),
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)
+             FROM wasmig.ledger",
+            &[],
+        )
+        .await
+        .map_err(pg("summarising step durations"))?;
+    Ok(DurationSummary {
+        count: r.get(0),
+        sum: r.get(1),
+        p50: r.get(2),
+        p90: r.get(3),
+        p99: r.get(4),
+    })
+}
+
+/// Closes a run record.
+pub async fn finish_run(
+    client: &Client,
+    run_id: i64,
+    outcome: &str,
+    applied: i32,
+    failed: i32,
+) -> Result<(), ControlError> {
+    client
+        .query_one(
+            "WITH done AS (UPDATE wasmig.run SET finished_at = clock_timestamp(), outcome = $2, applied = $3, failed = $4
+                           WHERE run_id = $1 RETURNING run_id)
+             SELECT pg_catalog.pg_advisory_unlock($5, (run_id % 2147483648)::int4) FROM done",
+            &[&run_id, &outcome, &applied, &failed, &RUN_LOCK_CLASS],
+        )
+        .await
+        .map_err(pg("closing the run record"))?;
+    Ok(())
+}
+
+/// Records a failed step (after its transaction rolled back).
+pub async fn record_failure(
+    client: &Client,
+    run_id: i64,
+    schema: &SchemaName,
+    plugin: &str,
+    step: &str,
+    sqlstate: Option<&str>,
+    message: &str,
+) -> Result<(), ControlError> {
+    client
+        .execute(
+            "INSERT INTO wasmig.failure (run_id, schema_name, plugin, step_id, sqlstate, message)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &run_id,
+                &schema.as_str(),
+                &plugin,
+                &step,
+                &sqlstate,
+                &message,
+            ],
+        )
+        .await
+        .map_err(pg("recording a failure"))?;
+    Ok(())
+}
