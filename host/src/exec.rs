@@ -559,7 +559,9 @@ impl Fleet {
             release(&op, locked).await;
         };
         let futures: Vec<_> = (0..workers).map(worker).collect();
-        futures_join_all(futures).await;
+        // Workers share borrowed state, so they run concurrently on this task rather than as
+        // spawned tasks; their I/O interleaves at every await.
+        futures_util::future::join_all(futures).await;
         reports.into_inner().unwrap_or_default()
     }
 
@@ -1279,19 +1281,4 @@ fn report(t: Target, outcome: Outcome, started: Instant) -> SchemaReport {
         outcome,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }
-}
-
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
-    // Workers share borrowed state, so they run concurrently on this task rather than as
-    // spawned tasks; their I/O interleaves at every await.
-    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    std::future::poll_fn(|cx| {
-        pinned.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if pinned.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
 }
