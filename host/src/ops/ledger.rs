@@ -96,7 +96,7 @@ async fn prepare(s: &Settings, sel: &StepSelection, command: &str) -> Result<Ctx
 
 impl Ctx {
     fn recorded(&self, step: &str) -> Option<&LedgerEntry> {
-        let name = &self.fleet.specs[self.plugin].name;
+        let name = &self.fleet.plugins.spec(self.plugin).name;
         self.ledger
             .iter()
             .find(|e| &e.plugin == name && e.step_id == step)
@@ -120,7 +120,7 @@ impl Ctx {
 /// (all of them without `--to`), newest first.
 pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     let ctx = prepare(s, sel, "revert").await?;
-    let spec = &ctx.fleet.specs[ctx.plugin];
+    let spec = &ctx.fleet.plugins.spec(ctx.plugin);
     let keep_through = match &sel.step {
         Some(step) => {
             if ctx.recorded(step).is_none() {
@@ -141,7 +141,8 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     // Plugins that build on this one must not lose what they rely on.
     let dependants: Vec<&str> = ctx
         .fleet
-        .specs
+        .plugins
+        .specs()
         .iter()
         .filter(|p| p.requires.contains(&spec.name))
         .filter(|p| ctx.ledger.iter().any(|e| e.plugin == p.name))
@@ -254,7 +255,7 @@ pub async fn baseline(s: &Settings, sel: &StepSelection) -> Result<Exit> {
         bail!("baseline needs --to STEP")
     };
     let ctx = prepare(s, sel, "baseline").await?;
-    let spec = &ctx.fleet.specs[ctx.plugin];
+    let spec = &ctx.fleet.plugins.spec(ctx.plugin);
     let last = spec.steps.iter().position(|st| &st.id == to).unwrap_or(0);
     let rows: Vec<_> = (0..=last)
         .map(|i| {
@@ -294,7 +295,7 @@ pub async fn repair(s: &Settings, sel: &StepSelection) -> Result<Exit> {
         bail!("repair needs --step ID")
     };
     let ctx = prepare(s, sel, "repair").await?;
-    let spec = &ctx.fleet.specs[ctx.plugin];
+    let spec = &ctx.fleet.plugins.spec(ctx.plugin);
     let i = spec.steps.iter().position(|st| &st.id == step).unwrap_or(0);
     if ctx.recorded(step).is_some_and(|e| !e.authentic) {
         ctx.finish(&sel.schema, "failed", 0, 1).await;

@@ -491,22 +491,18 @@ pub fn fleet(
         .iter()
         .map(|m| (m.schema.clone(), m.role.clone()))
         .collect();
-    let limits = plugins
-        .specs
-        .iter()
-        .map(|p| s.limits_for(&p.name))
-        .collect();
-    let tiers = plugins.specs.iter().map(|p| tier_of(s, p)).collect();
+    let run_plugins = crate::exec::RunPlugins::new(
+        plugins.loaded,
+        plugins.order,
+        |p| s.limits_for(&p.name),
+        |p| tier_of(s, p),
+    );
     std::sync::Arc::new(crate::exec::Fleet {
         target: s.target.clone(),
         runtime: plugins.runtime,
-        plugins: plugins.loaded,
-        specs: plugins.specs,
-        order: plugins.order,
+        plugins: run_plugins,
         secret,
         roles,
-        limits,
-        tiers,
         backups,
         watch: crate::watch::LockWatch::default(),
     })

@@ -5,6 +5,10 @@
 //! Architecture invariant: a step's changes and its ledger row commit together or not at
 //! all (transactional steps); a failure stops only its own schema.
 
+mod plugins;
+
+pub use plugins::RunPlugins;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,13 +20,11 @@ use crate::control::{self, CLEAN_SESSION, END_STEP, StepGrant, step_sql};
 use crate::db::PgError;
 use crate::db::connect::DbTarget;
 use crate::names::SchemaName;
-use crate::plan::{
-    Drift, LedgerEntry, PendingStep, PluginSpec, Scope, Selection, Target, plan_schema,
-};
+use crate::plan::{Drift, LedgerEntry, PendingStep, PluginSpec, Scope, Selection, Target};
+use crate::plugin::Runtime;
 use crate::plugin::bindings::exports::wasmig::plugin::plugin::StepError;
 use crate::plugin::sql::FailedStatement;
 use crate::plugin::sql::SqlSession;
-use crate::plugin::{Limits, LoadedPlugin, Runtime};
 use crate::secret;
 
 /// Everything a run needs, built once.
@@ -31,20 +33,12 @@ pub struct Fleet {
     pub target: DbTarget,
     /// Engine and limits.
     pub runtime: Runtime,
-    /// Loaded plugins.
-    pub plugins: Vec<LoadedPlugin>,
-    /// Their specs, same order as `plugins`.
-    pub specs: Vec<PluginSpec>,
-    /// Order from `plan::order_plugins`.
-    pub order: Vec<usize>,
+    /// The run's plugins with their limits and tiers.
+    pub plugins: RunPlugins,
     /// Control secret (derives role passwords).
     pub secret: [u8; 32],
     /// Schema -> role, from the registry.
     pub roles: HashMap<SchemaName, String>,
-    /// Limits per plugin, same order as `plugins`.
-    pub limits: Vec<Limits>,
-    /// Capability tier per plugin, same order as `plugins`.
-    pub tiers: Vec<crate::plan::Tier>,
     /// Dump each schema with pending steps before migrating it.
     pub backups: Option<crate::backup::Backups>,
     /// The locks held by running steps.
@@ -219,7 +213,7 @@ impl Fleet {
         let empty = Vec::new();
         for t in targets {
             let ledger = snapshot.get(t.schema.as_str()).unwrap_or(&empty);
-            let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, ledger);
+            let plan = self.plugins.plan(t.scope, &opts.selection, ledger);
             // Steps are only ever added to a ledger, so a schema complete in the snapshot is
             // complete now; anything else is re-checked under the schema's lock.
             let settled = if plan.refused() {
@@ -335,7 +329,7 @@ impl Fleet {
         let mut grants: Grants = HashMap::new();
         for t in work {
             let ledger = snapshot.get(t.schema.as_str()).unwrap_or(&empty);
-            let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, ledger);
+            let plan = self.plugins.plan(t.scope, &opts.selection, ledger);
             let list = plan
                 .pending
                 .iter()
@@ -618,7 +612,7 @@ impl Fleet {
         login: Prefetch,
         opts: &RunOptions,
     ) -> Outcome {
-        let plan = plan_schema(&self.specs, &self.order, t.scope, &opts.selection, &ledger);
+        let plan = self.plugins.plan(t.scope, &opts.selection, &ledger);
         if plan.refused() || plan.pending.is_empty() {
             login.abort();
             return if plan.refused() {
@@ -781,8 +775,10 @@ impl Fleet {
             plugin_version: pl.version.clone(),
             mac,
             action: "apply",
-            tier: self.tiers[p.plugin],
-            temp_limit_kb: self.limits[p.plugin]
+            tier: self.plugins.tier(p.plugin),
+            temp_limit_kb: self
+                .plugins
+                .limits(p.plugin)
                 .max_temp_mb
                 .map(|mb| i64::try_from(mb.saturating_mul(1024)).unwrap_or(i64::MAX)),
         }
@@ -823,7 +819,7 @@ impl Fleet {
     }
 
     fn step(&self, p: &PendingStep) -> (&PluginSpec, &crate::plan::StepSpec) {
-        let pl = &self.specs[p.plugin];
+        let pl = self.plugins.spec(p.plugin);
         (pl, &pl.steps[p.step])
     }
 
@@ -840,7 +836,8 @@ impl Fleet {
         let transactional = st.transactional;
         let started = Instant::now();
         let role = self.roles.get(schema).map_or("", String::as_str);
-        self.watch.start(role, self.limits[p.plugin].max_locks);
+        self.watch
+            .start(role, self.plugins.limits(p.plugin).max_locks);
         let called = self
             .call_plugin(client, p, schema, transactional, Call::Apply, token)
             .await;
@@ -952,7 +949,7 @@ impl Fleet {
         token: &[u8; 32],
     ) -> Result<Called, StepFailure> {
         let (pl, st) = self.step(&p);
-        let limits = &self.limits[p.plugin];
+        let limits = self.plugins.limits(p.plugin);
         let begin_step = step_sql::begin_step(token);
         if !transactional {
             // Each statement commits on its own, so the step is opened for the object guard
@@ -970,7 +967,7 @@ impl Fleet {
         let mut store = self
             .runtime
             .store(format!("{}@{schema}", pl.name), Some(session), limits);
-        let plugin = &self.plugins[p.plugin];
+        let plugin = self.plugins.loaded(p.plugin);
         let called = async {
             let inst = plugin.pre.instantiate_async(&mut store).await?;
             let exports = inst.wasmig_plugin_plugin();

@@ -1,0 +1,77 @@
+//! The plugins of one run: each loaded component with its manifest, its limits and its
+//! capability tier, and the run order. One type with private fields, so that no index into
+//! one list is ever read against another; planning a schema is a method of it.
+
+use crate::plan::{LedgerEntry, PluginSpec, SchemaPlan, Scope, Selection, Tier, plan_schema};
+use crate::plugin::{Limits, LoadedPlugin};
+
+/// One plugin as a run uses it.
+struct RunPlugin {
+    loaded: LoadedPlugin,
+    limits: Limits,
+    tier: Tier,
+}
+
+/// The plugins of a run, indexed as [`crate::plan::PendingStep::plugin`] indexes them.
+pub struct RunPlugins {
+    plugins: Vec<RunPlugin>,
+    /// The manifests, in the same order (what [`plan_schema`] reads).
+    specs: Vec<PluginSpec>,
+    /// Run order, from [`crate::plan::order_plugins`].
+    order: Vec<usize>,
+}
+
+impl RunPlugins {
+    /// The run's plugins, with each one's limits and tier as the settings give them.
+    pub fn new(
+        loaded: Vec<LoadedPlugin>,
+        order: Vec<usize>,
+        limits: impl Fn(&PluginSpec) -> Limits,
+        tier: impl Fn(&PluginSpec) -> Tier,
+    ) -> Self {
+        let specs: Vec<PluginSpec> = loaded.iter().map(|p| p.spec.clone()).collect();
+        let plugins = loaded
+            .into_iter()
+            .map(|loaded| RunPlugin {
+                limits: limits(&loaded.spec),
+                tier: tier(&loaded.spec),
+                loaded,
+            })
+            .collect();
+        RunPlugins {
+            plugins,
+            specs,
+            order,
+        }
+    }
+
+    /// What is pending, drifted or refused in a schema of `scope` with these `ledger` rows.
+    pub fn plan(&self, scope: Scope, selection: &Selection, ledger: &[LedgerEntry]) -> SchemaPlan {
+        plan_schema(&self.specs, &self.order, scope, selection, ledger)
+    }
+
+    /// Every manifest, in load order.
+    pub fn specs(&self) -> &[PluginSpec] {
+        &self.specs
+    }
+
+    /// Plugin `i`'s manifest.
+    pub fn spec(&self, i: usize) -> &PluginSpec {
+        &self.specs[i]
+    }
+
+    /// Plugin `i`'s component.
+    pub fn loaded(&self, i: usize) -> &LoadedPlugin {
+        &self.plugins[i].loaded
+    }
+
+    /// Plugin `i`'s limits.
+    pub fn limits(&self, i: usize) -> &Limits {
+        &self.plugins[i].limits
+    }
+
+    /// Plugin `i`'s capability tier.
+    pub fn tier(&self, i: usize) -> Tier {
+        self.plugins[i].tier
+    }
+}
