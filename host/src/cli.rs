@@ -267,7 +267,7 @@ pub enum Command {
     Metrics {
         /// Output format.
         #[arg(long, value_enum, default_value = "prometheus")]
-        format: crate::ops::metrics::Format,
+        format: MetricsFormat,
         /// Write atomically to this file (for a node-exporter textfile collector).
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -288,6 +288,15 @@ pub enum Command {
         #[arg(id = "pin_plugins", value_name = "PLUGIN")]
         names: Vec<String>,
     },
+}
+
+/// `wasmig metrics --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsFormat {
+    /// Prometheus text exposition format.
+    Prometheus,
+    /// JSON.
+    Json,
 }
 
 /// `wasmig tenant ...`

@@ -108,11 +108,7 @@ impl LimitOverride {
         let v = self.value;
         match self.key {
             LimitKey::StepTimeoutMs => limits.step_timeout = Duration::from_millis(v),
-            LimitKey::MemoryMb => {
-                limits.memory_bytes = usize::try_from(v.saturating_mul(1 << 20))
-                    .unwrap_or(crate::plugin::MAX_MEMORY_CEILING)
-                    .min(crate::plugin::MAX_MEMORY_CEILING);
-            }
+            LimitKey::MemoryMb => limits.set_memory_mb(v),
             LimitKey::MaxResultRows => {
                 limits.max_result_rows = usize::try_from(v).unwrap_or(usize::MAX)
             }

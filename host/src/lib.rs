@@ -61,12 +61,12 @@ impl Exit {
     }
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
+/// Runs a parsed command line in `process` (its arguments and environment).
+pub async fn run(cli: cli::Cli, process: &ops::Invocation) -> anyhow::Result<Exit> {
     use cli::{Command, TenantCommand};
     use ops::migrate::{MigrateOptions, ScopeFilter};
 
-    let s = ops::Settings::from_global(&cli.global)?;
+    let s = ops::Settings::from_global(&cli.global, process)?;
     match cli.command {
         Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
         Command::Tenant(TenantCommand::Create {
@@ -182,6 +182,10 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<Exit> {
         }
         Command::Health { json } => ops::health::health(&s, json).await,
         Command::Metrics { format, output } => {
+            let format = match format {
+                cli::MetricsFormat::Prometheus => ops::metrics::Format::Prometheus,
+                cli::MetricsFormat::Json => ops::metrics::Format::Json,
+            };
             ops::metrics::metrics(&s, format, output.as_deref()).await
         }
         Command::History { json, limit } => ops::history::history(&s, json, limit).await,

@@ -38,7 +38,15 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Error as u8);
         }
     };
-    match runtime.block_on(wasmig::run(cli)) {
+    // The one place the process's arguments and environment are read; operations get them.
+    let process = wasmig::ops::Invocation {
+        args: std::env::args().skip(1).collect(),
+        // Variables that are not UTF-8 are left out (none of wasmig's are).
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+    };
+    match runtime.block_on(wasmig::run(cli, &process)) {
         // Output the command owed that could not be written is a failure, not a success.
         Ok(_) if wasmig::out::stdout_failed() => ExitCode::from(Exit::Error as u8),
         Ok(code) => ExitCode::from(code as u8),

@@ -318,7 +318,9 @@ impl DbTarget {
         Self::parse_with_env(url, source_name, &|k| std::env::var(k).ok())
     }
 
-    fn parse_with_env(
+    /// [`DbTarget::parse`] with the environment given (for `PGSSL*`, `PGCONNECT_TIMEOUT`,
+    /// `USER`), so callers that were handed the environment never read the process's.
+    pub fn parse_with_env(
         url: &str,
         source_name: &'static str,
         env: &dyn Fn(&str) -> Option<String>,

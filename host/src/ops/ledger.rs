@@ -81,8 +81,7 @@ async fn prepare(s: &Settings, sel: &StepSelection, command: &str) -> Result<Ctx
         );
     };
     super::check_tiers_enforced(&op, s, &plugins.specs).await?;
-    let run_id =
-        control::start_run(&op, command, &std::env::args().skip(1).collect::<Vec<_>>()).await?;
+    let run_id = control::start_run(&op, command, &s.args).await?;
     let fleet = super::fleet(s, plugins, secret, &reg, None);
     Ok(Ctx {
         _clean_stop: crate::interrupt::CleanStop::begin(),
@@ -373,12 +372,7 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
             "schema `{schema}` is being migrated by another wasmig run; try again when it is done"
         );
     }
-    let run_id = control::start_run(
-        &op,
-        "restore",
-        &std::env::args().skip(1).collect::<Vec<_>>(),
-    )
-    .await?;
+    let run_id = control::start_run(&op, "restore", &s.args).await?;
     // One unit: a signal while pg_restore runs is answered once the restore is complete.
     let _clean_stop = crate::interrupt::CleanStop::begin();
     let password = crate::secret::role_password(&secret, &managed.role);

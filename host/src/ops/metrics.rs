@@ -14,7 +14,7 @@ use crate::control;
 use crate::plan::Selection;
 
 /// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Prometheus text exposition format.
     Prometheus,

@@ -111,12 +111,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
 
     super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     control::clear_expired_grants(&op).await?;
-    let run_id = control::start_run(
-        &op,
-        &o.command,
-        &std::env::args().skip(1).collect::<Vec<_>>(),
-    )
-    .await?;
+    let run_id = control::start_run(&op, &o.command, &s.args).await?;
     // From here on a first SIGINT / SIGTERM stops the run cleanly (see `interrupt`).
     let _clean_stop = crate::interrupt::CleanStop::begin();
     let fleet = super::fleet(s, plugins, secret, &reg, backups);

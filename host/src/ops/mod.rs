@@ -154,9 +154,28 @@ fn check_names(s: &Settings, loaded: &[LoadedPlugin]) -> Result<()> {
     Ok(())
 }
 
+/// What the process was started with: its arguments (after the program name) and its
+/// environment. Read once in `main`; operations get it passed in, never read it themselves.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// Arguments, for the run record.
+    pub args: Vec<String>,
+    /// Environment variables.
+    pub env: HashMap<String, String>,
+}
+
+impl Invocation {
+    /// One variable.
+    pub fn var(&self, key: &str) -> Option<String> {
+        self.env.get(key).cloned()
+    }
+}
+
 /// Settings every command shares, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The command line, as the run record keeps it (URLs redacted there).
+    pub args: Vec<String>,
     /// Where the database is.
     pub target: DbTarget,
     /// Which database that is and why, for the banner.
@@ -192,8 +211,8 @@ impl Settings {
     /// Validates the global flags and the config file. Precedence: flag (or its
     /// environment variable) > the config file's environment > its `[defaults]` > built-in;
     /// for the database: [`DATABASE_PRECEDENCE`].
-    pub fn from_global(g: &crate::cli::Global) -> Result<Self> {
-        let env = |k: &str| std::env::var(k).ok();
+    pub fn from_global(g: &crate::cli::Global, process: &Invocation) -> Result<Self> {
+        let env = |k: &str| process.var(k);
         let config_path = match &g.config {
             Some(p) => Some(p.clone()),
             None => Some(PathBuf::from("wasmig.toml")).filter(|p| p.exists()),
@@ -207,10 +226,10 @@ impl Settings {
             None => FileSettings::default(),
         };
         let target = match (&g.database_url, &file.database_url) {
-            (Some(url), _) => DbTarget::parse(url, "--database-url")?,
+            (Some(url), _) => DbTarget::parse_with_env(url, "--database-url", &env)?,
             (None, Some(url)) => {
                 let url = url.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
-                DbTarget::parse(url, "the config file")?
+                DbTarget::parse_with_env(url, "the config file", &env)?
             }
             (None, None) => DbTarget::resolve(&Sources {
                 flag: None,
@@ -253,10 +272,12 @@ impl Settings {
                 parse_duration(t).context("invalid --step-timeout / WASMIG_STEP_TIMEOUT")?;
         }
         if let Some(mb) = g.memory_limit_mb.or(file.memory_limit_mb) {
-            let mut o = LimitOverride::parse(&format!("*:memory_mb={mb}"))
-                .context("invalid memory limit")?;
-            o.plugin.clear();
-            o.apply(&mut limits);
+            if mb == 0 {
+                anyhow::bail!(
+                    "invalid memory limit 0 MiB (--memory-limit-mb / WASMIG_MEMORY_LIMIT_MB / config): give at least 1"
+                );
+            }
+            limits.set_memory_mb(mb);
         }
         if let Some(d) = file.lock_timeout {
             limits.session.lock_timeout_ms = d.as_millis() as u64;
@@ -318,6 +339,7 @@ impl Settings {
             name_refs.push(NameRef::new(name, &grants_from));
         }
         Ok(Settings {
+            args: process.args.clone(),
             target,
             database,
             name_refs,

@@ -65,6 +65,15 @@ pub struct Limits {
     pub session: crate::control::SessionLimits,
 }
 
+impl Limits {
+    /// Sets the memory limit to `mb` MiB, capped at [`MAX_MEMORY_CEILING`].
+    pub fn set_memory_mb(&mut self, mb: u64) {
+        self.memory_bytes = usize::try_from(mb.saturating_mul(1 << 20))
+            .unwrap_or(MAX_MEMORY_CEILING)
+            .min(MAX_MEMORY_CEILING);
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
