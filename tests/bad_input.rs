@@ -4,17 +4,18 @@
 use std::path::Path;
 
 use crate::support::{PluginDir, Run, TestDb, built_plugins};
+use wasmig::Exit;
 
 /// A database with one registered tenant `t` and a plugin directory holding `notes_v1` plus
 /// whatever `add` puts there; `migrate` must refuse with `expected` and apply nothing.
 fn refused(label: &str, add: impl FnOnce(&Path), expected: &str) -> Run {
     let db = TestDb::new(label);
     let plugins = PluginDir::new(&["notes_v1"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     db.wasmig(plugins.path(), &["tenant", "create", "t", "--no-migrate"])
-        .expect(0);
+        .expect(Exit::Ok);
     add(plugins.path());
-    let run = db.wasmig(plugins.path(), &["migrate"]).expect(2);
+    let run = db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Error);
     let lines: Vec<&str> = run
         .stderr
         .lines()
@@ -172,7 +173,7 @@ fn dependency_cycle() {
 fn an_untrusted_shared_plugin() {
     let db = TestDb::new("untrusted");
     let plugins = PluginDir::new(&["reference"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmig"))
         .args(["migrate"])
         .env("DATABASE_URL", &db.url)
@@ -194,16 +195,16 @@ fn an_untrusted_shared_plugin() {
 fn a_changed_pinned_artifact_is_refused_until_re_pinned() {
     let db = TestDb::new("pinned");
     let plugins = PluginDir::new(&["notes_v1"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     db.wasmig(plugins.path(), &["tenant", "create", "p", "--no-migrate"])
-        .expect(0);
-    let pin = db.wasmig(plugins.path(), &["pin"]).expect(0);
+        .expect(Exit::Ok);
+    let pin = db.wasmig(plugins.path(), &["pin"]).expect(Exit::Ok);
     assert!(pin.stdout.contains("notes: pinned "), "{}", pin.stdout);
-    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     let before = db.ledger_dump();
     // The same plugin name, but another artifact.
     plugins.set(&["notes_v2_added"]);
-    let run = db.wasmig(plugins.path(), &["migrate"]).expect(2);
+    let run = db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Error);
     assert!(
         run.stderr.contains("plugin `notes`") && run.stderr.contains("wasmig.lock pins"),
         "{}",
@@ -215,16 +216,18 @@ fn a_changed_pinned_artifact_is_refused_until_re_pinned() {
         run.stderr
     );
     assert_eq!(db.ledger_dump(), before, "nothing applied");
-    let repin = db.wasmig(plugins.path(), &["pin", "notes"]).expect(0);
+    let repin = db
+        .wasmig(plugins.path(), &["pin", "notes"])
+        .expect(Exit::Ok);
     assert!(repin.stdout.contains(" -> "), "{}", repin.stdout);
     db.wasmig(plugins.path(), &["--locked", "migrate"])
-        .expect(0);
+        .expect(Exit::Ok);
     assert!(db.table_exists("p", "note_tags"));
     // --locked refuses any plugin the lock file does not pin.
     plugins.add_file("hostile");
     let run = db
         .wasmig(plugins.path(), &["--locked", "migrate"])
-        .expect(2);
+        .expect(Exit::Error);
     assert!(
         run.stderr.contains("plugin `hostile`") && run.stderr.contains("is not pinned"),
         "{}",
@@ -245,7 +248,7 @@ fn malformed_database_url() {
                 "status",
             ],
         )
-        .expect(2);
+        .expect(Exit::Error);
     assert!(
         run.stderr.starts_with(
             "error: invalid database URL `postgres://u:***@h:notaport/db` (from --database-url)"
@@ -270,7 +273,7 @@ fn unreachable_database() {
     let url = format!("postgres://someone:pw-123@127.0.0.1:{port}/nowhere");
     let run = db
         .wasmig(plugins.path(), &["--database-url", &url, "status"])
-        .expect(2);
+        .expect(Exit::Error);
     assert!(
         run.stderr.contains(&format!(
             "cannot connect to postgres://someone@127.0.0.1:{port}/nowhere"
@@ -287,7 +290,7 @@ fn bad_duration() {
     let plugins = PluginDir::new(&["notes_v1"]);
     let run = db
         .wasmig(plugins.path(), &["--step-timeout", "10parsecs", "status"])
-        .expect(2);
+        .expect(Exit::Error);
     assert!(
         run.stderr.contains("invalid --step-timeout")
             && run.stderr.contains("invalid duration `10parsecs`"),
@@ -300,9 +303,9 @@ fn bad_duration() {
 fn a_damaged_control_secret_is_refused_not_replaced_by_a_stand_in_key() {
     let db = TestDb::new("bad_secret");
     let plugins = PluginDir::new(&["notes_v1"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     db.wasmig(plugins.path(), &["tenant", "create", "t"])
-        .expect(0);
+        .expect(Exit::Ok);
     let ledger = db.ledger_dump();
     // The table's CHECK keeps wasmig's own writes right; a hand edit can still get past it.
     db.exec(
@@ -310,7 +313,7 @@ fn a_damaged_control_secret_is_refused_not_replaced_by_a_stand_in_key() {
          UPDATE wasmig.secret SET key = '\\x0102'::bytea",
     );
     for args in [&["migrate"][..], &["tenant", "create", "u"], &["status"]] {
-        let run = db.wasmig(plugins.path(), args).expect(2);
+        let run = db.wasmig(plugins.path(), args).expect(Exit::Error);
         assert!(
             run.stderr
                 .contains("the control secret in `wasmig.secret` is 2 bytes long, not 32"),

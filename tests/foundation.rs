@@ -2,21 +2,22 @@
 //! bad names, bad manifests.
 
 use crate::support::{PluginDir, TestDb, WORKLOAD, repo_root};
+use wasmig::Exit;
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
 fn setup_workload(label: &str) -> (TestDb, PluginDir) {
     let db = TestDb::new(label);
     let plugins = PluginDir::new(WORKLOAD);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     db.wasmig(plugins.path(), &["migrate", "--shared"])
-        .expect(0);
+        .expect(Exit::Ok);
     for t in TENANTS {
         db.wasmig(
             plugins.path(),
             &["tenant", "create", t, "--name", &t.to_uppercase()],
         )
-        .expect(0);
+        .expect(Exit::Ok);
     }
     (db, plugins)
 }
@@ -74,7 +75,7 @@ fn fresh_init_shared_and_three_tenants() {
 
     let status = db
         .wasmig(plugins.path(), &["status", "--json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     let schemas = status["schemas"].as_array().expect("schemas");
     assert_eq!(schemas.len(), 4);
@@ -84,7 +85,7 @@ fn fresh_init_shared_and_three_tenants() {
     }
     let list = db
         .wasmig(plugins.path(), &["tenant", "list", "--json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     let names: Vec<&str> = list
         .as_array()
@@ -100,11 +101,11 @@ fn rerun_changes_nothing() {
     let (db, plugins) = setup_workload("rerun");
     let before = db.ledger_dump();
     let customers_before = db.scalar_i64("SELECT count(*) FROM globex.customers_customer");
-    let run = db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    let run = db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert!(run.stdout.contains("0 step(s) applied"), "{}", run.stdout);
     // And the tenants' seeds ran again through tenant create: still idempotent.
     db.wasmig(plugins.path(), &["tenant", "create", "globex"])
-        .expect(0);
+        .expect(Exit::Ok);
     assert_eq!(
         db.ledger_dump(),
         before,
@@ -116,7 +117,7 @@ fn rerun_changes_nothing() {
     );
     let dry = db
         .wasmig(plugins.path(), &["migrate", "--dry-run"])
-        .expect(0);
+        .expect(Exit::Ok);
     assert!(
         dry.stdout.contains("0 step(s) would be applied"),
         "{}",
@@ -127,10 +128,10 @@ fn rerun_changes_nothing() {
 fn notes_fleet(label: &str, tenants: &[&str]) -> (TestDb, PluginDir) {
     let db = TestDb::new(label);
     let plugins = PluginDir::new(&["notes_v1"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     for t in tenants {
         db.wasmig(plugins.path(), &["tenant", "create", t])
-            .expect(0);
+            .expect(Exit::Ok);
     }
     (db, plugins)
 }
@@ -142,7 +143,7 @@ fn adding_a_step_applies_only_it() {
     plugins.set(&["notes_v2_added"]);
     let dry = db
         .wasmig(plugins.path(), &["migrate", "--dry-run", "--json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     for s in dry.as_array().expect("plan") {
         let pending = s["pending"].as_array().expect("pending");
@@ -150,7 +151,7 @@ fn adding_a_step_applies_only_it() {
         assert_eq!(pending.len(), expected, "{s}");
     }
     assert_eq!(db.ledger_dump(), before, "--dry-run changes nothing");
-    let run = db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    let run = db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert!(run.stdout.contains("2 step(s) applied"), "{}", run.stdout);
     for t in ["a1", "a2"] {
         assert!(db.table_exists(t, "note_tags"));
@@ -180,8 +181,10 @@ fn editing_an_applied_step_is_refused_as_drift() {
     plugins.set(&["notes_v2_edited"]);
     // A tenant created after the edit has never applied the old step: it must still migrate.
     db.wasmig(plugins.path(), &["tenant", "create", "d3", "--no-migrate"])
-        .expect(0);
-    let run = db.wasmig(plugins.path(), &["migrate"]).expect(1);
+        .expect(Exit::Ok);
+    let run = db
+        .wasmig(plugins.path(), &["migrate"])
+        .expect(Exit::Problems);
     for t in ["d1", "d2"] {
         let line = run
             .stderr
@@ -216,7 +219,7 @@ fn editing_an_applied_step_is_refused_as_drift() {
     );
     let status = db
         .wasmig(plugins.path(), &["status", "--json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     let d1 = status["schemas"]
         .as_array()
@@ -234,7 +237,9 @@ fn a_failing_step_rolls_back_alone_and_other_tenants_complete() {
     // f2 has duplicate titles, so adding a unique constraint fails there.
     db.exec("INSERT INTO f2.notes (title) VALUES ('same'), ('same')");
     plugins.set(&["notes_v2_added"]);
-    let run = db.wasmig(plugins.path(), &["migrate"]).expect(1);
+    let run = db
+        .wasmig(plugins.path(), &["migrate"])
+        .expect(Exit::Problems);
     assert!(
         run.stderr.contains(
             "schema `f2`, plugin `notes`, step `0003_tags_unique_titles` failed and was rolled back"
@@ -259,7 +264,7 @@ fn a_failing_step_rolls_back_alone_and_other_tenants_complete() {
     }
     let failure = db.scalar_text("SELECT sqlstate FROM wasmig.failure WHERE schema_name = 'f2'");
     assert_eq!(failure.as_deref(), Some("23505"));
-    let status = db.wasmig(plugins.path(), &["status"]).expect(0);
+    let status = db.wasmig(plugins.path(), &["status"]).expect(Exit::Ok);
     assert!(
         status
             .stdout
@@ -269,7 +274,7 @@ fn a_failing_step_rolls_back_alone_and_other_tenants_complete() {
     );
     // Fix the data, rerun: f2 completes and the rest is untouched.
     db.exec("DELETE FROM f2.notes WHERE id = (SELECT max(id) FROM f2.notes)");
-    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert!(db.table_exists("f2", "note_tags"));
 }
 
@@ -277,11 +282,11 @@ fn a_failing_step_rolls_back_alone_and_other_tenants_complete() {
 fn two_concurrent_runners_apply_every_step_exactly_once() {
     let db = TestDb::new("concurrent");
     let plugins = PluginDir::new(WORKLOAD);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     let tenants: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
     for t in &tenants {
         db.wasmig(plugins.path(), &["tenant", "create", t, "--no-migrate"])
-            .expect(0);
+            .expect(Exit::Ok);
     }
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_wasmig"))
@@ -331,15 +336,15 @@ fn tenant_create_twice_is_fine() {
             plugins.path(),
             &["tenant", "create", "tw", "--name", "Again"],
         )
-        .expect(0);
+        .expect(Exit::Ok);
     assert!(run.stdout.contains("already exists"), "{}", run.stdout);
     assert_eq!(db.ledger_dump(), before);
     assert_eq!(db.scalar_i64("SELECT count(*) FROM wasmig.tenant"), 1);
     // Dropping needs --yes, then removes schema, role and ledger rows.
     db.wasmig(plugins.path(), &["tenant", "drop", "tw"])
-        .expect(2);
+        .expect(Exit::Error);
     db.wasmig(plugins.path(), &["tenant", "drop", "tw", "--yes"])
-        .expect(0);
+        .expect(Exit::Ok);
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM pg_namespace WHERE nspname = 'tw'"),
         0
@@ -361,7 +366,7 @@ fn tenant_create_twice_is_fine() {
 fn bad_schema_names_are_refused_with_the_name_and_nothing_is_created() {
     let db = TestDb::new("badnames");
     let plugins = PluginDir::new(&["notes_v1"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     let schemas_before = db.scalar_i64("SELECT count(*) FROM pg_namespace");
     // Roles are cluster-wide and other tests create theirs concurrently: count only ours.
     let our_roles = format!(
@@ -383,7 +388,7 @@ fn bad_schema_names_are_refused_with_the_name_and_nothing_is_created() {
     ] {
         let run = db
             .wasmig(plugins.path(), &["tenant", "create", name])
-            .expect(2);
+            .expect(Exit::Error);
         let first = run.stderr.lines().next().unwrap_or_default();
         assert!(first.starts_with("error: "), "{first}");
         assert!(first.contains(expect), "{name}: {first}");
@@ -405,10 +410,10 @@ fn bad_schema_names_are_refused_with_the_name_and_nothing_is_created() {
 fn an_invalid_manifest_refuses_the_run_and_applies_nothing() {
     let db = TestDb::new("badmanifest");
     let plugins = PluginDir::new(&["notes_v1", "bad_manifest"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     db.wasmig(plugins.path(), &["tenant", "create", "bm", "--no-migrate"])
-        .expect(0);
-    let run = db.wasmig(plugins.path(), &["migrate"]).expect(2);
+        .expect(Exit::Ok);
+    let run = db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Error);
     assert!(
         run.stderr.contains("bad_manifest.wasm"),
         "names the file: {}",
@@ -427,7 +432,7 @@ fn an_invalid_manifest_refuses_the_run_and_applies_nothing() {
 fn migrate_without_init_says_what_to_do() {
     let db = TestDb::new("noinit");
     let plugins = PluginDir::new(&["notes_v1"]);
-    let run = db.wasmig(plugins.path(), &["migrate"]).expect(2);
+    let run = db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Error);
     assert!(
         run.stderr.contains("run `wasmig init` first"),
         "{}",
@@ -497,7 +502,7 @@ fn ledger_rows_of_removed_plugins_are_reported_not_deleted() {
     plugins.set(&["reference"]);
     let status = db
         .wasmig(plugins.path(), &["status", "--json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     let u1 = status["schemas"]
         .as_array()
@@ -510,7 +515,7 @@ fn ledger_rows_of_removed_plugins_are_reported_not_deleted() {
         u1["unknown"],
         serde_json::json!(["notes/0001_notes", "notes/0002_note_body"])
     );
-    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     let after = db.ledger_dump();
     for line in before.lines() {
         assert!(
@@ -524,7 +529,7 @@ fn ledger_rows_of_removed_plugins_are_reported_not_deleted() {
 fn compiled_plugins_are_cached_and_a_damaged_cache_entry_is_recompiled() {
     let db = TestDb::new("cache");
     let plugins = PluginDir::new(&["notes_v1", "carriers"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     let cache = tempfile::tempdir().expect("tempdir");
     let cache_dir = cache.path().join("wasmig");
     let status = || {

@@ -5,16 +5,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{PluginDir, TestDb, WORKLOAD};
+use wasmig::Exit;
 
 fn fleet(label: &str, plugins: &[&str], tenants: &[&str]) -> (TestDb, PluginDir) {
     let db = TestDb::new(label);
     let dir = PluginDir::new(plugins);
-    db.wasmig(dir.path(), &["init"]).expect(0);
-    db.wasmig(dir.path(), &["migrate", "--shared"]).expect(0);
+    db.wasmig(dir.path(), &["init"]).expect(Exit::Ok);
+    db.wasmig(dir.path(), &["migrate", "--shared"])
+        .expect(Exit::Ok);
     if !tenants.is_empty() {
         let mut args = vec!["tenant", "create"];
         args.extend_from_slice(tenants);
-        db.wasmig(dir.path(), &args).expect(0);
+        db.wasmig(dir.path(), &args).expect(Exit::Ok);
     }
     (db, dir)
 }
@@ -25,7 +27,7 @@ fn an_older_control_schema_is_refused_until_init_upgrades_it() {
     db.exec("UPDATE wasmig.meta SET value = '1' WHERE key = 'control_version'");
     let ledger = db.ledger_dump();
     for args in [&["status"][..], &["migrate"][..]] {
-        let run = db.wasmig(dir.path(), args).expect(2);
+        let run = db.wasmig(dir.path(), args).expect(Exit::Error);
         assert!(
             run.stderr.contains("control schema is version 1")
                 && run.stderr.contains("run `wasmig init`"),
@@ -34,12 +36,12 @@ fn an_older_control_schema_is_refused_until_init_upgrades_it() {
         );
     }
     assert_eq!(db.ledger_dump(), ledger, "nothing was applied");
-    db.wasmig(dir.path(), &["init"]).expect(0);
+    db.wasmig(dir.path(), &["init"]).expect(Exit::Ok);
     assert_eq!(
         db.scalar_text("SELECT value FROM wasmig.meta WHERE key = 'control_version'"),
         Some(wasmig::control::CONTROL_VERSION.to_string())
     );
-    db.wasmig(dir.path(), &["migrate"]).expect(0);
+    db.wasmig(dir.path(), &["migrate"]).expect(Exit::Ok);
 }
 
 #[test]
@@ -48,7 +50,7 @@ fn wait_returns_when_the_database_answers_and_fails_with_the_last_error() {
     let plugins = PluginDir::new(&["notes_v1"]);
     let run = db
         .wasmig(plugins.path(), &["wait", "--timeout", "10s"])
-        .expect(0);
+        .expect(Exit::Ok);
     assert!(run.stdout.contains("accepts connections"), "{}", run.stdout);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -62,7 +64,7 @@ fn wait_returns_when_the_database_answers_and_fails_with_the_last_error() {
             plugins.path(),
             &["--database-url", &url, "wait", "--timeout", "1500ms"],
         )
-        .expect(2);
+        .expect(Exit::Error);
     assert!(
         started.elapsed() >= Duration::from_millis(1000),
         "it waited"
@@ -76,7 +78,7 @@ fn wait_returns_when_the_database_answers_and_fails_with_the_last_error() {
     assert!(run.stderr.contains("last error"), "{}", run.stderr);
     assert!(!run.stderr.contains("secret-pw"));
     db.wasmig(plugins.path(), &["wait", "--timeout", "forever"])
-        .expect(2);
+        .expect(Exit::Error);
 }
 
 #[test]
@@ -84,7 +86,7 @@ fn verify_reports_pending_and_drift_and_fix_applies_what_is_pending() {
     let (db, plugins) = fleet("verify", &["notes_v1"], &["v1", "v2"]);
     let ok = db
         .wasmig(plugins.path(), &["verify", "--json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     assert_eq!(
         ok["totals"],
@@ -93,7 +95,7 @@ fn verify_reports_pending_and_drift_and_fix_applies_what_is_pending() {
     plugins.set(&["notes_v2_added"]);
     let pending = db
         .wasmig(plugins.path(), &["verify", "--json"])
-        .expect(1)
+        .expect(Exit::Problems)
         .json();
     assert_eq!(pending["totals"]["with_issues"], 2);
     let v1 = &pending["tenants"][0];
@@ -107,18 +109,19 @@ fn verify_reports_pending_and_drift_and_fix_applies_what_is_pending() {
     // Only one tenant, quietly.
     let one = db
         .wasmig(plugins.path(), &["-q", "verify", "--tenant", "v2"])
-        .expect(1);
+        .expect(Exit::Problems);
     assert_eq!(one.stdout.trim(), "1 tenant(s): 0 ok, 1 with issues");
-    db.wasmig(plugins.path(), &["verify", "--fix"]).expect(0);
+    db.wasmig(plugins.path(), &["verify", "--fix"])
+        .expect(Exit::Ok);
     assert!(db.table_exists("v1", "note_tags") && db.table_exists("v2", "note_tags"));
     plugins.set(&["notes_v2_edited"]);
     let drift = db
         .wasmig(plugins.path(), &["verify", "--json"])
-        .expect(1)
+        .expect(Exit::Problems)
         .json();
     assert_eq!(drift["tenants"][0]["drift"][0]["step"], "0002_note_body");
     db.wasmig(plugins.path(), &["verify", "--tenant", "nope"])
-        .expect(2);
+        .expect(Exit::Error);
 }
 
 #[test]
@@ -126,7 +129,7 @@ fn health_metrics_and_history() {
     let (db, plugins) = fleet("health", &["notes_v1"], &["h1", "h2"]);
     let h = db
         .wasmig(plugins.path(), &["health", "--json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     assert_eq!(h["healthy"], true);
     assert_eq!(h["tenants"], 2);
@@ -142,7 +145,7 @@ fn health_metrics_and_history() {
     plugins.set(&["notes_v2_added"]);
     let h = db
         .wasmig(plugins.path(), &["health", "--json"])
-        .expect(1)
+        .expect(Exit::Problems)
         .json();
     assert_eq!(h["pending_steps"], 2);
     assert!(
@@ -152,7 +155,10 @@ fn health_metrics_and_history() {
             .contains("2 step(s) pending")
     );
 
-    let text = db.wasmig(plugins.path(), &["metrics"]).expect(0).stdout;
+    let text = db
+        .wasmig(plugins.path(), &["metrics"])
+        .expect(Exit::Ok)
+        .stdout;
     for line in [
         "wasmig_tenants_total 2",
         "wasmig_tenants_with_pending 2",
@@ -175,7 +181,7 @@ fn health_metrics_and_history() {
             out.to_str().expect("utf8"),
         ],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).expect("metrics file")).expect("json");
     assert_eq!(m["pending_steps"], 2);
@@ -186,10 +192,10 @@ fn health_metrics_and_history() {
         plugins.path(),
         &["--database-url", &url_with_password, "migrate"],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     let hist = db
         .wasmig(plugins.path(), &["history", "--json", "--limit", "2"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     let runs = hist.as_array().expect("runs");
     assert_eq!(runs.len(), 2);
@@ -202,7 +208,10 @@ fn health_metrics_and_history() {
         "{args}"
     );
     assert!(!args.contains(crate::support::ADMIN_PASSWORD), "{args}");
-    let text = db.wasmig(plugins.path(), &["history"]).expect(0).stdout;
+    let text = db
+        .wasmig(plugins.path(), &["history"])
+        .expect(Exit::Ok)
+        .stdout;
     assert!(text.contains("RUN") && text.contains("migrate"), "{text}");
 }
 
@@ -232,7 +241,7 @@ fn revert_runs_revert_steps_newest_first_and_stops_at_an_irreversible_one() {
                 "--yes",
             ],
         )
-        .expect(0);
+        .expect(Exit::Ok);
     assert!(
         run.stdout
             .contains("reverted finance/0004_invoice_external_ref_and_more"),
@@ -256,7 +265,7 @@ fn revert_runs_revert_steps_newest_first_and_stops_at_an_irreversible_one() {
             plugins.path(),
             &["revert", "--schema", "r1", "--plugin", "finance", "--yes"],
         )
-        .expect(1);
+        .expect(Exit::Problems);
     assert!(run.stderr.contains("step `0003_invoice_paid_at_invoiceline_tax_rate_and_more` of plugin `finance` is irreversible"), "{}", run.stderr);
     assert_eq!(db.ledger_dump(), before);
     // A plugin others build on cannot be reverted away from under them.
@@ -265,14 +274,14 @@ fn revert_runs_revert_steps_newest_first_and_stops_at_an_irreversible_one() {
             plugins.path(),
             &["revert", "--schema", "r1", "--plugin", "carriers", "--yes"],
         )
-        .expect(2);
+        .expect(Exit::Error);
     assert!(
         run.stderr.contains("required by") && run.stderr.contains("`customers`"),
         "{}",
         run.stderr
     );
     // migrate brings 0004 back.
-    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert_eq!(
         db.scalar_i64(
             "SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'r1' AND plugin = 'finance'"
@@ -285,7 +294,7 @@ fn revert_runs_revert_steps_newest_first_and_stops_at_an_irreversible_one() {
 fn baseline_adopts_a_schema_migrated_by_another_tool() {
     let (db, plugins) = fleet("baseline", &["notes_v1"], &[]);
     db.wasmig(plugins.path(), &["tenant", "create", "old", "--no-migrate"])
-        .expect(0);
+        .expect(Exit::Ok);
     // The older tool created the first table itself.
     db.exec(&format!(
         "SET ROLE \"{}_old\"; CREATE TABLE old.notes (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, title text NOT NULL); RESET ROLE;",
@@ -304,11 +313,11 @@ fn baseline_adopts_a_schema_migrated_by_another_tool() {
                 "0001_notes",
             ],
         )
-        .expect(0);
+        .expect(Exit::Ok);
     assert!(run.stdout.contains("recorded 1 step(s)"), "{}", run.stdout);
     let status = db
         .wasmig(plugins.path(), &["status", "--json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     let old = status["schemas"]
         .as_array()
@@ -320,7 +329,7 @@ fn baseline_adopts_a_schema_migrated_by_another_tool() {
     assert_eq!(old["applied"], 1);
     assert_eq!(old["forged"], serde_json::json!([]));
     assert_eq!(old["pending"], serde_json::json!(["notes/0002_note_body"]));
-    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'old'"),
         2
@@ -331,14 +340,15 @@ fn baseline_adopts_a_schema_migrated_by_another_tool() {
             "baseline", "--schema", "old", "--plugin", "notes", "--to", "9999",
         ],
     )
-    .expect(2);
+    .expect(Exit::Error);
 }
 
 #[test]
 fn repair_records_the_current_checksum_after_review() {
     let (db, plugins) = fleet("repair", &["notes_v1"], &["rp"]);
     plugins.set(&["notes_v2_edited"]);
-    db.wasmig(plugins.path(), &["migrate"]).expect(1);
+    db.wasmig(plugins.path(), &["migrate"])
+        .expect(Exit::Problems);
     let run = db
         .wasmig(
             plugins.path(),
@@ -352,18 +362,18 @@ fn repair_records_the_current_checksum_after_review() {
                 "0002_note_body",
             ],
         )
-        .expect(0);
+        .expect(Exit::Ok);
     assert!(
         run.stdout.contains("`notes/0002_note_body` checksum ") && run.stdout.contains(" -> "),
         "{}",
         run.stdout
     );
-    db.wasmig(plugins.path(), &["verify"]).expect(0);
+    db.wasmig(plugins.path(), &["verify"]).expect(Exit::Ok);
     db.wasmig(
         plugins.path(),
         &["repair", "--schema", "rp", "--plugin", "notes"],
     )
-    .expect(2);
+    .expect(Exit::Error);
     plugins.set(&["notes_v2_added"]);
     let run = db
         .wasmig(
@@ -378,7 +388,7 @@ fn repair_records_the_current_checksum_after_review() {
                 "0003_tags_unique_titles",
             ],
         )
-        .expect(2);
+        .expect(Exit::Error);
     assert!(run.stderr.contains("not recorded"), "{}", run.stderr);
 }
 
@@ -386,11 +396,11 @@ fn repair_records_the_current_checksum_after_review() {
 fn sigkill_in_the_middle_of_a_fleet_migration_loses_nothing() {
     let db = TestDb::new("sigkill");
     let plugins = PluginDir::new(WORKLOAD);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     let tenants: Vec<String> = (0..50).map(|i| format!("k{i:02}")).collect();
     let mut args = vec!["tenant", "create", "--no-migrate"];
     args.extend(tenants.iter().map(String::as_str));
-    db.wasmig(plugins.path(), &args).expect(0);
+    db.wasmig(plugins.path(), &args).expect(Exit::Ok);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmig"))
         .args(["-q", "migrate", "--jobs", "2"])
         .env("DATABASE_URL", &db.url)
@@ -414,7 +424,7 @@ fn sigkill_in_the_middle_of_a_fleet_migration_loses_nothing() {
     let partial = db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name LIKE 'k%'");
     assert!(partial < 50 * 14, "killed before the end ({partial} steps)");
     // Every recorded step is really applied: the ledger and the schemas agree.
-    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name LIKE 'k%'"),
         50 * 14
@@ -529,7 +539,7 @@ fn backups_are_taken_before_migrating_and_restore_puts_schema_and_ledger_back() 
         plugins.path(),
         &["migrate", "--backup-dir", backups.to_str().expect("utf8")],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     let files: Vec<String> = std::fs::read_dir(&backups)
         .expect("backup dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -565,7 +575,7 @@ fn backups_are_taken_before_migrating_and_restore_puts_schema_and_ledger_back() 
             "--yes",
         ],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     // Back to the state before the migration: data, structure and ledger.
     assert!(!db.table_exists("b1", "note_tags"));
     assert_eq!(
@@ -582,7 +592,7 @@ fn backups_are_taken_before_migrating_and_restore_puts_schema_and_ledger_back() 
     assert_eq!(owner, Some(format!("{}_b1", db.name)), "ownership restored");
     let v = db
         .wasmig(plugins.path(), &["verify", "--json"])
-        .expect(1)
+        .expect(Exit::Problems)
         .json();
     assert_eq!(
         v["tenants"][0]["pending"],
@@ -593,12 +603,12 @@ fn backups_are_taken_before_migrating_and_restore_puts_schema_and_ledger_back() 
         serde_json::json!([]),
         "restored ledger rows still authenticate"
     );
-    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert!(db.table_exists("b1", "note_tags"));
 
     // Without pg_dump nothing is applied at all.
     db.wasmig(plugins.path(), &["tenant", "create", "b3", "--no-migrate"])
-        .expect(0);
+        .expect(Exit::Ok);
     let out = Command::new(env!("CARGO_BIN_EXE_wasmig"))
         .args(["migrate", "--backup-dir", backups.to_str().expect("utf8")])
         .env("DATABASE_URL", &db.url)

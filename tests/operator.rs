@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{PluginDir, Run, TestDb, wasmig_command};
+use wasmig::Exit;
 
 const SECRET: &str = "s3cretPW";
 
@@ -79,7 +80,7 @@ fn a_malformed_url_never_prints_its_password_whatever_its_source() {
         c.env("PROD_URL", url);
         cases.push(("the config file", c));
         for (source, c) in cases {
-            let r = run(c, &["tenant", "list"]).expect(2);
+            let r = run(c, &["tenant", "list"]).expect(Exit::Error);
             let all = format!("{}{}", r.stdout, r.stderr);
             assert!(!all.contains(SECRET), "{source}: password printed:\n{all}");
             assert!(all.contains("***"), "{source}: {all}");
@@ -91,7 +92,7 @@ fn a_malformed_url_never_prints_its_password_whatever_its_source() {
     c.env("PGHOST", "localhost")
         .env("PGPORT", "nope")
         .env("PGPASSWORD", SECRET);
-    let r = run(c, &["tenant", "list"]).expect(2);
+    let r = run(c, &["tenant", "list"]).expect(Exit::Error);
     assert!(
         r.stderr.contains("invalid PGPORT") && !r.stderr.contains(SECRET),
         "{}",
@@ -155,7 +156,7 @@ fn a_server_that_never_answers_is_given_up_on_after_connect_timeout() {
         let mut c = bare(&args);
         c.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let started = Instant::now();
-        let r = run(c, &args).expect(2);
+        let r = run(c, &args).expect(Exit::Error);
         let took = started.elapsed();
         assert!(
             took >= Duration::from_secs(secs) && took < Duration::from_secs(secs + 5),
@@ -172,7 +173,7 @@ fn a_server_that_never_answers_is_given_up_on_after_connect_timeout() {
     // Without either setting the default bounds it too; "wait forever" is refused up front.
     let mut c = bare(&["tenant", "list"]);
     c.env("DATABASE_URL", &url).env("PGCONNECT_TIMEOUT", "0");
-    let r = run(c, &["tenant", "list"]).expect(2);
+    let r = run(c, &["tenant", "list"]).expect(Exit::Error);
     assert!(
         r.stderr.contains("invalid PGCONNECT_TIMEOUT") && r.stderr.contains("wait forever"),
         "{}",
@@ -181,7 +182,7 @@ fn a_server_that_never_answers_is_given_up_on_after_connect_timeout() {
     let mut c = bare(&["tenant", "list"]);
     c.env("DATABASE_URL", &url);
     let started = Instant::now();
-    let r = run(c, &["tenant", "list"]).expect(2);
+    let r = run(c, &["tenant", "list"]).expect(Exit::Error);
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "{:?}",
@@ -198,9 +199,9 @@ fn a_server_that_never_answers_is_given_up_on_after_connect_timeout() {
 fn demo(label: &str) -> (TestDb, PluginDir) {
     let db = TestDb::new(label);
     let plugins = PluginDir::new(&["notes_v1"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     db.wasmig(plugins.path(), &["tenant", "create", "t1", "t2", "t3"])
-        .expect(0);
+        .expect(Exit::Ok);
     (db, plugins)
 }
 
@@ -237,10 +238,10 @@ fn every_command_names_its_database_and_says_what_it_overrode() {
         );
     }
     // --json keeps stdout pure JSON; -q keeps the banner off.
-    let r = db.wasmig(p, &["status", "--json"]).expect(0);
+    let r = db.wasmig(p, &["status", "--json"]).expect(Exit::Ok);
     r.json();
     assert!(r.stderr.contains("wasmig: database"), "{}", r.stderr);
-    let r = db.wasmig(p, &["-q", "status"]).expect(0);
+    let r = db.wasmig(p, &["-q", "status"]).expect(Exit::Ok);
     assert!(!r.stderr.contains("wasmig: database"), "{}", r.stderr);
 
     // A config file beside the command wins over DATABASE_URL: both are said.
@@ -258,7 +259,7 @@ fn every_command_names_its_database_and_says_what_it_overrode() {
         .env("DATABASE_URL", "postgres://other@elsewhere/db")
         .env("PGHOST", "elsewhere");
     // The prod environment's ${PROD_PW} is not set: dev, the one used, must not care.
-    let r = run(c, &["status"]).expect(0);
+    let r = run(c, &["status"]).expect(Exit::Ok);
     assert!(
         r.stderr.contains(&format!(
             "wasmig: database {shown} (environment `dev` of wasmig.toml)"
@@ -274,7 +275,7 @@ fn every_command_names_its_database_and_says_what_it_overrode() {
     // --database-url wins over a config environment whose ${VAR} is unset.
     let mut c = db.wasmig_command(p, &["--env", "prod", "--database-url", &db.url, "status"]);
     c.current_dir(dir.path());
-    let r = run(c, &["status"]).expect(0);
+    let r = run(c, &["status"]).expect(Exit::Ok);
     assert!(
         r.stderr
             .contains("(from --database-url; environment `prod`)"),
@@ -284,7 +285,7 @@ fn every_command_names_its_database_and_says_what_it_overrode() {
     // Used, the unset variable is an error naming it and the line.
     let mut c = db.wasmig_command(p, &["--env", "prod", "status"]);
     c.current_dir(dir.path()).env_remove("PROD_PW");
-    let r = run(c, &["status"]).expect(2);
+    let r = run(c, &["status"]).expect(Exit::Error);
     assert!(
         r.stderr.contains("line 5") && r.stderr.contains("${PROD_PW}"),
         "{}",
@@ -302,7 +303,7 @@ fn backups_are_private_files_in_a_private_directory() {
         plugins.path(),
         &["migrate", "--backup-dir", backups.to_str().expect("utf8")],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     let mode =
         |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&backups), 0o700);
@@ -324,7 +325,7 @@ fn backups_are_private_files_in_a_private_directory() {
         plugins.path(),
         &["metrics", "--output", prom.to_str().expect("utf8")],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     assert_eq!(mode(&prom), 0o644);
     assert_eq!(
         std::fs::read_dir(dir.path()).expect("read").count(),
@@ -394,7 +395,7 @@ fn names_that_match_no_loaded_plugin_are_refused_from_flags_and_warned_about_fro
         ),
         (&["pin", "nope"], "`pin nope` names no loaded plugin"),
     ] {
-        let r = db.wasmig(p, args).expect(2);
+        let r = db.wasmig(p, args).expect(Exit::Error);
         assert!(r.stderr.contains(said), "{args:?}: {}", r.stderr);
         assert!(
             r.stderr.contains("notes"),
@@ -402,14 +403,16 @@ fn names_that_match_no_loaded_plugin_are_refused_from_flags_and_warned_about_fro
             r.stderr
         );
     }
-    let r = db.wasmig(p, &["--trust", "note", "status"]).expect(2);
+    let r = db
+        .wasmig(p, &["--trust", "note", "status"])
+        .expect(Exit::Error);
     assert!(r.stderr.contains("did you mean `notes`?"), "{}", r.stderr);
     // The same names from environment variables or the config file only warn (such settings
     // serve runs over other plugin directories too), and the command goes on.
     let mut c = db.wasmig_command(p, &["status"]);
     c.env("WASMIG_TRUSTED", "nope")
         .env("WASMIG_GRANTS", "nope2=data");
-    let r = run(c, &["status"]).expect(0);
+    let r = run(c, &["status"]).expect(Exit::Ok);
     assert!(
         r.stderr
             .contains("`nope` in WASMIG_TRUSTED names no loaded plugin"),
@@ -433,7 +436,7 @@ fn names_that_match_no_loaded_plugin_are_refused_from_flags_and_warned_about_fro
     .expect("config");
     let mut c = db.wasmig_command(p, &["status"]);
     c.current_dir(dir.path());
-    let r = run(c, &["status"]).expect(0);
+    let r = run(c, &["status"]).expect(Exit::Ok);
     assert!(
         r.stderr
             .contains("`nope3` (`limits` in wasmig.toml) names no loaded plugin"),
@@ -452,7 +455,7 @@ fn destructive_commands_ask_for_yes_and_change_nothing_without_it() {
         p,
         &["migrate", "--backup-dir", backups.to_str().expect("utf8")],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     // Nothing was pending, so no dump: make one by adding a plugin.
     plugins.add_file("carriers");
     db.wasmig(
@@ -465,7 +468,7 @@ fn destructive_commands_ask_for_yes_and_change_nothing_without_it() {
             backups.to_str().expect("utf8"),
         ],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     let dump = std::fs::read_dir(&backups)
         .expect("backups")
         .map(|e| e.expect("entry").path())
@@ -477,7 +480,7 @@ fn destructive_commands_ask_for_yes_and_change_nothing_without_it() {
         vec!["revert", "--schema", "t1", "--plugin", "carriers"],
         vec!["tenant", "drop", "t1"],
     ] {
-        let r = db.wasmig(p, &args).expect(2);
+        let r = db.wasmig(p, &args).expect(Exit::Error);
         assert!(
             r.stderr
                 .contains("nothing was changed: add --yes to confirm"),
@@ -497,7 +500,7 @@ fn destructive_commands_ask_for_yes_and_change_nothing_without_it() {
             "--yes",
         ],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     assert!(
         !db.table_exists("t1", "carriers_carrier"),
         "restored to before carriers"
@@ -508,11 +511,11 @@ fn destructive_commands_ask_for_yes_and_change_nothing_without_it() {
 fn slow_fleet(label: &str) -> (TestDb, PluginDir) {
     let db = TestDb::new(label);
     let plugins = PluginDir::new(&["slow"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     let names: Vec<String> = (0..30).map(|i| format!("t{i:02}")).collect();
     let mut args = vec!["tenant", "create", "--no-migrate"];
     args.extend(names.iter().map(String::as_str));
-    db.wasmig(plugins.path(), &args).expect(0);
+    db.wasmig(plugins.path(), &args).expect(Exit::Ok);
     (db, plugins)
 }
 
@@ -542,7 +545,7 @@ fn start_and_wait_for_progress(db: &TestDb, plugins: &PluginDir) -> std::process
 
 fn history_json(db: &TestDb, plugins: &PluginDir) -> serde_json::Value {
     db.wasmig(plugins.path(), &["history", "--json", "--limit", "1"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json()[0]
         .clone()
 }
@@ -559,13 +562,13 @@ fn assert_ledger_matches_tables(db: &TestDb) {
 
 #[test]
 fn sigint_and_sigterm_mid_run_finish_the_running_steps_and_record_the_run_as_interrupted() {
-    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+    for (sig, code) in [("INT", Exit::Interrupted), ("TERM", Exit::Terminated)] {
         let (db, plugins) = slow_fleet(&format!("sig{}", sig.to_lowercase()));
         let child = start_and_wait_for_progress(&db, &plugins);
         signal(child.id(), sig);
         let out = child.wait_with_output().expect("wait");
         let run = Run::from(out, &["-j", "2", "migrate"]);
-        assert_eq!(run.code, code, "SIG{sig}");
+        assert_eq!(run.code, code as i32, "SIG{sig}");
         assert!(
             run.stdout.contains(&format!("INTERRUPTED by SIG{sig}")),
             "{}",
@@ -589,7 +592,7 @@ fn sigint_and_sigterm_mid_run_finish_the_running_steps_and_record_the_run_as_int
             "no lock left behind"
         );
         // A rerun finishes the job.
-        db.wasmig(plugins.path(), &["migrate"]).expect(0);
+        db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
         assert_eq!(db.scalar_i64("SELECT count(*) FROM wasmig.ledger"), 60);
     }
 }
@@ -621,7 +624,7 @@ fn a_second_signal_stops_at_once_and_a_dead_runner_is_shown_as_abandoned() {
         second.elapsed()
     );
     let run = Run::from(out, &["migrate"]);
-    assert_eq!(run.code, 130);
+    assert_eq!(run.code, Exit::Interrupted as i32);
     assert!(
         run.stderr.contains("SIGINT again: stopping now"),
         "{}",
@@ -635,7 +638,10 @@ fn a_second_signal_stops_at_once_and_a_dead_runner_is_shown_as_abandoned() {
     // session): abandoned, not running.
     let h = history_json(&db, &plugins);
     assert_eq!(h["outcome"], "abandoned", "{h}");
-    let text = db.wasmig(plugins.path(), &["history"]).expect(0).stdout;
+    let text = db
+        .wasmig(plugins.path(), &["history"])
+        .expect(Exit::Ok)
+        .stdout;
     assert!(
         text.contains("abandoned") && !text.contains("running"),
         "{text}"
@@ -649,11 +655,17 @@ fn a_killed_runner_is_shown_as_abandoned_and_a_live_one_as_running() {
     // While it runs: running.
     let h = history_json(&db, &plugins);
     assert!(h["outcome"].is_null(), "{h}");
-    let text = db.wasmig(plugins.path(), &["history"]).expect(0).stdout;
+    let text = db
+        .wasmig(plugins.path(), &["history"])
+        .expect(Exit::Ok)
+        .stdout;
     assert!(text.contains("running"), "{text}");
     // The schema locks it holds are shown as what they are: a server process and the
     // application_name its session set (any session may set any name).
-    let health = db.wasmig(plugins.path(), &["health"]).expect(1).stdout;
+    let health = db
+        .wasmig(plugins.path(), &["health"])
+        .expect(Exit::Problems)
+        .stdout;
     assert!(
         health.contains("held by server process") && health.contains("(application_name `wasmig`)"),
         "{health}"
@@ -667,7 +679,10 @@ fn a_killed_runner_is_shown_as_abandoned_and_a_live_one_as_running() {
     assert_eq!(db.advisory_locks_after_wasmig_left(), 0);
     let h = history_json(&db, &plugins);
     assert_eq!(h["outcome"], "abandoned", "{h}");
-    let health = db.wasmig(plugins.path(), &["health"]).expect(1).stdout;
+    let health = db
+        .wasmig(plugins.path(), &["health"])
+        .expect(Exit::Problems)
+        .stdout;
     assert!(health.contains("ended `abandoned`"), "{health}");
 }
 
@@ -693,7 +708,7 @@ fn history_names_the_user_and_quotes_arguments_and_json_floats_carry_no_noise() 
         &["migrate", "--plugin", "carriers", "--json"],
     );
     c.env_remove("USER").env_remove("LOGNAME");
-    let r = run(c, &["migrate"]).expect(0);
+    let r = run(c, &["migrate"]).expect(Exit::Ok);
     assert_no_float_noise("migrate --json", &r.json());
     let me = Command::new("id").arg("-un").output().expect("id");
     let me = String::from_utf8_lossy(&me.stdout).trim().to_owned();
@@ -704,20 +719,23 @@ fn history_names_the_user_and_quotes_arguments_and_json_floats_carry_no_noise() 
         plugins.path(),
         &["tenant", "create", "t4", "--name", "Acme & Co's"],
     )
-    .expect(0);
-    let text = db.wasmig(plugins.path(), &["history"]).expect(0).stdout;
+    .expect(Exit::Ok);
+    let text = db
+        .wasmig(plugins.path(), &["history"])
+        .expect(Exit::Ok)
+        .stdout;
     assert!(
         text.contains(r#"tenant create t4 --name 'Acme & Co'\''s'"#),
         "{text}"
     );
     let health = db
         .wasmig(plugins.path(), &["health", "--json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     assert_no_float_noise("health --json", &health);
     let metrics = db
         .wasmig(plugins.path(), &["metrics", "--format", "json"])
-        .expect(0)
+        .expect(Exit::Ok)
         .json();
     assert_no_float_noise("metrics --format json", &metrics);
 }

@@ -4,6 +4,7 @@
 //! migrating the other tenants of the same run.
 
 use crate::support::{ADMIN_USER, PluginDir, Run, TestDb};
+use wasmig::Exit;
 
 struct Arena {
     db: TestDb,
@@ -19,13 +20,13 @@ impl Arena {
     fn with(label: &str, hostile: &str) -> Arena {
         let db = TestDb::new(label);
         let plugins = PluginDir::new(&["reference", "notes_v1", hostile]);
-        db.wasmig(plugins.path(), &["init"]).expect(0);
+        db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
         db.wasmig(plugins.path(), &["migrate", "--shared"])
-            .expect(0);
+            .expect(Exit::Ok);
         let a = Arena { db, plugins };
         a.tenant("vic", "none", "");
         a.db.wasmig(a.plugins.path(), &["migrate", "--schema", "vic"])
-            .expect(0);
+            .expect(Exit::Ok);
         a.db.exec("INSERT INTO vic.notes (title) VALUES ('the victim''s data')");
         a
     }
@@ -41,7 +42,7 @@ impl Arena {
                 self.plugins.path(),
                 &["tenant", "create", schema, "--no-migrate"],
             )
-            .expect(0);
+            .expect(Exit::Ok);
         self.db.exec(&format!(
             "SET ROLE \"{role}\"; CREATE TABLE {schema}.attack_plan (attack text, target text);
              INSERT INTO {schema}.attack_plan VALUES ('{attack}', '{target}'); RESET ROLE;",
@@ -77,7 +78,7 @@ impl Arena {
 
     /// Runs `attack` in a fresh tenant `att` next to a fresh bystander `by`; checks that
     /// nothing else changed and that the bystander was migrated by the same run.
-    fn attack(&self, attack: &str, target: &str, extra: &[&str], code: i32) -> Run {
+    fn attack(&self, attack: &str, target: &str, extra: &[&str], code: Exit) -> Run {
         self.attack_env(attack, target, extra, &[], code)
     }
 
@@ -88,7 +89,7 @@ impl Arena {
         target: &str,
         extra: &[&str],
         env: &[(&str, &str)],
-        code: i32,
+        code: Exit,
     ) -> Run {
         self.tenant("att", attack, target);
         self.tenant("by", "none", "");
@@ -111,7 +112,7 @@ impl Arena {
             self.db.table_exists("by", "behaved"),
             "the bystander must still be migrated"
         );
-        if code != 0 {
+        if code != Exit::Ok {
             assert_eq!(
                 self.db
                     .scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'att'"),
@@ -141,7 +142,7 @@ fn att_error(run: &Run) -> String {
 fn fails_with(attack: &str, target: &str, extra: &[&str], expected: &str) {
     let a = Arena::new(attack);
     let target = target.replace("$vic", "vic").replace("$admin", ADMIN_USER);
-    let run = a.attack(attack, &target, extra, 1);
+    let run = a.attack(attack, &target, extra, Exit::Problems);
     let line = att_error(&run);
     assert!(
         line.contains("plugin `hostile`, step `0001_attack`"),
@@ -437,7 +438,7 @@ fn commit_inside_a_step_keeps_it_atomic() {
 #[test]
 fn commit_inside_a_script_keeps_it_atomic() {
     let a = Arena::new("commit_script");
-    let run = a.attack("commit_in_script", "", &[], 1);
+    let run = a.attack("commit_in_script", "", &[], Exit::Problems);
     assert!(att_error(&run).contains("`COMMIT` is not allowed in a step"));
     assert!(
         !a.db.table_exists("att", "leaked"),
@@ -467,7 +468,7 @@ fn commit_smuggled_past_the_splitter_is_refused_by_the_server() {
 #[test]
 fn commit_inside_a_do_block() {
     let a = Arena::new("commit_do");
-    let run = a.attack("commit_in_do", "", &[], 1);
+    let run = a.attack("commit_in_do", "", &[], Exit::Problems);
     assert!(
         att_error(&run).contains("invalid transaction termination"),
         "{}",
@@ -541,7 +542,7 @@ fn statement_flood() {
 #[test]
 fn guest_panic_is_reported_once_with_its_message() {
     let a = Arena::new("panic");
-    let run = a.attack("panic", "", &[], 1);
+    let run = a.attack("panic", "", &[], Exit::Problems);
     let line = att_error(&run);
     assert!(line.contains("hostile plugin panics on purpose"), "{line}");
     assert_eq!(
@@ -558,7 +559,7 @@ fn guest_panic_is_reported_once_with_its_message() {
 fn log_flood_is_truncated_and_never_floods_the_host() {
     let a = Arena::new("log_flood");
     // The step itself is harmless apart from its output, so it applies.
-    let run = a.attack("log_flood", "", &[], 0);
+    let run = a.attack("log_flood", "", &[], Exit::Ok);
     assert!(a.db.table_exists("att", "flooded"));
     assert!(
         run.stderr.len() < 4 << 20,
@@ -578,10 +579,10 @@ fn log_flood_is_truncated_and_never_floods_the_host() {
 #[test]
 fn a_plugin_changing_its_own_password_does_not_lock_the_tenant_out() {
     let a = Arena::new("own_password");
-    a.attack("change_own_password", "", &[], 0);
+    a.attack("change_own_password", "", &[], Exit::Ok);
     // The next run must log in as that role again: the host restores the password.
     a.plugins.set(&["reference", "notes_v2_added", "hostile"]);
-    let run = a.db.wasmig(a.plugins.path(), &["migrate"]).expect(0);
+    let run = a.db.wasmig(a.plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert!(
         run.stderr.contains("refused its password; restoring it"),
         "{}",
@@ -600,7 +601,7 @@ fn a_forged_ledger_row_is_reported_and_refuses_the_schema() {
     );
     let status =
         a.db.wasmig(a.plugins.path(), &["status", "--json"])
-            .expect(0)
+            .expect(Exit::Ok)
             .json();
     let vic = status["schemas"]
         .as_array()
@@ -613,7 +614,9 @@ fn a_forged_ledger_row_is_reported_and_refuses_the_schema() {
         vic["forged"],
         serde_json::json!(["notes/0003_tags_unique_titles"])
     );
-    let run = a.db.wasmig(a.plugins.path(), &["migrate"]).expect(1);
+    let run =
+        a.db.wasmig(a.plugins.path(), &["migrate"])
+            .expect(Exit::Problems);
     assert!(
         run.stderr
             .contains("ledger row `notes/0003_tags_unique_titles` was not written by wasmig"),
@@ -673,14 +676,14 @@ fn the_application_role_gets_privileges_on_plugin_objects() {
     db.exec("CREATE ROLE app_user_approle LOGIN");
     let plugins = PluginDir::new(&["notes_v1"]);
     db.wasmig(plugins.path(), &["init", "--app-role", "app_user_approle"])
-        .expect(0);
+        .expect(Exit::Ok);
     db.wasmig(
         plugins.path(),
         &["tenant", "create", "ap", "--app-role", "app_user_approle"],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     plugins.set(&["notes_v2_added"]);
-    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     for (table, privilege) in [
         ("ap.notes", "INSERT"),
         ("ap.notes", "SELECT"),
@@ -697,7 +700,7 @@ fn the_application_role_gets_privileges_on_plugin_objects() {
             plugins.path(),
             &["tenant", "create", "ap2", "--app-role", "no_such_role"],
         )
-        .expect(2);
+        .expect(Exit::Error);
     assert!(
         bad.stderr.contains("role `no_such_role` does not exist"),
         "{}",
@@ -718,7 +721,7 @@ fn a_carriage_return_does_not_hide_transaction_control() {
 #[track_caller]
 fn refused_and_nothing_leaked(attack: &str, expected: &[&str]) {
     let a = Arena::new(attack);
-    let run = a.attack(attack, "", &[], 1);
+    let run = a.attack(attack, "", &[], Exit::Problems);
     let line = att_error(&run);
     assert!(
         expected.iter().any(|e| line.contains(e)),
@@ -743,7 +746,7 @@ fn a_statement_that_ends_the_step_transaction_is_caught_by_the_server_side_check
         ("end_transaction_query", "COMMIT"),
     ] {
         let a = Arena::new("end_tx");
-        let run = a.attack_env(attack, statement, &[], &[SKIP_TEXT_FILTER], 1);
+        let run = a.attack_env(attack, statement, &[], &[SKIP_TEXT_FILTER], Exit::Problems);
         let line = att_error(&run);
         assert!(
             line.contains("ended the step's transaction"),
@@ -785,7 +788,7 @@ fn assert_inert(what: &str, text: &str) {
 fn plugin_text_cannot_forge_the_operators_screen() {
     for attack in ["forge_output", "forge_raise", "forge_panic"] {
         let a = Arena::new(attack);
-        let run = a.attack(attack, "", &[], 1);
+        let run = a.attack(attack, "", &[], Exit::Problems);
         assert_inert(attack, &run.stdout);
         assert_inert(attack, &run.stderr);
         let line = att_error(&run);
@@ -794,17 +797,17 @@ fn plugin_text_cannot_forge_the_operators_screen() {
             "{attack}: escape shown visibly: {line}"
         );
         // What status shows from the stored failure is inert too.
-        let status = a.db.wasmig(a.plugins.path(), &["status"]).expect(0);
+        let status = a.db.wasmig(a.plugins.path(), &["status"]).expect(Exit::Ok);
         assert_inert(attack, &status.stdout);
         assert_inert(attack, &status.stderr);
         let json =
             a.db.wasmig(a.plugins.path(), &["status", "--json"])
-                .expect(0);
+                .expect(Exit::Ok);
         assert_inert(attack, &json.stdout);
     }
     // Log lines and the plugin's stdout/stderr come out one per message, escapes visible.
     let a = Arena::new("forge_lines");
-    let run = a.attack("forge_output", "", &["-v"], 1);
+    let run = a.attack("forge_output", "", &["-v"], Exit::Problems);
     assert!(
         run.stderr
             .lines()
@@ -818,7 +821,7 @@ fn plugin_text_cannot_forge_the_operators_screen() {
 fn a_huge_error_is_capped_in_output_and_storage() {
     for attack in ["huge_error", "huge_raise"] {
         let a = Arena::new(attack);
-        let run = a.attack(attack, "", &[], 1);
+        let run = a.attack(attack, "", &[], Exit::Problems);
         assert!(
             run.stdout.len() + run.stderr.len() < 64 << 10,
             "{attack}: {} bytes of output",
@@ -884,10 +887,10 @@ fn nothing_is_left_outside_the_schema() {
 #[test]
 fn tenant_drop_leaves_nothing_owned_behind() {
     let a = Arena::new("drop_clean");
-    a.attack("none", "", &[], 0);
+    a.attack("none", "", &[], Exit::Ok);
     let role = a.role("att");
     a.db.wasmig(a.plugins.path(), &["tenant", "drop", "att", "--yes"])
-        .expect(0);
+        .expect(Exit::Ok);
     assert_eq!(
         a.db.scalar_i64(&format!(
             "SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"
@@ -966,7 +969,7 @@ fn what_the_schema_capability_allows_runs_no_code_for_the_application() {
     let with_app = |args: &[&str]| {
         let mut a = vec!["--app-role", app.as_str()];
         a.extend_from_slice(args);
-        db.wasmig(plugins.path(), &a).expect(0)
+        db.wasmig(plugins.path(), &a).expect(Exit::Ok)
     };
     with_app(&["init"]);
     with_app(&["migrate", "--shared"]);
@@ -1017,7 +1020,7 @@ fn a_seed_gets_the_data_capability_and_grants_raise_it() {
             a.plugins.path(),
             &["migrate", "--schema", "att", "--grant", "hostile=data"],
         )
-        .expect(1);
+        .expect(Exit::Problems);
     let line = att_error(&run);
     assert!(
         line.contains("CREATE TABLE is not allowed") && line.contains("`data` capability"),
@@ -1035,14 +1038,19 @@ fn a_seed_gets_the_data_capability_and_grants_raise_it() {
         a.plugins.path(),
         &["migrate", "--schema", "att", "--grant", "hostile=schema"],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     assert!(a.db.table_exists("att", "behaved"));
 }
 
 #[test]
 fn trust_grants_full_rights_and_only_then_triggers_are_allowed() {
     let a = Arena::new("full_tier");
-    a.attack("plant_trigger", "vic", &["--trust", "reference,hostile"], 0);
+    a.attack(
+        "plant_trigger",
+        "vic",
+        &["--trust", "reference,hostile"],
+        Exit::Ok,
+    );
     assert!(a.db.table_exists("att", "bait"));
 }
 
@@ -1067,7 +1075,7 @@ fn a_step_holding_too_many_locks_is_stopped() {
         "many_locks",
         "",
         &["--plugin-limit", "hostile:max_locks=200"],
-        1,
+        Exit::Problems,
     );
     let line = att_error(&run);
     assert!(
@@ -1100,7 +1108,7 @@ fn a_tenant_session_holding_a_shared_lock_does_not_stop_the_shared_migration() {
             a.plugins.path(),
             &["migrate", "--shared", "--lock-timeout", "1s"],
         )
-        .expect(0);
+        .expect(Exit::Ok);
     assert!(
         run.stderr
             .contains("ended 1 tenant session(s) holding locks in the shared schema"),
@@ -1143,10 +1151,10 @@ fn without_the_object_guard_limited_tiers_are_refused_not_weakened() {
             .expect("run wasmig");
         Run::from(out, args)
     };
-    let init = run(&["init"]).expect(0);
+    let init = run(&["init"]).expect(Exit::Ok);
     assert!(init.stderr.contains("not a superuser"), "{}", init.stderr);
-    run(&["tenant", "create", "t1", "--no-migrate"]).expect(0);
-    let refused = run(&["migrate"]).expect(2);
+    run(&["tenant", "create", "t1", "--no-migrate"]).expect(Exit::Ok);
+    let refused = run(&["migrate"]).expect(Exit::Error);
     assert!(
         refused.stderr.contains("object guard")
             && refused.stderr.contains("`notes` (schema)")
@@ -1160,7 +1168,7 @@ fn without_the_object_guard_limited_tiers_are_refused_not_weakened() {
         "nothing ran"
     );
     // Trusted by name, it runs with full rights.
-    run(&["migrate", "--trust", "notes"]).expect(0);
+    run(&["migrate", "--trust", "notes"]).expect(Exit::Ok);
     assert!(db.table_exists("t1", "notes"));
 }
 
@@ -1182,7 +1190,13 @@ fn a_statement_that_opens_a_transaction_in_a_non_transactional_step_is_caught() 
     // transaction block (past the text filter, switched off here) would make the host's own
     // statements run inside the plugin's transaction. The check after every statement sees it.
     let a = Arena::with("nontx_begin", "hostile_nontx");
-    let run = a.attack_env("end_transaction", "BEGIN", &[], &[SKIP_TEXT_FILTER], 1);
+    let run = a.attack_env(
+        "end_transaction",
+        "BEGIN",
+        &[],
+        &[SKIP_TEXT_FILTER],
+        Exit::Problems,
+    );
     let line = att_error(&run);
     assert!(line.contains("left a transaction block open"), "{line}");
     assert!(
@@ -1197,7 +1211,7 @@ fn a_statement_that_opens_a_transaction_in_a_non_transactional_step_is_caught() 
     // Without the test hook the filter refuses the same statement before it reaches the
     // server: the plugin swallows that error, no block is opened, and the step goes on.
     let a = Arena::with("nontx_filter", "hostile_nontx");
-    let run = a.attack("end_transaction", "BEGIN", &[], 0);
+    let run = a.attack("end_transaction", "BEGIN", &[], Exit::Ok);
     assert!(
         run.stderr.contains("`BEGIN` is not allowed in a step")
             || a.db.table_exists("att", "leaked_after"),
@@ -1219,15 +1233,15 @@ fn nothing_a_step_leaves_in_the_session_reaches_the_next_plugin() {
     // first leaves a temporary table and a role, the second would record finding either.
     let db = TestDb::new("carry_over");
     let plugins = PluginDir::new(&["reference", "hostile", "hostile_nontx"]);
-    db.wasmig(plugins.path(), &["init"]).expect(0);
+    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
     db.wasmig(plugins.path(), &["tenant", "create", "att", "--no-migrate"])
-        .expect(0);
+        .expect(Exit::Ok);
     db.exec(&format!(
         "SET ROLE \"{}_att\"; CREATE TABLE att.attack_plan (attack text, target text);
          INSERT INTO att.attack_plan VALUES ('carry_over', ''); RESET ROLE;",
         db.name
     ));
-    db.wasmig(plugins.path(), &["migrate"]).expect(0);
+    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'att'"),
         2,
@@ -1269,7 +1283,7 @@ fn assert_caret_under(run: &Run, line_no: Option<u32>, at: &str) {
 #[test]
 fn a_syntax_error_in_a_script_shows_its_line_with_a_caret() {
     let a = Arena::new("caret");
-    let run = a.attack("syntax_error", "", &[], 1);
+    let run = a.attack("syntax_error", "", &[], Exit::Problems);
     assert!(
         att_error(&run).contains("syntax error at or near \"(\""),
         "{}",
@@ -1286,7 +1300,7 @@ fn a_syntax_error_in_a_script_shows_its_line_with_a_caret() {
 #[test]
 fn a_syntax_error_in_a_query_shows_its_line_with_a_caret() {
     let a = Arena::new("caret_query");
-    let run = a.attack("syntax_error_query", "", &[], 1);
+    let run = a.attack("syntax_error_query", "", &[], Exit::Problems);
     assert!(
         att_error(&run).contains("syntax error at end of input"),
         "{}",
@@ -1298,7 +1312,7 @@ fn a_syntax_error_in_a_query_shows_its_line_with_a_caret() {
 #[test]
 fn a_syntax_error_in_a_non_transactional_step_shows_its_line_with_a_caret() {
     let a = Arena::with("caret_nontx", "hostile_nontx");
-    let run = a.attack("syntax_error", "", &[], 1);
+    let run = a.attack("syntax_error", "", &[], Exit::Problems);
     assert!(
         att_error(&run).contains("syntax error at or near \"(\""),
         "{}",
@@ -1310,7 +1324,7 @@ fn a_syntax_error_in_a_non_transactional_step_shows_its_line_with_a_caret() {
 #[test]
 fn the_servers_detail_is_shown_on_a_line_of_its_own() {
     let a = Arena::new("detail");
-    let run = a.attack("detail_error", "", &[], 1);
+    let run = a.attack("detail_error", "", &[], Exit::Problems);
     assert!(
         att_error(&run).contains("duplicate key value"),
         "{}",
@@ -1330,7 +1344,7 @@ fn plugin_text_cannot_forge_the_caret_lines() {
     // The forged RAISE text holds line breaks and escapes: it stays on the error's own line,
     // and no LINE/caret block appears for an error without a position.
     let a = Arena::new("caret_forge");
-    let run = a.attack("forge_raise", "", &[], 1);
+    let run = a.attack("forge_raise", "", &[], Exit::Problems);
     assert!(
         !run.stderr
             .lines()

@@ -12,6 +12,7 @@ use tokio_postgres::NoTls;
 
 use crate::support::pg::{ADMIN_PASSWORD, ADMIN_USER, Durability, Server, give_to_postgres};
 use crate::support::{PluginDir, Run, wasmig_command};
+use wasmig::Exit;
 
 struct TlsServer {
     server: Server,
@@ -169,20 +170,20 @@ fn every_session_of_a_run_goes_over_tls_when_the_server_demands_it() {
     // The server rejects any connection without TLS, so these succeed only if the operator
     // and every schema role's session negotiated it.
     let u = url("127.0.0.1", &db, "sslmode=require");
-    wasmig(&u, plugins.path(), &["init"]).expect(0);
-    wasmig(&u, plugins.path(), &["tenant", "create", "acme", "globex"]).expect(0);
-    let v = wasmig(&u, plugins.path(), &["verify"]).expect(0);
+    wasmig(&u, plugins.path(), &["init"]).expect(Exit::Ok);
+    wasmig(&u, plugins.path(), &["tenant", "create", "acme", "globex"]).expect(Exit::Ok);
+    let v = wasmig(&u, plugins.path(), &["verify"]).expect(Exit::Ok);
     assert!(v.stdout.contains("2 tenant(s): 2 ok"), "{}", v.stdout);
     // The default (`prefer`) takes TLS when offered, as libpq does.
     let plain_default = url("127.0.0.1", &db, "application_name=x");
-    wasmig(&plain_default, plugins.path(), &["verify"]).expect(0);
+    wasmig(&plain_default, plugins.path(), &["verify"]).expect(Exit::Ok);
     // Without TLS the server's refusal is reported, and the password is not.
     let r = wasmig(
         &url("127.0.0.1", &db, "sslmode=disable"),
         plugins.path(),
         &["verify"],
     );
-    assert_ne!(r.code, 0);
+    assert_ne!(r.code, Exit::Ok as i32);
     assert!(r.stderr.contains("no encryption"), "{}", r.stderr);
     assert!(!r.stderr.contains(ADMIN_PASSWORD), "{}", r.stderr);
 }
@@ -194,24 +195,24 @@ fn verify_full_checks_the_chain_and_the_host_name_and_verify_ca_the_chain() {
     let plugins = PluginDir::new(&["carriers"]);
     let ca = s.ca.display().to_string();
     let full = format!("sslmode=verify-full&sslrootcert={ca}");
-    wasmig(&url("localhost", &db, &full), plugins.path(), &["init"]).expect(0);
+    wasmig(&url("localhost", &db, &full), plugins.path(), &["init"]).expect(Exit::Ok);
     wasmig(
         &url("localhost", &db, &full),
         plugins.path(),
         &["tenant", "create", "acme"],
     )
-    .expect(0);
+    .expect(Exit::Ok);
     // The certificate names `localhost`, not 127.0.0.1.
     let r = wasmig(&url("127.0.0.1", &db, &full), plugins.path(), &["verify"]);
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.code, Exit::Error as i32, "{}", r.stderr);
     assert!(r.stderr.contains("not valid for name"), "{}", r.stderr);
     // verify-ca checks the chain only.
     let chain = format!("sslmode=verify-ca&sslrootcert={ca}");
-    wasmig(&url("127.0.0.1", &db, &chain), plugins.path(), &["verify"]).expect(0);
+    wasmig(&url("127.0.0.1", &db, &chain), plugins.path(), &["verify"]).expect(Exit::Ok);
     // A root that did not sign the server's certificate is refused.
     let other = format!("sslmode=verify-ca&sslrootcert={}", s.other_ca.display());
     let r = wasmig(&url("127.0.0.1", &db, &other), plugins.path(), &["verify"]);
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.code, Exit::Error as i32, "{}", r.stderr);
     assert!(
         r.stderr.contains("invalid peer certificate: UnknownIssuer"),
         "{}",
@@ -227,7 +228,7 @@ fn verify_full_checks_the_chain_and_the_host_name_and_verify_ca_the_chain() {
         .output()
         .expect("run wasmig");
     let r = Run::from(out, &["verify"]);
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.code, Exit::Error as i32, "{}", r.stderr);
     assert!(r.stderr.contains("sslrootcert"), "{}", r.stderr);
 }
 
@@ -242,7 +243,7 @@ fn a_client_certificate_is_presented_by_every_session_when_the_server_demands_on
         plugins.path(),
         &["init"],
     );
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.code, Exit::Error as i32, "{}", r.stderr);
     assert!(r.stderr.contains("certificate"), "{}", r.stderr);
     // With one, the operator's session and each schema role's present it.
     let with = format!(
@@ -252,13 +253,13 @@ fn a_client_certificate_is_presented_by_every_session_when_the_server_demands_on
         s.client_key.display()
     );
     let u = url("localhost", &db, &with);
-    wasmig(&u, plugins.path(), &["init"]).expect(0);
+    wasmig(&u, plugins.path(), &["init"]).expect(Exit::Ok);
     let create = ["tenant", "create", "--no-migrate", "acme", "globex"];
-    wasmig(&u, plugins.path(), &create).expect(0);
+    wasmig(&u, plugins.path(), &create).expect(Exit::Ok);
     // pg_dump (libpq) gets the same certificate: the backups exist only if it connected.
     let backups = s.server.dir.join("tls/backups");
     let dir = backups.to_str().expect("utf8");
-    wasmig(&u, plugins.path(), &["migrate", "--backup-dir", dir]).expect(0);
+    wasmig(&u, plugins.path(), &["migrate", "--backup-dir", dir]).expect(Exit::Ok);
     let dumps = std::fs::read_dir(&backups)
         .expect("backup dir")
         .filter(|e| {
@@ -267,7 +268,7 @@ fn a_client_certificate_is_presented_by_every_session_when_the_server_demands_on
         })
         .count();
     assert_eq!(dumps, 2);
-    let v = wasmig(&u, plugins.path(), &["verify"]).expect(0);
+    let v = wasmig(&u, plugins.path(), &["verify"]).expect(Exit::Ok);
     assert!(v.stdout.contains("2 tenant(s): 2 ok"), "{}", v.stdout);
     // A key others can read is refused before connecting, naming the file and the fix.
     let loose = s.server.dir.join("tls/loose.key");
@@ -283,7 +284,7 @@ fn a_client_certificate_is_presented_by_every_session_when_the_server_demands_on
         ),
     );
     let r = wasmig(&loose_url, plugins.path(), &["verify"]);
-    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.code, Exit::Error as i32, "{}", r.stderr);
     assert!(
         r.stderr.contains(&format!("sslkey `{}`", loose.display()))
             && r.stderr.contains("chmod 600"),

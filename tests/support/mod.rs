@@ -334,7 +334,8 @@ impl Run {
 
     /// Asserts exit code `code`, showing the output and the server log otherwise.
     #[track_caller]
-    pub fn expect(self, code: i32) -> Run {
+    pub fn expect(self, exit: wasmig::Exit) -> Run {
+        let code = exit as i32;
         if self.code != code {
             let tail: String = server()
                 .log()
@@ -347,7 +348,7 @@ impl Run {
                 .collect::<Vec<_>>()
                 .join("\n");
             panic!(
-                "expected exit {code}, got {}\nstdout:\n{}\nstderr:\n{}\nserver log (tail):\n{tail}",
+                "expected exit {code} ({exit:?}), got {}\nstdout:\n{}\nstderr:\n{}\nserver log (tail):\n{tail}",
                 self.code, self.stdout, self.stderr
             );
         }
