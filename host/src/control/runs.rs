@@ -199,11 +199,34 @@ pub async fn step_durations(client: &Client) -> Result<DurationSummary, ControlE
     })
 }
 
+/// How a run ended, as `wasmig.run.outcome` records it (`abandoned` is never written: it is
+/// what a run without an end shows once its runner is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Everything asked for was done.
+    Ok,
+    /// Some schema failed, drifted or was refused.
+    Failed,
+    /// A signal stopped it cleanly.
+    Interrupted,
+}
+
+impl RunOutcome {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// Closes a run record.
 pub async fn finish_run(
     client: &Client,
     run_id: i64,
-    outcome: &str,
+    outcome: RunOutcome,
     applied: i32,
     failed: i32,
 ) -> Result<(), ControlError> {
@@ -212,7 +235,7 @@ pub async fn finish_run(
             "WITH done AS (UPDATE wasmig.run SET finished_at = clock_timestamp(), outcome = $2, applied = $3, failed = $4
                            WHERE run_id = $1 RETURNING run_id)
              SELECT pg_catalog.pg_advisory_unlock($5, (run_id % 2147483648)::int4) FROM done",
-            &[&run_id, &outcome, &applied, &failed, &RUN_LOCK_CLASS],
+            &[&run_id, &outcome.as_str(), &applied, &failed, &RUN_LOCK_CLASS],
         )
         .await
         .map_err(pg("closing the run record"))?;

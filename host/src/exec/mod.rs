@@ -1058,7 +1058,7 @@ impl Fleet {
                 Ok(()) => reverted.push(format!("{}/{}", pl.name, st.id)),
                 Err(f) => {
                     let f = f.inert();
-                    let _ = control::record_failure(
+                    if let Err(e) = control::record_failure(
                         op,
                         run_id,
                         schema,
@@ -1067,7 +1067,10 @@ impl Fleet {
                         f.sqlstate.as_deref(),
                         &f.message,
                     )
-                    .await;
+                    .await
+                    {
+                        tracing::warn!("{schema}: could not record the failure: {e}");
+                    }
                     return Outcome::Failed {
                         applied: reverted,
                         plugin: pl.name.clone(),

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 use super::{Settings, load_plugins, registry};
 use crate::Exit;
-use crate::control;
+use crate::control::{self, RunOutcome};
 use crate::exec::{Fleet, Outcome};
 use crate::names::SchemaName;
 use crate::plan::{LedgerEntry, PendingStep, Scope};
@@ -101,17 +101,32 @@ impl Ctx {
             .find(|e| &e.plugin == name && e.step_id == step)
     }
 
-    async fn finish(&self, schema: &SchemaName, outcome: &str, applied: usize, failed: usize) {
-        let _ = control::clear_run_grants(&self.op, self.run_id).await;
-        let _ = control::release_schema(&self.op, schema).await;
-        let _ = control::finish_run(
+    /// Clears the run's grants, releases the schema and closes the run record; what cannot
+    /// be done is said, not swallowed (the command's own result stands either way).
+    async fn finish(
+        &self,
+        schema: &SchemaName,
+        outcome: RunOutcome,
+        applied: usize,
+        failed: usize,
+    ) {
+        if let Err(e) = control::clear_run_grants(&self.op, self.run_id).await {
+            tracing::warn!("{e}");
+        }
+        if let Err(e) = control::release_schema(&self.op, schema).await {
+            tracing::warn!("{e}");
+        }
+        if let Err(e) = control::finish_run(
             &self.op,
             self.run_id,
             outcome,
             applied as i32,
             failed as i32,
         )
-        .await;
+        .await
+        {
+            tracing::warn!("could not record the end of run {}: {e}", self.run_id);
+        }
     }
 }
 
@@ -123,7 +138,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     let keep_through = match &sel.step {
         Some(step) => {
             if ctx.recorded(step).is_none() {
-                ctx.finish(&sel.schema, "failed", 0, 1).await;
+                ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
                 bail!(
                     "step `{step}` of `{}` is not applied in `{}`, so there is nothing to revert to",
                     spec.name,
@@ -148,7 +163,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
         .map(|p| p.name.as_str())
         .collect();
     if !dependants.is_empty() {
-        ctx.finish(&sel.schema, "failed", 0, 1).await;
+        ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
         bail!(
             "plugin `{}` is required by {} applied in `{}`; revert those first",
             spec.name,
@@ -164,7 +179,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     for (i, st) in spec.steps.iter().enumerate().skip(keep_through).rev() {
         if let Some(e) = ctx.recorded(&st.id) {
             if !e.authentic || e.checksum != st.checksum {
-                ctx.finish(&sel.schema, "failed", 0, 1).await;
+                ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
                 bail!(
                     "step `{}` of `{}` in `{}` was applied with other content (drift or a forged row); repair or review it before reverting",
                     st.id,
@@ -180,7 +195,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
         }
     }
     if todo.is_empty() {
-        ctx.finish(&sel.schema, "ok", 0, 0).await;
+        ctx.finish(&sel.schema, RunOutcome::Ok, 0, 0).await;
         crate::outln!("{}: nothing to revert", sel.schema);
         return Ok(Exit::Ok);
     }
@@ -201,7 +216,8 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
         .await;
     match outcome {
         Outcome::Applied { steps } => {
-            ctx.finish(&sel.schema, "ok", steps.len(), 0).await;
+            ctx.finish(&sel.schema, RunOutcome::Ok, steps.len(), 0)
+                .await;
             for st in &steps {
                 crate::outln!("{}: reverted {st}", sel.schema);
             }
@@ -214,7 +230,8 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
             sqlstate,
             message,
         } => {
-            ctx.finish(&sel.schema, "failed", applied.len(), 1).await;
+            ctx.finish(&sel.schema, RunOutcome::Failed, applied.len(), 1)
+                .await;
             for st in &applied {
                 crate::outln!("{}: reverted {st}", sel.schema);
             }
@@ -228,7 +245,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
             Ok(Exit::Problems)
         }
         Outcome::Interrupted { applied, signal } => {
-            ctx.finish(&sel.schema, "interrupted", applied.len(), 0)
+            ctx.finish(&sel.schema, RunOutcome::Interrupted, applied.len(), 0)
                 .await;
             for st in &applied {
                 crate::outln!("{}: reverted {st}", sel.schema);
@@ -241,7 +258,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
             Ok(crate::interrupt::received().map_or(Exit::Problems, Exit::from_signal))
         }
         other => {
-            ctx.finish(&sel.schema, "failed", 0, 1).await;
+            ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
             bail!("schema `{}`: {:?}", sel.schema, other)
         }
     }
@@ -271,7 +288,7 @@ pub async fn baseline(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     let added = control::baseline_rows(&ctx.op, ctx.run_id, &sel.schema, &rows).await;
     match added {
         Ok(n) => {
-            ctx.finish(&sel.schema, "ok", n as usize, 0).await;
+            ctx.finish(&sel.schema, RunOutcome::Ok, n as usize, 0).await;
             crate::outln!(
                 "{}: recorded {n} step(s) of `{}` through `{to}` as applied without running them ({} already recorded)",
                 sel.schema,
@@ -281,7 +298,7 @@ pub async fn baseline(s: &Settings, sel: &StepSelection) -> Result<Exit> {
             Ok(Exit::Ok)
         }
         Err(e) => {
-            ctx.finish(&sel.schema, "failed", 0, 1).await;
+            ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
             Err(e.into())
         }
     }
@@ -297,7 +314,7 @@ pub async fn repair(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     let spec = &ctx.fleet.plugins.spec(ctx.plugin);
     let i = spec.steps.iter().position(|st| &st.id == step).unwrap_or(0);
     if ctx.recorded(step).is_some_and(|e| !e.authentic) {
-        ctx.finish(&sel.schema, "failed", 0, 1).await;
+        ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
         bail!(
             "the ledger row of `{}/{step}` in `{}` was not written by wasmig (forged); repair only accepts reviewed drift: delete that row instead",
             spec.name,
@@ -315,7 +332,7 @@ pub async fn repair(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     let old = control::repair_row(&ctx.op, &sel.schema, &g).await;
     match old {
         Ok(Some(old)) => {
-            ctx.finish(&sel.schema, "ok", 1, 0).await;
+            ctx.finish(&sel.schema, RunOutcome::Ok, 1, 0).await;
             if old == g.checksum {
                 crate::outln!(
                     "{}: `{}/{step}` already has checksum {old} (row re-authenticated)",
@@ -333,7 +350,7 @@ pub async fn repair(s: &Settings, sel: &StepSelection) -> Result<Exit> {
             Ok(Exit::Ok)
         }
         Ok(None) => {
-            ctx.finish(&sel.schema, "failed", 0, 1).await;
+            ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
             bail!(
                 "step `{step}` of `{}` is not recorded in `{}`; nothing to repair (use baseline to record it)",
                 spec.name,
@@ -341,7 +358,7 @@ pub async fn repair(s: &Settings, sel: &StepSelection) -> Result<Exit> {
             )
         }
         Err(e) => {
-            ctx.finish(&sel.schema, "failed", 0, 1).await;
+            ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
             Err(e.into())
         }
     }
@@ -399,9 +416,17 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
         )
         .await?;
     }
-    let _ = control::release_schema(&op, schema).await;
-    let outcome = if result.is_ok() { "ok" } else { "failed" };
-    let _ = control::finish_run(&op, run_id, outcome, 0, i32::from(result.is_err())).await;
+    if let Err(e) = control::release_schema(&op, schema).await {
+        tracing::warn!("{e}");
+    }
+    let outcome = if result.is_ok() {
+        RunOutcome::Ok
+    } else {
+        RunOutcome::Failed
+    };
+    if let Err(e) = control::finish_run(&op, run_id, outcome, 0, i32::from(result.is_err())).await {
+        tracing::warn!("could not record the end of run {run_id}: {e}");
+    }
     result?;
     crate::outln!(
         "{schema}: restored from {} (schema and ledger rows)",

@@ -150,9 +150,9 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let failed = reports.iter().filter(|r| r.outcome.is_problem()).count();
     let signal = crate::interrupt::received();
     let outcome = match (signal, failed) {
-        (Some(_), _) => "interrupted",
-        (None, 0) => "ok",
-        (None, _) => "failed",
+        (Some(_), _) => control::RunOutcome::Interrupted,
+        (None, 0) => control::RunOutcome::Ok,
+        (None, _) => control::RunOutcome::Failed,
     };
     // The results stand even if the run record cannot be closed (e.g. the server restarted).
     if let Err(e) = control::finish_run(&op, run_id, outcome, applied as i32, failed as i32).await {
