@@ -318,7 +318,7 @@ impl SchemaStatus {
         m: &ManagedSchema,
         specs: &[PluginSpec],
         plan: &SchemaPlan,
-        failure: Option<&(String, String, Option<String>, String)>,
+        failure: Option<&crate::control::StepFailureRecord>,
     ) -> Self {
         SchemaStatus {
             schema: m.schema.to_string(),
@@ -343,11 +343,17 @@ impl SchemaStatus {
                 .collect(),
             forged: plan.forged.clone(),
             // Stored failures may predate the cap, or come from another tool: made inert here too.
-            last_failure: failure.map(|(p, s, code, msg)| {
+            // One line: the message (the caret, DETAIL and HINT stay in `wasmig.failure`).
+            last_failure: failure.map(|f| {
                 format!(
-                    "{p}/{s}: {}{}",
-                    crate::text::inert(msg, crate::text::MAX_ERROR_CHARS),
-                    sqlstate(&code.as_ref().map(|c| crate::text::inert(c, 5)))
+                    "{}/{}: {}{}",
+                    f.plugin,
+                    f.step,
+                    crate::text::inert(
+                        f.message.lines().next().unwrap_or(""),
+                        crate::text::MAX_ERROR_CHARS
+                    ),
+                    sqlstate(&f.sqlstate.as_ref().map(|c| crate::text::inert(c, 5)))
                 )
             }),
         }

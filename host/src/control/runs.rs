@@ -10,10 +10,24 @@ use tokio_postgres::Client;
 use super::{ControlError, RUN_LOCK_CLASS, pg};
 use crate::names::SchemaName;
 
-/// The most recent failure per schema: (plugin, step, sqlstate, message).
+/// A step failure that no later run fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailureRecord {
+    /// Plugin.
+    pub plugin: String,
+    /// Step id.
+    pub step: String,
+    /// SQLSTATE, when the server gave one.
+    pub sqlstate: Option<String>,
+    /// The error as wasmig showed it (first line: the message; then the failing line with its
+    /// caret, DETAIL and HINT, when there were any).
+    pub message: String,
+}
+
+/// The most recent unfixed failure per schema.
 pub async fn last_failures(
     client: &Client,
-) -> Result<HashMap<String, (String, String, Option<String>, String)>, ControlError> {
+) -> Result<HashMap<String, StepFailureRecord>, ControlError> {
     let rows = client
         .query(
             "SELECT DISTINCT ON (f.schema_name) f.schema_name, f.plugin, f.step_id, f.sqlstate, f.message
@@ -27,7 +41,17 @@ pub async fn last_failures(
         .map_err(pg("reading failures"))?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+        .map(|r| {
+            (
+                r.get(0),
+                StepFailureRecord {
+                    plugin: r.get(1),
+                    step: r.get(2),
+                    sqlstate: r.get(3),
+                    message: r.get(4),
+                },
+            )
+        })
         .collect())
 }
 
