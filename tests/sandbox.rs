@@ -1295,6 +1295,23 @@ fn a_syntax_error_in_a_script_shows_its_line_with_a_caret() {
         !a.db.table_exists("att", "fine"),
         "the step rolled back whole"
     );
+    // The stored failure keeps the caret block; status shows its first line only.
+    assert_eq!(
+        a.db.scalar_i64(
+            "SELECT count(*) FROM wasmig.failure WHERE schema_name = 'att' AND message LIKE '%LINE 2: %'"
+        ),
+        1
+    );
+    let status = a.db.wasmig(a.plugins.path(), &["status"]).expect(Exit::Ok);
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.contains("last failure"))
+        .unwrap_or_else(|| panic!("no last failure in:\n{}", status.stdout));
+    assert!(
+        line.contains("hostile/0001_attack: syntax error at or near") && !line.contains("LINE"),
+        "{line}"
+    );
 }
 
 #[test]
