@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 /// Whether a command that stops cleanly is running.
 static CLEAN_STOP: AtomicBool = AtomicBool::new(false);
-/// Wakes whoever waits for the first signal.
-static WOKEN: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
@@ -112,23 +110,11 @@ fn on_signal(sig: Signal) {
         "wasmig: {}: starting no new schema or step; waiting for the running steps to finish (send it again to stop at once)",
         sig.name()
     );
-    WOKEN.notify_waiters();
 }
 
 /// The first signal received, if any.
 pub fn received() -> Option<Signal> {
     Signal::from_number(RECEIVED.load(Ordering::SeqCst))
-}
-
-/// Waits for the first signal (returns at once if it came already).
-pub async fn wait() -> Signal {
-    loop {
-        let woken = WOKEN.notified();
-        if let Some(s) = received() {
-            return s;
-        }
-        woken.await;
-    }
 }
 
 /// While this lives, the first signal asks the command to stop cleanly instead of ending the

@@ -438,13 +438,6 @@ impl DbTarget {
         self
     }
 
-    /// Records that the settings came from `origin` (the config file loads its URL through
-    /// [`DbTarget::parse`] under a longer name).
-    pub fn with_origin(mut self, origin: &'static str) -> Self {
-        self.origin = origin;
-        self
-    }
-
     /// libpq environment variables for a child program (pg_dump, pg_restore) reaching the
     /// same database as the operator; the password travels only in the child's environment.
     pub fn libpq_env(&self) -> Vec<(&'static str, String)> {

@@ -178,8 +178,6 @@ pub struct Settings {
     pub args: Vec<String>,
     /// Where the database is.
     pub target: DbTarget,
-    /// Which database that is and why, for the banner.
-    pub database: DatabaseBanner,
     /// Plugin names given in settings (`--trust`, `--grant`, `--plugin-limit`, the config
     /// file), checked against the loaded plugins.
     pub name_refs: Vec<NameRef>,
@@ -341,7 +339,6 @@ impl Settings {
         Ok(Settings {
             args: process.args.clone(),
             target,
-            database,
             name_refs,
             grants,
             plugins_dir: g
