@@ -18,6 +18,25 @@ pub async fn clear_expired_grants(client: &Client) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// What a step grant lets its ledger write do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantAction {
+    /// Record the applied step.
+    Apply,
+    /// Remove the reverted step's row.
+    Revert,
+}
+
+impl GrantAction {
+    /// The value in `wasmig.step_grant.action`.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            GrantAction::Apply => "apply",
+            GrantAction::Revert => "revert",
+        }
+    }
+}
+
 /// What the host grants a schema role for one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepGrant {
@@ -35,8 +54,8 @@ pub struct StepGrant {
     pub plugin_version: String,
     /// MAC of the ledger row this grant will produce.
     pub mac: String,
-    /// `apply` (record the step) or `revert` (remove its row).
-    pub action: &'static str,
+    /// What the grant lets the step's ledger write do.
+    pub action: GrantAction,
     /// The capability tier the step runs with.
     pub tier: crate::plan::Tier,
     /// The step's own `temp_file_limit` in kB (the plugin's `max_temp_mb`), if it has one.
@@ -77,7 +96,7 @@ pub async fn insert_grants(
                 &col(|g| &g.artifact_checksum),
                 &col(|g| &g.plugin_version),
                 &col(|g| &g.mac),
-                &col(|g| g.action),
+                &col(|g| g.action.as_sql()),
                 &col(|g| g.tier.as_str()),
                 &grants
                     .iter()

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 use super::{Settings, load_plugins, registry};
 use crate::Exit;
-use crate::control::{self, RunOutcome};
+use crate::control::{self, GrantAction, RunOutcome};
 use crate::exec::{Fleet, Outcome};
 use crate::names::SchemaName;
 use crate::plan::{LedgerEntry, PendingStep, Scope};
@@ -191,7 +191,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
                 plugin: ctx.plugin,
                 step: i,
             };
-            todo.push((p, ctx.fleet.grant_for(&sel.schema, &p, "revert")));
+            todo.push((p, ctx.fleet.grant(&sel.schema, &p, GrantAction::Revert)));
         }
     }
     if todo.is_empty() {
@@ -210,9 +210,17 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
         .map(|(_, g)| (role.as_str(), &sel.schema, g))
         .collect();
     control::insert_grants(&ctx.op, ctx.run_id, &rows).await?;
+    let target = crate::plan::Target {
+        schema: sel.schema.clone(),
+        scope: if sel.schema == s.shared_schema {
+            Scope::Shared
+        } else {
+            Scope::Tenant
+        },
+    };
     let outcome = ctx
         .fleet
-        .revert_steps(&ctx.op, &sel.schema, &todo, ctx.run_id)
+        .revert_steps(&ctx.op, &target, &todo, ctx.run_id)
         .await;
     match outcome {
         Outcome::Applied { steps } => {
@@ -275,13 +283,13 @@ pub async fn baseline(s: &Settings, sel: &StepSelection) -> Result<Exit> {
     let last = spec.steps.iter().position(|st| &st.id == to).unwrap_or(0);
     let rows: Vec<_> = (0..=last)
         .map(|i| {
-            ctx.fleet.grant_for(
+            ctx.fleet.grant(
                 &sel.schema,
                 &PendingStep {
                     plugin: ctx.plugin,
                     step: i,
                 },
-                "apply",
+                GrantAction::Apply,
             )
         })
         .collect();
@@ -321,13 +329,13 @@ pub async fn repair(s: &Settings, sel: &StepSelection) -> Result<Exit> {
             sel.schema
         );
     }
-    let g = ctx.fleet.grant_for(
+    let g = ctx.fleet.grant(
         &sel.schema,
         &PendingStep {
             plugin: ctx.plugin,
             step: i,
         },
-        "apply",
+        GrantAction::Apply,
     );
     let old = control::repair_row(&ctx.op, &sel.schema, &g).await;
     match old {

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod load;
 pub mod output;
 pub mod sql;
+pub(crate) mod tx;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,6 +16,7 @@ use tokio_postgres::{Client, NoTls};
 use super::StepCtx;
 use super::bindings::wasmig::plugin::sql::Host;
 use super::bindings::wasmig::plugin::types::{Column, Rows, SqlError, Value};
+use super::tx::{AUTOCOMMIT_SQL, StepTx, XID_SQL};
 use crate::db::PgError;
 use crate::db::quote::{dollar_quote, first_keyword, is_transaction_control, split_statements};
 use crate::db::value::{
@@ -25,71 +26,36 @@ use crate::db::value::{
 /// A plugin's SQL session for one step.
 pub struct SqlSession {
     client: Arc<Client>,
-    transactional: bool,
-    statements: u32,
+    /// The step's transaction: its state, and the SQL of the protocol.
+    tx: StepTx,
     max_statements: u32,
     max_rows: usize,
     max_bytes: usize,
     deadline: Instant,
     timeout_secs: f64,
-    begin_pending: bool,
-    /// The server's id of the step's transaction (`txid_current()`), read when it opened;
-    /// after every plugin statement the host asks again, so a statement that ended the
-    /// transaction is caught whatever its text looked like.
-    xid: Option<String>,
-    /// Set when the query that opened the step's transaction failed (a cancel at the step
-    /// deadline can land on its `BEGIN`), or when a statement ended the transaction or opened
-    /// one: every later call is refused rather than run outside it, and the step fails.
-    broken: Option<String>,
-    /// Whether a plugin statement ended or opened a transaction (not just failed to open it).
-    lost_transaction: bool,
-    /// The statement that opens the step for the object guard (`wasmig_api.begin_step` with
-    /// the step's token); it rides with the step's `BEGIN`.
-    begin_step: String,
     /// Where the server placed the last error.
     failed: FailureSlot,
 }
 
-/// Run after every plugin statement, in the same pipeline (no extra round trip): in a
-/// transactional step it must name the step's own transaction; in a non-transactional one
-/// it must run in an implicit transaction of its own (`now()` is the transaction's start,
-/// so it equals the statement's start only outside a transaction block).
-const XID_SQL: &str = "SELECT pg_catalog.txid_current()::pg_catalog.text";
-const AUTOCOMMIT_SQL: &str = "SELECT (pg_catalog.now() OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp())::pg_catalog.text";
-
 impl SqlSession {
-    /// A session on `client`; `transactional` says whether the host opened a transaction.
-    /// Every call must finish by the step's deadline (`limits.step_timeout` from now).
-    /// `begin_step` is sent with the step's `BEGIN` (the host sends it itself for a
-    /// non-transactional step).
-    pub fn new(
-        client: Arc<Client>,
-        transactional: bool,
-        limits: &super::Limits,
-        begin_step: String,
-    ) -> Self {
+    /// A session on `client` for the step `tx`. Every call must finish by the step's
+    /// deadline (`limits.step_timeout` from now).
+    pub(crate) fn new(client: Arc<Client>, tx: StepTx, limits: &super::Limits) -> Self {
         SqlSession {
             client,
-            transactional,
-            statements: 0,
+            tx,
             max_statements: limits.max_statements,
             max_rows: limits.max_result_rows,
             max_bytes: limits.max_result_bytes,
             deadline: Instant::now() + limits.step_timeout,
             timeout_secs: limits.step_timeout.as_secs_f64(),
-            begin_pending: transactional,
-            xid: None,
-            broken: None,
-            lost_transaction: false,
-            begin_step,
             failed: FailureSlot::default(),
         }
     }
 
-    /// The id of the step's transaction, once it opened (the host checks it again when it
-    /// records the step).
-    pub fn xid(&self) -> Option<&str> {
-        self.xid.as_deref()
+    /// The step's transaction as the plugin left it.
+    pub(crate) fn tx(&self) -> &StepTx {
+        &self.tx
     }
 
     /// Where the server placed the last error of this step's statements, if it did.
@@ -97,83 +63,18 @@ impl SqlSession {
         self.failed.get()
     }
 
-    /// Whether a plugin statement ended the step's transaction or opened one of its own: its
-    /// earlier work may have been committed without a ledger row.
-    pub fn lost_transaction(&self) -> bool {
-        self.lost_transaction
-    }
-
-    /// The query to pipeline after a plugin statement, and what it must answer.
-    fn check(&self) -> (&'static str, Option<&str>) {
-        if self.transactional {
-            (XID_SQL, self.xid.as_deref())
-        } else {
-            (AUTOCOMMIT_SQL, Some("true"))
-        }
-    }
-
-    /// Judges the answer to [`Self::check`] sent right after the plugin's statement `n`.
-    fn judge(&mut self, answer: Result<Option<String>, SqlError>) {
-        let (_, expected) = self.check();
-        let lost = match answer {
-            Ok(got) => got.as_deref() != expected,
-            // 25P02: the step's transaction is still there, aborted by the plugin's failed
-            // statement. Any other failure of the check itself is not something to trust.
-            Err(e) => e.sqlstate.as_deref() != Some("25P02"),
-        };
-        if lost && self.broken.is_none() {
-            self.lost_transaction = true;
-            self.broken = Some(if self.transactional {
-                format!(
-                    "statement {} of the step ended the step's transaction (PostgreSQL reports another transaction after it); work the step did before it may have been committed without a ledger row: inspect the schema before rerunning",
-                    self.statements
-                )
-            } else {
-                format!(
-                    "statement {} of the step left a transaction block open; wasmig owns transaction boundaries, and the block was rolled back",
-                    self.statements
-                )
-            });
-        }
-    }
-
-    /// Whether the step's transaction has not been opened yet (the plugin sent no SQL);
-    /// the host then opens it together with the ledger record.
-    pub fn begin_pending(&self) -> bool {
-        self.begin_pending
-    }
-
-    /// Why the step's later statements were refused, if they were: the step has failed even
-    /// if the plugin swallowed that error (its transaction may never have opened).
-    pub fn broken(&self) -> Option<&str> {
-        self.broken.as_deref()
-    }
-
     /// Opens the step's transaction before the first extended-protocol statement.
     async fn begin_if_pending(&mut self) -> Result<(), SqlError> {
-        if self.begin_pending {
-            self.begin_pending = false;
+        if let Some(begin) = self.tx.take_begin() {
             let client = self.client.clone();
             let opened = self
-                .guarded(async {
-                    simple_last_value(&client, &format!("BEGIN; {}; {XID_SQL}", self.begin_step))
-                        .await
-                })
+                .guarded(async { simple_last_value(&client, &format!("{begin}; {XID_SQL}")).await })
                 .await;
-            self.note_opening(&opened);
-            self.xid = opened?;
+            self.tx
+                .opened(&opened.as_ref().map_err(|e| &e.message).cloned());
+            opened?;
         }
         Ok(())
-    }
-
-    /// Remembers that the query opening the step's transaction failed.
-    fn note_opening<T>(&mut self, opened: &Result<T, SqlError>) {
-        if let Err(e) = opened {
-            self.broken = Some(format!(
-                "an earlier statement of this step failed ({}), so the step's transaction may not be open; return the error",
-                e.message
-            ));
-        }
     }
 
     /// Runs `fut` against the step deadline. The plugin can change `statement_timeout` in its
@@ -195,16 +96,15 @@ impl SqlSession {
     }
 
     fn admit(&mut self, statement: &str) -> Result<(), SqlError> {
-        if let Some(why) = &self.broken {
-            return Err(host_error(why.clone()));
+        if let Some(why) = self.tx.refusal() {
+            return Err(host_error(why.to_owned()));
         }
         if statement.contains('\0') {
             return Err(host_error(
                 "the statement contains a NUL byte, which PostgreSQL cannot take".into(),
             ));
         }
-        self.statements += 1;
-        if self.statements > self.max_statements {
+        if self.tx.count_statement() > self.max_statements {
             return Err(host_error(format!(
                 "the step sent more than {} statements, the limit per step (max_statements)",
                 self.max_statements
@@ -422,7 +322,7 @@ impl Host for StepCtx {
         let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let client = s.client.clone();
         let failed = s.failed.clone();
-        let (check, _) = s.check();
+        let check = s.tx.check_sql();
         let (ran, answer) = s
             .guarded_pair(async {
                 let stmt = client
@@ -460,7 +360,7 @@ impl Host for StepCtx {
         let (max_rows, max_bytes) = (s.max_rows, s.max_bytes);
         let client = s.client.clone();
         let failed = s.failed.clone();
-        let (check, _) = s.check();
+        let check = s.tx.check_sql();
         let (ran, answer) = s
             .guarded_pair(async {
                 let stmt = client
@@ -498,7 +398,7 @@ impl Host for StepCtx {
         }
         let client = s.client.clone();
         let failed = s.failed.clone();
-        if !s.transactional {
+        if !s.tx.transactional() {
             // One statement at a time through the extended protocol (which refuses a piece
             // holding two commands), each followed by the check that no transaction block
             // was left open, stopping at the first failure (e.g. `CREATE INDEX
@@ -521,12 +421,12 @@ impl Host for StepCtx {
             }
             return Ok(Ok(()));
         }
-        if std::mem::take(&mut s.begin_pending) {
+        if let Some(begin) = s.tx.take_begin() {
             let opened = s
-                .guarded(begin_with_script(&client, &s.begin_step, &script, &failed))
+                .guarded(begin_with_script(&client, &begin, &script, &failed))
                 .await;
-            s.note_opening(&opened);
-            return Ok(opened.map(|xid| s.xid = xid));
+            s.tx.opened(&opened.as_ref().map_err(|e| &e.message).cloned());
+            return Ok(opened.map(drop));
         }
         // Inside the step's transaction, as the argument of `wasmig_api.run_script`:
         // PostgreSQL itself refuses transaction control there, so no check is needed.
@@ -558,14 +458,19 @@ impl SqlSession {
     /// Judges the check's answer, if the statement got as far as being sent.
     fn judge_after(&mut self, answer: Option<CheckAnswer>) {
         if let Some(answer) = answer {
-            self.judge(answer);
+            self.tx.judge(
+                answer
+                    .as_ref()
+                    .map(Option::as_deref)
+                    .map_err(|e| e.sqlstate.as_deref()),
+            );
         }
     }
 
     /// A statement that ended or opened a transaction fails, even if it succeeded.
     fn refuse_if_broken<T>(&self, ran: Result<T, SqlError>) -> Result<T, SqlError> {
-        match (&self.broken, ran) {
-            (Some(why), _) if self.lost_transaction => Err(host_error(why.clone())),
+        match (self.tx.refusal(), ran) {
+            (Some(why), _) if self.tx.lost() => Err(host_error(why.to_owned())),
             (_, ran) => ran,
         }
     }
@@ -597,7 +502,7 @@ fn last_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String>
 /// transaction's id.
 async fn begin_with_script(
     client: &Client,
-    begin_step: &str,
+    begin: &str,
     script: &str,
     failed: &FailureSlot,
 ) -> CheckAnswer {
@@ -605,7 +510,7 @@ async fn begin_with_script(
         host_error("the script contains a NUL byte, which PostgreSQL cannot take".into())
     })?;
     let sql = format!(
-        "BEGIN; {begin_step}; {}; {XID_SQL}",
+        "{begin}; {}; {XID_SQL}",
         crate::control::step_sql::run_script_quoted(&quoted)
     );
     // An error in the script is placed inside run_script's query: the script itself.

@@ -1,0 +1,309 @@
+//! The step transaction protocol, in one place: how a step's transaction opens (its
+//! `BEGIN` rides with the plugin's first statement), what the host checks after every
+//! plugin statement, and the SQL that finishes (record or unrecord, `COMMIT`) or undoes it.
+//! [`super::sql::SqlSession`] drives the state while the plugin runs; the executor reads it
+//! when the plugin returns and sends [`StepTx::finish_sql`] or [`StepTx::undo_sql`].
+//!
+//! Invariant: no plugin statement of a transactional step runs outside the step's own
+//! transaction; once the state is [`TxState::Broken`] every later statement is refused.
+
+use crate::control::step_sql;
+use crate::control::{CLEAN_SESSION, END_STEP};
+
+/// Run after every plugin statement, in the same pipeline (no extra round trip): in a
+/// transactional step it must name the step's own transaction.
+pub(crate) const XID_SQL: &str = "SELECT pg_catalog.txid_current()::pg_catalog.text";
+/// The same check for a non-transactional step: the statement must have run in an implicit
+/// transaction of its own (`now()` is the transaction's start, so it equals the statement's
+/// start only outside a transaction block).
+pub(crate) const AUTOCOMMIT_SQL: &str = "SELECT (pg_catalog.now() OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp())::pg_catalog.text";
+
+/// Where a step's transaction stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TxState {
+    /// Transactional, and the plugin has sent no SQL yet: `BEGIN` goes with its first
+    /// statement, or with the ledger record if it sends none.
+    Pending,
+    /// The step's transaction is open; the server's id for it (`txid_current()`).
+    Open(Option<String>),
+    /// Non-transactional: every statement commits on its own.
+    Autocommit,
+    /// The step failed in a way that forbids any later statement.
+    Broken {
+        /// Why later statements are refused (shown to the plugin and the operator).
+        why: String,
+        /// A statement ended the step's transaction or left one open (not only failed to
+        /// open it): earlier work may have committed without a ledger row.
+        lost: bool,
+    },
+}
+
+/// Whether the step's ledger row is written or removed when it finishes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum LedgerWrite {
+    /// `apply`: record the step, which took this many milliseconds.
+    Record(f64),
+    /// `revert`: remove the step's row.
+    Unrecord,
+}
+
+/// One step's transaction: its token, whether it is transactional, and its state.
+#[derive(Debug, Clone)]
+pub(crate) struct StepTx {
+    transactional: bool,
+    token: [u8; 32],
+    state: TxState,
+    /// Statements the plugin sent, for the message when one breaks the transaction.
+    statements: u32,
+}
+
+impl StepTx {
+    /// A step that has not started; `token` is its one-time grant.
+    pub(crate) fn new(transactional: bool, token: [u8; 32]) -> Self {
+        StepTx {
+            transactional,
+            token,
+            state: if transactional {
+                TxState::Pending
+            } else {
+                TxState::Autocommit
+            },
+            statements: 0,
+        }
+    }
+
+    /// Whether the step runs in one transaction.
+    pub(crate) fn transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// The statement that opens the step for the object guard (the grant's tier becomes the
+    /// session's until the step is recorded or rolled back).
+    pub(crate) fn begin_step(&self) -> String {
+        step_sql::begin_step(&self.token)
+    }
+
+    /// What the host sends before the plugin runs: a non-transactional step is opened for
+    /// the object guard at once (a transactional one opens with its `BEGIN`).
+    pub(crate) fn opening_sql(&self) -> Option<String> {
+        (!self.transactional).then(|| self.begin_step())
+    }
+
+    /// If the transaction is still to be opened, marks it as being opened and returns the
+    /// SQL to put before the plugin's statement: `BEGIN` and `begin_step`.
+    pub(crate) fn take_begin(&mut self) -> Option<String> {
+        if self.state != TxState::Pending {
+            return None;
+        }
+        self.state = TxState::Open(None);
+        Some(format!("BEGIN; {}", self.begin_step()))
+    }
+
+    /// The answer of the query that opened the transaction: its id, or the error that
+    /// leaves it unknown whether it opened (a cancel at the step deadline can land on
+    /// `BEGIN`), after which every later statement is refused.
+    pub(crate) fn opened<E: std::fmt::Display>(&mut self, answer: &Result<Option<String>, E>) {
+        match answer {
+            Ok(xid) => self.state = TxState::Open(xid.clone()),
+            Err(e) => {
+                self.state = TxState::Broken {
+                    why: format!(
+                        "an earlier statement of this step failed ({e}), so the step's transaction may not be open; return the error"
+                    ),
+                    lost: false,
+                }
+            }
+        }
+    }
+
+    /// Counts one plugin statement (called when it is admitted).
+    pub(crate) fn count_statement(&mut self) -> u32 {
+        self.statements += 1;
+        self.statements
+    }
+
+    /// Why later statements are refused, if they are.
+    pub(crate) fn refusal(&self) -> Option<&str> {
+        match &self.state {
+            TxState::Broken { why, .. } => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Whether a plugin statement ended the step's transaction or opened one of its own.
+    pub(crate) fn lost(&self) -> bool {
+        matches!(self.state, TxState::Broken { lost: true, .. })
+    }
+
+    /// The query to pipeline after a plugin statement.
+    pub(crate) fn check_sql(&self) -> &'static str {
+        if self.transactional {
+            XID_SQL
+        } else {
+            AUTOCOMMIT_SQL
+        }
+    }
+
+    /// Judges the answer to [`Self::check_sql`] sent right after the plugin's latest
+    /// statement: another transaction id (or an open block in a non-transactional step)
+    /// breaks the step.
+    /// `answer` is the check's value, or the SQLSTATE of its error.
+    pub(crate) fn judge(&mut self, answer: Result<Option<&str>, Option<&str>>) {
+        let expected = match (&self.state, self.transactional) {
+            (TxState::Open(xid), true) => xid.clone(),
+            (_, true) => None,
+            (_, false) => Some("true".to_owned()),
+        };
+        let lost = match answer {
+            Ok(got) => got != expected.as_deref(),
+            // 25P02: the step's transaction is still there, aborted by the plugin's failed
+            // statement. Any other failure of the check itself is not something to trust.
+            Err(sqlstate) => sqlstate != Some("25P02"),
+        };
+        if !lost || matches!(self.state, TxState::Broken { .. }) {
+            return;
+        }
+        let n = self.statements;
+        let why = if self.transactional {
+            format!(
+                "statement {n} of the step ended the step's transaction (PostgreSQL reports another transaction after it); work the step did before it may have been committed without a ledger row: inspect the schema before rerunning"
+            )
+        } else {
+            format!(
+                "statement {n} of the step left a transaction block open; wasmig owns transaction boundaries, and the block was rolled back"
+            )
+        };
+        self.state = TxState::Broken { why, lost: true };
+    }
+
+    /// The one round trip that finishes a step the plugin completed: `BEGIN` if the plugin
+    /// sent no SQL, then `RESET ALL` (the ledger write and the `COMMIT`, which fires
+    /// deferred constraints, run under the session's own settings, not the plugin's
+    /// `search_path` or `statement_timeout`), the ledger write (consuming the one-time token;
+    /// the server checks it runs in the step's own transaction and that the step left no
+    /// object outside its schema), `COMMIT`, and the session clean-up.
+    pub(crate) fn finish_sql(&self, write: LedgerWrite) -> String {
+        let begin = match self.state {
+            TxState::Pending => format!("BEGIN; {}; ", self.begin_step()),
+            _ => String::new(),
+        };
+        let xid = match &self.state {
+            TxState::Open(xid) => xid.as_deref(),
+            _ => None,
+        };
+        let ledger = match write {
+            LedgerWrite::Record(ms) => step_sql::record_step(&self.token, ms, xid),
+            LedgerWrite::Unrecord => step_sql::unrecord_step(&self.token, xid),
+        };
+        let commit = if self.transactional { "COMMIT;" } else { "" };
+        format!("{begin}RESET ALL; RESET ROLE; {ledger}; {commit} {CLEAN_SESSION}")
+    }
+
+    /// What undoes a step that failed, so the next step starts clean: its transaction and
+    /// any `SET` it made are rolled back; a non-transactional step (whose `begin_step`
+    /// committed) is closed for the object guard, and a block it left open rolled back.
+    pub(crate) fn undo_sql(&self) -> String {
+        match (self.transactional, self.lost()) {
+            (true, _) => format!("ROLLBACK; RESET ALL; RESET ROLE; {CLEAN_SESSION}"),
+            (false, true) => {
+                format!("ROLLBACK; RESET ALL; RESET ROLE; {END_STEP}; {CLEAN_SESSION}")
+            }
+            (false, false) => format!("RESET ALL; RESET ROLE; {END_STEP}; {CLEAN_SESSION}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transactional_step_opens_once_and_records_in_its_transaction() {
+        let mut tx = StepTx::new(true, [7; 32]);
+        assert_eq!(tx.opening_sql(), None);
+        assert!(
+            tx.take_begin()
+                .unwrap()
+                .starts_with("BEGIN; SELECT wasmig_api.begin_step(")
+        );
+        assert_eq!(tx.take_begin(), None, "BEGIN is sent once");
+        tx.opened::<&str>(&Ok(Some("42".into())));
+        tx.count_statement();
+        tx.judge(Ok(Some("42")));
+        assert_eq!(tx.refusal(), None);
+        let finish = tx.finish_sql(LedgerWrite::Record(1.5));
+        assert!(!finish.starts_with("BEGIN"), "{finish}");
+        assert!(
+            finish.contains("record_step(") && finish.contains(", 1.500, '42')"),
+            "{finish}"
+        );
+        assert!(finish.contains("COMMIT;"), "{finish}");
+    }
+
+    #[test]
+    fn a_step_that_sent_no_sql_opens_with_its_ledger_write() {
+        let tx = StepTx::new(true, [1; 32]);
+        let finish = tx.finish_sql(LedgerWrite::Unrecord);
+        assert!(
+            finish.starts_with("BEGIN; SELECT wasmig_api.begin_step("),
+            "{finish}"
+        );
+        assert!(
+            finish.contains("unrecord_step(") && finish.contains(", NULL)"),
+            "{finish}"
+        );
+    }
+
+    #[test]
+    fn another_transaction_after_a_statement_breaks_the_step_for_good() {
+        let mut tx = StepTx::new(true, [1; 32]);
+        tx.take_begin();
+        tx.opened::<&str>(&Ok(Some("10".into())));
+        tx.count_statement();
+        tx.count_statement();
+        tx.judge(Ok(Some("11")));
+        assert!(tx.lost());
+        assert!(
+            tx.refusal()
+                .unwrap()
+                .starts_with("statement 2 of the step ended")
+        );
+        // A later answer that looks right does not mend it.
+        tx.judge(Ok(Some("10")));
+        assert!(tx.lost());
+        assert!(tx.undo_sql().starts_with("ROLLBACK;"));
+    }
+
+    #[test]
+    fn an_aborted_transaction_is_not_a_lost_one_but_other_check_errors_are() {
+        let mut tx = StepTx::new(true, [1; 32]);
+        tx.take_begin();
+        tx.opened::<&str>(&Ok(Some("10".into())));
+        tx.judge(Err(Some("25P02")));
+        assert_eq!(tx.refusal(), None);
+        tx.judge(Err(Some("57014")));
+        assert!(tx.lost());
+    }
+
+    #[test]
+    fn a_failed_opening_refuses_later_statements_without_claiming_a_lost_transaction() {
+        let mut tx = StepTx::new(true, [1; 32]);
+        tx.take_begin();
+        tx.opened::<&str>(&Err("canceling statement due to user request"));
+        assert!(tx.refusal().unwrap().contains("may not be open"));
+        assert!(!tx.lost());
+    }
+
+    #[test]
+    fn a_non_transactional_step_is_opened_first_and_closed_on_failure() {
+        let mut tx = StepTx::new(false, [1; 32]);
+        assert!(tx.opening_sql().is_some());
+        assert_eq!(tx.take_begin(), None);
+        assert!(!tx.finish_sql(LedgerWrite::Record(0.0)).contains("COMMIT"));
+        assert!(tx.undo_sql().starts_with("RESET ALL;") && tx.undo_sql().contains(END_STEP));
+        tx.count_statement();
+        tx.judge(Ok(Some("false")));
+        assert!(tx.lost());
+        assert!(tx.undo_sql().starts_with("ROLLBACK;") && tx.undo_sql().contains(END_STEP));
+    }
+}
