@@ -76,7 +76,7 @@ fn fresh_init_shared_and_three_tenants() {
     let status = db
         .wasmig(plugins.path(), &["status", "--json"])
         .expect(Exit::Ok)
-        .json();
+        .doc("wasmig.status/1");
     let schemas = status["schemas"].as_array().expect("schemas");
     assert_eq!(schemas.len(), 4);
     for s in schemas {
@@ -86,8 +86,9 @@ fn fresh_init_shared_and_three_tenants() {
     let list = db
         .wasmig(plugins.path(), &["tenant", "list", "--json"])
         .expect(Exit::Ok)
-        .json();
-    let names: Vec<&str> = list
+        .doc("wasmig.tenants/1");
+    assert_eq!(list["tenant_count"], TENANTS.len());
+    let names: Vec<&str> = list["tenants"]
         .as_array()
         .expect("array")
         .iter()
@@ -144,8 +145,9 @@ fn adding_a_step_applies_only_it() {
     let dry = db
         .wasmig(plugins.path(), &["migrate", "--dry-run", "--json"])
         .expect(Exit::Ok)
-        .json();
-    for s in dry.as_array().expect("plan") {
+        .doc("wasmig.plan/1");
+    assert_eq!(dry["pending_count"], 2, "{dry}");
+    for s in dry["schemas"].as_array().expect("plan") {
         let pending = s["pending"].as_array().expect("pending");
         let expected = if s["scope"] == "shared" { 0 } else { 1 };
         assert_eq!(pending.len(), expected, "{s}");
@@ -220,7 +222,7 @@ fn editing_an_applied_step_is_refused_as_drift() {
     let status = db
         .wasmig(plugins.path(), &["status", "--json"])
         .expect(Exit::Ok)
-        .json();
+        .doc("wasmig.status/1");
     let d1 = status["schemas"]
         .as_array()
         .expect("schemas")
@@ -503,7 +505,7 @@ fn ledger_rows_of_removed_plugins_are_reported_not_deleted() {
     let status = db
         .wasmig(plugins.path(), &["status", "--json"])
         .expect(Exit::Ok)
-        .json();
+        .doc("wasmig.status/1");
     let u1 = status["schemas"]
         .as_array()
         .expect("schemas")
@@ -513,7 +515,10 @@ fn ledger_rows_of_removed_plugins_are_reported_not_deleted() {
         .clone();
     assert_eq!(
         u1["unknown"],
-        serde_json::json!(["notes/0001_notes", "notes/0002_note_body"])
+        serde_json::json!([
+            {"plugin": "notes", "step": "0001_notes"},
+            {"plugin": "notes", "step": "0002_note_body"}
+        ])
     );
     db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     let after = db.ledger_dump();

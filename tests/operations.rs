@@ -87,23 +87,28 @@ fn verify_reports_pending_and_drift_and_fix_applies_what_is_pending() {
     let ok = db
         .wasmig(plugins.path(), &["verify", "--json"])
         .expect(Exit::Ok)
-        .json();
+        .doc("wasmig.verify/1");
     assert_eq!(
-        ok["totals"],
-        serde_json::json!({"tenants": 2, "ok": 2, "with_issues": 0})
+        (&ok["tenant_count"], &ok["ok_count"], &ok["issue_count"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(2),
+            &serde_json::json!(0)
+        )
     );
     plugins.set(&["notes_v2_added"]);
     let pending = db
         .wasmig(plugins.path(), &["verify", "--json"])
         .expect(Exit::Problems)
-        .json();
-    assert_eq!(pending["totals"]["with_issues"], 2);
+        .doc("wasmig.verify/1");
+    assert_eq!(pending["issue_count"], 2);
     let v1 = &pending["tenants"][0];
     assert_eq!(v1["schema"], "v1");
     assert_eq!(
         v1["pending"],
-        serde_json::json!(["notes/0003_tags_unique_titles"])
+        serde_json::json!([{"plugin": "notes", "step": "0003_tags_unique_titles"}])
     );
+    assert_eq!(v1["applied_count"], 2);
     assert_eq!(v1["drift"], serde_json::json!([]));
     assert!(v1.get("domain").is_some());
     // Only one tenant, quietly.
@@ -118,7 +123,7 @@ fn verify_reports_pending_and_drift_and_fix_applies_what_is_pending() {
     let drift = db
         .wasmig(plugins.path(), &["verify", "--json"])
         .expect(Exit::Problems)
-        .json();
+        .doc("wasmig.verify/1");
     assert_eq!(drift["tenants"][0]["drift"][0]["step"], "0002_note_body");
     db.wasmig(plugins.path(), &["verify", "--tenant", "nope"])
         .expect(Exit::Error);
@@ -130,11 +135,11 @@ fn health_metrics_and_history() {
     let h = db
         .wasmig(plugins.path(), &["health", "--json"])
         .expect(Exit::Ok)
-        .json();
+        .doc("wasmig.health/1");
     assert_eq!(h["healthy"], true);
-    assert_eq!(h["tenants"], 2);
+    assert_eq!(h["tenant_count"], 2);
     assert_eq!(h["control_version"], wasmig::control::CONTROL_VERSION);
-    assert!(h["latency_ms"].as_f64().expect("latency") > 0.0);
+    assert!(h["latency_seconds"].as_f64().expect("latency") > 0.0);
     assert!(
         h["server_version"]
             .as_str()
@@ -146,8 +151,8 @@ fn health_metrics_and_history() {
     let h = db
         .wasmig(plugins.path(), &["health", "--json"])
         .expect(Exit::Problems)
-        .json();
-    assert_eq!(h["pending_steps"], 2);
+        .doc("wasmig.health/1");
+    assert_eq!(h["pending_count"], 2);
     assert!(
         h["problems"][0]
             .as_str()
@@ -168,8 +173,11 @@ fn health_metrics_and_history() {
     ] {
         assert!(text.lines().any(|l| l == line), "`{line}` in:\n{text}");
     }
-    assert!(text.contains("# TYPE wasmig_step_duration_ms summary"));
-    assert!(text.contains("wasmig_step_duration_ms_count 4"), "{text}");
+    assert!(text.contains("# TYPE wasmig_step_duration_seconds summary"));
+    assert!(
+        text.contains("wasmig_step_duration_seconds_count 4"),
+        "{text}"
+    );
     let out = plugins.path().join("wasmig.prom");
     db.wasmig(
         plugins.path(),
@@ -184,7 +192,9 @@ fn health_metrics_and_history() {
     .expect(Exit::Ok);
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).expect("metrics file")).expect("json");
-    assert_eq!(m["pending_steps"], 2);
+    assert_eq!(m["format"], "wasmig.metrics/1");
+    assert_eq!(m["pending_count"], 2);
+    assert_eq!(m["step_duration"]["count"], 4);
     assert!(!out.with_extension("tmp").exists(), "written atomically");
 
     let url_with_password = db.url.clone();
@@ -196,12 +206,12 @@ fn health_metrics_and_history() {
     let hist = db
         .wasmig(plugins.path(), &["history", "--json", "--limit", "2"])
         .expect(Exit::Ok)
-        .json();
-    let runs = hist.as_array().expect("runs");
+        .doc("wasmig.history/1");
+    let runs = hist["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["command"], "migrate");
     assert_eq!(runs[0]["outcome"], "ok");
-    assert_eq!(runs[0]["applied"], 2);
+    assert_eq!(runs[0]["applied_count"], 2);
     let args = runs[0]["arguments"].to_string();
     assert!(
         args.contains("--database-url") && args.contains(":***@"),
@@ -318,7 +328,7 @@ fn baseline_adopts_a_schema_migrated_by_another_tool() {
     let status = db
         .wasmig(plugins.path(), &["status", "--json"])
         .expect(Exit::Ok)
-        .json();
+        .doc("wasmig.status/1");
     let old = status["schemas"]
         .as_array()
         .expect("schemas")
@@ -326,9 +336,12 @@ fn baseline_adopts_a_schema_migrated_by_another_tool() {
         .find(|s| s["schema"] == "old")
         .expect("old")
         .clone();
-    assert_eq!(old["applied"], 1);
+    assert_eq!(old["applied_count"], 1);
     assert_eq!(old["forged"], serde_json::json!([]));
-    assert_eq!(old["pending"], serde_json::json!(["notes/0002_note_body"]));
+    assert_eq!(
+        old["pending"],
+        serde_json::json!([{"plugin": "notes", "step": "0002_note_body"}])
+    );
     db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'old'"),
@@ -593,10 +606,10 @@ fn backups_are_taken_before_migrating_and_restore_puts_schema_and_ledger_back() 
     let v = db
         .wasmig(plugins.path(), &["verify", "--json"])
         .expect(Exit::Problems)
-        .json();
+        .doc("wasmig.verify/1");
     assert_eq!(
         v["tenants"][0]["pending"],
-        serde_json::json!(["notes/0003_tags_unique_titles"])
+        serde_json::json!([{"plugin": "notes", "step": "0003_tags_unique_titles"}])
     );
     assert_eq!(
         v["tenants"][0]["forged"],
@@ -705,4 +718,177 @@ fn a_postgres_restart_mid_run_is_reported_and_a_rerun_finishes() {
         String::from_utf8_lossy(&rerun.stderr)
     );
     assert_eq!(admin(), 40 * 14);
+}
+
+/// Checks the rules every JSON document follows, wherever a key appears: a step list holds
+/// `{plugin, step}` objects, a `_count` is a whole number, a duration is in seconds, and no
+/// key uses another unit.
+fn assert_vocabulary(what: &str, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                assert!(
+                    !k.ends_with("_ms") && !k.ends_with("_s") && k != "results" && k != "totals",
+                    "{what}: key `{k}` is not in the vocabulary"
+                );
+                if k.ends_with("_count") {
+                    assert!(x.is_u64() || x.is_null(), "{what}: `{k}` is a count: {x}");
+                }
+                if k.ends_with("_seconds") {
+                    assert!(
+                        x.is_number() || x.is_null(),
+                        "{what}: `{k}` is seconds: {x}"
+                    );
+                }
+                if ["pending", "applied", "forged", "unknown"].contains(&k.as_str()) {
+                    let list = x
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{what}: `{k}` is a list: {x}"));
+                    for s in list {
+                        assert!(
+                            s["plugin"].is_string() && s["step"].is_string(),
+                            "{what}: `{k}` holds steps as {{plugin, step}}: {s}"
+                        );
+                    }
+                }
+                if ["failure", "last_failure", "error"].contains(&k.as_str()) && !x.is_null() {
+                    assert!(
+                        x.get("sqlstate").is_some() && x["message"].is_string(),
+                        "{what}: `{k}`: {x}"
+                    );
+                }
+                assert_vocabulary(what, x);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| assert_vocabulary(what, x)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_json_document_names_its_format_and_speaks_one_vocabulary() {
+    let (db, plugins) = fleet("vocab", &["notes_v1"], &["j1", "j2"]);
+    // j2 cannot take the unique constraint of the next step.
+    db.exec("INSERT INTO j2.notes (title) VALUES ('same'), ('same')");
+    plugins.set(&["notes_v2_added"]);
+    let p = plugins.path();
+    let doc = |args: &[&str], exit: Exit, format: &str| {
+        let d = db.wasmig(p, args).expect(exit).doc(format);
+        assert_vocabulary(&args.join(" "), &d);
+        d
+    };
+    let plan = doc(
+        &["migrate", "--dry-run", "--json"],
+        Exit::Ok,
+        "wasmig.plan/1",
+    );
+    assert_eq!(plan["pending_count"], 2, "{plan}");
+    let planned = &plan["schemas"][1]["pending"][0];
+    assert_eq!(planned["step"], "0003_tags_unique_titles", "{plan}");
+    assert_eq!(planned["transactional"], true, "{plan}");
+
+    let run = doc(&["migrate", "--json"], Exit::Problems, "wasmig.migrate/1");
+    assert_eq!(
+        (
+            &run["schema_count"],
+            &run["applied_count"],
+            &run["problem_count"]
+        ),
+        (
+            &serde_json::json!(3),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "{run}"
+    );
+    let by = |name: &str| {
+        run["schemas"]
+            .as_array()
+            .expect("schemas")
+            .iter()
+            .find(|s| s["schema"] == name)
+            .expect(name)
+            .clone()
+    };
+    let shared = by("shared");
+    assert_eq!(shared["outcome"], "up_to_date", "{run}");
+    let j1 = by("j1");
+    assert_eq!(j1["outcome"], "applied");
+    assert_eq!(
+        j1["applied"],
+        serde_json::json!([{"plugin": "notes", "step": "0003_tags_unique_titles"}])
+    );
+    assert!(
+        j1["failure"].is_null() && j1["duration_seconds"].as_f64().is_some(),
+        "{j1}"
+    );
+    let j2 = by("j2");
+    assert_eq!(j2["outcome"], "failed");
+    assert_eq!(j2["applied"], serde_json::json!([]));
+    assert_eq!(j2["failure"]["plugin"], "notes");
+    assert_eq!(j2["failure"]["step"], "0003_tags_unique_titles");
+    assert_eq!(j2["failure"]["sqlstate"], "23505", "{j2}");
+
+    let status = doc(&["status", "--json"], Exit::Ok, "wasmig.status/1");
+    let s2 = status["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .find(|s| s["schema"] == "j2")
+        .expect("j2")
+        .clone();
+    assert_eq!(s2["applied_count"], 2);
+    assert_eq!(s2["last_failure"]["sqlstate"], "23505", "{s2}");
+    assert_eq!(
+        s2["last_failure"]["step"], "0003_tags_unique_titles",
+        "{s2}"
+    );
+    assert_eq!(status["plugins"][0]["plugin"], "notes", "{status}");
+    assert_eq!(status["plugins"][0]["step_count"], 3, "{status}");
+
+    let verify = doc(&["verify", "--json"], Exit::Problems, "wasmig.verify/1");
+    assert_eq!(verify["issue_count"], 1, "{verify}");
+    let tenants = doc(&["tenant", "list", "--json"], Exit::Ok, "wasmig.tenants/1");
+    assert_eq!(tenants["tenants"][0]["schema"], "j1");
+    let health = doc(&["health", "--json"], Exit::Problems, "wasmig.health/1");
+    assert_eq!(health["failed_schema_count"], 1, "{health}");
+    assert_eq!(health["last_run"]["outcome"], "failed", "{health}");
+    let history = doc(&["history", "--json"], Exit::Ok, "wasmig.history/1");
+    assert_eq!(history["runs"][0]["problem_count"], 1, "{history}");
+    doc(
+        &["metrics", "--format", "json"],
+        Exit::Ok,
+        "wasmig.metrics/1",
+    );
+
+    // A failure with --json is a document too, on stdout, with the server's SQLSTATE.
+    let bad_password = db.url.replacen(crate::support::ADMIN_PASSWORD, "wrong", 1);
+    let err = doc(
+        &["--database-url", &bad_password, "status", "--json"],
+        Exit::Error,
+        "wasmig.error/1",
+    );
+    assert_eq!(err["error"]["sqlstate"], "28P01", "{err}");
+    assert_eq!(err["exit_code"], 2);
+    assert!(
+        !err["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("wrong"),
+        "{err}"
+    );
+    let err = doc(
+        &["verify", "--json", "--tenant", "nope"],
+        Exit::Error,
+        "wasmig.error/1",
+    );
+    assert!(err["error"]["sqlstate"].is_null(), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("`nope`"),
+        "{err}"
+    );
 }

@@ -239,7 +239,7 @@ fn every_command_names_its_database_and_says_what_it_overrode() {
     }
     // --json keeps stdout pure JSON; -q keeps the banner off.
     let r = db.wasmig(p, &["status", "--json"]).expect(Exit::Ok);
-    r.json();
+    r.doc("wasmig.status/1");
     assert!(r.stderr.contains("wasmig: database"), "{}", r.stderr);
     let r = db.wasmig(p, &["-q", "status"]).expect(Exit::Ok);
     assert!(!r.stderr.contains("wasmig: database"), "{}", r.stderr);
@@ -546,7 +546,7 @@ fn start_and_wait_for_progress(db: &TestDb, plugins: &PluginDir) -> std::process
 fn history_json(db: &TestDb, plugins: &PluginDir) -> serde_json::Value {
     db.wasmig(plugins.path(), &["history", "--json", "--limit", "1"])
         .expect(Exit::Ok)
-        .json()[0]
+        .doc("wasmig.history/1")["runs"][0]
         .clone()
 }
 
@@ -585,7 +585,7 @@ fn sigint_and_sigterm_mid_run_finish_the_running_steps_and_record_the_run_as_int
         assert_ledger_matches_tables(&db);
         let h = history_json(&db, &plugins);
         assert_eq!(h["outcome"], "interrupted", "{h}");
-        assert_eq!(h["applied"].as_i64(), Some(done), "{h}");
+        assert_eq!(h["applied_count"].as_i64(), Some(done), "{h}");
         assert_eq!(
             db.advisory_locks_after_wasmig_left(),
             0,
@@ -709,7 +709,7 @@ fn history_names_the_user_and_quotes_arguments_and_json_floats_carry_no_noise() 
     );
     c.env_remove("USER").env_remove("LOGNAME");
     let r = run(c, &["migrate"]).expect(Exit::Ok);
-    assert_no_float_noise("migrate --json", &r.json());
+    assert_no_float_noise("migrate --json", &r.doc("wasmig.migrate/1"));
     let me = Command::new("id").arg("-un").output().expect("id");
     let me = String::from_utf8_lossy(&me.stdout).trim().to_owned();
     let h = history_json(&db, &plugins);
@@ -731,11 +731,11 @@ fn history_names_the_user_and_quotes_arguments_and_json_floats_carry_no_noise() 
     let health = db
         .wasmig(plugins.path(), &["health", "--json"])
         .expect(Exit::Ok)
-        .json();
+        .doc("wasmig.health/1");
     assert_no_float_noise("health --json", &health);
     let metrics = db
         .wasmig(plugins.path(), &["metrics", "--format", "json"])
         .expect(Exit::Ok)
-        .json();
+        .doc("wasmig.metrics/1");
     assert_no_float_noise("metrics --format json", &metrics);
 }

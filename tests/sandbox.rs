@@ -602,7 +602,7 @@ fn a_forged_ledger_row_is_reported_and_refuses_the_schema() {
     let status =
         a.db.wasmig(a.plugins.path(), &["status", "--json"])
             .expect(Exit::Ok)
-            .json();
+            .doc("wasmig.status/1");
     let vic = status["schemas"]
         .as_array()
         .expect("schemas")
@@ -612,7 +612,7 @@ fn a_forged_ledger_row_is_reported_and_refuses_the_schema() {
         .clone();
     assert_eq!(
         vic["forged"],
-        serde_json::json!(["notes/0003_tags_unique_titles"])
+        serde_json::json!([{"plugin": "notes", "step": "0003_tags_unique_titles"}])
     );
     let run =
         a.db.wasmig(a.plugins.path(), &["migrate"])

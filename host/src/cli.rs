@@ -183,6 +183,24 @@ impl Cli {
     }
 }
 
+impl Command {
+    /// Whether the command was asked for a JSON document on stdout (so that a failure is
+    /// one too).
+    pub fn wants_json(&self) -> bool {
+        match self {
+            Command::Migrate(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Tenant(TenantCommand::List { json }) => *json,
+            Command::Health { json } | Command::History { json, .. } => *json,
+            Command::Metrics { format, output } => {
+                *format == MetricsFormat::Json && output.is_none()
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {

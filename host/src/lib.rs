@@ -61,6 +61,24 @@ impl Exit {
     }
 }
 
+/// The SQLSTATE behind an error, when a PostgreSQL error is among its causes.
+pub fn sqlstate_of(e: &anyhow::Error) -> Option<&str> {
+    e.chain().find_map(|cause| {
+        if let Some(p) = cause.downcast_ref::<db::PgError>() {
+            return p.sqlstate.as_deref();
+        }
+        match cause.downcast_ref::<control::ControlError>() {
+            Some(control::ControlError::Pg { error, .. }) => return error.sqlstate.as_deref(),
+            Some(_) => return None,
+            None => {}
+        }
+        match cause.downcast_ref::<db::connect::ConnectError>() {
+            Some(db::connect::ConnectError::Connect { error, .. }) => error.sqlstate.as_deref(),
+            _ => None,
+        }
+    })
+}
+
 /// Runs a parsed command line in `process` (its arguments and environment).
 pub async fn run(cli: cli::Cli, process: &ops::Invocation) -> anyhow::Result<Exit> {
     use cli::{Command, TenantCommand};

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect(),
     };
+    let json = cli.command.wants_json();
     match runtime.block_on(wasmig::run(cli, &process)) {
         // Output the command owed that could not be written is a failure, not a success.
         Ok(_) if wasmig::out::stdout_failed() => ExitCode::from(Exit::Error as u8),
@@ -53,6 +54,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: what failed, then each cause after a colon (e.g. the flag, then why).
             wasmig::errln!("error: {e:#}");
+            if json {
+                let message = format!("{e:#}");
+                let sqlstate = wasmig::sqlstate_of(&e);
+                wasmig::report::print_error_json(&message, sqlstate, Exit::Error as i32);
+            }
             ExitCode::from(Exit::Error as u8)
         }
     }

@@ -355,8 +355,12 @@ impl Run {
         self
     }
 
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    /// Stdout as the JSON document of kind `format` (e.g. `wasmig.status/1`): every document
+    /// is an object that names its format.
+    pub fn doc(&self, format: &str) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout));
+        assert_eq!(v["format"], format, "document format:\n{}", self.stdout);
+        v
     }
 }

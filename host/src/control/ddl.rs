@@ -5,7 +5,6 @@
 use tokio_postgres::Client;
 
 use super::{CONTROL_VERSION, ControlError, LOCK_CLASS, REGISTRY_LOCK, pg};
-use crate::db::PgError;
 use crate::db::quote::ident;
 
 /// The control schema's DDL, idempotent: run by every `wasmig init` (which upgrades in place).
@@ -45,14 +44,9 @@ fn revoke_functions_sql(grantee: &str) -> String {
 /// loses.
 pub async fn init(client: &mut Client, app_role: Option<&str>) -> Result<(), ControlError> {
     let mut key = [0u8; 32];
-    getrandom::fill(&mut key).map_err(|e| ControlError::Pg {
+    getrandom::fill(&mut key).map_err(|e| ControlError::Host {
         what: "generating the control secret".into(),
-        error: PgError {
-            sqlstate: None,
-            message: e.to_string(),
-            detail: None,
-            hint: None,
-        },
+        reason: e.to_string(),
     })?;
     let tx = client.transaction().await.map_err(pg("starting init"))?;
     tx.execute(

@@ -1,7 +1,6 @@
 //! Advisory locks: one per schema, taken without blocking by the runner that works on it;
 //! who holds them (for `health`); ending tenant sessions that hold locks in the shared schema.
 
-use serde::Serialize;
 use tokio_postgres::Client;
 use tokio_postgres::types::Type;
 
@@ -86,7 +85,7 @@ pub async fn end_tenant_sessions_locking(
 }
 
 /// A wasmig advisory lock someone holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct HeldLock {
     /// The schema it protects (`?` if no registered schema has that key).
     pub schema: String,
@@ -96,7 +95,6 @@ pub struct HeldLock {
     pub application_name: String,
     /// Seconds since that session last changed state (a lower bound of the hold time for
     /// a session-level lock taken when the schema's work started).
-    #[serde(serialize_with = "crate::report::round3")]
     pub held_s: f64,
 }
 

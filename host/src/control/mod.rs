@@ -58,6 +58,15 @@ pub enum ControlError {
         /// What the server said.
         error: PgError,
     },
+    /// Something wasmig itself found wrong while doing `what` (not a server error, so no
+    /// SQLSTATE).
+    #[error("{what}: {reason}")]
+    Host {
+        /// What wasmig was doing.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// `wasmig init` has not run on this database.
     #[error("the control schema `wasmig` does not exist in this database; run `wasmig init` first")]
     NotInitialised,

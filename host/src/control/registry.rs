@@ -1,20 +1,18 @@
 //! The registry of managed schemas: their roles (names, passwords, session limits), the
 //! tenant group, creating a schema with its role, dropping a tenant.
 
-use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::ddl::{FUNCTIONS_OF_SCHEMA_ROLES, operator_is_superuser};
 use super::locks::schema_lock_key;
 use super::secret::read_secret;
 use super::{ControlError, LOCK_CLASS, REGISTRY_LOCK, pg};
-use crate::db::PgError;
 use crate::db::quote::{ident, literal};
 use crate::names::SchemaName;
 use crate::plan::Scope;
 
 /// A schema wasmig manages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ManagedSchema {
     /// Schema name.
     pub schema: SchemaName,
@@ -46,20 +44,16 @@ pub async fn list_schemas(client: &Client) -> Result<Vec<ManagedSchema>, Control
             let name: String = r.get(0);
             let scope: String = r.get(1);
             Ok(ManagedSchema {
-                schema: SchemaName::parse_shared(&name).map_err(|e| ControlError::Pg {
+                schema: SchemaName::parse_shared(&name).map_err(|e| ControlError::Host {
                     what: "reading the schema registry".into(),
-                    error: PgError {
-                        sqlstate: None,
-                        message: e.to_string(),
-                        detail: None,
-                        hint: None,
-                    },
+                    reason: e.to_string(),
                 })?,
-                scope: if scope == "shared" {
-                    Scope::Shared
-                } else {
-                    Scope::Tenant
-                },
+                scope: Scope::parse(&scope).ok_or_else(|| ControlError::Host {
+                    what: "reading the schema registry".into(),
+                    reason: format!(
+                        "schema `{name}` has scope `{scope}`, neither shared nor tenant"
+                    ),
+                })?,
                 role: r.get(2),
                 name: r.get(3),
                 domain: r.get(4),
@@ -192,7 +186,7 @@ pub async fn ensure_schema(
         .map_err(pg(what()))?;
     let (ensured, role) = if let Some(row) = existing {
         let scope: String = row.get(1);
-        if scope == "shared" && opts.scope == Scope::Tenant {
+        if Scope::parse(&scope) == Some(Scope::Shared) && opts.scope == Scope::Tenant {
             return Err(ControlError::SharedNotTenant(schema.to_string()));
         }
         (Ensured::Existed, row.get::<_, String>(0))
@@ -288,10 +282,7 @@ async fn create_schema_and_role(
          VALUES ($1, $2, $3, $4, $5)",
         &[
             &schema.as_str(),
-            &match opts.scope {
-                Scope::Shared => "shared",
-                Scope::Tenant => "tenant",
-            },
+            &opts.scope.as_str(),
             &role,
             &opts.name,
             &opts.domain,
@@ -318,16 +309,11 @@ async fn grant_app_role(
         .map_err(pg(what()))?
         .get(0);
     if !exists {
-        return Err(ControlError::Pg {
+        return Err(ControlError::Host {
             what: what(),
-            error: PgError {
-                sqlstate: None,
-                message: format!(
-                    "role `{app}` does not exist; create it or change the application role setting"
-                ),
-                detail: None,
-                hint: None,
-            },
+            reason: format!(
+                "role `{app}` does not exist; create it or change the application role setting"
+            ),
         });
     }
     let (r, s, a) = (ident(role), ident(schema.as_str()), ident(app));

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use tokio_postgres::Client;
 
 use super::{ControlError, RUN_LOCK_CLASS, pg};
@@ -109,7 +108,7 @@ fn os_user() -> Option<String> {
 }
 
 /// One row of the run history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RunRecord {
     /// Run id.
     pub run_id: i64,
@@ -126,10 +125,8 @@ pub struct RunRecord {
     /// Start, RFC 3339 UTC.
     pub started_at: String,
     /// Start, Unix seconds.
-    #[serde(serialize_with = "crate::report::round3")]
     pub started_epoch_s: f64,
     /// Duration in seconds, if finished.
-    #[serde(serialize_with = "crate::report::round3_opt")]
     pub duration_s: Option<f64>,
     /// `ok`, `failed`, `interrupted` (stopped by a signal), `abandoned` (its runner is gone
     /// without recording an end: killed, or the machine lost power), or absent while running.
@@ -182,22 +179,18 @@ pub async fn runs(client: &Client, limit: i64) -> Result<Vec<RunRecord>, Control
         .collect())
 }
 
-/// Summary of applied steps' durations.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Summary of applied steps' durations, in seconds.
+#[derive(Debug, Clone, Default)]
 pub struct DurationSummary {
     /// Steps in the ledger.
     pub count: i64,
-    /// Sum of durations, ms.
-    #[serde(serialize_with = "crate::report::round3")]
+    /// Sum of durations.
     pub sum: f64,
-    /// Median, ms.
-    #[serde(serialize_with = "crate::report::round3_opt")]
+    /// Median.
     pub p50: Option<f64>,
-    /// 90th percentile, ms.
-    #[serde(serialize_with = "crate::report::round3_opt")]
+    /// 90th percentile.
     pub p90: Option<f64>,
-    /// 99th percentile, ms.
-    #[serde(serialize_with = "crate::report::round3_opt")]
+    /// 99th percentile.
     pub p99: Option<f64>,
 }
 
@@ -205,10 +198,10 @@ pub struct DurationSummary {
 pub async fn step_durations(client: &Client) -> Result<DurationSummary, ControlError> {
     let r = client
         .query_one(
-            "SELECT count(*), coalesce(sum(duration_ms), 0)::float8,
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
-                    percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_ms),
-                    percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms)
+            "SELECT count(*), coalesce(sum(duration_ms), 0)::float8 / 1000,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000,
+                    percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_ms) / 1000,
+                    percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) / 1000
              FROM wasmig.ledger",
             &[],
         )

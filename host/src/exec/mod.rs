@@ -16,13 +16,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::control::{self, GrantAction, StepGrant};
 use crate::db::connect::DbTarget;
 use crate::names::SchemaName;
-use crate::plan::{Drift, LedgerEntry, PendingStep, Scope, Selection, Target};
+use crate::plan::{Drift, LedgerEntry, PendingStep, Scope, Selection, StepRef, Target};
 use crate::plugin::Runtime;
 
 /// Everything a run needs, built once.
@@ -44,20 +43,19 @@ pub struct Fleet {
 }
 
 /// How one schema ended.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// Nothing to do.
     UpToDate,
     /// Every pending step applied.
     Applied {
-        /// `plugin/step` applied, in order.
-        steps: Vec<String>,
+        /// Steps applied, in order.
+        steps: Vec<StepRef>,
     },
     /// A step failed; earlier steps of this run stay applied.
     Failed {
         /// Steps applied before the failure.
-        applied: Vec<String>,
+        applied: Vec<StepRef>,
         /// Plugin of the failed step.
         plugin: String,
         /// Failed step.
@@ -74,8 +72,8 @@ pub enum Outcome {
     },
     /// Ledger rows that wasmig did not write: the schema was refused.
     Forged {
-        /// `plugin/step` of each forged row.
-        rows: Vec<String>,
+        /// Each forged row's step.
+        rows: Vec<StepRef>,
     },
     /// The selection cannot run here.
     Blocked {
@@ -96,7 +94,7 @@ pub enum Outcome {
     /// committed, the rest were not started (a rerun applies them).
     Interrupted {
         /// Steps applied before the signal.
-        applied: Vec<String>,
+        applied: Vec<StepRef>,
         /// `SIGINT` or `SIGTERM`.
         signal: String,
     },
@@ -110,18 +108,16 @@ impl Outcome {
 }
 
 /// One schema's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct SchemaReport {
     /// Schema.
     pub schema: SchemaName,
     /// Scope.
     pub scope: Scope,
     /// How it ended.
-    #[serde(flatten)]
     pub outcome: Outcome,
     /// Wall time spent on it.
-    #[serde(serialize_with = "crate::report::round3")]
-    pub duration_ms: f64,
+    pub duration: std::time::Duration,
 }
 
 /// Options of one run.
@@ -318,7 +314,7 @@ fn refusal(plan: crate::plan::SchemaPlan) -> Outcome {
     }
 }
 
-fn interrupted(applied: Vec<String>, sig: crate::interrupt::Signal) -> Outcome {
+fn interrupted(applied: Vec<StepRef>, sig: crate::interrupt::Signal) -> Outcome {
     Outcome::Interrupted {
         applied,
         signal: sig.name().to_owned(),
@@ -330,6 +326,6 @@ fn report(t: Target, outcome: Outcome, started: Instant) -> SchemaReport {
         schema: t.schema,
         scope: t.scope,
         outcome,
-        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        duration: started.elapsed(),
     }
 }

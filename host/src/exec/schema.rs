@@ -10,7 +10,7 @@ use super::step::{StepCall, StepFailure};
 use super::{Fleet, Outcome, RunOptions, interrupted, refusal};
 use crate::control::{self, GrantAction, StepGrant};
 use crate::names::SchemaName;
-use crate::plan::{LedgerEntry, PendingStep, PluginSpec, Scope, StepSpec, Target};
+use crate::plan::{LedgerEntry, PendingStep, PluginSpec, Scope, StepRef, StepSpec, Target};
 use crate::secret;
 
 /// How many times a shared-schema step is tried when it meets a lock a tenant session holds.
@@ -172,7 +172,7 @@ impl Fleet {
                 .await
             else {
                 tracing::debug!("{schema}: {} {}/{}", run.action.as_sql(), pl.name, st.id);
-                done.push(format!("{}/{}", pl.name, st.id));
+                done.push(StepRef::new(&pl.name, &st.id));
                 continue;
             };
             let f = f.inert();

@@ -38,11 +38,14 @@ impl StepFailure {
     }
 
     /// A failure of the host's own statement `what` on the step's session.
-    fn pg(what: &str, e: PgError) -> Self {
-        StepFailure {
-            message: format!("{what} failed: {}", e.message),
-            sqlstate: e.sqlstate,
-            ..StepFailure::default()
+    fn session(what: &str, e: SessionError) -> Self {
+        match e {
+            SessionError::Pg(e) => StepFailure {
+                message: format!("{what} failed: {}", e.message),
+                sqlstate: e.sqlstate,
+                ..StepFailure::default()
+            },
+            SessionError::Timeout(_) => StepFailure::host(format!("{what} failed: {e}")),
         }
     }
 
@@ -86,6 +89,27 @@ impl StepFailure {
     }
 }
 
+/// Why a statement the host sent on the step's session failed.
+#[derive(Debug)]
+enum SessionError {
+    /// The server's error.
+    Pg(PgError),
+    /// The server did not answer within the step's time limit (in seconds).
+    Timeout(f64),
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionError::Pg(e) => write!(f, "{}", e.message),
+            SessionError::Timeout(secs) => write!(
+                f,
+                "PostgreSQL did not finish within {secs}s; the statement was cancelled"
+            ),
+        }
+    }
+}
+
 /// The step a call runs: which one, where, and with which one-time grant.
 pub(crate) struct StepCall<'a> {
     pub(crate) step: PendingStep,
@@ -126,18 +150,14 @@ impl Fleet {
                 };
                 self.bounded(client, &tx.finish_sql(write))
                     .await
-                    .map_err(|e| StepFailure::pg(what, e))
+                    .map_err(|e| StepFailure::session(what, e))
             }
             Err(f) => Err(f),
         };
         if outcome.is_err() {
             if let Err(e) = self.bounded(client, &tx.undo_sql()).await {
                 // The session is then unusable; the next step's statements say so.
-                tracing::debug!(
-                    "{}: undoing the failed step failed: {}",
-                    call.schema,
-                    e.message
-                );
+                tracing::debug!("{}: undoing the failed step failed: {e}", call.schema);
             }
             if tx.lost() {
                 self.roll_back_prepared(client, call.schema).await;
@@ -182,8 +202,7 @@ impl Fleet {
                     crate::text::inert(&gid, 80)
                 ),
                 Err(e) => tracing::error!(
-                    "{schema}: could not roll back a transaction the plugin prepared: {}",
-                    e.message
+                    "{schema}: could not roll back a transaction the plugin prepared: {e}"
                 ),
             }
         }
@@ -202,7 +221,7 @@ impl Fleet {
         if let Some(open) = tx.opening_sql()
             && let Err(e) = self.bounded(client, &open).await
         {
-            return (tx, Err(StepFailure::pg("opening the step", e)));
+            return (tx, Err(StepFailure::session("opening the step", e)));
         }
         let session = SqlSession::new(client.clone(), tx.clone(), limits);
         let mut store = self.runtime.store(
@@ -258,10 +277,10 @@ impl Fleet {
 
     /// Runs `sql` on a schema-role session within the step time limit; past it the statement
     /// is cancelled server-side (a deferred trigger must not hold the schema's lock forever).
-    async fn bounded(&self, client: &Client, sql: &str) -> Result<(), PgError> {
+    async fn bounded(&self, client: &Client, sql: &str) -> Result<(), SessionError> {
         let limit = self.runtime.limits().step_timeout;
         match tokio::time::timeout(limit, client.batch_execute(sql)).await {
-            Ok(r) => r.map_err(PgError::from),
+            Ok(r) => r.map_err(|e| SessionError::Pg(e.into())),
             Err(_) => {
                 if let Err(e) = client
                     .cancel_token()
@@ -270,15 +289,7 @@ impl Fleet {
                 {
                     tracing::warn!("could not cancel a statement past the step limit: {e}");
                 }
-                Err(PgError {
-                    sqlstate: None,
-                    message: format!(
-                        "PostgreSQL did not finish within {}s; the statement was cancelled",
-                        limit.as_secs_f64()
-                    ),
-                    detail: None,
-                    hint: None,
-                })
+                Err(SessionError::Timeout(limit.as_secs_f64()))
             }
         }
     }

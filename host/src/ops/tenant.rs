@@ -84,28 +84,7 @@ pub async fn list(s: &Settings, json: bool) -> Result<Exit> {
         .into_iter()
         .filter(|m| m.scope == Scope::Tenant)
         .collect();
-    if json {
-        crate::outln!("{}", serde_json::to_string_pretty(&tenants)?);
-    } else if tenants.is_empty() {
-        crate::outln!("no tenants (create one with `wasmig tenant create SCHEMA`)");
-    } else {
-        crate::outln!(
-            "{:<24} {:<24} {:<28} {:<20}",
-            "SCHEMA",
-            "NAME",
-            "DOMAIN",
-            "CREATED"
-        );
-        for t in tenants {
-            crate::outln!(
-                "{:<24} {:<24} {:<28} {:<20}",
-                t.schema,
-                t.name.unwrap_or_default(),
-                t.domain.unwrap_or_default(),
-                t.created_at
-            );
-        }
-    }
+    crate::report::print_tenants(&tenants, json);
     Ok(Exit::Ok)
 }
 

@@ -1,27 +1,14 @@
-//! Output: progress lines, run summaries, plans and status, as text for people or JSON for
-//! machines. Nothing here decides anything.
+//! What `migrate` prints: a line per schema as it finishes, the run's summary (problems
+//! with their causes on stderr), and the `--dry-run` plan; as text or as the
+//! `wasmig.migrate/1` and `wasmig.plan/1` documents.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::control::ManagedSchema;
+use super::{FailureJson, print_document, seconds, sqlstate_note};
 use crate::exec::{Outcome, SchemaReport};
-use crate::plan::{Drift, PluginSpec, SchemaPlan, Scope, Target};
-
-/// Serialises a measured float with at most three decimals: `3.6628`, not
-/// `3.662799999999999` (binary noise no reader wants, and that hides the real precision).
-pub fn round3<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64((v * 1000.0).round() / 1000.0)
-}
-
-/// [`round3`] for an optional value.
-pub fn round3_opt<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => round3(v, s),
-        None => s.serialize_none(),
-    }
-}
+use crate::plan::{Drift, PluginSpec, SchemaPlan, Scope, StepRef, Target};
 
 /// Steps applied in one schema report.
 pub fn applied_steps(r: &SchemaReport) -> usize {
@@ -32,15 +19,9 @@ pub fn applied_steps(r: &SchemaReport) -> usize {
     }
 }
 
-fn sqlstate(s: &Option<String>) -> String {
-    s.as_ref()
-        .map(|s| format!(" (SQLSTATE {s})"))
-        .unwrap_or_default()
-}
-
 /// The line printed when a schema finishes.
 pub fn schema_line(r: &SchemaReport) -> String {
-    let ms = r.duration_ms;
+    let ms = r.duration.as_secs_f64() * 1000.0;
     match &r.outcome {
         Outcome::UpToDate => format!("{}: up to date", r.schema),
         Outcome::Applied { steps } => format!(
@@ -61,7 +42,7 @@ pub fn schema_line(r: &SchemaReport) -> String {
             r.schema,
             applied.len(),
             first_line(message),
-            sqlstate(code)
+            sqlstate_note(code.as_deref())
         ),
         Outcome::Drift { drift } => format!(
             "{}: REFUSED, {} applied step(s) changed (drift)",
@@ -95,28 +76,113 @@ fn first_line(message: &str) -> &str {
         .map_or(line, |(head, _)| head)
 }
 
-fn drift_line(schema: &impl std::fmt::Display, d: &Drift) -> String {
+pub(super) fn drift_line(schema: &impl std::fmt::Display, d: &Drift) -> String {
     format!(
         "schema `{schema}`, plugin `{}`, step `{}`: applied step changed (recorded checksum {}, current {}); restore the step as it was applied and add a new step instead",
         d.plugin, d.step, d.recorded, d.current
     )
 }
 
-fn forged_line(schema: &impl std::fmt::Display, row: &str) -> String {
+pub(super) fn forged_line(schema: &impl std::fmt::Display, row: &StepRef) -> String {
     format!(
         "schema `{schema}`: ledger row `{row}` was not written by wasmig (its MAC does not verify); the schema is refused until a person removes or repairs that row"
     )
 }
 
+/// One schema in `wasmig.migrate/1`: every field is always there (empty or null when it
+/// does not apply), so a reader needs no case per outcome.
+#[derive(Serialize)]
+struct SchemaResultJson<'a> {
+    schema: &'a str,
+    scope: Scope,
+    /// `up_to_date`, `applied`, `failed`, `drift`, `forged`, `blocked`, `skipped`, `error`
+    /// or `interrupted`.
+    outcome: &'static str,
+    duration_seconds: f64,
+    applied: &'a [StepRef],
+    failure: Option<FailureJson<'a>>,
+    drift: &'a [Drift],
+    forged: &'a [StepRef],
+    /// Why a schema was blocked, skipped, or could not be worked on.
+    reason: Option<&'a str>,
+    /// The signal that interrupted the run.
+    signal: Option<&'a str>,
+}
+
+impl<'a> SchemaResultJson<'a> {
+    fn new(r: &'a SchemaReport) -> Self {
+        let mut j = SchemaResultJson {
+            schema: r.schema.as_str(),
+            scope: r.scope,
+            outcome: "",
+            duration_seconds: seconds(r.duration),
+            applied: &[],
+            failure: None,
+            drift: &[],
+            forged: &[],
+            reason: None,
+            signal: None,
+        };
+        j.outcome = match &r.outcome {
+            Outcome::UpToDate => "up_to_date",
+            Outcome::Applied { steps } => {
+                j.applied = steps;
+                "applied"
+            }
+            Outcome::Failed {
+                applied,
+                plugin,
+                step,
+                sqlstate,
+                message,
+            } => {
+                j.applied = applied;
+                j.failure = Some(FailureJson {
+                    plugin,
+                    step,
+                    sqlstate: sqlstate.as_deref(),
+                    message,
+                });
+                "failed"
+            }
+            Outcome::Drift { drift } => {
+                j.drift = drift;
+                "drift"
+            }
+            Outcome::Forged { rows } => {
+                j.forged = rows;
+                "forged"
+            }
+            Outcome::Blocked { reason } => {
+                j.reason = Some(reason);
+                "blocked"
+            }
+            Outcome::Skipped { reason } => {
+                j.reason = Some(reason);
+                "skipped"
+            }
+            Outcome::Error { message } => {
+                j.reason = Some(message);
+                "error"
+            }
+            Outcome::Interrupted { applied, signal } => {
+                j.applied = applied;
+                j.signal = Some(signal);
+                "interrupted"
+            }
+        };
+        j
+    }
+}
+
 #[derive(Serialize)]
 struct RunJson<'a> {
     run_id: i64,
-    #[serde(serialize_with = "crate::report::round3")]
-    duration_ms: f64,
-    schemas: usize,
-    applied_steps: usize,
-    problems: usize,
-    results: &'a [SchemaReport],
+    duration_seconds: f64,
+    schema_count: usize,
+    applied_count: usize,
+    problem_count: usize,
+    schemas: Vec<SchemaResultJson<'a>>,
 }
 
 /// The end-of-run summary; lists every problem with its cause.
@@ -126,13 +192,13 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
     if json {
         let j = RunJson {
             run_id,
-            duration_ms: took.as_secs_f64() * 1000.0,
-            schemas: reports.len(),
-            applied_steps: applied,
-            problems: problems.len(),
-            results: reports,
+            duration_seconds: seconds(took),
+            schema_count: reports.len(),
+            applied_count: applied,
+            problem_count: problems.len(),
+            schemas: reports.iter().map(SchemaResultJson::new).collect(),
         };
-        crate::outln!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
+        print_document("wasmig.migrate/1", j);
         return;
     }
     let cut: Vec<&SchemaReport> = problems
@@ -184,7 +250,7 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
                 "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {}{}{}",
                 r.schema,
                 message.lines().next().unwrap_or(""),
-                sqlstate(code),
+                sqlstate_note(code.as_deref()),
                 message
                     .split_once('\n')
                     .map(|(_, rest)| format!("\n{rest}"))
@@ -224,13 +290,20 @@ struct PlanJson<'a> {
     scope: Scope,
     pending: Vec<PlannedStepJson<'a>>,
     drift: &'a [Drift],
+    forged: &'a [StepRef],
     blocked: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PlansJson<'a> {
+    pending_count: usize,
+    schemas: Vec<PlanJson<'a>>,
 }
 
 /// `migrate --dry-run` output.
 pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], json: bool) {
     if json {
-        let out: Vec<PlanJson<'_>> = plans
+        let schemas: Vec<PlanJson<'_>> = plans
             .iter()
             .map(|(t, p)| PlanJson {
                 schema: t.schema.as_str(),
@@ -250,10 +323,22 @@ pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], json: b
                     })
                     .collect(),
                 drift: &p.drift,
+                forged: &p.forged,
                 blocked: p.blocked.as_deref(),
             })
             .collect();
-        crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        let pending_count = plans
+            .iter()
+            .filter(|(_, p)| !p.refused())
+            .map(|(_, p)| p.pending.len())
+            .sum();
+        print_document(
+            "wasmig.plan/1",
+            PlansJson {
+                pending_count,
+                schemas,
+            },
+        );
         return;
     }
     let mut total = 0;
@@ -287,227 +372,4 @@ pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], json: b
         total += p.pending.len();
     }
     crate::outln!("dry run: {total} step(s) would be applied; nothing was changed");
-}
-
-/// One row of `wasmig status`.
-#[derive(Debug, Serialize)]
-pub struct SchemaStatus {
-    /// Schema.
-    pub schema: String,
-    /// Scope.
-    pub scope: Scope,
-    /// Tenant domain.
-    pub domain: Option<String>,
-    /// Applied steps with matching checksums.
-    pub applied: usize,
-    /// Pending `plugin/step`.
-    pub pending: Vec<String>,
-    /// Drifted steps.
-    pub drift: Vec<Drift>,
-    /// Ledger rows no loaded plugin declares.
-    pub unknown: Vec<String>,
-    /// Ledger rows not written by wasmig (MAC does not verify).
-    pub forged: Vec<String>,
-    /// Last failure not since fixed: `plugin/step: message`.
-    pub last_failure: Option<String>,
-}
-
-impl SchemaStatus {
-    /// Builds a row from a plan.
-    pub fn new(
-        m: &ManagedSchema,
-        specs: &[PluginSpec],
-        plan: &SchemaPlan,
-        failure: Option<&crate::control::StepFailureRecord>,
-    ) -> Self {
-        SchemaStatus {
-            schema: m.schema.to_string(),
-            scope: m.scope,
-            domain: m.domain.clone(),
-            applied: plan.applied,
-            pending: plan
-                .pending
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{}/{}",
-                        specs[p.plugin].name, specs[p.plugin].steps[p.step].id
-                    )
-                })
-                .collect(),
-            drift: plan.drift.clone(),
-            unknown: plan
-                .unknown
-                .iter()
-                .map(|(p, s)| format!("{p}/{s}"))
-                .collect(),
-            forged: plan.forged.clone(),
-            // Stored failures may predate the cap, or come from another tool: made inert here too.
-            // One line: the message (the caret, DETAIL and HINT stay in `wasmig.failure`).
-            last_failure: failure.map(|f| {
-                format!(
-                    "{}/{}: {}{}",
-                    f.plugin,
-                    f.step,
-                    crate::text::inert(
-                        f.message.lines().next().unwrap_or(""),
-                        crate::text::MAX_ERROR_CHARS
-                    ),
-                    sqlstate(&f.sqlstate.as_ref().map(|c| crate::text::inert(c, 5)))
-                )
-            }),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct StatusJson<'a> {
-    plugins: Vec<PluginJson<'a>>,
-    schemas: &'a [SchemaStatus],
-}
-
-#[derive(Serialize)]
-struct PluginJson<'a> {
-    name: &'a str,
-    version: &'a str,
-    kind: crate::plan::Kind,
-    scope: Scope,
-    steps: usize,
-    artifact_blake3: &'a str,
-}
-
-/// `wasmig status` output.
-pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
-    if json {
-        let j = StatusJson {
-            plugins: specs
-                .iter()
-                .map(|p| PluginJson {
-                    name: &p.name,
-                    version: &p.version,
-                    kind: p.kind,
-                    scope: p.scope,
-                    steps: p.steps.len(),
-                    artifact_blake3: &p.artifact_checksum,
-                })
-                .collect(),
-            schemas: rows,
-        };
-        crate::outln!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
-        return;
-    }
-    crate::outln!(
-        "{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}",
-        "SCHEMA",
-        "SCOPE",
-        "APPLIED",
-        "PENDING",
-        "DRIFTED",
-        "UNKNOWN"
-    );
-    for r in rows {
-        let scope = match r.scope {
-            Scope::Shared => "shared",
-            Scope::Tenant => "tenant",
-        };
-        let pending = if r.drift.is_empty() {
-            r.pending.len()
-        } else {
-            0
-        };
-        crate::outln!(
-            "{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}",
-            r.schema,
-            scope,
-            r.applied,
-            pending,
-            r.drift.len(),
-            r.unknown.len()
-        );
-        for d in &r.drift {
-            crate::outln!("  drift: {}", drift_line(&r.schema, d));
-        }
-        for f in &r.forged {
-            crate::outln!("  {}", forged_line(&r.schema, f));
-        }
-        for u in &r.unknown {
-            crate::outln!(
-                "  unknown ledger row: {u} (no loaded plugin declares it; left in place)"
-            );
-        }
-        if let Some(f) = &r.last_failure {
-            crate::outln!("  last failure: {f}");
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct VerifyJson<'a> {
-    totals: VerifyTotals,
-    tenants: &'a [SchemaStatus],
-}
-
-#[derive(Serialize)]
-struct VerifyTotals {
-    tenants: usize,
-    ok: usize,
-    with_issues: usize,
-}
-
-impl SchemaStatus {
-    /// Nothing pending, drifted, forged or failed.
-    pub fn is_ok(&self) -> bool {
-        self.pending.is_empty()
-            && self.drift.is_empty()
-            && self.forged.is_empty()
-            && self.last_failure.is_none()
-    }
-}
-
-/// `wasmig verify` output; returns whether every tenant is fully applied.
-pub fn print_verify(rows: &[SchemaStatus], json: bool, quiet: bool) -> bool {
-    let ok = rows.iter().filter(|r| r.is_ok()).count();
-    let totals = VerifyTotals {
-        tenants: rows.len(),
-        ok,
-        with_issues: rows.len() - ok,
-    };
-    let all_ok = totals.with_issues == 0;
-    if json {
-        let j = VerifyJson {
-            totals,
-            tenants: rows,
-        };
-        crate::outln!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
-        return all_ok;
-    }
-    if !quiet {
-        for r in rows.iter().filter(|r| !r.is_ok()) {
-            let mut parts = Vec::new();
-            if !r.pending.is_empty() {
-                parts.push(format!(
-                    "{} pending ({})",
-                    r.pending.len(),
-                    r.pending.join(", ")
-                ));
-            }
-            for d in &r.drift {
-                parts.push(format!("drifted {}/{}", d.plugin, d.step));
-            }
-            for f in &r.forged {
-                parts.push(format!("forged ledger row {f}"));
-            }
-            if let Some(f) = &r.last_failure {
-                parts.push(format!("failed {f}"));
-            }
-            crate::outln!("{}: {}", r.schema, parts.join("; "));
-        }
-    }
-    crate::outln!(
-        "{} tenant(s): {} ok, {} with issues",
-        totals.tenants,
-        totals.ok,
-        totals.with_issues
-    );
-    all_ok
 }

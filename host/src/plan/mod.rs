@@ -1,0 +1,356 @@
+//! Pure planning: plugins x ledger -> the steps each schema still needs, in order, plus
+//! drift and unknown ledger rows. No I/O here; everything is testable without a database.
+//!
+//! Architecture invariant: the plan for a schema is a function of the loaded plugins, the
+//! selection and that schema's ledger rows only.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::names::SchemaName;
+
+/// Structure or data; migrations run before seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Schema changes.
+    Migration,
+    /// Data.
+    Seed,
+}
+
+/// What a tenant plugin's steps may do in their schema, granted by the operator and enforced
+/// by PostgreSQL (the object guard event trigger and the step's own role). Ordered from
+/// least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Read and write rows; no DDL at all (the default for seeds).
+    Data,
+    /// Create and change tables, indexes, sequences, views and types, but nothing that
+    /// executes code on someone else's behalf (the default for migrations).
+    Schema,
+    /// Anything the schema's owner may do (trusted by name).
+    Full,
+}
+
+impl Tier {
+    /// The tier a plugin of `kind` gets unless the operator grants another.
+    pub fn default_for(kind: Kind) -> Tier {
+        match kind {
+            Kind::Seed => Tier::Data,
+            Kind::Migration => Tier::Schema,
+        }
+    }
+
+    /// The tier's name, as in flags, config and the control schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Data => "data",
+            Tier::Schema => "schema",
+            Tier::Full => "full",
+        }
+    }
+
+    /// Parses `data`, `schema` or `full`.
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s {
+            "data" => Some(Tier::Data),
+            "schema" => Some(Tier::Schema),
+            "full" => Some(Tier::Full),
+            _ => None,
+        }
+    }
+
+    /// The tier a plugin runs with: shared plugins and plugins trusted by name get `full`;
+    /// otherwise what the operator granted it (`--grant`), else its kind's default.
+    pub fn granted(spec: &PluginSpec, trusted: &[String], grants: &[(String, Tier)]) -> Tier {
+        if spec.scope == Scope::Shared || trusted.contains(&spec.name) {
+            return Tier::Full;
+        }
+        grants
+            .iter()
+            .rev()
+            .find(|(name, _)| *name == spec.name)
+            .map_or_else(|| Tier::default_for(spec.kind), |(_, t)| *t)
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a plugin runs; shared runs before tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The shared schema.
+    Shared,
+    /// Every tenant schema.
+    Tenant,
+}
+
+impl Scope {
+    /// The value in `wasmig.managed_schema.scope` (and in reports).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Shared => "shared",
+            Scope::Tenant => "tenant",
+        }
+    }
+
+    /// Reads [`Scope::as_str`] back.
+    pub fn parse(text: &str) -> Option<Scope> {
+        match text {
+            "shared" => Some(Scope::Shared),
+            "tenant" => Some(Scope::Tenant),
+            _ => None,
+        }
+    }
+}
+
+mod order;
+
+pub use order::{PlanError, order_plugins};
+
+/// A validated step of a loaded plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSpec {
+    /// Step id, unique within the plugin.
+    pub id: String,
+    /// Human description.
+    pub description: String,
+    /// Fingerprint declared by the plugin.
+    pub fingerprint: String,
+    /// Runs inside one transaction with its ledger row.
+    pub transactional: bool,
+    /// `step_checksum(plugin, id, fingerprint)`: what the ledger records.
+    pub checksum: String,
+}
+
+/// A validated plugin manifest plus its artifact's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSpec {
+    /// Plugin name (unique among loaded plugins).
+    pub name: String,
+    /// Version the plugin declares.
+    pub version: String,
+    /// Migration or seed.
+    pub kind: Kind,
+    /// Shared or tenant.
+    pub scope: Scope,
+    /// Plugins that must be applied first.
+    pub requires: Vec<String>,
+    /// Steps in apply order.
+    pub steps: Vec<StepSpec>,
+    /// blake3 of the `.wasm` file.
+    pub artifact_checksum: String,
+}
+
+/// The ledger checksum of a step: blake3 over length-prefixed plugin, step id and
+/// fingerprint (length prefixes make the encoding unambiguous).
+pub fn step_checksum(plugin: &str, step_id: &str, fingerprint: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in [plugin, step_id, fingerprint] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// One applied step as the ledger has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Plugin name.
+    pub plugin: String,
+    /// Step id.
+    pub step_id: String,
+    /// Recorded checksum.
+    pub checksum: String,
+    /// Whether the row's MAC verifies (written through a host-issued grant).
+    pub authentic: bool,
+}
+
+/// A pending step: indexes into the plugin list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingStep {
+    /// Index of the plugin.
+    pub plugin: usize,
+    /// Index of the step within the plugin.
+    pub step: usize,
+}
+
+/// A step by name, as reports and documents name it (`plugin/step` in text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepRef {
+    /// Plugin name.
+    pub plugin: String,
+    /// Step id.
+    pub step: String,
+}
+
+impl StepRef {
+    /// The step `step` of `plugin`.
+    pub fn new(plugin: &str, step: &str) -> Self {
+        StepRef {
+            plugin: plugin.to_owned(),
+            step: step.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for StepRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.plugin, self.step)
+    }
+}
+
+/// An applied step whose content changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// Plugin name.
+    pub plugin: String,
+    /// Step id.
+    pub step: String,
+    /// Checksum in the ledger.
+    pub recorded: String,
+    /// Checksum of the loaded plugin's step.
+    pub current: String,
+}
+
+/// What one schema needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SchemaPlan {
+    /// Steps not yet applied, in order. They run only if [`SchemaPlan::refused`] is false.
+    pub pending: Vec<PendingStep>,
+    /// Applied steps whose checksum changed.
+    pub drift: Vec<Drift>,
+    /// Ledger rows for steps that no loaded plugin declares (reported, never deleted).
+    pub unknown: Vec<StepRef>,
+    /// Steps of loaded plugins already applied with a matching checksum.
+    pub applied: usize,
+    /// Why the schema cannot run its selection (e.g. a required plugin is not selected).
+    pub blocked: Option<String>,
+    /// Ledger rows whose MAC does not verify: not written by wasmig.
+    pub forged: Vec<StepRef>,
+}
+
+/// Which plugins a run covers.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these plugins (empty = all).
+    pub plugins: Vec<String>,
+}
+
+impl Selection {
+    fn includes(&self, name: &str) -> bool {
+        self.plugins.is_empty() || self.plugins.iter().any(|p| p == name)
+    }
+
+    /// Checks that every selected plugin is loaded.
+    pub fn validate(&self, plugins: &[PluginSpec]) -> Result<(), PlanError> {
+        for s in &self.plugins {
+            if !plugins.iter().any(|p| &p.name == s) {
+                let mut loaded: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
+                loaded.sort_unstable();
+                return Err(PlanError::UnknownSelection(s.clone(), loaded.join(", ")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plans one schema of `scope`: `order` from [`order_plugins`], `ledger` = this schema's rows.
+pub fn plan_schema(
+    plugins: &[PluginSpec],
+    order: &[usize],
+    scope: Scope,
+    selection: &Selection,
+    ledger: &[LedgerEntry],
+) -> SchemaPlan {
+    let mut plan = SchemaPlan {
+        forged: ledger
+            .iter()
+            .filter(|e| !e.authentic)
+            .map(|e| StepRef::new(&e.plugin, &e.step_id))
+            .collect(),
+        ..SchemaPlan::default()
+    };
+    // A forged row proves nothing: its step counts as not applied.
+    let recorded: HashMap<(&str, &str), &str> = ledger
+        .iter()
+        .filter(|e| e.authentic)
+        .map(|e| ((e.plugin.as_str(), e.step_id.as_str()), e.checksum.as_str()))
+        .collect();
+    let mut has_pending: BTreeSet<&str> = BTreeSet::new();
+    for &pi in order {
+        let p = &plugins[pi];
+        if p.scope != scope {
+            continue;
+        }
+        for (si, s) in p.steps.iter().enumerate() {
+            match recorded.get(&(p.name.as_str(), s.id.as_str())) {
+                Some(&c) if c == s.checksum => plan.applied += 1,
+                Some(&c) => plan.drift.push(Drift {
+                    plugin: p.name.clone(),
+                    step: s.id.clone(),
+                    recorded: c.to_owned(),
+                    current: s.checksum.clone(),
+                }),
+                None => {
+                    has_pending.insert(p.name.as_str());
+                    if selection.includes(&p.name) {
+                        plan.pending.push(PendingStep {
+                            plugin: pi,
+                            step: si,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for e in ledger {
+        let known = plugins
+            .iter()
+            .any(|p| p.name == e.plugin && p.steps.iter().any(|s| s.id == e.step_id));
+        if !known {
+            plan.unknown.push(StepRef::new(&e.plugin, &e.step_id));
+        }
+    }
+    if !selection.plugins.is_empty() {
+        'outer: for step in &plan.pending {
+            for r in &plugins[step.plugin].requires {
+                if has_pending.contains(r.as_str()) && !selection.includes(r) {
+                    plan.blocked = Some(format!(
+                        "plugin `{}` requires `{r}`, which has pending steps here; add `--plugin {r}` or drop `--plugin`",
+                        plugins[step.plugin].name
+                    ));
+                    break 'outer;
+                }
+            }
+        }
+    }
+    plan
+}
+
+impl SchemaPlan {
+    /// Drift, forged ledger rows or a blocked selection: the schema must not run anything.
+    pub fn refused(&self) -> bool {
+        !self.drift.is_empty() || !self.forged.is_empty() || self.blocked.is_some()
+    }
+}
+
+/// A schema to plan, with its scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Schema name.
+    pub schema: SchemaName,
+    /// Shared or tenant.
+    pub scope: Scope,
+}
+
+#[cfg(test)]
+mod tests;

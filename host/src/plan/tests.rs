@@ -1,0 +1,244 @@
+//! Planning and ordering tests (pure: no database).
+
+use super::*;
+
+fn plugin(
+    name: &str,
+    scope: Scope,
+    kind: Kind,
+    requires: &[&str],
+    steps: &[(&str, &str)],
+) -> PluginSpec {
+    PluginSpec {
+        name: name.into(),
+        version: "1".into(),
+        kind,
+        scope,
+        requires: requires.iter().map(|s| (*s).into()).collect(),
+        steps: steps
+            .iter()
+            .map(|(id, fp)| StepSpec {
+                id: (*id).into(),
+                description: String::new(),
+                fingerprint: (*fp).into(),
+                transactional: true,
+                checksum: step_checksum(name, id, fp),
+            })
+            .collect(),
+        artifact_checksum: String::new(),
+    }
+}
+
+#[test]
+fn tiers_default_by_kind_and_are_raised_only_by_the_operator() {
+    let seed = plugin("demo-seed", Scope::Tenant, Kind::Seed, &[], &[("1", "a")]);
+    let mig = plugin("notes", Scope::Tenant, Kind::Migration, &[], &[("1", "a")]);
+    let shared = plugin(
+        "reference",
+        Scope::Shared,
+        Kind::Migration,
+        &[],
+        &[("1", "a")],
+    );
+    assert_eq!(Tier::granted(&seed, &[], &[]), Tier::Data);
+    assert_eq!(Tier::granted(&mig, &[], &[]), Tier::Schema);
+    assert_eq!(Tier::granted(&shared, &[], &[]), Tier::Full);
+    assert_eq!(
+        Tier::granted(&seed, &[], &[("demo-seed".into(), Tier::Schema)]),
+        Tier::Schema
+    );
+    assert_eq!(Tier::granted(&mig, &["notes".into()], &[]), Tier::Full);
+    // A grant for another plugin changes nothing; the last grant of a name wins.
+    assert_eq!(
+        Tier::granted(&mig, &[], &[("other".into(), Tier::Full)]),
+        Tier::Schema
+    );
+    assert_eq!(
+        Tier::granted(
+            &mig,
+            &[],
+            &[("notes".into(), Tier::Full), ("notes".into(), Tier::Data)]
+        ),
+        Tier::Data
+    );
+    assert!(Tier::Data < Tier::Schema && Tier::Schema < Tier::Full);
+    for t in [Tier::Data, Tier::Schema, Tier::Full] {
+        assert_eq!(Tier::parse(t.as_str()), Some(t));
+    }
+    assert_eq!(Tier::parse("root"), None);
+}
+
+fn names(plugins: &[PluginSpec], order: &[usize]) -> Vec<String> {
+    order.iter().map(|&i| plugins[i].name.clone()).collect()
+}
+
+fn workload() -> Vec<PluginSpec> {
+    use Kind::*;
+    use Scope::*;
+    vec![
+        plugin("seed", Tenant, Seed, &["customers"], &[("1", "a")]),
+        plugin(
+            "finance",
+            Tenant,
+            Migration,
+            &["customers", "suppliers"],
+            &[("1", "a")],
+        ),
+        plugin("suppliers", Tenant, Migration, &["carriers"], &[("1", "a")]),
+        plugin("customers", Tenant, Migration, &["carriers"], &[("1", "a")]),
+        plugin(
+            "carriers",
+            Tenant,
+            Migration,
+            &[],
+            &[("1", "a"), ("2", "b")],
+        ),
+        plugin("reference", Shared, Migration, &[], &[("1", "a")]),
+    ]
+}
+
+#[test]
+fn orders_shared_first_then_requirements_then_seeds() {
+    let p = workload();
+    let order = order_plugins(&p).unwrap();
+    assert_eq!(
+        names(&p, &order),
+        [
+            "reference",
+            "carriers",
+            "customers",
+            "suppliers",
+            "finance",
+            "seed"
+        ]
+    );
+}
+
+#[test]
+fn refuses_unknown_requirement_cycle_and_bad_direction() {
+    use Kind::*;
+    use Scope::*;
+    let p = vec![plugin("a", Tenant, Migration, &["zzz"], &[])];
+    assert!(matches!(
+        order_plugins(&p),
+        Err(PlanError::UnknownRequirement { .. })
+    ));
+    let p = vec![
+        plugin("a", Tenant, Migration, &["b"], &[]),
+        plugin("b", Tenant, Migration, &["c"], &[]),
+        plugin("c", Tenant, Migration, &["a"], &[]),
+        plugin("d", Tenant, Migration, &[], &[]),
+    ];
+    let Err(PlanError::Cycle(c)) = order_plugins(&p) else {
+        panic!("cycle expected")
+    };
+    assert_eq!(c.first(), c.last());
+    assert_eq!(c.len(), 4);
+    let p = vec![
+        plugin("s", Shared, Migration, &["t"], &[]),
+        plugin("t", Tenant, Migration, &[], &[]),
+    ];
+    assert!(matches!(
+        order_plugins(&p),
+        Err(PlanError::BadRequirement { .. })
+    ));
+    let p = vec![
+        plugin("m", Tenant, Migration, &["s"], &[]),
+        plugin("s", Tenant, Seed, &[], &[]),
+    ];
+    assert!(matches!(
+        order_plugins(&p),
+        Err(PlanError::BadRequirement { .. })
+    ));
+}
+
+fn entry(p: &PluginSpec, step: usize) -> LedgerEntry {
+    LedgerEntry {
+        plugin: p.name.clone(),
+        step_id: p.steps[step].id.clone(),
+        checksum: p.steps[step].checksum.clone(),
+        authentic: true,
+    }
+}
+
+#[test]
+fn pending_drift_and_unknown() {
+    let p = workload();
+    let order = order_plugins(&p).unwrap();
+    let all = Selection::default();
+    let fresh = plan_schema(&p, &order, Scope::Tenant, &all, &[]);
+    assert_eq!(fresh.pending.len(), 6);
+    assert_eq!(p[fresh.pending[0].plugin].name, "carriers");
+
+    let carriers = &p[4];
+    let ledger = vec![entry(carriers, 0)];
+    let partial = plan_schema(&p, &order, Scope::Tenant, &all, &ledger);
+    assert_eq!(partial.applied, 1);
+    assert_eq!(partial.pending.len(), 5);
+    assert_eq!(partial.pending[0], PendingStep { plugin: 4, step: 1 });
+
+    let mut drifted = ledger.clone();
+    drifted[0].checksum = "0".repeat(64);
+    drifted.push(LedgerEntry {
+        plugin: "gone".into(),
+        step_id: "x".into(),
+        checksum: "c".into(),
+        authentic: true,
+    });
+    let d = plan_schema(&p, &order, Scope::Tenant, &all, &drifted);
+    assert!(d.refused(), "a drifted schema runs nothing");
+    assert_eq!(d.pending.len(), 5, "the drifted step itself is not pending");
+    assert_eq!(d.drift.len(), 1);
+    assert_eq!(d.drift[0].recorded, "0".repeat(64));
+    assert_eq!(d.unknown, vec![StepRef::new("gone", "x")]);
+
+    let shared = plan_schema(&p, &order, Scope::Shared, &all, &[]);
+    assert_eq!(shared.pending.len(), 1);
+}
+
+#[test]
+fn forged_rows_refuse_the_schema_and_count_as_not_applied() {
+    let p = workload();
+    let order = order_plugins(&p).unwrap();
+    let mut forged = entry(&p[4], 0);
+    forged.authentic = false;
+    let plan = plan_schema(&p, &order, Scope::Tenant, &Selection::default(), &[forged]);
+    assert_eq!(plan.forged, vec![StepRef::new("carriers", "1")]);
+    assert!(plan.refused());
+    assert_eq!(plan.applied, 0);
+    assert_eq!(plan.pending.len(), 6);
+}
+
+#[test]
+fn selection_is_blocked_by_pending_requirements() {
+    let p = workload();
+    let order = order_plugins(&p).unwrap();
+    let sel = Selection {
+        plugins: vec!["customers".into()],
+    };
+    let blocked = plan_schema(&p, &order, Scope::Tenant, &sel, &[]);
+    assert!(
+        blocked
+            .blocked
+            .as_deref()
+            .unwrap()
+            .contains("--plugin carriers")
+    );
+    let ledger: Vec<_> = (0..2).map(|s| entry(&p[4], s)).collect();
+    let ok = plan_schema(&p, &order, Scope::Tenant, &sel, &ledger);
+    assert!(ok.blocked.is_none());
+    assert_eq!(ok.pending.len(), 1);
+    assert!(
+        Selection {
+            plugins: vec!["nope".into()]
+        }
+        .validate(&p)
+        .is_err()
+    );
+}
+
+#[test]
+fn checksum_is_unambiguous() {
+    assert_ne!(step_checksum("ab", "c", "d"), step_checksum("a", "bc", "d"));
+    assert_eq!(step_checksum("a", "b", "c").len(), 64);
+}

@@ -1,0 +1,267 @@
+//! What `status` and `verify` print: a row per schema (applied, pending, drifted, unknown,
+//! forged steps and the last unresolved failure), as a table or as the `wasmig.status/1` and
+//! `wasmig.verify/1` documents.
+
+use serde::Serialize;
+
+use super::run::{drift_line, forged_line};
+use super::{FailureJson, print_document, sqlstate_note};
+use crate::control::{ManagedSchema, StepFailureRecord};
+use crate::plan::{Drift, PluginSpec, SchemaPlan, Scope, StepRef};
+
+/// The last failure of a schema not since fixed, shown on one line.
+#[derive(Debug, Clone)]
+pub struct LastFailure {
+    /// The failed step.
+    pub step: StepRef,
+    /// Its SQLSTATE, if it had one.
+    pub sqlstate: Option<String>,
+    /// The error's first line (the caret, DETAIL and HINT stay in `wasmig.failure`).
+    pub message: String,
+}
+
+impl std::fmt::Display for LastFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}{}",
+            self.step,
+            self.message,
+            sqlstate_note(self.sqlstate.as_deref())
+        )
+    }
+}
+
+/// One row of `wasmig status` / `verify`.
+#[derive(Debug, Clone)]
+pub struct SchemaStatus {
+    /// Schema.
+    pub schema: String,
+    /// Scope.
+    pub scope: Scope,
+    /// Tenant domain.
+    pub domain: Option<String>,
+    /// Applied steps with matching checksums.
+    pub applied_count: usize,
+    /// Pending steps, in order.
+    pub pending: Vec<StepRef>,
+    /// Drifted steps.
+    pub drift: Vec<Drift>,
+    /// Ledger rows no loaded plugin declares.
+    pub unknown: Vec<StepRef>,
+    /// Ledger rows not written by wasmig (MAC does not verify).
+    pub forged: Vec<StepRef>,
+    /// Last failure not since fixed.
+    pub last_failure: Option<LastFailure>,
+}
+
+impl SchemaStatus {
+    /// Builds a row from a plan.
+    pub fn new(
+        m: &ManagedSchema,
+        specs: &[PluginSpec],
+        plan: &SchemaPlan,
+        failure: Option<&StepFailureRecord>,
+    ) -> Self {
+        let inert = |t: &str, cap| crate::text::inert(t, cap);
+        SchemaStatus {
+            schema: m.schema.to_string(),
+            scope: m.scope,
+            domain: m.domain.clone(),
+            applied_count: plan.applied,
+            pending: plan
+                .pending
+                .iter()
+                .map(|p| StepRef::new(&specs[p.plugin].name, &specs[p.plugin].steps[p.step].id))
+                .collect(),
+            drift: plan.drift.clone(),
+            unknown: plan.unknown.clone(),
+            forged: plan.forged.clone(),
+            // Stored failures may predate the cap, or come from another tool: made inert
+            // here too.
+            last_failure: failure.map(|f| LastFailure {
+                step: StepRef::new(&inert(&f.plugin, 200), &inert(&f.step, 200)),
+                sqlstate: f.sqlstate.as_deref().map(|c| inert(c, 5)),
+                message: inert(
+                    f.message.lines().next().unwrap_or(""),
+                    crate::text::MAX_ERROR_CHARS,
+                ),
+            }),
+        }
+    }
+
+    /// Nothing pending, drifted, forged or failed.
+    pub fn is_ok(&self) -> bool {
+        self.pending.is_empty()
+            && self.drift.is_empty()
+            && self.forged.is_empty()
+            && self.last_failure.is_none()
+    }
+}
+
+/// A schema row in `wasmig.status/1` and `wasmig.verify/1`.
+#[derive(Serialize)]
+struct SchemaStatusJson<'a> {
+    schema: &'a str,
+    scope: Scope,
+    domain: Option<&'a str>,
+    applied_count: usize,
+    pending: &'a [StepRef],
+    drift: &'a [Drift],
+    unknown: &'a [StepRef],
+    forged: &'a [StepRef],
+    last_failure: Option<FailureJson<'a>>,
+}
+
+impl<'a> SchemaStatusJson<'a> {
+    fn new(r: &'a SchemaStatus) -> Self {
+        SchemaStatusJson {
+            schema: &r.schema,
+            scope: r.scope,
+            domain: r.domain.as_deref(),
+            applied_count: r.applied_count,
+            pending: &r.pending,
+            drift: &r.drift,
+            unknown: &r.unknown,
+            forged: &r.forged,
+            last_failure: r.last_failure.as_ref().map(|f| FailureJson {
+                plugin: &f.step.plugin,
+                step: &f.step.step,
+                sqlstate: f.sqlstate.as_deref(),
+                message: &f.message,
+            }),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PluginJson<'a> {
+    plugin: &'a str,
+    version: &'a str,
+    kind: crate::plan::Kind,
+    scope: Scope,
+    step_count: usize,
+    artifact_blake3: &'a str,
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    plugins: Vec<PluginJson<'a>>,
+    schemas: Vec<SchemaStatusJson<'a>>,
+}
+
+/// `wasmig status` output.
+pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
+    if json {
+        let j = StatusJson {
+            plugins: specs
+                .iter()
+                .map(|p| PluginJson {
+                    plugin: &p.name,
+                    version: &p.version,
+                    kind: p.kind,
+                    scope: p.scope,
+                    step_count: p.steps.len(),
+                    artifact_blake3: &p.artifact_checksum,
+                })
+                .collect(),
+            schemas: rows.iter().map(SchemaStatusJson::new).collect(),
+        };
+        print_document("wasmig.status/1", j);
+        return;
+    }
+    crate::outln!(
+        "{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}",
+        "SCHEMA",
+        "SCOPE",
+        "APPLIED",
+        "PENDING",
+        "DRIFTED",
+        "UNKNOWN"
+    );
+    for r in rows {
+        let scope = r.scope.as_str();
+        let pending = if r.drift.is_empty() {
+            r.pending.len()
+        } else {
+            0
+        };
+        crate::outln!(
+            "{:<28} {:<7} {:>7} {:>7} {:>7} {:>7}",
+            r.schema,
+            scope,
+            r.applied_count,
+            pending,
+            r.drift.len(),
+            r.unknown.len()
+        );
+        for d in &r.drift {
+            crate::outln!("  drift: {}", drift_line(&r.schema, d));
+        }
+        for f in &r.forged {
+            crate::outln!("  {}", forged_line(&r.schema, f));
+        }
+        for u in &r.unknown {
+            crate::outln!(
+                "  unknown ledger row: {u} (no loaded plugin declares it; left in place)"
+            );
+        }
+        if let Some(f) = &r.last_failure {
+            crate::outln!("  last failure: {f}");
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    tenant_count: usize,
+    ok_count: usize,
+    issue_count: usize,
+    tenants: Vec<SchemaStatusJson<'a>>,
+}
+
+/// `wasmig verify` output; returns whether every tenant is fully applied.
+pub fn print_verify(rows: &[SchemaStatus], json: bool, quiet: bool) -> bool {
+    let ok = rows.iter().filter(|r| r.is_ok()).count();
+    let issues = rows.len() - ok;
+    if json {
+        let j = VerifyJson {
+            tenant_count: rows.len(),
+            ok_count: ok,
+            issue_count: issues,
+            tenants: rows.iter().map(SchemaStatusJson::new).collect(),
+        };
+        print_document("wasmig.verify/1", j);
+        return issues == 0;
+    }
+    if !quiet {
+        for r in rows.iter().filter(|r| !r.is_ok()) {
+            let mut parts = Vec::new();
+            if !r.pending.is_empty() {
+                let names: Vec<String> = r.pending.iter().map(StepRef::to_string).collect();
+                parts.push(format!(
+                    "{} pending ({})",
+                    r.pending.len(),
+                    names.join(", ")
+                ));
+            }
+            for d in &r.drift {
+                parts.push(format!("drifted {}/{}", d.plugin, d.step));
+            }
+            for f in &r.forged {
+                parts.push(format!("forged ledger row {f}"));
+            }
+            if let Some(f) = &r.last_failure {
+                parts.push(format!("failed {f}"));
+            }
+            crate::outln!("{}: {}", r.schema, parts.join("; "));
+        }
+    }
+    crate::outln!(
+        "{} tenant(s): {} ok, {} with issues",
+        rows.len(),
+        ok,
+        issues
+    );
+    issues == 0
+}
