@@ -20,8 +20,6 @@ pub struct StepSelection {
     pub schema: SchemaName,
     /// Plugin name.
     pub plugin: String,
-    /// A step id (meaning depends on the command).
-    pub step: Option<String>,
 }
 
 struct Ctx {
@@ -34,7 +32,14 @@ struct Ctx {
     run_id: i64,
 }
 
-async fn prepare(s: &Settings, sel: &StepSelection, command: &str) -> Result<Ctx> {
+/// Loads the plugins, checks that `sel` (and `step`, when the command names one) exists,
+/// locks the schema and opens the run.
+async fn prepare(
+    s: &Settings,
+    sel: &StepSelection,
+    step: Option<&str>,
+    command: &str,
+) -> Result<Ctx> {
     let plugins = load_plugins(s).await?;
     let Some(plugin) = plugins.specs.iter().position(|p| p.name == sel.plugin) else {
         let loaded: Vec<&str> = plugins.specs.iter().map(|p| p.name.as_str()).collect();
@@ -68,8 +73,8 @@ async fn prepare(s: &Settings, sel: &StepSelection, command: &str) -> Result<Ctx
             sel.schema
         );
     }
-    if let Some(step) = &sel.step
-        && !plugins.specs[plugin].steps.iter().any(|st| &st.id == step)
+    if let Some(step) = step
+        && !plugins.specs[plugin].steps.iter().any(|st| st.id == step)
     {
         bail!("plugin `{}` has no step `{step}`", sel.plugin);
     }
@@ -132,10 +137,10 @@ impl Ctx {
 
 /// `wasmig revert --schema S --plugin P [--to STEP]`: reverts P's applied steps after STEP
 /// (all of them without `--to`), newest first.
-pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
-    let ctx = prepare(s, sel, "revert").await?;
+pub async fn revert(s: &Settings, sel: &StepSelection, to: Option<&str>) -> Result<Exit> {
+    let ctx = prepare(s, sel, to, "revert").await?;
     let spec = &ctx.fleet.plugins.spec(ctx.plugin);
-    let keep_through = match &sel.step {
+    let keep_through = match to {
         Some(step) => {
             if ctx.recorded(step).is_none() {
                 ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
@@ -147,7 +152,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
             }
             spec.steps
                 .iter()
-                .position(|st| &st.id == step)
+                .position(|st| st.id == step)
                 .map_or(0, |i| i + 1)
         }
         None => 0,
@@ -274,13 +279,10 @@ pub async fn revert(s: &Settings, sel: &StepSelection) -> Result<Exit> {
 
 /// `wasmig baseline --schema S --plugin P --to STEP`: records P's steps up to STEP as applied
 /// without running them.
-pub async fn baseline(s: &Settings, sel: &StepSelection) -> Result<Exit> {
-    let Some(to) = &sel.step else {
-        bail!("baseline needs --to STEP")
-    };
-    let ctx = prepare(s, sel, "baseline").await?;
+pub async fn baseline(s: &Settings, sel: &StepSelection, to: &str) -> Result<Exit> {
+    let ctx = prepare(s, sel, Some(to), "baseline").await?;
     let spec = &ctx.fleet.plugins.spec(ctx.plugin);
-    let last = spec.steps.iter().position(|st| &st.id == to).unwrap_or(0);
+    let last = spec.steps.iter().position(|st| st.id == to).unwrap_or(0);
     let rows: Vec<_> = (0..=last)
         .map(|i| {
             ctx.fleet.grant(
@@ -314,13 +316,10 @@ pub async fn baseline(s: &Settings, sel: &StepSelection) -> Result<Exit> {
 
 /// `wasmig repair --schema S --plugin P --step ID`: records the current checksum of a step
 /// whose drift a person reviewed.
-pub async fn repair(s: &Settings, sel: &StepSelection) -> Result<Exit> {
-    let Some(step) = &sel.step else {
-        bail!("repair needs --step ID")
-    };
-    let ctx = prepare(s, sel, "repair").await?;
+pub async fn repair(s: &Settings, sel: &StepSelection, step: &str) -> Result<Exit> {
+    let ctx = prepare(s, sel, Some(step), "repair").await?;
     let spec = &ctx.fleet.plugins.spec(ctx.plugin);
-    let i = spec.steps.iter().position(|st| &st.id == step).unwrap_or(0);
+    let i = spec.steps.iter().position(|st| st.id == step).unwrap_or(0);
     if ctx.recorded(step).is_some_and(|e| !e.authentic) {
         ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
         bail!(

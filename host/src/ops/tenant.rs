@@ -88,11 +88,8 @@ pub async fn list(s: &Settings, json: bool) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Drops a tenant (requires `--yes`).
-pub async fn drop(s: &Settings, schema: &SchemaName, yes: bool) -> Result<Exit> {
-    super::confirm(yes, || {
-        format!("dropping tenant `{schema}` deletes its schema and all its data")
-    })?;
+/// Drops a tenant (the caller has confirmed it).
+pub async fn drop(s: &Settings, schema: &SchemaName) -> Result<Exit> {
     let mut client = s.connect_initialised().await?;
     let left = control::drop_tenant(&mut client, schema, s.target.dbname()).await?;
     crate::outln!("tenant `{schema}` dropped");

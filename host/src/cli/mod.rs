@@ -1,5 +1,9 @@
-//! Command-line definitions (clap). Doc comments here are the `--help` text. Each command
-//! is turned into an options struct and handed to an `ops` function.
+//! Command-line definitions (clap): doc comments here are the `--help` text. [`settings`]
+//! turns the global options and the config file into validated settings, [`commands`] each
+//! command into its operation's options. Nothing outside `cli/` sees clap.
+
+pub mod commands;
+mod settings;
 
 use std::path::PathBuf;
 

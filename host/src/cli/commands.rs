@@ -1,0 +1,156 @@
+//! Each parsed command turned into its operation's own options (names validated, durations
+//! parsed, destructive commands confirmed), then handed to that operation.
+
+use anyhow::Result;
+
+use super::{Cli, Command, MetricsFormat, MigrateArgs, TenantCommand, VerifyArgs};
+use crate::names::SchemaName;
+use crate::ops::{self, Invocation, Settings};
+use crate::{Exit, config, plan};
+
+/// Runs a parsed command line in `process` (its arguments and environment).
+pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
+    let s = super::settings::settings(&cli.global, process)?;
+    match cli.command {
+        Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
+        Command::Tenant(t) => tenant(&s, t).await,
+        Command::Migrate(a) => ops::migrate::migrate(&s, &migrate_options(a)?).await,
+        Command::Status(a) => ops::status::status(&s, a.json).await,
+        Command::Verify(a) => ops::verify::verify(&s, &verify_options(&s, a)?).await,
+        Command::Pin { names } => ops::pin::pin(&s, &names).await,
+        Command::Restore { file, schema, yes } => {
+            let schema = SchemaName::parse_shared(&schema)?;
+            ops::confirm(yes, || {
+                format!(
+                    "restoring `{schema}` from `{}` replaces the schema, all its current data and its ledger rows",
+                    file.display()
+                )
+            })?;
+            ops::ledger::restore(&s, &file, &schema).await
+        }
+        Command::Revert {
+            schema,
+            plugin,
+            to,
+            yes,
+        } => {
+            ops::confirm(yes, || {
+                format!(
+                    "reverting `{plugin}` in `{schema}` runs its revert steps{}, which may drop tables and the data in them",
+                    to.as_deref()
+                        .map(|t| format!(" after `{t}`"))
+                        .unwrap_or_default()
+                )
+            })?;
+            let sel = selection(&schema, plugin)?;
+            ops::ledger::revert(&s, &sel, to.as_deref()).await
+        }
+        Command::Baseline { schema, plugin, to } => {
+            ops::ledger::baseline(&s, &selection(&schema, plugin)?, &to).await
+        }
+        Command::Repair {
+            schema,
+            plugin,
+            step,
+        } => ops::ledger::repair(&s, &selection(&schema, plugin)?, &step).await,
+        Command::Wait { timeout } => {
+            let timeout = config::parse_duration(&timeout)
+                .map_err(|e| anyhow::anyhow!("invalid --timeout: {e}"))?;
+            ops::wait::wait(&s, timeout).await
+        }
+        Command::Health { json } => ops::health::health(&s, json).await,
+        Command::Metrics { format, output } => {
+            let format = match format {
+                MetricsFormat::Prometheus => ops::metrics::Format::Prometheus,
+                MetricsFormat::Json => ops::metrics::Format::Json,
+            };
+            ops::metrics::metrics(&s, format, output.as_deref()).await
+        }
+        Command::History { json, limit } => ops::history::history(&s, json, limit).await,
+    }
+}
+
+async fn tenant(s: &Settings, command: TenantCommand) -> Result<Exit> {
+    match command {
+        TenantCommand::Create {
+            schemas,
+            name,
+            domain,
+            no_migrate,
+        } => {
+            let schemas = schemas
+                .iter()
+                .map(|raw| ops::tenant::tenant_name(s, raw))
+                .collect::<Result<Vec<_>>>()?;
+            if schemas.len() > 1 && (name.is_some() || domain.is_some()) {
+                anyhow::bail!(
+                    "--name and --domain apply to one tenant; create tenants with names one at a time"
+                );
+            }
+            let o = ops::tenant::CreateOptions {
+                schemas,
+                name,
+                domain,
+                migrate: !no_migrate,
+            };
+            ops::tenant::create(s, &o).await
+        }
+        TenantCommand::List { json } => ops::tenant::list(s, json).await,
+        TenantCommand::Drop { schema, yes } => {
+            let schema = ops::tenant::tenant_name(s, &schema)?;
+            ops::confirm(yes, || {
+                format!("dropping tenant `{schema}` deletes its schema and all its data")
+            })?;
+            ops::tenant::drop(s, &schema).await
+        }
+    }
+}
+
+fn migrate_options(a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {
+    use ops::migrate::ScopeFilter;
+    let schemas = a
+        .schemas
+        .iter()
+        .map(|raw| SchemaName::parse_shared(raw))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ops::migrate::MigrateOptions {
+        scope: if a.shared {
+            ScopeFilter::SharedOnly
+        } else if a.tenants || !schemas.is_empty() {
+            ScopeFilter::TenantsOnly
+        } else {
+            ScopeFilter::All
+        },
+        schemas,
+        selection: plan::Selection {
+            plugins: a.only_plugins,
+        },
+        dry_run: a.dry_run,
+        json: a.json,
+        command: "migrate".into(),
+        backup_dir: a.backup_dir,
+    })
+}
+
+fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOptions> {
+    let tenants = a
+        .tenants
+        .iter()
+        .map(|raw| ops::tenant::tenant_name(s, raw))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ops::verify::VerifyOptions {
+        fix: a.fix,
+        json: a.json,
+        tenants,
+        selection: plan::Selection {
+            plugins: a.only_plugins,
+        },
+    })
+}
+
+fn selection(schema: &str, plugin: String) -> Result<ops::ledger::StepSelection> {
+    Ok(ops::ledger::StepSelection {
+        schema: SchemaName::parse_shared(schema)?,
+        plugin,
+    })
+}
