@@ -182,7 +182,7 @@ fn an_untrusted_shared_plugin() {
         .output()
         .expect("run wasmig");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(Exit::Error as i32), "{stderr}");
     assert!(
         stderr.contains("plugin `reference`")
             && stderr.contains("is not trusted; review it, then trust it with --trust reference"),

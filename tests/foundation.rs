@@ -1,17 +1,13 @@
 //! The foundation: init, tenants, migrate, rerun, new steps, drift, failures, concurrency,
 //! bad names, bad manifests.
 
-use crate::support::{PluginDir, TestDb, WORKLOAD, repo_root};
+use crate::support::{Fleet, PluginDir, TestDb, WORKLOAD, repo_root};
 use wasmig::Exit;
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
 fn setup_workload(label: &str) -> (TestDb, PluginDir) {
-    let db = TestDb::new(label);
-    let plugins = PluginDir::new(WORKLOAD);
-    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
-    db.wasmig(plugins.path(), &["migrate", "--shared"])
-        .expect(Exit::Ok);
+    let (db, plugins) = Fleet::new(label).plugins(WORKLOAD).shared_first().build();
     for t in TENANTS {
         db.wasmig(
             plugins.path(),
@@ -127,14 +123,10 @@ fn rerun_changes_nothing() {
 }
 
 fn notes_fleet(label: &str, tenants: &[&str]) -> (TestDb, PluginDir) {
-    let db = TestDb::new(label);
-    let plugins = PluginDir::new(&["notes_v1"]);
-    db.wasmig(plugins.path(), &["init"]).expect(Exit::Ok);
-    for t in tenants {
-        db.wasmig(plugins.path(), &["tenant", "create", t])
-            .expect(Exit::Ok);
-    }
-    (db, plugins)
+    Fleet::new(label)
+        .plugins(&["notes_v1"])
+        .tenants(tenants)
+        .build()
 }
 
 #[test]
@@ -455,7 +447,7 @@ fn wrong_password_is_reported_without_the_password() {
         .output()
         .expect("run wasmig");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(Exit::Error as i32), "{stderr}");
     assert!(
         stderr.contains("cannot connect to postgres://wasmig_admin@127.0.0.1"),
         "{stderr}"

@@ -4,21 +4,15 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{PluginDir, TestDb, WORKLOAD};
+use crate::support::{Fleet, PluginDir, TestDb, WORKLOAD};
 use wasmig::Exit;
 
 fn fleet(label: &str, plugins: &[&str], tenants: &[&str]) -> (TestDb, PluginDir) {
-    let db = TestDb::new(label);
-    let dir = PluginDir::new(plugins);
-    db.wasmig(dir.path(), &["init"]).expect(Exit::Ok);
-    db.wasmig(dir.path(), &["migrate", "--shared"])
-        .expect(Exit::Ok);
-    if !tenants.is_empty() {
-        let mut args = vec!["tenant", "create"];
-        args.extend_from_slice(tenants);
-        db.wasmig(dir.path(), &args).expect(Exit::Ok);
-    }
-    (db, dir)
+    Fleet::new(label)
+        .plugins(plugins)
+        .shared_first()
+        .tenants(tenants)
+        .build()
 }
 
 #[test]
@@ -39,7 +33,7 @@ fn an_older_control_schema_is_refused_until_init_upgrades_it() {
     db.wasmig(dir.path(), &["init"]).expect(Exit::Ok);
     assert_eq!(
         db.scalar_text("SELECT value FROM wasmig.meta WHERE key = 'control_version'"),
-        Some(wasmig::control::CONTROL_VERSION.to_string())
+        Some(wasmig::CONTROL_VERSION.to_string())
     );
     db.wasmig(dir.path(), &["migrate"]).expect(Exit::Ok);
 }
@@ -138,7 +132,7 @@ fn health_metrics_and_history() {
         .doc("wasmig.health/1");
     assert_eq!(h["healthy"], true);
     assert_eq!(h["tenant_count"], 2);
-    assert_eq!(h["control_version"], wasmig::control::CONTROL_VERSION);
+    assert_eq!(h["control_version"], wasmig::CONTROL_VERSION);
     assert!(h["latency_seconds"].as_f64().expect("latency") > 0.0);
     assert!(
         h["server_version"]
@@ -507,11 +501,11 @@ fn config_file_environments_interpolation_and_errors() {
         &["--env", "prod", "verify"],
         Some(crate::support::ADMIN_PASSWORD),
     );
-    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(code, Some(Exit::Ok as i32), "{out}{err}");
     assert!(out.contains("1 tenant(s): 1 ok"), "{out}");
     // A missing variable names the file, the line and the key, and never the URL's password.
     let (code, _, err) = run(&["--env", "prod", "status"], None);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(Exit::Error as i32));
     assert!(
         err.contains("wasmig.toml`, line 11, `env.prod.database_url`")
             && err.contains("${WASMIG_TEST_PW}"),
@@ -519,17 +513,17 @@ fn config_file_environments_interpolation_and_errors() {
     );
     // Unknown environment.
     let (code, _, err) = run(&["--env", "staging", "status"], Some("x"));
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(Exit::Error as i32));
     assert!(
         err.contains("no environment `staging`") && err.contains("dev, prod"),
         "{err}"
     );
     // The default environment (dev) points nowhere: the flag overrides it.
     let (code, out, err) = run(&["--database-url", &db.url, "verify"], None);
-    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(code, Some(Exit::Ok as i32), "{out}{err}");
     // An unreadable config file.
     let (code, _, err) = run(&["--config", "/nonexistent/wasmig.toml", "status"], None);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(Exit::Error as i32));
     assert!(
         err.contains("cannot read config file `/nonexistent/wasmig.toml`"),
         "{err}"
@@ -537,7 +531,7 @@ fn config_file_environments_interpolation_and_errors() {
     // A misspelt key is named with its line.
     std::fs::write(&config, "[defaults]\njbos = 4\n").expect("write config");
     let (code, _, err) = run(&["status"], None);
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(Exit::Error as i32));
     assert!(err.contains("line 2") && err.contains("jbos"), "{err}");
 }
 
@@ -630,7 +624,7 @@ fn backups_are_taken_before_migrating_and_restore_puts_schema_and_ledger_back() 
         .output()
         .expect("run wasmig");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(Exit::Error as i32), "{stderr}");
     assert!(stderr.contains("`pg_dump` was not found"), "{stderr}");
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'b3'"),
@@ -699,7 +693,7 @@ fn a_postgres_restart_mid_run_is_reported_and_a_rerun_finishes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(Exit::Problems as i32),
         "the interrupted run reports problems:\n{stdout}\n{stderr}"
     );
     assert!(

@@ -316,7 +316,11 @@ fn as_many_jobs_as_schemas_run_them_all_at_once() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    assert_eq!(status.code(), Some(1), "the three steps failed (cancelled)");
+    assert_eq!(
+        status.code(),
+        Some(Exit::Problems as i32),
+        "the three steps failed (cancelled)"
+    );
     assert_eq!(most, 3, "all three schemas ran at the same time");
 }
 

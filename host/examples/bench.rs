@@ -18,6 +18,10 @@
 //! timed run the harness times file creation in the server's file system and waits until it
 //! is back to normal (the figure is kept per case as `fs_create_us`). Results: a table on stdout and `target/bench/results.json`
 //! (format `wasmig-bench/1`: stable, so runs can be compared across changes).
+//!
+//! To compare a change with what came before, build the earlier commit's binary and name it
+//! in `WASMIG_BENCH_BEFORE`: the workload cases then also run that binary, interleaved with
+//! the current one on a database of its own, and report `before s` and `wasmig / before`.
 
 #[path = "../../tests/support/pg.rs"]
 mod pg;
@@ -40,6 +44,8 @@ struct Bench {
     server: pg::Server,
     root: PathBuf,
     wasmig: PathBuf,
+    /// An earlier build to compare with (`WASMIG_BENCH_BEFORE`).
+    before: Option<PathBuf>,
     wasm_dir: PathBuf,
     work: tempdir::Dir,
     rows: Vec<ResultRow>,
@@ -84,6 +90,10 @@ struct ResultRow {
     direct_login_s: Option<f64>,
     /// wasmig / direct with one login per tenant.
     ratio_login: Option<f64>,
+    /// Median wall seconds of the `WASMIG_BENCH_BEFORE` binary (an earlier build), if given.
+    before_s: Option<f64>,
+    /// wasmig / before, medians of interleaved runs.
+    ratio_before: Option<f64>,
     /// Peak RSS of the wasmig process, MiB.
     wasmig_peak_rss_mib: f64,
     runs: usize,
@@ -136,12 +146,22 @@ impl Bench {
         if !wasm_dir.join("finance_next.wasm").exists() {
             bail!("plugins are not built: run scripts/bench (it builds them)");
         }
+        let before = std::env::var_os("WASMIG_BENCH_BEFORE").map(PathBuf::from);
+        if let Some(b) = &before
+            && !b.exists()
+        {
+            bail!(
+                "WASMIG_BENCH_BEFORE names {}, which does not exist",
+                b.display()
+            );
+        }
         eprintln!("starting PostgreSQL with default durability (fsync on) ...");
         let server = pg::Server::start(pg::Durability::Default);
         Ok(Bench {
             server,
             root,
             wasmig,
+            before,
             wasm_dir,
             work: tempdir::Dir::new(),
             rows: Vec::new(),
@@ -228,10 +248,15 @@ impl Bench {
 
     /// Runs wasmig under GNU time to read its peak RSS.
     fn wasmig(&self, db: &str, plugins: &Path, args: &[&str]) -> Result<Timed> {
+        self.run_binary(&self.wasmig, db, plugins, args)
+    }
+
+    /// [`Bench::wasmig`] with another build of wasmig.
+    fn run_binary(&self, bin: &Path, db: &str, plugins: &Path, args: &[&str]) -> Result<Timed> {
         let started = Instant::now();
         let out = Command::new("/usr/bin/time")
             .args(["-f", "wasmig-peak-rss-kb=%M"])
-            .arg(&self.wasmig)
+            .arg(bin)
             .args(args)
             .env("DATABASE_URL", self.server.url(db))
             .env("WASMIG_PLUGINS", plugins)
@@ -370,6 +395,7 @@ impl Bench {
         let jobs_s = jobs.to_string();
         let (mut w_full, mut d_full, mut w_pend, mut d_pend) = (vec![], vec![], vec![], vec![]);
         let (mut l_full, mut l_pend) = (vec![], vec![]);
+        let (mut o_full, mut o_pend) = (vec![], vec![]);
         let (mut rss_full, mut rss_pend) = (0f64, 0f64);
         let (mut fs_full, mut fs_pend) = (0f64, 0f64);
         for rep in 0..reps {
@@ -378,6 +404,10 @@ impl Bench {
             let wdb = self.wasmig_db("w", n, &plugins).await?;
             let (_, durl) = self.direct_db("d", n).await?;
             let (_, lurl) = self.direct_db("l", n).await?;
+            let odb = match self.before.is_some() {
+                true => Some(self.wasmig_db("o", n, &plugins).await?),
+                false => None,
+            };
             let migrate = ["-q", "migrate", "--tenants", "--jobs", &jobs_s];
             let next = self.plugin_dir(
                 "workload-next",
@@ -388,12 +418,15 @@ impl Bench {
             // no side inherits the other's dirty buffers or always goes first.
             for pending_case in [false, true] {
                 let reverse = (rep % 2 == 1) != pending_case;
-                let order: [char; 3] = if reverse {
-                    ['C', 'B', 'A']
+                let order: [char; 4] = if reverse {
+                    ['C', 'B', 'O', 'A']
                 } else {
-                    ['A', 'B', 'C']
+                    ['A', 'O', 'B', 'C']
                 };
                 for side in order {
+                    if side == 'O' && odb.is_none() {
+                        continue;
+                    }
                     let fs = self.settle().await?;
                     let fs_max = if pending_case {
                         &mut fs_pend
@@ -411,6 +444,18 @@ impl Bench {
                             let t = self.wasmig(&wdb, &next, &migrate)?;
                             w_pend.push(t.secs);
                             rss_pend = rss_pend.max(t.rss_mib);
+                        }
+                        ('O', _) => {
+                            let (Some(bin), Some(odb)) = (&self.before, &odb) else {
+                                continue;
+                            };
+                            let dir = if pending_case { &next } else { &plugins };
+                            let t = self.run_binary(bin, odb, dir, &migrate)?;
+                            if pending_case {
+                                o_pend.push(t.secs);
+                            } else {
+                                o_full.push(t.secs);
+                            }
                         }
                         ('B', false) => {
                             d_full.push(self.direct(&durl, n, jobs, &scripts, false).await?)
@@ -430,12 +475,13 @@ impl Bench {
             // The databases stay until the server is removed: dropping them would delete
             // thousands of files and slow down the next run's file creation.
         }
-        for (case, w, d, l, rss, fs) in [
+        for (case, w, d, l, o, rss, fs) in [
             (
                 "full workload (12 migrations)",
                 w_full,
                 d_full,
                 l_full,
+                o_full,
                 rss_full,
                 fs_full,
             ),
@@ -444,11 +490,13 @@ impl Bench {
                 w_pend,
                 d_pend,
                 l_pend,
+                o_pend,
                 rss_pend,
                 fs_pend,
             ),
         ] {
             let (wm, dm, lm) = (median(w), median(d), median(l));
+            let om = (!o.is_empty()).then(|| median(o));
             self.rows.push(ResultRow {
                 case: case.into(),
                 tenants: n,
@@ -458,6 +506,8 @@ impl Bench {
                 ratio: Some(wm / dm),
                 direct_login_s: Some(lm),
                 ratio_login: Some(wm / lm),
+                before_s: om,
+                ratio_before: om.map(|o| wm / o),
                 wasmig_peak_rss_mib: rss,
                 runs: reps,
                 fs_create_us: fs,
@@ -500,6 +550,8 @@ impl Bench {
                 ratio: None,
                 direct_login_s: None,
                 ratio_login: None,
+                before_s: None,
+                ratio_before: None,
                 wasmig_peak_rss_mib: rss,
                 runs: reps,
                 fs_create_us: fs,
@@ -541,6 +593,8 @@ impl Bench {
             ratio: None,
             direct_login_s: None,
             ratio_login: None,
+            before_s: None,
+            ratio_before: None,
             wasmig_peak_rss_mib: rss,
             runs: reps,
             fs_create_us: fs,
@@ -590,6 +644,8 @@ impl Bench {
             ratio: Some(l / w),
             direct_login_s: None,
             ratio_login: None,
+                before_s: None,
+                ratio_before: None,
             wasmig_peak_rss_mib: 0.0,
             runs: 100,
             fs_create_us,
@@ -670,7 +726,7 @@ async fn main() -> Result<()> {
     println!();
     let opt = |v: Option<f64>, p: usize| v.map_or_else(|| "-".to_owned(), |d| format!("{d:.p$}"));
     println!(
-        "{:<38} {:>7} {:>4} {:>9} {:>9} {:>6} {:>9} {:>6} {:>8} {:>6}  note",
+        "{:<38} {:>7} {:>4} {:>9} {:>9} {:>6} {:>9} {:>6} {:>9} {:>6} {:>8} {:>6}  note",
         "case",
         "tenants",
         "jobs",
@@ -679,12 +735,14 @@ async fn main() -> Result<()> {
         "ratio",
         "login s",
         "ratio",
+        "before s",
+        "ratio",
         "RSS MiB",
         "fs us"
     );
     for r in &b.rows {
         println!(
-            "{:<38} {:>7} {:>4} {:>9.3} {:>9} {:>6} {:>9} {:>6} {:>8.1} {:>6.0}  {}",
+            "{:<38} {:>7} {:>4} {:>9.3} {:>9} {:>6} {:>9} {:>6} {:>9} {:>6} {:>8.1} {:>6.0}  {}",
             r.case,
             r.tenants,
             r.jobs,
@@ -693,6 +751,8 @@ async fn main() -> Result<()> {
             opt(r.ratio, 2),
             opt(r.direct_login_s, 3),
             opt(r.ratio_login, 2),
+            opt(r.before_s, 3),
+            opt(r.ratio_before, 3),
             r.wasmig_peak_rss_mib,
             r.fs_create_us,
             r.note

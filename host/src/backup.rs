@@ -250,6 +250,7 @@ pub async fn restore(
     who: &RestoreAs<'_>,
     file: &Path,
 ) -> Result<(), BackupError> {
+    // Long: one ordered protocol (check, move aside, pg_restore as the role, ledger rows, put back on failure) sharing the moved-aside state.
     let schema = who.schema;
     let pg_restore = find_tool("pg_restore", "WASMIG_PG_RESTORE")?;
     let tool_err = |reason: String| BackupError::Tool {

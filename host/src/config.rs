@@ -289,6 +289,7 @@ impl FileSettings {
         env_name: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<FileSettings, FileError> {
+        // Long: every key of a section is resolved here, each with the line its error must name.
         let doc: FileDoc = toml::from_str(text).map_err(|e| FileError::Parse {
             path: path.to_owned(),
             line: e.span().map(|s| line_of(text, s.start)),

@@ -1,41 +1,51 @@
 //! wasmig: a PostgreSQL migration runner for schema-per-tenant SaaS whose migrations and
 //! seeds are WebAssembly components.
 //!
+//! The public library surface is small: what the `wasmig` binary calls ([`cli`], [`run`],
+//! [`report_error`], [`interrupt::install`], [`Invocation`], [`Exit`]), the control schema
+//! version ([`CONTROL_VERSION`]), role-password derivation ([`secret`], for tools that log in
+//! as a schema role) and the plugin engine ([`plugin`], for the benchmark). The rest is
+//! internal to the crate.
+//!
 //! Code map (see ARCHITECTURE.md for the invariants):
 //! - [`cli`]: clap definitions (the `--help` text), settings layering, and each command
 //!   turned into its operation's options.
-//! - [`ops`]: one function per command, taking validated options.
-//! - [`names`]: schema/plugin/step name validation (pure).
-//! - [`config`]: durations, limit overrides, lock file format (pure).
-//! - [`plan`]: plugins x ledger -> pending steps, drift, order (pure).
-//! - [`control`]: the `wasmig` control schema: registry, ledger, runs, grants, locks.
-//! - [`db`]: connection settings, quoting, value decoding, PostgreSQL errors.
+//! - `ops`: one function per command, taking validated options.
+//! - `names`: schema/plugin/step name validation (pure).
+//! - `config`: durations, limit overrides, lock file format (pure).
+//! - `plan`: plugins x ledger -> pending steps, drift, order (pure).
+//! - `control`: the `wasmig` control schema: registry, ledger, runs, grants, locks.
+//! - `db`: connection settings, quoting, value decoding, PostgreSQL errors.
 //! - [`plugin`]: wasmtime engine, component loading, the `sql`/`log` capability.
-//! - [`exec`]: runs plans per schema with bounded concurrency.
-//! - [`backup`]: pg_dump / pg_restore of one schema with its ledger rows.
-//! - [`files`]: atomic file writes with the right mode (`0600` for data).
+//! - `exec`: runs plans per schema with bounded concurrency.
+//! - `backup`: pg_dump / pg_restore of one schema with its ledger rows.
+//! - `files`: atomic file writes with the right mode (`0600` for data).
 //! - [`secret`]: role passwords and step tokens.
 //! - [`interrupt`]: SIGINT / SIGTERM: a clean stop, then a hard one.
-//! - [`report`]: human and JSON output; [`out`]: the stdout/stderr writers (a closed pipe
+//! - `report`: human and JSON output; `out`: the stdout/stderr writers (a closed pipe
 //!   ends the output quietly).
 
-pub mod backup;
+pub(crate) mod backup;
 pub mod cli;
-pub mod config;
-pub mod control;
-pub mod db;
-pub mod exec;
-pub mod files;
+pub(crate) mod config;
+pub(crate) mod control;
+pub(crate) mod db;
+pub(crate) mod exec;
+pub(crate) mod files;
 pub mod interrupt;
-pub mod names;
-pub mod ops;
+pub(crate) mod names;
+pub(crate) mod ops;
+#[doc(hidden)]
 pub mod out;
-pub mod plan;
+pub(crate) mod plan;
 pub mod plugin;
-pub mod report;
+pub(crate) mod report;
 pub mod secret;
-pub mod text;
-pub mod watch;
+pub(crate) mod text;
+pub(crate) mod watch;
+
+pub use control::CONTROL_VERSION;
+pub use ops::Invocation;
 
 /// Process exit codes (part of the interface; documented in README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +72,18 @@ impl Exit {
     }
 }
 
+/// Prints a command's error: on stderr, and with `json` also as a `wasmig.error/1` document
+/// on stdout.
+pub fn report_error(e: &anyhow::Error, json: bool) {
+    // One line: what failed, then each cause after a colon (e.g. the flag, then why).
+    errln!("error: {e:#}");
+    if json {
+        report::print_error_json(&format!("{e:#}"), sqlstate_of(e), Exit::Error as i32);
+    }
+}
+
 /// The SQLSTATE behind an error, when a PostgreSQL error is among its causes.
-pub fn sqlstate_of(e: &anyhow::Error) -> Option<&str> {
+fn sqlstate_of(e: &anyhow::Error) -> Option<&str> {
     e.chain().find_map(|cause| {
         if let Some(p) = cause.downcast_ref::<db::PgError>() {
             return p.sqlstate.as_deref();
@@ -81,6 +101,6 @@ pub fn sqlstate_of(e: &anyhow::Error) -> Option<&str> {
 }
 
 /// Runs a parsed command line in `process` (its arguments and environment).
-pub async fn run(cli: cli::Cli, process: &ops::Invocation) -> anyhow::Result<Exit> {
+pub async fn run(cli: cli::Cli, process: &Invocation) -> anyhow::Result<Exit> {
     cli::commands::run(cli, process).await
 }

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         }
     };
     // The one place the process's arguments and environment are read; operations get them.
-    let process = wasmig::ops::Invocation {
+    let process = wasmig::Invocation {
         args: std::env::args().skip(1).collect(),
         // Variables that are not UTF-8 are left out (none of wasmig's are).
         env: std::env::vars_os()
@@ -52,13 +52,7 @@ fn main() -> ExitCode {
         Ok(_) if wasmig::out::stdout_failed() => ExitCode::from(Exit::Error as u8),
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            // One line: what failed, then each cause after a colon (e.g. the flag, then why).
-            wasmig::errln!("error: {e:#}");
-            if json {
-                let message = format!("{e:#}");
-                let sqlstate = wasmig::sqlstate_of(&e);
-                wasmig::report::print_error_json(&message, sqlstate, Exit::Error as i32);
-            }
+            wasmig::report_error(&e, json);
             ExitCode::from(Exit::Error as u8)
         }
     }

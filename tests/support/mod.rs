@@ -105,6 +105,74 @@ pub const WORKLOAD: &[&str] = &[
     "demo_seed",
 ];
 
+/// The one way a test gets a database with wasmig set up: `init`, optionally the shared
+/// schema migrated, then tenants created (migrated unless asked otherwise).
+#[derive(Debug, Clone)]
+pub struct Fleet<'a> {
+    label: &'a str,
+    plugins: &'a [&'a str],
+    tenants: Vec<String>,
+    shared_first: bool,
+    migrate_tenants: bool,
+}
+
+impl<'a> Fleet<'a> {
+    /// A fleet in a database of its own (named after `label`) with no plugins yet.
+    pub fn new(label: &'a str) -> Self {
+        Fleet {
+            label,
+            plugins: &[],
+            tenants: Vec::new(),
+            shared_first: false,
+            migrate_tenants: true,
+        }
+    }
+
+    /// The plugin components (names of `plugins/` builds) in its plugin directory.
+    pub fn plugins(mut self, plugins: &'a [&'a str]) -> Self {
+        self.plugins = plugins;
+        self
+    }
+
+    /// Tenants created, in one `tenant create`.
+    pub fn tenants<S: AsRef<str>>(mut self, names: &[S]) -> Self {
+        self.tenants = names.iter().map(|n| n.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// `migrate --shared` before the tenants are created.
+    pub fn shared_first(mut self) -> Self {
+        self.shared_first = true;
+        self
+    }
+
+    /// Tenants created with `--no-migrate`.
+    pub fn unmigrated(mut self) -> Self {
+        self.migrate_tenants = false;
+        self
+    }
+
+    /// Sets it up; every command must succeed.
+    pub fn build(self) -> (TestDb, PluginDir) {
+        let db = TestDb::new(self.label);
+        let dir = PluginDir::new(self.plugins);
+        db.wasmig(dir.path(), &["init"]).expect(wasmig::Exit::Ok);
+        if self.shared_first {
+            db.wasmig(dir.path(), &["migrate", "--shared"])
+                .expect(wasmig::Exit::Ok);
+        }
+        if !self.tenants.is_empty() {
+            let mut args = vec!["tenant", "create"];
+            if !self.migrate_tenants {
+                args.push("--no-migrate");
+            }
+            args.extend(self.tenants.iter().map(String::as_str));
+            db.wasmig(dir.path(), &args).expect(wasmig::Exit::Ok);
+        }
+        (db, dir)
+    }
+}
+
 /// One database of the shared server, for one test.
 pub struct TestDb {
     pub name: String,

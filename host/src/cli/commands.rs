@@ -6,6 +6,7 @@ use anyhow::Result;
 use super::{Cli, Command, MetricsFormat, MigrateArgs, TenantCommand, VerifyArgs};
 use crate::names::SchemaName;
 use crate::ops::{self, Invocation, Settings};
+use crate::report::Output;
 use crate::{Exit, config, plan};
 
 /// Runs a parsed command line in `process` (its arguments and environment).
@@ -15,7 +16,7 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
         Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
         Command::Tenant(t) => tenant(&s, t).await,
         Command::Migrate(a) => ops::migrate::migrate(&s, &migrate_options(a)?).await,
-        Command::Status(a) => ops::status::status(&s, a.json).await,
+        Command::Status(a) => ops::status::status(&s, Output::from_json_flag(a.json)).await,
         Command::Verify(a) => ops::verify::verify(&s, &verify_options(&s, a)?).await,
         Command::Pin { names } => ops::pin::pin(&s, &names).await,
         Command::Restore { file, schema, yes } => {
@@ -58,7 +59,7 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
                 .map_err(|e| anyhow::anyhow!("invalid --timeout: {e}"))?;
             ops::wait::wait(&s, timeout).await
         }
-        Command::Health { json } => ops::health::health(&s, json).await,
+        Command::Health { json } => ops::health::health(&s, Output::from_json_flag(json)).await,
         Command::Metrics { format, output } => {
             let format = match format {
                 MetricsFormat::Prometheus => ops::metrics::Format::Prometheus,
@@ -66,7 +67,9 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             };
             ops::metrics::metrics(&s, format, output.as_deref()).await
         }
-        Command::History { json, limit } => ops::history::history(&s, json, limit).await,
+        Command::History { json, limit } => {
+            ops::history::history(&s, Output::from_json_flag(json), limit).await
+        }
     }
 }
 
@@ -95,7 +98,7 @@ async fn tenant(s: &Settings, command: TenantCommand) -> Result<Exit> {
             };
             ops::tenant::create(s, &o).await
         }
-        TenantCommand::List { json } => ops::tenant::list(s, json).await,
+        TenantCommand::List { json } => ops::tenant::list(s, Output::from_json_flag(json)).await,
         TenantCommand::Drop { schema, yes } => {
             let schema = ops::tenant::tenant_name(s, &schema)?;
             ops::confirm(yes, || {
@@ -126,7 +129,7 @@ fn migrate_options(a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {
             plugins: a.only_plugins,
         },
         dry_run: a.dry_run,
-        json: a.json,
+        output: Output::from_json_flag(a.json),
         command: "migrate".into(),
         backup_dir: a.backup_dir,
     })
@@ -140,7 +143,7 @@ fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOpti
         .collect::<Result<Vec<_>>>()?;
     Ok(ops::verify::VerifyOptions {
         fix: a.fix,
-        json: a.json,
+        output: Output::from_json_flag(a.json),
         tenants,
         selection: plan::Selection {
             plugins: a.only_plugins,

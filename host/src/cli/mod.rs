@@ -1,4 +1,4 @@
-//! Command-line definitions (clap): doc comments here are the `--help` text. [`settings`]
+//! Command-line definitions (clap): doc comments here are the `--help` text. `settings`
 //! turns the global options and the config file into validated settings, [`commands`] each
 //! command into its operation's options. Nothing outside `cli/` sees clap.
 

@@ -59,19 +59,8 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
     let shared_schema = SchemaName::parse_shared(&shared_raw).with_context(
         || "invalid shared schema (--shared-schema / WASMIG_SHARED_SCHEMA / config)",
     )?;
-    let jobs = match layer(&g.jobs, &file.jobs) {
-        Some(0) => anyhow::bail!("jobs must be at least 1"),
-        Some(n) => n,
-        None => std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(2, 8),
-    };
-    let app_role = layer(&g.app_role, &file.app_role);
-    if let Some(app) = &app_role {
-        crate::names::check_plugin_name(&app.replace('-', "_")).map_err(|_| {
-            anyhow::anyhow!("invalid application role `{app}`: use a lowercase role name")
-        })?;
-    }
+    let jobs = jobs(layer(&g.jobs, &file.jobs))?;
+    let app_role = app_role(layer(&g.app_role, &file.app_role))?;
     let mut name_refs = Vec::new();
     let mut limit_overrides = file.limits.clone();
     let limits_from = NameOrigin::Config(format!("`limits` in {config_name}"));
@@ -83,6 +72,37 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         name_refs.push(name_ref(&o.plugin, &NameOrigin::Flag("--plugin-limit")));
         limit_overrides.push(o);
     }
+    let (trusted, grants) = trust_and_grants(g, &file, &config_name, &mut name_refs)?;
+    Ok(Settings {
+        args: process.args.clone(),
+        target,
+        name_refs,
+        grants,
+        plugins_dir: layer(&g.plugins, &file.plugins).unwrap_or_else(|| PathBuf::from("plugins")),
+        shared_schema,
+        jobs,
+        quiet: g.quiet,
+        limits: limits(g, &file)?,
+        limit_overrides,
+        trusted,
+        lock_file: layer(&g.lock_file, &file.lock_file)
+            .unwrap_or_else(|| PathBuf::from("wasmig.lock")),
+        locked: g.locked,
+        app_role,
+    })
+}
+
+/// A plugin granted a capability tier.
+type Grant = (String, Tier);
+
+/// `--trust` and `--grant` (or their variables, or the config file), with where each name
+/// came from added to `name_refs`.
+fn trust_and_grants(
+    g: &Global,
+    file: &FileSettings,
+    config_name: &str,
+    name_refs: &mut Vec<NameRef>,
+) -> Result<(Vec<String>, Vec<Grant>)> {
     let trusted = layer_list(&g.trusted, &file.trusted);
     let from = |flag_given: bool, from_env: bool, flag, var, key: &str| match (flag_given, from_env)
     {
@@ -110,23 +130,28 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         "grants",
     );
     name_refs.extend(grants.iter().map(|(name, _)| name_ref(name, &grants_from)));
-    Ok(Settings {
-        args: process.args.clone(),
-        target,
-        name_refs,
-        grants,
-        plugins_dir: layer(&g.plugins, &file.plugins).unwrap_or_else(|| PathBuf::from("plugins")),
-        shared_schema,
-        jobs,
-        quiet: g.quiet,
-        limits: limits(g, &file)?,
-        limit_overrides,
-        trusted,
-        lock_file: layer(&g.lock_file, &file.lock_file)
-            .unwrap_or_else(|| PathBuf::from("wasmig.lock")),
-        locked: g.locked,
-        app_role,
+    Ok((trusted, grants))
+}
+
+/// Parallel tenants: as given (at least 1), else the cores, between 2 and 8.
+fn jobs(given: Option<usize>) -> Result<usize> {
+    Ok(match given {
+        Some(0) => anyhow::bail!("jobs must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8),
     })
+}
+
+/// The application role, if given, checked to be a plain role name.
+fn app_role(given: Option<String>) -> Result<Option<String>> {
+    if let Some(app) = &given {
+        crate::names::check_plugin_name(&app.replace('-', "_")).map_err(|_| {
+            anyhow::anyhow!("invalid application role `{app}`: use a lowercase role name")
+        })?;
+    }
+    Ok(given)
 }
 
 /// Where the database is ([`DATABASE_PRECEDENCE`]), announced before the first connection
@@ -279,7 +304,7 @@ fn name_ref(name: &str, origin: &NameOrigin) -> NameRef {
 }
 
 /// Parses `PLUGIN=TIER` (`--grant`, `WASMIG_GRANTS`, config `grants`).
-fn parse_grant(text: &str) -> Result<(String, Tier)> {
+fn parse_grant(text: &str) -> Result<Grant> {
     let (name, tier) = text.split_once('=').ok_or_else(|| {
         anyhow::anyhow!("invalid grant `{text}`: write PLUGIN=TIER, e.g. demo-seed=schema")
     })?;

@@ -204,6 +204,7 @@ async fn create_schema_and_role(
     tx: &tokio_postgres::Transaction<'_>,
     opts: &EnsureSchema<'_>,
 ) -> Result<String, ControlError> {
+    // Long: the schema, its role and their grants are created in one transaction, in the order the server requires.
     let schema = opts.schema;
     let what = || format!("creating schema `{schema}`");
     let role = role_name_for(opts.dbname, schema);

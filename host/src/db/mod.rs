@@ -1,10 +1,12 @@
-//! Everything that talks to PostgreSQL: connection settings ([`connect`]) and TLS
-//! ([`tls`]), identifier and
+//! Everything that talks to PostgreSQL: connection settings ([`connect`]), connection-string
+//! parameters ([`conninfo`]), password redaction ([`redact`]) and TLS ([`tls`]), identifier and
 //! literal quoting plus statement splitting ([`quote`]), value decoding ([`value`]), and the
 //! error type for this boundary.
 
 pub mod connect;
+pub mod conninfo;
 pub mod quote;
+pub mod redact;
 pub mod tls;
 pub mod value;
 

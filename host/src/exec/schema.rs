@@ -64,17 +64,9 @@ impl Fleet {
                 ),
             };
         };
-        if let Some(b) = &self.backups {
-            // Under the lock and before any change: a schema whose dump fails is not touched.
-            match b.dump(&self.target, op, &t.schema).await {
-                Ok(file) => tracing::info!("{}: backed up to {}", t.schema, file.display()),
-                Err(e) => {
-                    login.abort();
-                    return Outcome::Error {
-                        message: format!("{e}; the schema was not migrated"),
-                    };
-                }
-            }
+        if let Err(refused) = self.back_up(op, &t.schema).await {
+            login.abort();
+            return refused;
         }
         // Normally every pending step was granted up front. A step that was not (the ledger
         // changed since the snapshot) is granted now, while the role login is under way.
@@ -120,6 +112,23 @@ impl Fleet {
             run_id: opts.run_id,
         };
         self.run_steps(op, &client, &run).await
+    }
+
+    /// Dumps the schema if the run keeps backups: under the lock and before any change, so a
+    /// schema whose dump fails is not touched.
+    async fn back_up(&self, op: &Client, schema: &SchemaName) -> Result<(), Outcome> {
+        let Some(b) = &self.backups else {
+            return Ok(());
+        };
+        match b.dump(&self.target, op, schema).await {
+            Ok(file) => {
+                tracing::info!("{schema}: backed up to {}", file.display());
+                Ok(())
+            }
+            Err(e) => Err(Outcome::Error {
+                message: format!("{e}; the schema was not migrated"),
+            }),
+        }
     }
 
     /// Reverts `steps` (newest first) of one schema, each in its own transaction together
@@ -267,19 +276,26 @@ impl Fleet {
         }
     }
 
+    /// The password and startup options a schema role logs in with (its session limits and
+    /// its schema as the search path).
+    fn login_for(&self, role: &str, schema: &SchemaName) -> (String, String) {
+        let password = secret::role_password(&self.secret, role);
+        let group = control::tenant_group_for(self.target.dbname());
+        let options = self
+            .runtime
+            .limits()
+            .session
+            .startup_options(schema, &group);
+        (password, options)
+    }
+
     /// Starts logging in as the schema's role in the background.
     pub(crate) fn prefetch_login(self: &Arc<Self>, t: &Target) -> Prefetch {
         let fleet = self.clone();
         let schema = t.schema.clone();
         Prefetch(tokio::spawn(async move {
             let role = fleet.roles.get(&schema)?;
-            let password = secret::role_password(&fleet.secret, role);
-            let group = control::tenant_group_for(fleet.target.dbname());
-            let options = fleet
-                .runtime
-                .limits()
-                .session
-                .startup_options(&schema, &group);
+            let (password, options) = fleet.login_for(role, &schema);
             let client = fleet
                 .target
                 .connect_as(role, &password, &options)
@@ -302,13 +318,7 @@ impl Fleet {
         role: &str,
         schema: &SchemaName,
     ) -> Result<Client, String> {
-        let password = secret::role_password(&self.secret, role);
-        let group = control::tenant_group_for(self.target.dbname());
-        let options = self
-            .runtime
-            .limits()
-            .session
-            .startup_options(schema, &group);
+        let (password, options) = self.login_for(role, schema);
         match self.target.connect_as(role, &password, &options).await {
             Ok(c) => Ok(c),
             Err(crate::db::connect::ConnectError::Connect { error, .. })

@@ -14,7 +14,7 @@ use crate::plan::Selection;
 use crate::report::{self, Health};
 
 /// Prints the health report.
-pub async fn health(s: &Settings, json: bool) -> Result<Exit> {
+pub async fn health(s: &Settings, out: report::Output) -> Result<Exit> {
     let started = Instant::now();
     let client = s.target.connect().await?;
     client
@@ -67,7 +67,7 @@ pub async fn health(s: &Settings, json: bool) -> Result<Exit> {
         }
     }
     h.problems = problems;
-    report::print_health(&h, json);
+    report::print_health(&h, out);
     Ok(if h.problems.is_empty() {
         Exit::Ok
     } else {

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 use super::{Settings, load_plugins, registry};
 use crate::Exit;
-use crate::control::{self, GrantAction, RunOutcome};
+use crate::control::{self, GrantAction, RunOutcome, StepGrant};
 use crate::exec::{Fleet, Outcome};
 use crate::names::SchemaName;
 use crate::plan::{LedgerEntry, PendingStep, Scope};
@@ -135,20 +135,21 @@ impl Ctx {
     }
 }
 
-/// `wasmig revert --schema S --plugin P [--to STEP]`: reverts P's applied steps after STEP
-/// (all of them without `--to`), newest first.
-pub async fn revert(s: &Settings, sel: &StepSelection, to: Option<&str>) -> Result<Exit> {
-    let ctx = prepare(s, sel, to, "revert").await?;
+/// The applied steps of the selected plugin after `to`, newest first, each with its revert
+/// grant; or why the revert is refused (nothing has been changed then).
+fn revert_plan(
+    ctx: &Ctx,
+    sel: &StepSelection,
+    to: Option<&str>,
+) -> Result<Vec<(PendingStep, StepGrant)>, String> {
     let spec = &ctx.fleet.plugins.spec(ctx.plugin);
     let keep_through = match to {
         Some(step) => {
             if ctx.recorded(step).is_none() {
-                ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
-                bail!(
+                return Err(format!(
                     "step `{step}` of `{}` is not applied in `{}`, so there is nothing to revert to",
-                    spec.name,
-                    sel.schema
-                );
+                    spec.name, sel.schema
+                ));
             }
             spec.steps
                 .iter()
@@ -168,8 +169,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection, to: Option<&str>) -> Resu
         .map(|p| p.name.as_str())
         .collect();
     if !dependants.is_empty() {
-        ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
-        bail!(
+        return Err(format!(
             "plugin `{}` is required by {} applied in `{}`; revert those first",
             spec.name,
             dependants
@@ -178,19 +178,16 @@ pub async fn revert(s: &Settings, sel: &StepSelection, to: Option<&str>) -> Resu
                 .collect::<Vec<_>>()
                 .join(", "),
             sel.schema
-        );
+        ));
     }
     let mut todo = Vec::new();
     for (i, st) in spec.steps.iter().enumerate().skip(keep_through).rev() {
         if let Some(e) = ctx.recorded(&st.id) {
             if !e.authentic || e.checksum != st.checksum {
-                ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
-                bail!(
+                return Err(format!(
                     "step `{}` of `{}` in `{}` was applied with other content (drift or a forged row); repair or review it before reverting",
-                    st.id,
-                    spec.name,
-                    sel.schema
-                );
+                    st.id, spec.name, sel.schema
+                ));
             }
             let p = PendingStep {
                 plugin: ctx.plugin,
@@ -199,6 +196,20 @@ pub async fn revert(s: &Settings, sel: &StepSelection, to: Option<&str>) -> Resu
             todo.push((p, ctx.fleet.grant(&sel.schema, &p, GrantAction::Revert)));
         }
     }
+    Ok(todo)
+}
+
+/// `wasmig revert --schema S --plugin P [--to STEP]`: reverts P's applied steps after STEP
+/// (all of them without `--to`), newest first.
+pub async fn revert(s: &Settings, sel: &StepSelection, to: Option<&str>) -> Result<Exit> {
+    let ctx = prepare(s, sel, to, "revert").await?;
+    let todo = match revert_plan(&ctx, sel, to) {
+        Ok(todo) => todo,
+        Err(refused) => {
+            ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
+            bail!("{refused}");
+        }
+    };
     if todo.is_empty() {
         ctx.finish(&sel.schema, RunOutcome::Ok, 0, 0).await;
         crate::outln!("{}: nothing to revert", sel.schema);
@@ -227,54 +238,26 @@ pub async fn revert(s: &Settings, sel: &StepSelection, to: Option<&str>) -> Resu
         .fleet
         .revert_steps(&ctx.op, &target, &todo, ctx.run_id)
         .await;
-    match outcome {
-        Outcome::Applied { steps } => {
-            ctx.finish(&sel.schema, RunOutcome::Ok, steps.len(), 0)
-                .await;
-            for st in &steps {
-                crate::outln!("{}: reverted {st}", sel.schema);
-            }
-            Ok(Exit::Ok)
-        }
-        Outcome::Failed {
-            applied,
-            plugin,
-            step,
-            sqlstate,
-            message,
-        } => {
-            ctx.finish(&sel.schema, RunOutcome::Failed, applied.len(), 1)
-                .await;
-            for st in &applied {
-                crate::outln!("{}: reverted {st}", sel.schema);
-            }
-            crate::errln!(
-                "error: schema `{}`, plugin `{plugin}`, step `{step}`: revert stopped: {message}{}",
-                sel.schema,
-                sqlstate
-                    .map(|c| format!(" (SQLSTATE {c})"))
-                    .unwrap_or_default()
-            );
-            Ok(Exit::Problems)
-        }
-        Outcome::Interrupted { applied, signal } => {
-            ctx.finish(&sel.schema, RunOutcome::Interrupted, applied.len(), 0)
-                .await;
-            for st in &applied {
-                crate::outln!("{}: reverted {st}", sel.schema);
-            }
-            crate::errln!(
-                "error: schema `{}`: revert stopped by {signal} after {} step(s); run it again to revert the rest",
-                sel.schema,
-                applied.len()
-            );
-            Ok(crate::interrupt::received().map_or(Exit::Problems, Exit::from_signal))
-        }
+    let (recorded, applied, failed, exit) = match &outcome {
+        Outcome::Applied { steps } => (RunOutcome::Ok, steps.len(), 0, Exit::Ok),
+        Outcome::Failed { applied, .. } => (RunOutcome::Failed, applied.len(), 1, Exit::Problems),
+        Outcome::Interrupted { applied, .. } => (
+            RunOutcome::Interrupted,
+            applied.len(),
+            0,
+            crate::interrupt::received().map_or(Exit::Problems, Exit::from_signal),
+        ),
         other => {
             ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
-            bail!("schema `{}`: {:?}", sel.schema, other)
+            match other {
+                Outcome::Error { message } => bail!("schema `{}`: {message}", sel.schema),
+                other => bail!("schema `{}`: {other:?}", sel.schema),
+            }
         }
-    }
+    };
+    ctx.finish(&sel.schema, recorded, applied, failed).await;
+    crate::report::print_revert(&sel.schema, &outcome);
+    Ok(exit)
 }
 
 /// `wasmig baseline --schema S --plugin P --to STEP`: records P's steps up to STEP as applied

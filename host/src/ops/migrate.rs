@@ -35,7 +35,7 @@ pub struct MigrateOptions {
     /// Plan only.
     pub dry_run: bool,
     /// JSON output.
-    pub json: bool,
+    pub output: report::Output,
     /// What to record as the run's command.
     pub command: String,
     /// Dump each schema with pending steps here first.
@@ -79,6 +79,7 @@ fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Ve
 
 /// Plans and (unless dry-run) applies; prints progress and a summary.
 pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
+    // Long: the run record, the lock watch, progress and the summary wrap one run; each step of the story is a call.
     // Before any I/O on the database: a missing pg_dump refuses the whole run.
     let backups = match &o.backup_dir {
         Some(dir) if !o.dry_run => Some(crate::backup::Backups::new(dir)?),
@@ -105,7 +106,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
                 (t, p)
             })
             .collect();
-        report::print_plan(&plugins.specs, &plans, o.json);
+        report::print_plan(&plugins.specs, &plans, o.output);
         return Ok(if problems { Exit::Problems } else { Exit::Ok });
     }
 
@@ -121,7 +122,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         jobs: s.jobs,
     };
     let started = std::time::Instant::now();
-    let show = !o.json && !s.quiet;
+    let show = o.output == report::Output::Text && !s.quiet;
     // On a terminal, a progress bar with the per-schema lines printed above it; otherwise
     // plain lines only (logs, CI).
     let bar = (show && std::io::stdout().is_terminal() && targets.len() > 1).then(|| {
@@ -158,7 +159,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     if let Err(e) = control::finish_run(&op, run_id, outcome, applied as i32, failed as i32).await {
         tracing::warn!("could not record the end of run {run_id}: {e}");
     }
-    report::print_run_summary(run_id, &reports, started.elapsed(), o.json);
+    report::print_run_summary(run_id, &reports, started.elapsed(), o.output);
     if let Some(sig) = signal {
         return Ok(Exit::from_signal(sig));
     }

@@ -67,8 +67,8 @@ pub async fn collect(
 }
 
 /// Prints the status of every managed schema.
-pub async fn status(s: &Settings, json: bool) -> Result<Exit> {
+pub async fn status(s: &Settings, out: report::Output) -> Result<Exit> {
     let (specs, rows) = collect(s, Which::All, &Selection::default()).await?;
-    report::print_status(&specs, &rows, json);
+    report::print_status(&specs, &rows, out);
     Ok(Exit::Ok)
 }

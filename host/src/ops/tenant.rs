@@ -68,7 +68,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
             schemas: o.schemas.clone(),
             selection: Selection::default(),
             dry_run: false,
-            json: false,
+            output: crate::report::Output::Text,
             command: "tenant create".into(),
             backup_dir: None,
         },
@@ -77,14 +77,14 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
 }
 
 /// Lists tenants.
-pub async fn list(s: &Settings, json: bool) -> Result<Exit> {
+pub async fn list(s: &Settings, out: crate::report::Output) -> Result<Exit> {
     let client = s.connect_initialised().await?;
     let tenants: Vec<_> = registry(&client, s)
         .await?
         .into_iter()
         .filter(|m| m.scope == Scope::Tenant)
         .collect();
-    crate::report::print_tenants(&tenants, json);
+    crate::report::print_tenants(&tenants, out);
     Ok(Exit::Ok)
 }
 

@@ -16,7 +16,7 @@ pub struct VerifyOptions {
     /// Apply what is pending first, then verify.
     pub fix: bool,
     /// JSON output.
-    pub json: bool,
+    pub output: report::Output,
     /// Only these tenants (empty = all).
     pub tenants: Vec<SchemaName>,
     /// Only these plugins.
@@ -31,18 +31,18 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
             schemas: o.tenants.clone(),
             selection: o.selection.clone(),
             dry_run: false,
-            json: false,
+            output: crate::report::Output::Text,
             command: "verify --fix".into(),
             backup_dir: None,
         };
         // Failures are reported by the run and show up again in the verification below.
         let quiet = Settings {
-            quiet: s.quiet || o.json,
+            quiet: s.quiet || o.output == report::Output::Json,
             ..s.clone()
         };
         migrate(&quiet, &fix).await?;
     }
     let (_, rows) = collect(s, Which::Tenants(&o.tenants), &o.selection).await?;
-    let ok = report::print_verify(&rows, o.json, s.quiet);
+    let ok = report::print_verify(&rows, o.output, s.quiet);
     Ok(if ok { Exit::Ok } else { Exit::Problems })
 }

@@ -48,6 +48,7 @@ pub enum PlanError {
 /// Orders plugins: shared before tenant, migrations before seeds, then by `requires`
 /// (ties broken by name so the order is stable). Returns indexes into `plugins`.
 pub fn order_plugins(plugins: &[PluginSpec]) -> Result<Vec<usize>, PlanError> {
+    // Long: validation and the topological sort share the name index; split, each half would rebuild it.
     let by_name: HashMap<&str, usize> = plugins
         .iter()
         .enumerate()

@@ -1,5 +1,5 @@
 //! Loading plugin components from a directory: file checks, compilation, WIT version check,
-//! pre-linking, and manifest validation into a [`PluginSpec`].
+//! pre-linking, and manifest validation into a `PluginSpec`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

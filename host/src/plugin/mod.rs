@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod load;
 pub mod output;
+mod rows;
 pub mod sql;
 pub(crate) mod tx;
 
@@ -55,7 +56,7 @@ pub struct Limits {
     /// Most statements one step may send.
     pub max_statements: u32,
     /// Most locks one step's session may hold (`None`: half the server's lock table shared
-    /// among the run's parallel steps, see [`crate::watch`]).
+    /// among the run's parallel steps, see `crate::watch`).
     pub max_locks: Option<u64>,
     /// Most MiB of temporary files one step's session may hold (`None`: the schema role's
     /// `temp_file_limit`, 1 GiB); needs a superuser operator, like that one.

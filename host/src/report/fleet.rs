@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{document, print_document, round3};
+use super::{Output, document, print_document, round3};
 use crate::control::{DurationSummary, HeldLock, ManagedSchema, RunRecord};
 use crate::plan::Scope;
 
@@ -27,8 +27,8 @@ struct TenantsJson<'a> {
 }
 
 /// `wasmig tenant list` output.
-pub fn print_tenants(tenants: &[ManagedSchema], json: bool) {
-    if json {
+pub fn print_tenants(tenants: &[ManagedSchema], out: Output) {
+    if out.json() {
         let tenants: Vec<TenantJson<'_>> = tenants
             .iter()
             .map(|t| TenantJson {
@@ -127,9 +127,9 @@ struct HealthJson<'a> {
 }
 
 /// `wasmig health` output.
-pub fn print_health(h: &Health, json: bool) {
+pub fn print_health(h: &Health, out: Output) {
     let healthy = h.problems.is_empty();
-    if json {
+    if out.json() {
         let j = HealthJson {
             healthy,
             database: &h.database,
@@ -245,8 +245,8 @@ struct HistoryJson<'a> {
 }
 
 /// `wasmig history` output, newest run first.
-pub fn print_history(runs: &[RunRecord], json: bool) {
-    if json {
+pub fn print_history(runs: &[RunRecord], out: Output) {
+    if out.json() {
         let runs = runs.iter().map(RunJson::new).collect();
         print_document("wasmig.history/1", HistoryJson { runs });
         return;

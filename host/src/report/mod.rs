@@ -13,10 +13,30 @@ mod status;
 pub use fleet::{
     Health, Metrics, metrics_json, print_health, print_history, print_tenants, prometheus,
 };
-pub use run::{applied_steps, print_plan, print_run_summary, schema_line};
-pub use status::{LastFailure, SchemaStatus, print_status, print_verify};
+pub use run::{applied_steps, print_plan, print_revert, print_run_summary, schema_line};
+pub use status::{SchemaStatus, print_status, print_verify};
 
 use serde::Serialize;
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Lines and tables for people.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+impl Output {
+    /// `--json` given or not.
+    pub fn from_json_flag(json: bool) -> Output {
+        if json { Output::Json } else { Output::Text }
+    }
+
+    fn json(self) -> bool {
+        self == Output::Json
+    }
+}
 
 /// A measured float with at most three decimals: `3.663`, not `3.662799999999999` (binary
 /// noise no reader wants, and that hides the real precision).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{FailureJson, print_document, seconds, sqlstate_note};
+use super::{FailureJson, Output, print_document, seconds, sqlstate_note};
 use crate::exec::{Outcome, SchemaReport};
 use crate::plan::{Drift, PluginSpec, SchemaPlan, Scope, StepRef, Target};
 
@@ -186,10 +186,10 @@ struct RunJson<'a> {
 }
 
 /// The end-of-run summary; lists every problem with its cause.
-pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, json: bool) {
+pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, out: Output) {
     let applied: usize = reports.iter().map(applied_steps).sum();
     let problems: Vec<&SchemaReport> = reports.iter().filter(|r| r.outcome.is_problem()).collect();
-    if json {
+    if out.json() {
         let j = RunJson {
             run_id,
             duration_seconds: seconds(took),
@@ -219,60 +219,101 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
             ))
             .unwrap_or_default()
     );
-    if !cut.is_empty() {
-        // One line however many: each schema's own line said which it was.
-        const SHOWN: usize = 10;
-        let names: Vec<String> = cut
-            .iter()
-            .take(SHOWN)
-            .map(|r| r.schema.to_string())
-            .collect();
-        crate::errln!(
-            "error: the run was interrupted before {} schema(s) were done: {}{}; their steps that ran are committed and recorded, run `wasmig migrate` again to apply the rest",
-            cut.len(),
-            names.join(", "),
-            if cut.len() > SHOWN {
-                format!(" and {} more", cut.len() - SHOWN)
-            } else {
-                String::new()
-            }
-        );
-    }
+    print_not_finished(&cut);
     for r in problems {
-        match &r.outcome {
-            Outcome::Failed {
-                plugin,
-                step,
-                sqlstate: code,
-                message,
-                ..
-            } => crate::errln!(
-                "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {}{}{}",
-                r.schema,
-                message.lines().next().unwrap_or(""),
-                sqlstate_note(code.as_deref()),
-                message
-                    .split_once('\n')
-                    .map(|(_, rest)| format!("\n{rest}"))
-                    .unwrap_or_default()
-            ),
-            Outcome::Drift { drift } => {
-                for d in drift {
-                    crate::errln!("error: {}", drift_line(&r.schema, d));
-                }
-            }
-            Outcome::Forged { rows } => {
-                for row in rows {
-                    crate::errln!("error: {}", forged_line(&r.schema, row));
-                }
-            }
-            Outcome::Blocked { reason } => crate::errln!("error: schema `{}`: {reason}", r.schema),
-            Outcome::Skipped { reason } => {
-                crate::errln!("error: schema `{}` skipped: {reason}", r.schema)
-            }
-            Outcome::Error { message } => crate::errln!("error: schema `{}`: {message}", r.schema),
-            Outcome::UpToDate | Outcome::Applied { .. } | Outcome::Interrupted { .. } => {}
+        print_problem(r);
+    }
+}
+
+/// One line for the schemas a signal kept from finishing, however many (each schema's own
+/// line said which it was).
+fn print_not_finished(cut: &[&SchemaReport]) {
+    if cut.is_empty() {
+        return;
+    }
+    const SHOWN: usize = 10;
+    let names: Vec<String> = cut
+        .iter()
+        .take(SHOWN)
+        .map(|r| r.schema.to_string())
+        .collect();
+    crate::errln!(
+        "error: the run was interrupted before {} schema(s) were done: {}{}; their steps that ran are committed and recorded, run `wasmig migrate` again to apply the rest",
+        cut.len(),
+        names.join(", "),
+        if cut.len() > SHOWN {
+            format!(" and {} more", cut.len() - SHOWN)
+        } else {
+            String::new()
         }
+    );
+}
+
+/// A problem schema's cause, on stderr.
+fn print_problem(r: &SchemaReport) {
+    match &r.outcome {
+        Outcome::Failed {
+            plugin,
+            step,
+            sqlstate: code,
+            message,
+            ..
+        } => crate::errln!(
+            "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {}{}{}",
+            r.schema,
+            message.lines().next().unwrap_or(""),
+            sqlstate_note(code.as_deref()),
+            message
+                .split_once('\n')
+                .map(|(_, rest)| format!("\n{rest}"))
+                .unwrap_or_default()
+        ),
+        Outcome::Drift { drift } => {
+            for d in drift {
+                crate::errln!("error: {}", drift_line(&r.schema, d));
+            }
+        }
+        Outcome::Forged { rows } => {
+            for row in rows {
+                crate::errln!("error: {}", forged_line(&r.schema, row));
+            }
+        }
+        Outcome::Blocked { reason } => crate::errln!("error: schema `{}`: {reason}", r.schema),
+        Outcome::Skipped { reason } => {
+            crate::errln!("error: schema `{}` skipped: {reason}", r.schema)
+        }
+        Outcome::Error { message } => crate::errln!("error: schema `{}`: {message}", r.schema),
+        Outcome::UpToDate | Outcome::Applied { .. } | Outcome::Interrupted { .. } => {}
+    }
+}
+
+/// What `wasmig revert` did in `schema`: the reverted steps on stdout, why it stopped on
+/// stderr.
+pub fn print_revert(schema: &crate::names::SchemaName, outcome: &Outcome) {
+    let reverted = match outcome {
+        Outcome::Applied { steps } => steps,
+        Outcome::Failed { applied, .. } | Outcome::Interrupted { applied, .. } => applied,
+        _ => return,
+    };
+    for st in reverted {
+        crate::outln!("{schema}: reverted {st}");
+    }
+    match outcome {
+        Outcome::Failed {
+            plugin,
+            step,
+            sqlstate,
+            message,
+            ..
+        } => crate::errln!(
+            "error: schema `{schema}`, plugin `{plugin}`, step `{step}`: revert stopped: {message}{}",
+            sqlstate_note(sqlstate.as_deref())
+        ),
+        Outcome::Interrupted { applied, signal } => crate::errln!(
+            "error: schema `{schema}`: revert stopped by {signal} after {} step(s); run it again to revert the rest",
+            applied.len()
+        ),
+        _ => {}
     }
 }
 
@@ -301,8 +342,8 @@ struct PlansJson<'a> {
 }
 
 /// `migrate --dry-run` output.
-pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], json: bool) {
-    if json {
+pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], out: Output) {
+    if out.json() {
         let schemas: Vec<PlanJson<'_>> = plans
             .iter()
             .map(|(t, p)| PlanJson {

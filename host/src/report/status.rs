@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::run::{drift_line, forged_line};
-use super::{FailureJson, print_document, sqlstate_note};
+use super::{FailureJson, Output, print_document, sqlstate_note};
 use crate::control::{ManagedSchema, StepFailureRecord};
 use crate::plan::{Drift, PluginSpec, SchemaPlan, Scope, StepRef};
 
@@ -151,8 +151,8 @@ struct StatusJson<'a> {
 }
 
 /// `wasmig status` output.
-pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], json: bool) {
-    if json {
+pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], out: Output) {
+    if out.json() {
         let j = StatusJson {
             plugins: specs
                 .iter()
@@ -221,10 +221,10 @@ struct VerifyJson<'a> {
 }
 
 /// `wasmig verify` output; returns whether every tenant is fully applied.
-pub fn print_verify(rows: &[SchemaStatus], json: bool, quiet: bool) -> bool {
+pub fn print_verify(rows: &[SchemaStatus], out: Output, quiet: bool) -> bool {
     let ok = rows.iter().filter(|r| r.is_ok()).count();
     let issues = rows.len() - ok;
-    if json {
+    if out.json() {
         let j = VerifyJson {
             tenant_count: rows.len(),
             ok_count: ok,
