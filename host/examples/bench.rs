@@ -1,5 +1,6 @@
 //! The wasmig benchmark: one command (`scripts/bench`, or
-//! `cargo run --release -p wasmig --example bench -- [--quick]` after building the plugins).
+//! `cargo run --release -p wasmig --example bench -- [--quick] [--reps N]` after building
+//! the plugins).
 //!
 //! It starts its own PostgreSQL with PostgreSQL's default durability (fsync on), and measures,
 //! side by side in one run, wasmig against the lower bound of sending the same SQL directly
@@ -709,12 +710,25 @@ async fn main() -> Result<()> {
         .query_one("SHOW server_version", &[])
         .await?
         .get::<_, String>(0);
+    // `--reps N`: runs per workload case (more give steadier medians, e.g. for a
+    // before/after comparison).
+    let args: Vec<String> = std::env::args().collect();
+    let reps_override = match args.iter().position(|a| a == "--reps") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .context("--reps needs a whole number of runs, at least 1")?,
+        ),
+        None => None,
+    };
     let sizes: &[(usize, usize)] = if quick {
         &[(100, 1)]
     } else {
         &[(100, 3), (1000, 2)]
     };
     for &(n, reps) in sizes {
+        let reps = reps_override.unwrap_or(reps);
         for jobs in [1, 2] {
             b.workload_case(n, jobs, reps).await?;
         }
