@@ -66,7 +66,13 @@ pub async fn list_schemas(client: &Client) -> Result<Vec<ManagedSchema>, Control
 /// The role name for a schema: `<database>_<schema>` when it fits in 63 bytes, otherwise
 /// `wasmig_` plus a hash (roles are cluster-wide, so the database name keeps them apart).
 pub fn role_name_for(dbname: &str, schema: &SchemaName) -> String {
-    let readable = format!("{dbname}_{schema}");
+    readable_or_hashed(dbname, schema.as_str(), "wasmig_")
+}
+
+/// `<database>_<name>` in lowercase when that is a plain identifier of at most 63 bytes,
+/// else `prefix` and a hash of both (the same inputs always give the same role).
+fn readable_or_hashed(dbname: &str, name: &str, prefix: &str) -> String {
+    let readable = format!("{dbname}_{name}");
     if readable.len() <= 63
         && readable
             .chars()
@@ -74,24 +80,15 @@ pub fn role_name_for(dbname: &str, schema: &SchemaName) -> String {
     {
         return readable.to_ascii_lowercase();
     }
-    let h = blake3::hash(format!("{dbname}\0{schema}").as_bytes());
-    format!("wasmig_{}", &h.to_hex()[..24])
+    let h = blake3::hash(format!("{dbname}\0{name}").as_bytes());
+    format!("{prefix}{}", &h.to_hex()[..24])
 }
 
 /// The group role every tenant role belongs to; shared plugins grant it read access to
 /// shared tables. Schema names starting with `wasmig` are reserved, so this cannot collide
 /// with a schema role.
 pub fn tenant_group_for(dbname: &str) -> String {
-    let readable = format!("{dbname}_wasmig_tenants");
-    if readable.len() <= 63
-        && readable
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return readable.to_ascii_lowercase();
-    }
-    let h = blake3::hash(format!("{dbname}\0wasmig_tenants").as_bytes());
-    format!("wasmig_g_{}", &h.to_hex()[..24])
+    readable_or_hashed(dbname, "wasmig_tenants", "wasmig_g_")
 }
 
 /// Server-side limits of schema-role sessions (set on the role and at every connection).

@@ -101,6 +101,10 @@ impl<'a> Queue<'a> {
     /// Runs the workers until the queue is empty (or a signal stops them); every schema of
     /// the queue ends up in exactly one report.
     pub(crate) async fn drain(self) -> Vec<SchemaReport> {
+        if self.len() == 0 {
+            // No worker, no connection.
+            return Vec::new();
+        }
         // Workers share borrowed state, so they run concurrently on this task rather than as
         // spawned tasks; their I/O interleaves at every await.
         let workers: Vec<_> = (0..self.workers).map(|_| self.work()).collect();

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::Settings;
-use crate::control::{self, EnsureSchema, Ensured};
+use crate::control::{self, EnsureSchema};
 use crate::plan::Scope;
 
 /// Creates or upgrades the control schema and the shared schema (idempotent).
@@ -25,13 +25,6 @@ pub async fn init(s: &Settings) -> Result<()> {
         },
     )
     .await?;
-    let what = match ensured {
-        Ensured::Created => "created",
-        Ensured::Existed => "already present",
-    };
-    crate::outln!(
-        "control schema `wasmig` ready; shared schema `{}` {what} (role `{role}`)",
-        s.shared_schema
-    );
+    crate::report::notes::init_done(&s.shared_schema, ensured, &role);
     Ok(())
 }

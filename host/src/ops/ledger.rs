@@ -212,7 +212,7 @@ pub async fn revert(s: &Settings, sel: &StepSelection, to: Option<&str>) -> Resu
     };
     if todo.is_empty() {
         ctx.finish(&sel.schema, RunOutcome::Ok, 0, 0).await;
-        crate::outln!("{}: nothing to revert", sel.schema);
+        crate::report::notes::nothing_to_revert(&sel.schema);
         return Ok(Exit::Ok);
     }
     let role = ctx
@@ -282,12 +282,7 @@ pub async fn baseline(s: &Settings, sel: &StepSelection, to: &str) -> Result<Exi
     match added {
         Ok(n) => {
             ctx.finish(&sel.schema, RunOutcome::Ok, n as usize, 0).await;
-            crate::outln!(
-                "{}: recorded {n} step(s) of `{}` through `{to}` as applied without running them ({} already recorded)",
-                sel.schema,
-                spec.name,
-                rows.len() as u64 - n
-            );
+            crate::report::notes::baselined(&sel.schema, &spec.name, to, n, rows.len() as u64);
             Ok(Exit::Ok)
         }
         Err(e) => {
@@ -323,20 +318,7 @@ pub async fn repair(s: &Settings, sel: &StepSelection, step: &str) -> Result<Exi
     match old {
         Ok(Some(old)) => {
             ctx.finish(&sel.schema, RunOutcome::Ok, 1, 0).await;
-            if old == g.checksum {
-                crate::outln!(
-                    "{}: `{}/{step}` already has checksum {old} (row re-authenticated)",
-                    sel.schema,
-                    spec.name
-                );
-            } else {
-                crate::outln!(
-                    "{}: `{}/{step}` checksum {old} -> {}",
-                    sel.schema,
-                    spec.name,
-                    g.checksum
-                );
-            }
+            crate::report::notes::repaired(&sel.schema, &spec.name, step, &old, &g.checksum);
             Ok(Exit::Ok)
         }
         Ok(None) => {
@@ -418,9 +400,6 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
         tracing::warn!("could not record the end of run {run_id}: {e}");
     }
     result?;
-    crate::outln!(
-        "{schema}: restored from {} (schema and ledger rows)",
-        file.display()
-    );
+    crate::report::notes::restored(schema, file);
     Ok(crate::interrupt::received().map_or(Exit::Ok, Exit::from_signal))
 }

@@ -23,11 +23,7 @@ pub async fn pin(s: &Settings, names: &[String]) -> Result<Exit> {
             let old = lock
                 .plugins
                 .insert(p.name.clone(), p.artifact_checksum.clone());
-            match old {
-                Some(o) if o == p.artifact_checksum => crate::outln!("{}: unchanged {}", p.name, o),
-                Some(o) => crate::outln!("{}: {} -> {}", p.name, o, p.artifact_checksum),
-                None => crate::outln!("{}: pinned {}", p.name, p.artifact_checksum),
-            }
+            crate::report::notes::pinned(&p.name, old.as_deref(), &p.artifact_checksum);
         }
     }
     // Committed with the deploy config and read by reviewers: checksums, not secrets.

@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use super::migrate::{MigrateOptions, ScopeFilter, migrate};
 use super::{Settings, registry};
 use crate::Exit;
-use crate::control::{self, EnsureSchema, Ensured};
+use crate::control::{self, EnsureSchema};
 use crate::names::SchemaName;
 use crate::plan::{Scope, Selection};
 
@@ -50,12 +50,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
         )
         .await?;
         if !s.quiet {
-            match ensured {
-                Ensured::Created => crate::outln!("tenant `{schema}` created (role `{role}`)"),
-                Ensured::Existed => {
-                    crate::outln!("tenant `{schema}` already exists (role `{role}`)")
-                }
-            }
+            crate::report::notes::tenant_ensured(schema, ensured, &role);
         }
     }
     if !o.migrate {
@@ -92,7 +87,7 @@ pub async fn list(s: &Settings, out: crate::report::Output) -> Result<Exit> {
 pub async fn drop(s: &Settings, schema: &SchemaName) -> Result<Exit> {
     let mut client = s.connect_initialised().await?;
     let left = control::drop_tenant(&mut client, schema, s.target.dbname()).await?;
-    crate::outln!("tenant `{schema}` dropped");
+    crate::report::notes::tenant_dropped(schema);
     for object in left {
         tracing::warn!(
             "the tenant group role owns {object}, readable by every tenant; no wasmig step can leave such an object, so someone put it there outside wasmig: review and drop it"

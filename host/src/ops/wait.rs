@@ -26,11 +26,7 @@ pub async fn wait(s: &Settings, timeout: Duration) -> Result<Exit> {
             match tokio::time::timeout(left.max(Duration::from_millis(1)), attempt).await {
                 Ok(Ok(())) => {
                     if !s.quiet {
-                        crate::outln!(
-                            "{} accepts connections (after {attempts} attempt(s), {:.1}s)",
-                            s.target,
-                            started.elapsed().as_secs_f64()
-                        );
+                        crate::report::notes::reachable(&s.target, attempts, started.elapsed());
                     }
                     return Ok(Exit::Ok);
                 }

@@ -197,21 +197,27 @@ fn no_session() -> SqlError {
     host_error("SQL is not available while the host reads the manifest".into())
 }
 
+impl StepCtx {
+    /// The step's session for one plugin statement: admitted (bounds, transaction control)
+    /// and with the step's transaction open.
+    async fn session_for(&mut self, statement: &str) -> Result<&mut SqlSession, SqlError> {
+        let s = self.sql.as_mut().ok_or_else(no_session)?;
+        s.admit(statement)?;
+        s.begin_if_pending().await?;
+        Ok(s)
+    }
+}
+
 impl Host for StepCtx {
     async fn execute(
         &mut self,
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<u64, SqlError>> {
-        let Some(s) = self.sql.as_mut() else {
-            return Ok(Err(no_session()));
+        let s = match self.session_for(&statement).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = s.admit(&statement) {
-            return Ok(Err(e));
-        }
-        if let Err(e) = s.begin_if_pending().await {
-            return Ok(Err(e));
-        }
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let refs: Vec<&(dyn ToSql + Sync)> = ps.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         let client = s.client.clone();
@@ -241,15 +247,10 @@ impl Host for StepCtx {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<Rows, SqlError>> {
-        let Some(s) = self.sql.as_mut() else {
-            return Ok(Err(no_session()));
+        let s = match self.session_for(&statement).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
         };
-        if let Err(e) = s.admit(&statement) {
-            return Ok(Err(e));
-        }
-        if let Err(e) = s.begin_if_pending().await {
-            return Ok(Err(e));
-        }
         let ps: Vec<TextParam<'_>> = params.iter().map(TextParam).collect();
         let (max_rows, max_bytes) = (s.max_rows, s.max_bytes);
         let client = s.client.clone();

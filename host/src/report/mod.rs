@@ -7,6 +7,7 @@
 //! in `_seconds`; floats carry at most three decimals.
 
 mod fleet;
+pub mod notes;
 mod run;
 mod status;
 
