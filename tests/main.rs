@@ -3,6 +3,7 @@
 
 mod support;
 
+mod adopt;
 mod bad_input;
 mod foundation;
 mod operations;

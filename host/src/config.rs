@@ -209,30 +209,25 @@ struct FileDoc {
     env: BTreeMap<String, EnvSettings>,
 }
 
-/// The settings a config file gives for the selected environment, validated.
+/// The config file's layer for the selected environment: the environment's section over
+/// `[defaults]`. Keys used as written are read through [`FileSettings::value`]; the others
+/// are resolved here (URL interpolated, paths against the file's directory, durations and
+/// limits parsed, each error naming its line and key).
 #[derive(Debug, Clone, Default)]
 pub struct FileSettings {
+    /// The selected environment's section.
+    section: Option<EnvSettings>,
+    /// `[defaults]`.
+    defaults: EnvSettings,
     /// Interpolated database URL, or why it cannot be: a `${VAR}` that is not set fails only
     /// a command that actually uses this URL (not one given `--database-url`).
     pub database_url: Option<Result<String, std::sync::Arc<FileError>>>,
-    /// Shared schema.
-    pub shared_schema: Option<String>,
     /// Plugins directory, resolved against the file's directory.
     pub plugins: Option<PathBuf>,
-    /// Parallel tenants.
-    pub jobs: Option<usize>,
-    /// Application role.
-    pub app_role: Option<String>,
-    /// Trusted plugins.
-    pub trusted: Option<Vec<String>>,
-    /// Capability grants, `"PLUGIN=TIER"`.
-    pub grants: Option<Vec<String>>,
     /// Lock file, resolved against the file's directory.
     pub lock_file: Option<PathBuf>,
     /// Step timeout.
     pub step_timeout: Option<Duration>,
-    /// Memory limit, MiB.
-    pub memory_limit_mb: Option<u64>,
     /// Lock timeout.
     pub lock_timeout: Option<Duration>,
     /// Per-plugin limit overrides.
@@ -269,6 +264,14 @@ pub fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Stri
 }
 
 impl FileSettings {
+    /// A key as the file gives it: the environment's section first, then `[defaults]`.
+    pub fn value<T: Clone>(&self, key: impl Fn(&EnvSettings) -> &Option<T>) -> Option<T> {
+        self.section
+            .as_ref()
+            .and_then(|s| key(s).clone())
+            .or_else(|| key(&self.defaults).clone())
+    }
+
     /// Reads `path` and resolves environment `env_name` (or the file's `default_env`).
     pub fn load(
         path: &Path,
@@ -331,6 +334,8 @@ impl FileSettings {
         }
         let mut out = FileSettings {
             env_name: chosen.clone(),
+            section: section.cloned(),
+            defaults: doc.defaults.clone(),
             ..FileSettings::default()
         };
         if let Some((url, from_env)) = pick!(database_url) {
@@ -340,16 +345,8 @@ impl FileSettings {
             });
             out.database_url = Some(value);
         }
-        if let Some((v, _)) = pick!(shared_schema) {
-            out.shared_schema = Some(v.into_inner());
-        }
         out.plugins = pick!(plugins).map(|(p, _)| base.join(p));
         out.lock_file = pick!(lock_file).map(|(p, _)| base.join(p));
-        out.jobs = pick!(jobs).map(|(v, _)| v);
-        out.app_role = pick!(app_role).map(|(v, _)| v);
-        out.trusted = pick!(trusted).map(|(v, _)| v);
-        out.grants = pick!(grants).map(|(v, _)| v);
-        out.memory_limit_mb = pick!(memory_limit_mb).map(|(v, _)| v);
         for (key, slot) in [
             ("step_timeout", &mut out.step_timeout),
             ("lock_timeout", &mut out.lock_timeout),
@@ -486,7 +483,11 @@ plugins = "deploy/plugins"
         let p = Path::new("/etc/wasmig/wasmig.toml");
         let dev = FileSettings::parse(p, text, None, &env).unwrap();
         assert_eq!(dev.env_name.as_deref(), Some("dev"));
-        assert_eq!(dev.jobs, Some(2));
+        assert_eq!(dev.value(|e| &e.jobs), Some(2));
+        assert_eq!(
+            dev.value(|e| &e.trusted),
+            Some(vec!["reference".to_owned()])
+        );
         assert_eq!(dev.step_timeout, Some(Duration::from_secs(600)));
         assert_eq!(dev.limits.len(), 1);
         let prod = FileSettings::parse(p, text, Some("prod"), &env).unwrap();
@@ -494,12 +495,15 @@ plugins = "deploy/plugins"
             prod.database_url.clone().unwrap().unwrap(),
             "postgres://app:s3cret@db.internal/app"
         );
-        assert_eq!(prod.jobs, Some(8));
+        assert_eq!(prod.value(|e| &e.jobs), Some(8), "the section wins");
         assert_eq!(
             prod.plugins,
             Some(PathBuf::from("/etc/wasmig/deploy/plugins"))
         );
-        assert_eq!(prod.trusted, Some(vec!["reference".to_string()]));
+        assert_eq!(
+            prod.value(|e| &e.trusted),
+            Some(vec!["reference".to_string()])
+        );
 
         let e = FileSettings::parse(p, text, Some("uat"), &env)
             .unwrap_err()

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio_postgres::{Client, NoTls, Row};
 
-pub use pg::{ADMIN_PASSWORD, ADMIN_USER, Durability, Server};
+pub use pg::{ADMIN_PASSWORD, ADMIN_USER, Durability, Server, pg_bin};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -27,7 +27,7 @@ pub struct Server {
     pub dir: PathBuf,
 }
 
-fn pg_bin(tool: &str) -> PathBuf {
+pub fn pg_bin(tool: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("PG_BIN") {
         return Path::new(&dir).join(tool);
     }

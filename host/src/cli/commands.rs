@@ -46,8 +46,22 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             let sel = selection(&schema, plugin)?;
             ops::ledger::revert(&s, &sel, to.as_deref()).await
         }
-        Command::Baseline { schema, plugin, to } => {
-            ops::ledger::baseline(&s, &selection(&schema, plugin)?, &to).await
+        Command::Baseline {
+            schemas,
+            all_tenants,
+            plugin,
+            to,
+            from_django,
+            maps,
+            yes,
+        } => {
+            let o = baseline_options(schemas, all_tenants, plugin, to, from_django, &maps)?;
+            if !matches!(&o.schemas, ops::baseline::BaselineSchemas::Named(n) if n.len() == 1) {
+                ops::confirm(yes, || {
+                    "a baseline of more than one schema records steps as applied in each without running them".to_owned()
+                })?;
+            }
+            ops::baseline::baseline(&s, &o).await
         }
         Command::Repair {
             schema,
@@ -98,6 +112,20 @@ async fn tenant(s: &Settings, command: TenantCommand) -> Result<Exit> {
             };
             ops::tenant::create(s, &o).await
         }
+        TenantCommand::Adopt {
+            schemas,
+            name,
+            domain,
+            from_query,
+            shared,
+            dry_run,
+        } => {
+            ops::adopt::adopt(
+                s,
+                &adopt_options(s, schemas, name, domain, from_query, shared, dry_run)?,
+            )
+            .await
+        }
         TenantCommand::List { json } => ops::tenant::list(s, Output::from_json_flag(json)).await,
         TenantCommand::Drop { schema, yes } => {
             let schema = ops::tenant::tenant_name(s, &schema)?;
@@ -107,6 +135,94 @@ async fn tenant(s: &Settings, command: TenantCommand) -> Result<Exit> {
             ops::tenant::drop(s, &schema).await
         }
     }
+}
+
+/// `tenant adopt`'s options: which schemas, and whether to change anything.
+fn adopt_options(
+    s: &Settings,
+    schemas: Vec<String>,
+    name: Option<String>,
+    domain: Option<String>,
+    from_query: Option<String>,
+    shared: bool,
+    dry_run: bool,
+) -> Result<ops::adopt::AdoptOptions> {
+    use ops::adopt::{AdoptSource, AdoptTarget};
+    if (name.is_some() || domain.is_some()) && schemas.len() != 1 {
+        anyhow::bail!("--name and --domain apply to one schema named on the command line");
+    }
+    let source = match (from_query, shared) {
+        (Some(sql), _) => AdoptSource::Query(sql),
+        (None, true) => AdoptSource::Shared,
+        (None, false) if schemas.is_empty() => {
+            anyhow::bail!("name the schemas to adopt, or give --from-query SQL, or --shared")
+        }
+        (None, false) => AdoptSource::Schemas(
+            schemas
+                .iter()
+                .map(|raw| {
+                    Ok(AdoptTarget {
+                        schema: ops::tenant::tenant_name(s, raw)?,
+                        name: name.clone(),
+                        domain: domain.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    Ok(ops::adopt::AdoptOptions {
+        source,
+        mode: if dry_run {
+            crate::control::AdoptMode::DryRun
+        } else {
+            crate::control::AdoptMode::Apply
+        },
+    })
+}
+
+/// `wasmig baseline`'s options.
+fn baseline_options(
+    schemas: Vec<String>,
+    all_tenants: bool,
+    plugin: Option<String>,
+    to: Option<String>,
+    from_django: bool,
+    maps: &[String],
+) -> Result<ops::baseline::BaselineOptions> {
+    use ops::baseline::{BaselineOptions, BaselineSchemas, BaselineWhat};
+    let what = match (plugin, to, from_django) {
+        (_, _, true) => BaselineWhat::FromDjango {
+            map: maps
+                .iter()
+                .map(|m| {
+                    let (app, plugin) = m.split_once('=').ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "invalid --map `{m}`: write APP=PLUGIN, e.g. billing=finance"
+                        )
+                    })?;
+                    crate::names::check_plugin_name(plugin.trim())
+                        .map_err(|e| anyhow::anyhow!("invalid --map `{m}`: {e}"))?;
+                    Ok((app.trim().to_owned(), plugin.trim().to_owned()))
+                })
+                .collect::<Result<_>>()?,
+        },
+        (Some(plugin), Some(to), false) => BaselineWhat::Through { plugin, to },
+        (Some(plugin), None, false) => {
+            anyhow::bail!("baseline --plugin {plugin} needs --to STEP: the last step to record")
+        }
+        (None, _, false) => anyhow::bail!("baseline needs --plugin P --to STEP, or --from-django"),
+    };
+    let schemas = if all_tenants {
+        BaselineSchemas::AllTenants
+    } else {
+        BaselineSchemas::Named(
+            schemas
+                .iter()
+                .map(|raw| SchemaName::parse_shared(raw))
+                .collect::<Result<_, _>>()?,
+        )
+    };
+    Ok(BaselineOptions { schemas, what })
 }
 
 fn migrate_options(a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {

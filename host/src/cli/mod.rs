@@ -247,18 +247,40 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Record a plugin's steps up to STEP as applied without running them (adopting schemas
-    /// an older tool already migrated).
+    /// Record steps as applied without running them, in one schema or many: a plugin's steps
+    /// through STEP (`--plugin P --to STEP`), or in each schema the steps its own
+    /// `django_migrations` lists (`--from-django`), for schemas another tool migrated.
     Baseline {
-        /// Schema.
+        /// Schema (repeatable).
+        #[arg(
+            long = "schema",
+            value_name = "SCHEMA",
+            required_unless_present = "all_tenants"
+        )]
+        schemas: Vec<String>,
+        /// Every registered tenant.
+        #[arg(long, conflicts_with = "schemas")]
+        all_tenants: bool,
+        /// Plugin whose steps to record (with --to).
+        #[arg(
+            long,
+            required_unless_present = "from_django",
+            conflicts_with = "from_django"
+        )]
+        plugin: Option<String>,
+        /// The last step to record (with --plugin).
+        #[arg(long, value_name = "STEP", requires = "plugin")]
+        to: Option<String>,
+        /// Record what each schema's own `django_migrations` says was applied: step ids are
+        /// Django migration names, plugin names its app labels (see --map).
         #[arg(long)]
-        schema: String,
-        /// Plugin.
+        from_django: bool,
+        /// A Django app label whose plugin has another name: APP=PLUGIN (repeatable).
+        #[arg(long = "map", value_name = "APP=PLUGIN", requires = "from_django")]
+        maps: Vec<String>,
+        /// Confirm a baseline of more than one schema.
         #[arg(long)]
-        plugin: String,
-        /// The last step to record.
-        #[arg(long, value_name = "STEP")]
-        to: String,
+        yes: bool,
     },
     /// After a person reviewed a drift: record the step's current checksum.
     Repair {
@@ -339,6 +361,31 @@ pub enum TenantCommand {
         /// Only create; do not apply plugins.
         #[arg(long)]
         no_migrate: bool,
+    },
+    /// Take over schemas another tool created (e.g. django-tenants): give each its own role,
+    /// make that role the owner of the schema and of every object in it, grant the
+    /// application role, and register it. Nothing is migrated: record what already ran with
+    /// `wasmig baseline`. Running it twice is fine.
+    Adopt {
+        /// Tenant schemas to adopt.
+        #[arg(value_name = "SCHEMA", conflicts_with_all = ["from_query", "shared"])]
+        schemas: Vec<String>,
+        /// Display name (one schema).
+        #[arg(long)]
+        name: Option<String>,
+        /// Domain the tenant is served on (one schema).
+        #[arg(long)]
+        domain: Option<String>,
+        /// Adopt the schemas a query returns: columns `schema_name` and optionally `name` and
+        /// `domain`, read by name.
+        #[arg(long, value_name = "SQL", conflicts_with = "shared")]
+        from_query: Option<String>,
+        /// Adopt the shared schema (`--shared-schema`, e.g. public) instead of tenants.
+        #[arg(long)]
+        shared: bool,
+        /// Say per schema what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List tenants.
     List {
@@ -457,6 +504,45 @@ mod tests {
     }
 
     #[test]
+    fn adopt_and_baseline_refuse_contradictory_selections() {
+        for argv in [
+            &["wasmig", "tenant", "adopt", "acme", "--shared"][..],
+            &[
+                "wasmig",
+                "tenant",
+                "adopt",
+                "acme",
+                "--from-query",
+                "SELECT 1",
+            ],
+            &[
+                "wasmig",
+                "baseline",
+                "--schema",
+                "a",
+                "--all-tenants",
+                "--from-django",
+            ],
+            &[
+                "wasmig",
+                "baseline",
+                "--schema",
+                "a",
+                "--plugin",
+                "p",
+                "--from-django",
+            ],
+            &["wasmig", "baseline", "--schema", "a"],
+            &["wasmig", "baseline", "--plugin", "p", "--to", "1"],
+        ] {
+            assert!(
+                super::Cli::try_parse_from(argv).is_err(),
+                "{argv:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
     fn every_command_parses_into_its_options() {
         // Field ids shared between global and command options only fail at parse time.
         for argv in [
@@ -512,6 +598,35 @@ mod tests {
                 "wasmig", "repair", "--schema", "a", "--plugin", "p", "--step", "0001",
             ],
             &["wasmig", "health", "--json"],
+            &[
+                "wasmig",
+                "tenant",
+                "adopt",
+                "acme",
+                "--name",
+                "Acme",
+                "--dry-run",
+            ],
+            &["wasmig", "tenant", "adopt", "--from-query", "SELECT 1"],
+            &["wasmig", "tenant", "adopt", "--shared"],
+            &[
+                "wasmig",
+                "baseline",
+                "--all-tenants",
+                "--from-django",
+                "--map",
+                "billing=finance",
+                "--yes",
+            ],
+            &[
+                "wasmig",
+                "baseline",
+                "--schema",
+                "a",
+                "--schema",
+                "b",
+                "--from-django",
+            ],
             &[
                 "wasmig", "metrics", "--format", "json", "--output", "m.prom",
             ],

@@ -16,7 +16,7 @@ use crate::plan::Tier;
 use crate::plugin::Limits;
 
 /// The first layer that gives a value: the flag (or its environment variable), else the
-/// config file (its environment over its `[defaults]`, already merged by [`FileSettings`]).
+/// config file (its environment's section over its `[defaults]`, see [`FileSettings`]).
 fn layer<T: Clone>(flag: &Option<T>, file: &Option<T>) -> Option<T> {
     flag.clone().or_else(|| file.clone())
 }
@@ -54,13 +54,18 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         .as_deref()
         .map_or_else(String::new, |p| p.display().to_string());
     let target = database(g, &file, config_path.as_deref(), &env)?;
-    let shared_raw =
-        layer(&g.shared_schema, &file.shared_schema).unwrap_or_else(|| "shared".into());
+    let shared_raw = layer(
+        &g.shared_schema,
+        &file
+            .value(|e| &e.shared_schema)
+            .map(toml::Spanned::into_inner),
+    )
+    .unwrap_or_else(|| "shared".into());
     let shared_schema = SchemaName::parse_shared(&shared_raw).with_context(
         || "invalid shared schema (--shared-schema / WASMIG_SHARED_SCHEMA / config)",
     )?;
-    let jobs = jobs(layer(&g.jobs, &file.jobs))?;
-    let app_role = app_role(layer(&g.app_role, &file.app_role))?;
+    let jobs = jobs(layer(&g.jobs, &file.value(|e| &e.jobs)))?;
+    let app_role = app_role(layer(&g.app_role, &file.value(|e| &e.app_role)))?;
     let mut name_refs = Vec::new();
     let mut limit_overrides = file.limits.clone();
     let limits_from = NameOrigin::Config(format!("`limits` in {config_name}"));
@@ -103,7 +108,7 @@ fn trust_and_grants(
     config_name: &str,
     name_refs: &mut Vec<NameRef>,
 ) -> Result<(Vec<String>, Vec<Grant>)> {
-    let trusted = layer_list(&g.trusted, &file.trusted);
+    let trusted = layer_list(&g.trusted, &file.value(|e| &e.trusted));
     let from = |flag_given: bool, from_env: bool, flag, var, key: &str| match (flag_given, from_env)
     {
         (false, _) => NameOrigin::Config(format!("`{key}` in {config_name}")),
@@ -118,7 +123,7 @@ fn trust_and_grants(
         "trusted",
     );
     name_refs.extend(trusted.iter().map(|t| name_ref(t, &trusted_from)));
-    let grants = layer_list(&g.grants, &file.grants)
+    let grants = layer_list(&g.grants, &file.value(|e| &e.grants))
         .iter()
         .map(|t| parse_grant(t))
         .collect::<Result<Vec<_>>>()?;
@@ -187,7 +192,7 @@ fn limits(g: &Global, file: &FileSettings) -> Result<Limits> {
         limits.step_timeout =
             parse_duration(t).context("invalid --step-timeout / WASMIG_STEP_TIMEOUT")?;
     }
-    if let Some(mb) = layer(&g.memory_limit_mb, &file.memory_limit_mb) {
+    if let Some(mb) = layer(&g.memory_limit_mb, &file.value(|e| &e.memory_limit_mb)) {
         if mb == 0 {
             anyhow::bail!(
                 "invalid memory limit 0 MiB (--memory-limit-mb / WASMIG_MEMORY_LIMIT_MB / config): give at least 1"

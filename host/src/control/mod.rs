@@ -11,6 +11,7 @@
 //! `wasmig.record_step`, and only with a one-time token the host created for exactly that
 //! schema, plugin, step and checksum; it can read, change or delete nothing here.
 
+mod adopt;
 mod ddl;
 mod grants;
 mod ledger;
@@ -21,6 +22,7 @@ mod runs;
 mod secret;
 pub mod step_sql;
 
+pub use adopt::*;
 pub use ddl::*;
 pub use grants::*;
 pub use ledger::*;
@@ -98,7 +100,7 @@ pub enum ControlError {
     },
     /// A schema exists but wasmig does not manage it.
     #[error(
-        "schema `{0}` already exists but is not registered with wasmig; wasmig manages only schemas it created (drop it or pick another name)"
+        "schema `{0}` already exists but is not registered with wasmig: to take over a schema another tool created (its objects, its migration history), run `wasmig tenant adopt {0}`; otherwise pick another name"
     )]
     SchemaTaken(String),
     /// A tenant name that is the shared schema.

@@ -188,7 +188,10 @@ pub async fn ensure_schema(
         }
         (Ensured::Existed, row.get::<_, String>(0))
     } else {
-        (Ensured::Created, create_schema_and_role(&tx, opts).await?)
+        (
+            Ensured::Created,
+            create_schema_and_role(&tx, opts, Existing::Refuse).await?,
+        )
     };
     if let Some(app) = opts.app_role {
         grant_app_role(&tx, schema, &role, app).await?;
@@ -197,9 +200,19 @@ pub async fn ensure_schema(
     Ok((ensured, role))
 }
 
-async fn create_schema_and_role(
+/// What [`create_schema_and_role`] does with a schema that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Existing {
+    /// Refuse it (wasmig manages only schemas it created), except `public`.
+    Refuse,
+    /// Take it over: the new role becomes its owner (`tenant adopt`).
+    Take,
+}
+
+pub(super) async fn create_schema_and_role(
     tx: &tokio_postgres::Transaction<'_>,
     opts: &EnsureSchema<'_>,
+    existing: Existing,
 ) -> Result<String, ControlError> {
     // Long: the schema, its role and their grants are created in one transaction, in the order the server requires.
     let schema = opts.schema;
@@ -227,7 +240,7 @@ async fn create_schema_and_role(
         .await
         .map_err(pg(what()))?
         .get::<_, bool>(0);
-    if schema_exists && schema.as_str() != "public" {
+    if schema_exists && schema.as_str() != "public" && existing == Existing::Refuse {
         return Err(ControlError::SchemaTaken(schema.to_string()));
     }
     let secret = read_secret(tx).await?;
@@ -291,7 +304,7 @@ async fn create_schema_and_role(
     Ok(role)
 }
 
-async fn grant_app_role(
+pub(super) async fn grant_app_role(
     tx: &tokio_postgres::Transaction<'_>,
     schema: &SchemaName,
     role: &str,

@@ -1,6 +1,5 @@
 //! Ledger operations for people: `revert` (run a plugin's revert steps, newest first),
-//! `baseline` (record steps as applied without running them, to adopt schemas an older tool
-//! migrated) and `repair` (accept a reviewed drift by recording the current checksum).
+//! `repair` (accept a reviewed drift by recording the current checksum) and `restore`.
 
 use std::sync::Arc;
 
@@ -258,38 +257,6 @@ pub async fn revert(s: &Settings, sel: &StepSelection, to: Option<&str>) -> Resu
     ctx.finish(&sel.schema, recorded, applied, failed).await;
     crate::report::print_revert(&sel.schema, &outcome);
     Ok(exit)
-}
-
-/// `wasmig baseline --schema S --plugin P --to STEP`: records P's steps up to STEP as applied
-/// without running them.
-pub async fn baseline(s: &Settings, sel: &StepSelection, to: &str) -> Result<Exit> {
-    let ctx = prepare(s, sel, Some(to), "baseline").await?;
-    let spec = &ctx.fleet.plugins.spec(ctx.plugin);
-    let last = spec.steps.iter().position(|st| st.id == to).unwrap_or(0);
-    let rows: Vec<_> = (0..=last)
-        .map(|i| {
-            ctx.fleet.grant(
-                &sel.schema,
-                &PendingStep {
-                    plugin: ctx.plugin,
-                    step: i,
-                },
-                GrantAction::Apply,
-            )
-        })
-        .collect();
-    let added = control::baseline_rows(&ctx.op, ctx.run_id, &sel.schema, &rows).await;
-    match added {
-        Ok(n) => {
-            ctx.finish(&sel.schema, RunOutcome::Ok, n as usize, 0).await;
-            crate::report::notes::baselined(&sel.schema, &spec.name, to, n, rows.len() as u64);
-            Ok(Exit::Ok)
-        }
-        Err(e) => {
-            ctx.finish(&sel.schema, RunOutcome::Failed, 0, 1).await;
-            Err(e.into())
-        }
-    }
 }
 
 /// `wasmig repair --schema S --plugin P --step ID`: records the current checksum of a step

@@ -1,6 +1,8 @@
 //! Operations: one function per command, each taking validated options. Shared setup
 //! (connecting, loading plugins, reading the registry) lives here.
 
+pub mod adopt;
+pub mod baseline;
 pub mod health;
 pub mod history;
 pub mod init;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::control::Ensured;
+use crate::control::{AdoptMode, Adopted, Ensured};
 use crate::names::SchemaName;
 
 /// `wasmig init` finished.
@@ -50,12 +50,47 @@ pub fn nothing_to_revert(schema: &SchemaName) {
     crate::outln!("{schema}: nothing to revert");
 }
 
-/// `wasmig baseline` recorded `added` of `selected` steps (the others were recorded already).
-pub fn baselined(schema: &SchemaName, plugin: &str, to: &str, added: u64, selected: u64) {
-    crate::outln!(
-        "{schema}: recorded {added} step(s) of `{plugin}` through `{to}` as applied without running them ({} already recorded)",
-        selected - added
-    );
+/// What `wasmig baseline` recorded in one schema.
+pub fn baseline_done(
+    schema: &SchemaName,
+    what: &crate::ops::baseline::BaselineWhat,
+    b: &crate::ops::baseline::SchemaBaseline,
+) {
+    use crate::ops::baseline::BaselineWhat;
+    let list = |steps: &[crate::plan::StepRef]| {
+        steps
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match what {
+        BaselineWhat::Through { plugin, to } => crate::outln!(
+            "{schema}: recorded {} step(s) of `{plugin}` through `{to}` as applied without running them ({} already recorded)",
+            b.added,
+            b.already
+        ),
+        BaselineWhat::FromDjango { .. } => {
+            crate::outln!(
+                "{schema}: recorded {} step(s) that django_migrations lists as applied, without running them ({} already recorded); {} pending",
+                b.added,
+                b.already,
+                b.pending.len()
+            );
+            if !b.pending.is_empty() {
+                crate::outln!(
+                    "  pending (Django never applied them here): {}",
+                    list(&b.pending)
+                );
+            }
+            if !b.undeclared.is_empty() {
+                crate::outln!(
+                    "  recorded by Django but declared by no loaded plugin (left alone): {}",
+                    crate::text::inert(&list(&b.undeclared), 2000)
+                );
+            }
+        }
+    }
 }
 
 /// `wasmig repair` recorded checksum `new` for a step that had `old`.
@@ -75,4 +110,60 @@ pub fn restored(schema: &SchemaName, file: &Path) {
         "{schema}: restored from {} (schema and ledger rows)",
         file.display()
     );
+}
+
+/// What `tenant adopt` did with one schema (refusals on stderr).
+pub fn adopted(schema: &SchemaName, adopted: &Adopted) {
+    match adopted {
+        Adopted::Done {
+            role,
+            registered,
+            transferred,
+        } => crate::outln!(
+            "{schema}: adopted{} (role `{role}`; {} object(s) given to it)",
+            if *registered { "" } else { " already" },
+            transferred.len()
+        ),
+        Adopted::Planned {
+            role,
+            register,
+            transfer,
+        } => {
+            crate::outln!(
+                "{schema}: would {}give {} object(s) to role `{role}`",
+                if *register {
+                    "create role and registry row, and "
+                } else {
+                    ""
+                },
+                transfer.len()
+            );
+            for o in transfer {
+                crate::outln!("  {o}");
+            }
+        }
+        Adopted::Refused { objects } => {
+            crate::errln!(
+                "error: schema `{schema}` was not adopted (nothing in it changed): {} object(s) cannot be given to its role",
+                objects.len()
+            );
+            for o in objects {
+                crate::errln!("  {}", crate::text::inert(o, 400));
+            }
+        }
+    }
+}
+
+/// The last line of `tenant adopt`.
+pub fn adopt_summary(total: usize, refused: usize, mode: AdoptMode) {
+    match mode {
+        AdoptMode::Apply => crate::outln!(
+            "adopt: {} schema(s) adopted, {refused} refused",
+            total - refused
+        ),
+        AdoptMode::DryRun => crate::outln!(
+            "adopt (dry run): {} schema(s) can be adopted, {refused} would be refused; nothing was changed",
+            total - refused
+        ),
+    }
 }
