@@ -5,9 +5,8 @@
 
 use tokio_postgres::Transaction;
 
-use super::registry::{Existing, create_schema_and_role, grant_app_role};
-use super::{ControlError, EnsureSchema, LOCK_CLASS, REGISTRY_LOCK, pg};
-use crate::plan::Scope;
+use super::registry::{Existing, create_schema_and_role, grant_app_role, lock_and_find};
+use super::{ControlError, EnsureSchema, pg};
 
 /// Whether [`adopt_schema`] changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,29 +164,15 @@ pub async fn adopt_schema(
     let schema = opts.schema;
     let what = || format!("adopting schema `{schema}`");
     let tx = client.transaction().await.map_err(pg(what()))?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&LOCK_CLASS, &REGISTRY_LOCK],
-    )
-    .await
-    .map_err(pg(what()))?;
-    let registered = tx
-        .query_opt(
-            "SELECT role_name, scope FROM wasmig.managed_schema WHERE schema_name = $1",
-            &[&schema.as_str()],
-        )
-        .await
-        .map_err(pg(what()))?;
-    let (role, register) = match registered {
-        Some(row) => {
-            let scope: String = row.get(1);
-            if Scope::parse(&scope) != Some(opts.scope) {
+    let (role, register) = match lock_and_find(&tx, schema, &what).await? {
+        Some((role, scope)) => {
+            if scope != opts.scope {
                 return Err(ControlError::Host {
                     what: what(),
-                    reason: format!("it is registered as a {scope} schema"),
+                    reason: format!("it is registered as a {} schema", scope.as_str()),
                 });
             }
-            (row.get::<_, String>(0), false)
+            (role, false)
         }
         None => {
             let exists: bool = tx

@@ -168,25 +168,11 @@ pub async fn ensure_schema(
     let schema = opts.schema;
     let what = || format!("creating schema `{schema}`");
     let tx = client.transaction().await.map_err(pg(what()))?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1, $2)",
-        &[&LOCK_CLASS, &REGISTRY_LOCK],
-    )
-    .await
-    .map_err(pg(what()))?;
-    let existing = tx
-        .query_opt(
-            "SELECT role_name, scope FROM wasmig.managed_schema WHERE schema_name = $1",
-            &[&schema.as_str()],
-        )
-        .await
-        .map_err(pg(what()))?;
-    let (ensured, role) = if let Some(row) = existing {
-        let scope: String = row.get(1);
-        if Scope::parse(&scope) == Some(Scope::Shared) && opts.scope == Scope::Tenant {
+    let (ensured, role) = if let Some((role, scope)) = lock_and_find(&tx, schema, &what).await? {
+        if scope == Scope::Shared && opts.scope == Scope::Tenant {
             return Err(ControlError::SharedNotTenant(schema.to_string()));
         }
-        (Ensured::Existed, row.get::<_, String>(0))
+        (Ensured::Existed, role)
     } else {
         (
             Ensured::Created,
@@ -198,6 +184,37 @@ pub async fn ensure_schema(
     }
     tx.commit().await.map_err(pg(what()))?;
     Ok((ensured, role))
+}
+
+/// Takes the registry lock for the rest of `tx` and reads the registration of `schema`: its
+/// role and scope, if it has one.
+pub(super) async fn lock_and_find(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &SchemaName,
+    what: &dyn Fn() -> String,
+) -> Result<Option<(String, Scope)>, ControlError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &REGISTRY_LOCK],
+    )
+    .await
+    .map_err(pg(what()))?;
+    let row = tx
+        .query_opt(
+            "SELECT role_name, scope FROM wasmig.managed_schema WHERE schema_name = $1",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(what()))?;
+    row.map(|r| {
+        let scope: String = r.get(1);
+        let parsed = Scope::parse(&scope).ok_or_else(|| ControlError::Host {
+            what: what(),
+            reason: format!("the registry gives it scope `{scope}`, neither shared nor tenant"),
+        })?;
+        Ok((r.get(0), parsed))
+    })
+    .transpose()
 }
 
 /// What [`create_schema_and_role`] does with a schema that already exists.
