@@ -153,18 +153,14 @@ async fn foreign_objects(
         .collect())
 }
 
-/// Adopts the schema `opts.schema`: creates its role (unless it was adopted before), gives it
-/// the schema and every object in it, grants the application role, registers it. With
-/// [`AdoptMode::DryRun`], or when an object cannot be moved, nothing is changed.
-pub async fn adopt_schema(
-    client: &mut tokio_postgres::Client,
+/// The schema's role, and whether it is being registered now: under the registry lock, the
+/// existing registration (of the same scope), else a new role for an existing schema.
+async fn role_for(
+    tx: &Transaction<'_>,
     opts: &EnsureSchema<'_>,
-    mode: AdoptMode,
-) -> Result<Adopted, ControlError> {
-    let schema = opts.schema;
-    let what = || format!("adopting schema `{schema}`");
-    let tx = client.transaction().await.map_err(pg(what()))?;
-    let (role, register) = match lock_and_find(&tx, schema, &what).await? {
+    what: &dyn Fn() -> String,
+) -> Result<(String, bool), ControlError> {
+    Ok(match lock_and_find(tx, opts.schema, what).await? {
         Some((role, scope)) => {
             if scope != opts.scope {
                 return Err(ControlError::Host {
@@ -178,7 +174,7 @@ pub async fn adopt_schema(
             let exists: bool = tx
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-                    &[&schema.as_str()],
+                    &[&opts.schema.as_str()],
                 )
                 .await
                 .map_err(pg(what()))?
@@ -191,10 +187,24 @@ pub async fn adopt_schema(
                             .into(),
                 });
             }
-            let role = create_schema_and_role(&tx, opts, Existing::Take).await?;
+            let role = create_schema_and_role(tx, opts, Existing::Take).await?;
             (role, true)
         }
-    };
+    })
+}
+
+/// Adopts the schema `opts.schema`: creates its role (unless it was adopted before), gives it
+/// the schema and every object in it, grants the application role, registers it. With
+/// [`AdoptMode::DryRun`], or when an object cannot be moved, nothing is changed.
+pub async fn adopt_schema(
+    client: &mut tokio_postgres::Client,
+    opts: &EnsureSchema<'_>,
+    mode: AdoptMode,
+) -> Result<Adopted, ControlError> {
+    let schema = opts.schema;
+    let what = || format!("adopting schema `{schema}`");
+    let tx = client.transaction().await.map_err(pg(what()))?;
+    let (role, register) = role_for(&tx, opts, &what).await?;
     let foreign = foreign_objects(&tx, schema.as_str(), &role, &what).await?;
     let refused: Vec<String> = foreign
         .iter()
