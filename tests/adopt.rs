@@ -310,6 +310,46 @@ fn an_object_wasmig_cannot_move_refuses_only_its_schema_with_the_object_named() 
         "{}",
         base.stderr
     );
+    // A `django_migrations` that is a view (its query would run as the operator) or that
+    // has an inheritance child is not read as Django's history.
+    db.exec(
+        "CREATE SCHEMA viewy;
+         CREATE VIEW viewy.django_migrations AS SELECT 1 AS id, 'carriers'::text AS app, '0001_initial'::text AS name;
+         CREATE SCHEMA kids;
+         CREATE TABLE kids.django_migrations (id int, app text, name text, applied timestamptz);
+         CREATE TABLE kids.extra () INHERITS (kids.django_migrations);
+         INSERT INTO kids.extra VALUES (1, 'carriers', '0001_initial', now());",
+    );
+    db.wasmig(p, &wasmig_args(&["tenant", "adopt", "viewy", "kids"]))
+        .expect(Exit::Ok);
+    let view = db
+        .wasmig(
+            p,
+            &wasmig_args(&["baseline", "--schema", "viewy", "--from-django"]),
+        )
+        .expect(Exit::Problems);
+    assert!(
+        view.stderr
+            .contains("it is not an ordinary table (relkind `v`)"),
+        "{}",
+        view.stderr
+    );
+    let kids = db
+        .wasmig(
+            p,
+            &wasmig_args(&["baseline", "--schema", "kids", "--from-django"]),
+        )
+        .expect(Exit::Ok);
+    assert!(
+        kids.stdout.contains("kids: recorded 0 step(s)"),
+        "{}",
+        kids.stdout
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'kids'"),
+        0,
+        "rows of an inheritance child are not Django's history"
+    );
     // A schema that does not exist is refused, naming it.
     let none = db
         .wasmig(p, &wasmig_args(&["tenant", "adopt", "nosuch"]))

@@ -261,7 +261,8 @@ pub async fn adopt_schema(
 
 /// The migrations Django recorded in `schema` (`django_migrations`: app label, name), or
 /// `None` when the schema has no such table. Read as plain data only: the relation must be an
-/// ordinary table, and row-level security is off for the read (a policy would run its
+/// ordinary table (not a view, whose query would run as the operator), read without its
+/// inheritance children, and row-level security is off for the read (a policy would run its
 /// expressions with the operator's rights; with `row_security = off` the server refuses the
 /// read instead), with only `pg_catalog` on the search path.
 pub async fn django_migrations(
@@ -298,7 +299,8 @@ pub async fn django_migrations(
         .map_err(pg(what()))?;
     let rows = tx
         .query(
-            &format!("SELECT app::text, name::text FROM {s}.django_migrations ORDER BY id"),
+            // `ONLY`: an inheritance child (a foreign table, say) is not read.
+            &format!("SELECT app::text, name::text FROM ONLY {s}.django_migrations ORDER BY id"),
             &[],
         )
         .await

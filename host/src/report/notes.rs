@@ -139,7 +139,9 @@ pub fn adopted(schema: &SchemaName, adopted: &Adopted) {
                 transfer.len()
             );
             for o in transfer {
-                crate::outln!("  {o}");
+                // Object names are the schema's own: whoever could create objects there
+                // chose them, so they are shown inert.
+                crate::outln!("  {}", crate::text::inert(o, 400));
             }
         }
         Adopted::Refused { objects } => {
