@@ -203,6 +203,17 @@ fn a_django_tenants_fleet_is_adopted_baselined_from_its_own_history_and_migrated
         ledger,
         "a second baseline records nothing"
     );
+    // Django built every tenant the same way: one structure per ledger state (lagging,
+    // one step behind, is a state of its own).
+    let same = db
+        .wasmig(p, &wasmig_args(&["verify", "--structure"]))
+        .expect(Exit::Ok);
+    assert!(
+        same.stdout
+            .contains("6 tenant(s): 6 share their baseline's structure"),
+        "{}",
+        same.stdout
+    );
     let status = db
         .wasmig(p, &wasmig_args(&["status", "--json"]))
         .expect(Exit::Ok)
@@ -249,6 +260,30 @@ fn a_django_tenants_fleet_is_adopted_baselined_from_its_own_history_and_migrated
     }
     app.exec("SELECT count(*) FROM public.tenants_client")
         .unwrap_or_else(|e| panic!("public: {e}"));
+
+    // A hot fix by hand in one tenant is named, column and all.
+    let same = db
+        .wasmig(p, &wasmig_args(&["verify", "--structure"]))
+        .expect(Exit::Ok);
+    assert!(
+        same.stdout.contains("6 of 6 tenant(s) share"),
+        "{}",
+        same.stdout
+    );
+    db.exec(
+        "ALTER TABLE hooli.finance_invoice ADD COLUMN hotfix_note varchar(40) NOT NULL DEFAULT ''",
+    );
+    let drift = db
+        .wasmig(p, &wasmig_args(&["verify", "--structure"]))
+        .expect(Exit::Problems);
+    assert!(
+        drift.stdout.contains("hooli differs from acme")
+            && drift.stdout.contains(
+                "+ column finance_invoice.hotfix_note: character varying(40) not null default ''::character varying"
+            ),
+        "{}",
+        drift.stdout
+    );
 }
 
 #[test]
@@ -293,6 +328,25 @@ fn an_object_wasmig_cannot_move_refuses_only_its_schema_with_the_object_named() 
         )),
         0,
         "no role was left behind"
+    );
+    // An extension's objects stay the extension's: its schema is refused, the extension named.
+    db.exec("CREATE EXTENSION citext SCHEMA hooli");
+    let run = db
+        .wasmig(p, &wasmig_args(&["tenant", "adopt", "hooli", "initech"]))
+        .expect(Exit::Problems);
+    assert!(
+        run.stderr
+            .contains("schema `hooli` was not adopted (nothing in it changed)")
+            && run
+                .stderr
+                .contains("belongs to extension `citext`, which must keep it"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("initech: adopted (role"),
+        "{}",
+        run.stdout
     );
     // A schema with no Django history is reported, not skipped in silence.
     db.exec("CREATE SCHEMA plain");

@@ -886,3 +886,125 @@ fn every_json_document_names_its_format_and_speaks_one_vocabulary() {
         "{err}"
     );
 }
+
+/// The text of `verify --structure` for `args`, expecting `exit`.
+fn structure(db: &TestDb, plugins: &PluginDir, args: &[&str], exit: Exit) -> String {
+    let mut all = vec!["verify", "--structure"];
+    all.extend_from_slice(args);
+    db.wasmig(plugins.path(), &all).expect(exit).stdout
+}
+
+#[test]
+fn verify_structure_names_what_a_hand_change_did_to_one_tenant() {
+    let tenants = ["ta", "tb", "tc", "td", "te", "tf"];
+    let (db, plugins) = fleet("structure", WORKLOAD, &tenants);
+    let same = structure(&db, &plugins, &[], Exit::Ok);
+    assert!(
+        same.contains("6 tenant(s): 6 share their baseline's structure, 0 differ"),
+        "{same}"
+    );
+    // Hand-made changes of several kinds, one tenant each.
+    db.exec(
+        "ALTER TABLE tb.customers_customer ADD COLUMN hotfix text;
+         ALTER TABLE tb.customers_customer ADD COLUMN \"x\x1b[2Jforged\" int;
+         DROP INDEX tc.customers_order_carrier_id_8c299315;
+         ALTER TABLE td.customers_address ALTER COLUMN city TYPE varchar(120);
+         CREATE FUNCTION te.helper() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+    );
+    let out = structure(&db, &plugins, &[], Exit::Problems);
+    for want in [
+        "share the structure of ta",
+        "tb differs from ta",
+        "    + column customers_customer.hotfix: text",
+        "tc differs from ta",
+        "    - index customers_order_carrier_id_8c299315: CREATE INDEX customers_order_carrier_id_8c299315 ON customers_order USING btree (carrier_id)",
+        "    ~ column customers_address.city: character varying(100) not null -> character varying(120) not null",
+        "    + function helper(): CREATE OR REPLACE FUNCTION helper()",
+        "6 tenant(s): 2 share their baseline's structure, 4 differ, 0 missing",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(
+        !out.contains('\x1b') && out.contains(r#"x\x1b[2Jforged"#),
+        "a plugin-made name is shown inert:\n{out}"
+    );
+
+    let doc = db
+        .wasmig(plugins.path(), &["verify", "--structure", "--json"])
+        .expect(Exit::Problems)
+        .doc("wasmig.structure/1");
+    assert_eq!(doc["differing_count"], 4);
+    let state = &doc["ledger_states"][0];
+    assert_eq!(state["baseline"]["schema"], "ta");
+    assert_eq!(state["baseline"]["basis"], "majority");
+    assert_eq!(state["matching"], serde_json::json!(["ta", "tf"]));
+    let tb = &state["differing"][0];
+    assert_eq!(tb["schema"], "tb");
+    let hotfix = tb["differences"]
+        .as_array()
+        .expect("differences")
+        .iter()
+        .find(|d| d["name"] == "customers_customer.hotfix");
+    assert_eq!(
+        hotfix,
+        Some(
+            &serde_json::json!({"change": "extra", "kind": "column", "name": "customers_customer.hotfix", "definition": "text", "baseline_definition": null})
+        )
+    );
+
+    // Against a reference, everyone else is measured from it: ta lacks tb's column.
+    let doc = db
+        .wasmig(
+            plugins.path(),
+            &["verify", "--structure", "--json", "--reference", "tb"],
+        )
+        .expect(Exit::Problems)
+        .doc("wasmig.structure/1");
+    assert_eq!(doc["differing_count"], 5);
+    let ta = &doc["ledger_states"][0]["differing"][0];
+    assert_eq!(ta["schema"], "ta");
+    assert!(
+        ta["differences"]
+            .as_array()
+            .expect("differences")
+            .iter()
+            .any(|d| d["change"] == "missing" && d["name"] == "customers_customer.hotfix"),
+        "{ta}"
+    );
+
+    // Only some tenants; a tenant at another ledger state is not compared with the
+    // reference; a registered schema dropped by hand is missing.
+    let one = structure(
+        &db,
+        &plugins,
+        &["--tenant", "tf", "--reference", "ta"],
+        Exit::Ok,
+    );
+    assert!(one.contains("2 tenant(s): 2 share"), "{one}");
+    db.wasmig(plugins.path(), &["tenant", "create", "--no-migrate", "tg"])
+        .expect(Exit::Ok);
+    db.exec("DROP SCHEMA tf CASCADE");
+    let out = structure(&db, &plugins, &["--reference", "ta"], Exit::Problems);
+    for want in [
+        "tf: registered, but its schema does not exist",
+        "not compared, at another ledger state than the reference (see `wasmig verify`): tg",
+        "7 tenant(s): 1 share their baseline's structure, 4 differ, 1 missing, 1 not compared",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let err = db
+        .wasmig(
+            plugins.path(),
+            &["verify", "--structure", "--reference", "nosuch"],
+        )
+        .expect(Exit::Error);
+    assert!(
+        err.stderr.contains("tenant `nosuch` is not registered"),
+        "{}",
+        err.stderr
+    );
+    let err = db
+        .wasmig(plugins.path(), &["verify", "--structure", "--fix"])
+        .expect(Exit::Error);
+    assert!(err.stderr.contains("--fix"), "{}", err.stderr);
+}

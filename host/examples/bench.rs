@@ -7,7 +7,10 @@
 //! (no WebAssembly, no ledger, one connection per job):
 //! 1. the reference workload (12 migrations) into N fresh tenants, N in {100, 1000}, jobs 1, 2;
 //! 2. one pending step (finance 0004) on all N tenants;
-//! 3. no-op `migrate`, `verify` and `status` over 10,000 tenants x 12 steps;
+//! 3. no-op `migrate`, `verify` and `status` over 10,000 tenants x 12 steps, and
+//!    `verify --structure` over 10,000 tenants holding the workload's objects (against
+//!    `status` and `pg_dump --schema-only` of the same database; `--only structure` runs
+//!    just this case);
 //! 4. peak RSS of the host per case, and `status` cold start with a warm compile cache;
 //! 5. instantiation + one `apply` call per step, in process.
 //!
@@ -562,6 +565,74 @@ impl Bench {
         Ok(())
     }
 
+    /// Case 3b: `verify --structure` over `n` tenants holding the reference workload's
+    /// tables (applied directly as the superuser, not timed: the fingerprint reads the
+    /// catalogs, not the ledger), against `status` over the same fleet (one read of the
+    /// registry and the ledger) and `pg_dump --schema-only` of the same database (what one
+    /// would compare by hand), in the same run.
+    async fn structure_case(&mut self, n: usize, reps: usize) -> Result<()> {
+        let plugins = self.plugin_dir("structure", &["light"])?;
+        eprintln!(
+            "structure: setting up {n} tenants with the 12-migration workload (not timed) ..."
+        );
+        let setup = Instant::now();
+        let db = self.wasmig_db("structure", n, &plugins).await?;
+        let scripts = Arc::new(self.workload_scripts()?);
+        self.direct(&self.server.url(&db), n, 2, &scripts, false)
+            .await?;
+        let setup_s = setup.elapsed().as_secs_f64();
+        let fs = self.settle().await?;
+        let (mut st, mut base, mut rss) = (vec![], vec![], 0f64);
+        for rep in 0..reps {
+            eprintln!("structure: run {}/{reps}", rep + 1);
+            let t = self.wasmig(&db, &plugins, &["verify", "--structure"])?;
+            if !t.stdout.contains(&format!("{n} tenant(s): {n} share")) {
+                bail!(
+                    "verify --structure did not find every tenant alike:\n{}",
+                    t.stdout
+                );
+            }
+            st.push(t.secs);
+            rss = rss.max(t.rss_mib);
+            base.push(self.wasmig(&db, &plugins, &["status"])?.secs);
+        }
+        let dump = Instant::now();
+        let out = Command::new(pg::pg_bin("pg_dump"))
+            .args([
+                "--schema-only",
+                "-f",
+                "/dev/null",
+                "-d",
+                &self.server.url(&db),
+            ])
+            .output()
+            .context("run pg_dump")?;
+        if !out.status.success() {
+            bail!("pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let dump_s = dump.elapsed().as_secs_f64();
+        let (st, base) = (median(st), median(base));
+        self.rows.push(ResultRow {
+            case: "verify --structure".into(),
+            tenants: n,
+            jobs: 1,
+            wasmig_s: st,
+            direct_s: Some(base),
+            ratio: Some(st / base),
+            direct_login_s: Some(dump_s),
+            ratio_login: Some(st / dump_s),
+            before_s: None,
+            ratio_before: None,
+            wasmig_peak_rss_mib: rss,
+            runs: reps,
+            fs_create_us: fs,
+            note: format!(
+                "{n} tenants x the workload's objects; baselines: `status` (direct s), one `pg_dump --schema-only` (login s); setup took {setup_s:.0}s"
+            ),
+        });
+        Ok(())
+    }
+
     /// Case 4b: `status` start-up with a warm compile cache, against the time of its queries.
     async fn cold_start_case(&mut self, reps: usize) -> Result<()> {
         let plugins = self.plugin_dir("coldstart", WORKLOAD_PLUGINS)?;
@@ -722,19 +793,29 @@ async fn main() -> Result<()> {
         ),
         None => None,
     };
+    // `--only structure`: just the structure case (it sets up its own fleet).
+    let only_structure = args
+        .windows(2)
+        .any(|w| w[0] == "--only" && w[1] == "structure");
     let sizes: &[(usize, usize)] = if quick {
         &[(100, 1)]
     } else {
         &[(100, 3), (1000, 2)]
     };
-    for &(n, reps) in sizes {
+    for &(n, reps) in sizes.iter().filter(|_| !only_structure) {
         let reps = reps_override.unwrap_or(reps);
         for jobs in [1, 2] {
             b.workload_case(n, jobs, reps).await?;
         }
     }
-    b.fleet_case(if quick { 1000 } else { 10_000 }, 3).await?;
-    b.cold_start_case(10).await?;
+    if !only_structure {
+        b.fleet_case(if quick { 1000 } else { 10_000 }, 3).await?;
+    }
+    b.structure_case(if quick { 1000 } else { 10_000 }, 3)
+        .await?;
+    if !only_structure {
+        b.cold_start_case(10).await?;
+    }
     let us = instantiate_apply_us(&b.wasm_dir.join("light.wasm")).await?;
 
     println!();

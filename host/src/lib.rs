@@ -15,6 +15,8 @@
 //! - `config`: durations, limit overrides, lock file format (pure).
 //! - `plan`: plugins x ledger -> pending steps, drift, order (pure).
 //! - `control`: the `wasmig` control schema: registry, ledger, runs, grants, locks.
+//! - `structure`: tenants grouped by ledger state and catalog fingerprint, and the
+//!   object-by-object difference (pure; `verify --structure`).
 //! - `db`: connection settings, quoting, value decoding, PostgreSQL errors.
 //! - [`plugin`]: wasmtime engine, component loading, the `sql`/`log` capability.
 //! - `exec`: runs plans per schema with bounded concurrency.
@@ -41,6 +43,7 @@ pub(crate) mod plan;
 pub mod plugin;
 pub(crate) mod report;
 pub mod secret;
+pub(crate) mod structure;
 pub(crate) mod text;
 pub(crate) mod watch;
 

@@ -17,6 +17,9 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
         Command::Tenant(t) => tenant(&s, t).await,
         Command::Migrate(a) => ops::migrate::migrate(&s, &migrate_options(a)?).await,
         Command::Status(a) => ops::status::status(&s, Output::from_json_flag(a.json)).await,
+        Command::Verify(a) if a.structure => {
+            ops::verify::verify_structure(&s, &structure_options(&s, a)?).await
+        }
         Command::Verify(a) => ops::verify::verify(&s, &verify_options(&s, a)?).await,
         Command::Pin { names } => ops::pin::pin(&s, &names).await,
         Command::Restore { file, schema, yes } => {
@@ -264,6 +267,15 @@ fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOpti
         selection: plan::Selection {
             plugins: a.only_plugins,
         },
+    })
+}
+
+fn structure_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::StructureOptions> {
+    let tenant = |raw: &String| ops::tenant::tenant_name(s, raw);
+    Ok(ops::verify::StructureOptions {
+        output: Output::from_json_flag(a.json),
+        tenants: a.tenants.iter().map(tenant).collect::<Result<Vec<_>>>()?,
+        reference: a.reference.as_ref().map(tenant).transpose()?,
     })
 }
 

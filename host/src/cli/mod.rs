@@ -434,8 +434,16 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Apply what is pending, then verify again.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "structure")]
     pub fix: bool,
+    /// Compare the catalog structure of tenants at the same ledger state (tables, columns,
+    /// constraints, indexes, sequences, views, functions, ...): those outside the most common
+    /// structure are listed with what differs. Exit 1 when any tenant differs.
+    #[arg(long)]
+    pub structure: bool,
+    /// With --structure: compare every tenant at this tenant's ledger state with it.
+    #[arg(long, value_name = "SCHEMA", requires = "structure")]
+    pub reference: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -443,7 +451,12 @@ pub struct VerifyArgs {
     #[arg(long = "tenant", value_name = "SCHEMA")]
     pub tenants: Vec<String>,
     /// Only this plugin (repeatable).
-    #[arg(long = "plugin", id = "verify_plugin", value_name = "PLUGIN")]
+    #[arg(
+        long = "plugin",
+        id = "verify_plugin",
+        value_name = "PLUGIN",
+        conflicts_with = "structure"
+    )]
     pub only_plugins: Vec<String>,
 }
 

@@ -1,8 +1,8 @@
 //! The control schema `wasmig`, one concept per file: its layout and `init` ([`ddl`]), the
 //! registry of managed schemas and their roles ([`registry`]), the ledger ([`ledger`]), runs
 //! and failures ([`runs`]), step grants ([`grants`]), advisory locks ([`locks`]), the
-//! control secret ([`secret`]), the control side of backups and restores ([`restore`]) and
-//! the statements schema roles run in a step ([`step_sql`]).
+//! control secret ([`secret`]), the control side of backups and restores ([`restore`]), what a schema is made
+//! of as the catalogs say ([`structure`], for `verify --structure`) and the statements schema roles run in a step ([`step_sql`]).
 //! Every function runs on the operator's connection, except the [`step_sql`] statements, which
 //! a schema role runs inside its step transaction. No SQL against `wasmig.*` is written
 //! outside this module's files and `ddl.sql`.
@@ -21,6 +21,7 @@ mod restore;
 mod runs;
 mod secret;
 pub mod step_sql;
+mod structure;
 
 pub use adopt::*;
 pub use ddl::*;
@@ -32,6 +33,7 @@ pub use restore::*;
 pub use runs::*;
 pub use secret::*;
 pub use step_sql::{CLEAN_SESSION, END_STEP, RUN_SCRIPT_SQL, WARM_UP_SQL};
+pub use structure::*;
 
 use crate::db::PgError;
 

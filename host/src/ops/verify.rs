@@ -1,4 +1,5 @@
-//! `wasmig verify [--fix]`: are all tenants fully applied? Exit 0 yes, 1 no, 2 error.
+//! `wasmig verify [--fix]`: are all tenants fully applied? `wasmig verify --structure`: do
+//! tenants at the same ledger state have the same catalog structure? Exit 0 yes, 1 no, 2 error.
 
 use anyhow::Result;
 
@@ -6,9 +7,12 @@ use super::Settings;
 use super::migrate::{MigrateOptions, ScopeFilter, migrate};
 use super::status::{Which, collect};
 use crate::Exit;
+use crate::control;
 use crate::names::SchemaName;
+use crate::plan::Scope;
 use crate::plan::Selection;
 use crate::report;
+use crate::structure;
 
 /// Options of `wasmig verify`.
 #[derive(Debug, Clone)]
@@ -44,5 +48,85 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
     }
     let (_, rows) = collect(s, Which::Tenants(&o.tenants), &o.selection).await?;
     let ok = report::print_verify(&rows, o.output, s.quiet);
+    Ok(if ok { Exit::Ok } else { Exit::Problems })
+}
+
+/// Options of `wasmig verify --structure`.
+#[derive(Debug, Clone)]
+pub struct StructureOptions {
+    /// JSON output.
+    pub output: report::Output,
+    /// Only these tenants (empty = all).
+    pub tenants: Vec<SchemaName>,
+    /// Compare with this tenant instead of each ledger state's most common structure.
+    pub reference: Option<SchemaName>,
+}
+
+/// Compares the catalog structure of the tenants: one query for every fingerprint, one for
+/// the objects of the tenants that differ (at most [`structure::SHOWN_DIFFERENCES`]) and their baselines.
+pub async fn verify_structure(s: &Settings, o: &StructureOptions) -> Result<Exit> {
+    let client = s.connect_initialised().await?;
+    let reg = super::registry(&client, s).await?;
+    for w in o.tenants.iter().chain(&o.reference) {
+        if !reg
+            .iter()
+            .any(|m| m.schema == *w && m.scope == Scope::Tenant)
+        {
+            anyhow::bail!("tenant `{w}` is not registered (see `wasmig tenant list`)");
+        }
+    }
+    let schemas: Vec<SchemaName> = reg
+        .into_iter()
+        .filter(|m| m.scope == Scope::Tenant)
+        .map(|m| m.schema)
+        .filter(|t| {
+            o.tenants.is_empty() || o.tenants.contains(t) || o.reference.as_ref() == Some(t)
+        })
+        .collect();
+    let secret = control::read_secret(&client).await?;
+    let ledger = control::read_ledger(&client, None, &secret).await?;
+    let mut fingerprints = control::fingerprints(&client, &schemas).await?;
+    let members = schemas
+        .into_iter()
+        .map(|schema| structure::Member {
+            ledger: ledger
+                .get(schema.as_str())
+                .map(|l| structure::LedgerState::of(l))
+                .unwrap_or_default(),
+            fingerprint: fingerprints.remove(schema.as_str()),
+            schema,
+        })
+        .collect();
+    let judgement = structure::judge(members, o.reference.as_ref()).map_err(anyhow::Error::msg)?;
+    let mut shown = vec![];
+    let mut read = vec![];
+    for c in judgement.cohorts.iter().filter(|c| !c.differing.is_empty()) {
+        let room = structure::SHOWN_DIFFERENCES.saturating_sub(shown.len());
+        if room == 0 {
+            break;
+        }
+        read.push(c.baseline.0.clone());
+        for (t, _) in c.differing.iter().take(room) {
+            shown.push((t.clone(), c.baseline.0.clone()));
+            read.push(t.clone());
+        }
+    }
+    let objects = if read.is_empty() {
+        Default::default()
+    } else {
+        control::objects(&client, &read).await?
+    };
+    let none = vec![];
+    let differences = shown
+        .into_iter()
+        .map(|(t, base)| {
+            let d = structure::differences(
+                objects.get(base.as_str()).unwrap_or(&none),
+                objects.get(t.as_str()).unwrap_or(&none),
+            );
+            (t.as_str().to_owned(), d)
+        })
+        .collect();
+    let ok = report::print_structure(&judgement, &differences, o.output, s.quiet);
     Ok(if ok { Exit::Ok } else { Exit::Problems })
 }

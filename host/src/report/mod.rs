@@ -10,12 +10,14 @@ mod fleet;
 pub mod notes;
 mod run;
 mod status;
+mod structure;
 
 pub use fleet::{
     Health, Metrics, metrics_json, print_health, print_history, print_tenants, prometheus,
 };
 pub use run::{applied_steps, print_plan, print_revert, print_run_summary, schema_line};
 pub use status::{SchemaStatus, print_status, print_verify};
+pub use structure::print_structure;
 
 use serde::Serialize;
 
