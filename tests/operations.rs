@@ -843,6 +843,19 @@ fn every_json_document_names_its_format_and_speaks_one_vocabulary() {
 
     let verify = doc(&["verify", "--json"], Exit::Problems, "wasmig.verify/1");
     assert_eq!(verify["issue_count"], 1, "{verify}");
+    // j1 and j2 are at different ledger states (j2's step failed): each is its own norm.
+    let structure = doc(
+        &["verify", "--structure", "--json"],
+        Exit::Ok,
+        "wasmig.structure/1",
+    );
+    assert_eq!(structure["tenant_count"], 2, "{structure}");
+    assert_eq!(structure["matching_count"], 2, "{structure}");
+    assert_eq!(
+        structure["ledger_states"].as_array().map(Vec::len),
+        Some(2),
+        "{structure}"
+    );
     let tenants = doc(&["tenant", "list", "--json"], Exit::Ok, "wasmig.tenants/1");
     assert_eq!(tenants["tenants"][0]["schema"], "j1");
     let health = doc(&["health", "--json"], Exit::Problems, "wasmig.health/1");
