@@ -231,6 +231,22 @@ pub async fn registry(client: &Client, s: &Settings) -> Result<Vec<ManagedSchema
     Ok(schemas)
 }
 
+/// Refuses a tenant name given on the command line that the registry does not hold as a tenant.
+pub fn require_tenants<'a>(
+    reg: &[ManagedSchema],
+    wanted: impl IntoIterator<Item = &'a SchemaName>,
+) -> Result<()> {
+    for w in wanted {
+        if !reg
+            .iter()
+            .any(|m| m.schema == *w && m.scope == crate::plan::Scope::Tenant)
+        {
+            anyhow::bail!("tenant `{w}` is not registered (see `wasmig tenant list`)");
+        }
+    }
+    Ok(())
+}
+
 /// Everything that runs plugin steps: the loaded plugins with their limits, and the roles of
 /// the registered schemas.
 pub fn fleet(

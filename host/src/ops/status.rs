@@ -32,14 +32,7 @@ pub async fn collect(
     let client = s.connect_initialised().await?;
     let reg = registry(&client, s).await?;
     if let Which::Tenants(wanted) = which {
-        for w in wanted {
-            if !reg
-                .iter()
-                .any(|m| m.schema == *w && m.scope == Scope::Tenant)
-            {
-                anyhow::bail!("tenant `{w}` is not registered (see `wasmig tenant list`)");
-            }
-        }
+        super::require_tenants(&reg, wanted)?;
     }
     let secret = control::read_secret(&client).await?;
     let ledger = control::read_ledger(&client, None, &secret).await?;

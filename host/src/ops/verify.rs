@@ -67,14 +67,7 @@ pub struct StructureOptions {
 pub async fn verify_structure(s: &Settings, o: &StructureOptions) -> Result<Exit> {
     let client = s.connect_initialised().await?;
     let reg = super::registry(&client, s).await?;
-    for w in o.tenants.iter().chain(&o.reference) {
-        if !reg
-            .iter()
-            .any(|m| m.schema == *w && m.scope == Scope::Tenant)
-        {
-            anyhow::bail!("tenant `{w}` is not registered (see `wasmig tenant list`)");
-        }
-    }
+    super::require_tenants(&reg, o.tenants.iter().chain(&o.reference))?;
     let schemas: Vec<SchemaName> = reg
         .into_iter()
         .filter(|m| m.scope == Scope::Tenant)
