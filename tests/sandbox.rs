@@ -25,8 +25,17 @@ impl Arena {
             .expect(Exit::Ok);
         let a = Arena { db, plugins };
         a.tenant("vic", "none", "");
-        a.db.wasmig(a.plugins.path(), &["migrate", "--schema", "vic"])
-            .expect(Exit::Ok);
+        // `hostile_full` needs `full`: it runs (its `none` attack, in the victim) only trusted.
+        let trust: &[&str] = if hostile == "hostile_full" {
+            &["--trust", "reference,hostile"]
+        } else {
+            &[]
+        };
+        a.db.wasmig(
+            a.plugins.path(),
+            &[&["migrate", "--schema", "vic"][..], trust].concat(),
+        )
+        .expect(Exit::Ok);
         a.db.exec("INSERT INTO vic.notes (title) VALUES ('the victim''s data')");
         a
     }
@@ -140,7 +149,13 @@ fn att_error(run: &Run) -> String {
 
 #[track_caller]
 fn fails_with(attack: &str, target: &str, extra: &[&str], expected: &str) {
-    let a = Arena::new(attack);
+    fails_in("hostile", attack, target, extra, expected);
+}
+
+/// [`fails_with`] with the attacks built into `crate_file` (`hostile_full` declares that it
+/// needs the `full` tier, so it runs with a schema owner's rights once trusted).
+fn fails_in(crate_file: &str, attack: &str, target: &str, extra: &[&str], expected: &str) {
+    let a = Arena::with(attack, crate_file);
     let target = target.replace("$vic", "vic").replace("$admin", ADMIN_USER);
     let run = a.attack(attack, &target, extra, Exit::Problems);
     let line = att_error(&run);
@@ -870,7 +885,8 @@ fn nothing_is_left_outside_the_schema() {
         "large_object_to_group",
         "large_object_as_group",
     ] {
-        fails_with(
+        fails_in(
+            "hostile_full",
             attack,
             "",
             &["--trust", "reference,hostile"],
@@ -1013,42 +1029,100 @@ fn what_the_schema_capability_allows_runs_no_code_for_the_application() {
 }
 
 #[test]
-fn a_seed_gets_the_data_capability_and_grants_raise_it() {
-    // `--grant hostile=data` makes the hostile plugin a data-only plugin (the default for
-    // seeds): its harmless `CREATE TABLE` is refused by the server, and the refusal names the
-    // grant that would allow it; `--grant hostile=schema` allows it.
+fn a_plugin_that_cannot_declare_its_tier_runs_with_the_grant_which_the_server_enforces() {
+    // `legacy` is built for wasmig:plugin@0.1.0, whose manifest cannot say what it needs: it
+    // runs with what the operator granted. Granted `data` (the seeds' default), its harmless
+    // `CREATE TABLE` is refused by the server, and the refusal names the grant that would
+    // allow it; its default as a migration (`schema`) allows it.
     let a = Arena::new("data_tier");
+    a.plugins.set(&["reference", "notes_v1", "legacy_wit"]);
     a.tenant("att", "none", "");
     let run =
         a.db.wasmig(
             a.plugins.path(),
-            &["migrate", "--schema", "att", "--grant", "hostile=data"],
+            &["migrate", "--schema", "att", "--grant", "legacy=data"],
         )
         .expect(Exit::Problems);
     let line = att_error(&run);
     assert!(
-        line.contains("CREATE TABLE is not allowed") && line.contains("`data` capability"),
+        line.contains("plugin `legacy`")
+            && line.contains("CREATE TABLE is not allowed")
+            && line.contains("`data` capability"),
         "{line}"
     );
     assert!(
         run.stderr.contains(
-            "  HINT: if you trust it to change the schema, grant it more: --grant hostile=schema"
+            "  HINT: if you trust it to change the schema, grant it more: --grant legacy=schema"
         ),
         "the fix is named, on the HINT line: {}",
         run.stderr
     );
-    assert!(!a.db.table_exists("att", "behaved"));
+    assert!(!a.db.table_exists("att", "legacy_note"));
+    a.db.wasmig(a.plugins.path(), &["migrate", "--schema", "att"])
+        .expect(Exit::Ok);
+    assert!(a.db.table_exists("att", "legacy_note"));
+    assert!(a.db.table_exists("att", "notes"), "0.2.0 plugins ran beside it");
+}
+
+#[test]
+fn a_plugin_that_needs_more_than_it_was_granted_is_refused_before_anything_runs() {
+    // `hostile_full` declares that it needs `full`; as a tenant migration it is granted
+    // `schema` unless trusted by name. Refused before any schema is touched (dry run
+    // included), naming the flag that would grant it; a `--grant` of `schema` is not enough.
+    let a = Arena::with("needs_more", "hostile_full");
+    a.tenant("att", "none", "");
+    let ledger = "SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'att'";
+    let runs = "SELECT count(*) FROM wasmig.run";
+    let runs_before = a.db.scalar_i64(runs);
+    for args in [
+        &["migrate"][..],
+        &["migrate", "--dry-run"],
+        &["migrate", "--schema", "att", "--grant", "hostile=schema"],
+        &["migrate", "--trust", "reference", "--grant", "hostile=data"],
+    ] {
+        let run = a.db.wasmig(a.plugins.path(), args).expect(Exit::Error);
+        assert!(
+            run.stderr.contains("plugin `hostile` needs the `full` tier but is granted")
+                && run.stderr.contains("--trust hostile"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert_eq!(a.db.scalar_i64(ledger), 0, "{args:?}: nothing ran");
+        assert!(!a.db.table_exists("att", "behaved"), "{args:?}");
+    }
+    assert_eq!(a.db.scalar_i64(runs), runs_before, "no run was even started");
+    // Trusted by name, it runs.
     a.db.wasmig(
         a.plugins.path(),
-        &["migrate", "--schema", "att", "--grant", "hostile=schema"],
+        &["migrate", "--schema", "att", "--trust", "reference,hostile"],
     )
     .expect(Exit::Ok);
     assert!(a.db.table_exists("att", "behaved"));
 }
 
 #[test]
+fn a_plugin_runs_with_the_tier_it_declares_even_when_granted_more() {
+    // `hostile` declares `schema` (a tenant migration's default). Trusted by name it could
+    // have had `full`, but it runs with what it declared: planting a trigger is still
+    // refused by the server, for several kinds of planted code.
+    for (attack, refused) in [
+        ("plant_trigger", "CREATE FUNCTION is not allowed"),
+        ("plant_rule", "CREATE RULE is not allowed"),
+        ("plant_policy", "CREATE POLICY is not allowed"),
+        ("plant_operator", "CREATE OPERATOR is not allowed"),
+    ] {
+        fails_with(
+            attack,
+            "vic",
+            &["--trust", "reference,hostile"],
+            refused,
+        );
+    }
+}
+
+#[test]
 fn trust_grants_full_rights_and_only_then_triggers_are_allowed() {
-    let a = Arena::new("full_tier");
+    let a = Arena::with("full_tier", "hostile_full");
     a.attack(
         "plant_trigger",
         "vic",

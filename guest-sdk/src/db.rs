@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::bindings::wasmig::plugin::{sql, types};
+use crate::bindings::wasmig::plugin0_1_0::{sql, types};
 
 /// A SQL value: a parameter sent to, or a cell read from, PostgreSQL.
 ///

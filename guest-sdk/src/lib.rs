@@ -29,11 +29,11 @@ mod seed;
 
 pub use db::{Db, Error, FromValue, Row, Rows, ToValue, Value};
 pub use log::{debug, error, info, warn};
-pub use plugin::{Kind, Plugin, Scope, Step, fingerprint};
+pub use plugin::{Kind, Plugin, Scope, Step, Tier, fingerprint};
 pub use seed::Key;
 
 /// The WIT package version this SDK targets (`wasmig:plugin@...`).
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
@@ -44,12 +44,13 @@ pub mod bindings {
         default_bindings_module: "wasmig_sdk::bindings",
         pub_export_macro: true,
         export_macro_name: "__export_world",
+        generate_all,
     });
 }
 
 #[doc(hidden)]
 pub mod __rt {
-    pub use crate::bindings::exports::wasmig::plugin::plugin::{Guest, PluginInfo, StepError};
+    pub use crate::bindings::exports::wasmig::plugin0_2_0::plugin::{Guest, PluginInfo, StepError};
     pub use crate::plugin::{apply, manifest, revert};
 }
 

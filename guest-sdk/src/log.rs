@@ -1,6 +1,6 @@
 //! Log messages for the operator; the host prints them prefixed with the plugin name.
 
-use crate::bindings::wasmig::plugin::log::{Level, log};
+use crate::bindings::wasmig::plugin0_1_0::log::{Level, log};
 
 /// Logs at debug level.
 pub fn debug(message: &str) {

@@ -1,8 +1,8 @@
 //! The plugin description ([`Plugin`], [`Step`]) and the glue that answers the host's
 //! `manifest`, `apply` and `revert` calls from it.
 
-use crate::bindings::exports::wasmig::plugin::plugin as wit;
-use crate::bindings::wasmig::plugin::types::SqlError;
+use crate::bindings::exports::wasmig::plugin0_2_0::plugin as wit;
+use crate::bindings::wasmig::plugin0_1_0::types::SqlError;
 use crate::db::{Db, Error};
 
 /// What a plugin changes: structure or data. Migrations run before seeds.
@@ -21,6 +21,24 @@ pub enum Scope {
     Shared,
     /// In every tenant schema.
     Tenant,
+}
+
+/// What a plugin's steps may do in their schema. The operator grants a tier per plugin
+/// (`wasmig --grant PLUGIN=TIER`, or `--trust PLUGIN` for `Full`) and PostgreSQL enforces it;
+/// the host refuses a plugin before any of its steps runs when it needs more than it was
+/// granted, and runs it with exactly the tier it declares, never more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// Read and write rows of the schema's existing tables; create nothing (the default for
+    /// seeds).
+    Data,
+    /// Create and change tables, indexes, sequences, views and types, with expressions limited
+    /// to side-effect-free built-ins; nothing that runs code for whoever touches it later (no
+    /// functions, triggers, rules, policies). The default for tenant migrations.
+    Schema,
+    /// Anything the schema's owner may do (the default for shared plugins, which the operator
+    /// trusts by name).
+    Full,
 }
 
 type CodeFn = fn(&Db) -> Result<(), Error>;
@@ -129,6 +147,7 @@ pub struct Plugin {
     version: &'static str,
     kind: Kind,
     scope: Scope,
+    needs: Option<Tier>,
     requires: Vec<&'static str>,
     steps: Vec<Step>,
 }
@@ -150,6 +169,7 @@ impl Plugin {
             version: "0.0.0",
             kind,
             scope: Scope::Tenant,
+            needs: None,
             requires: Vec::new(),
             steps: Vec::new(),
         }
@@ -165,6 +185,32 @@ impl Plugin {
     pub fn shared(mut self) -> Self {
         self.scope = Scope::Shared;
         self
+    }
+
+    /// Declares the capability tier the plugin's steps need, when it is not the default (seeds:
+    /// [`Tier::Data`]; tenant migrations: [`Tier::Schema`]; shared plugins: [`Tier::Full`]).
+    ///
+    /// ```
+    /// use wasmig_sdk::{Plugin, Tier};
+    ///
+    /// // A seed that creates its own lookup table needs `Schema`; the operator grants it
+    /// // with `--grant lookup-seed=schema`.
+    /// let p = Plugin::seed("lookup-seed").needs(Tier::Schema);
+    /// assert_eq!(p.tier(), Tier::Schema);
+    /// ```
+    pub fn needs(mut self, tier: Tier) -> Self {
+        self.needs = Some(tier);
+        self
+    }
+
+    /// The tier the plugin declares: what [`Plugin::needs`] set, else its kind's and scope's
+    /// default.
+    pub fn tier(&self) -> Tier {
+        self.needs.unwrap_or(match (self.scope, self.kind) {
+            (Scope::Shared, _) => Tier::Full,
+            (Scope::Tenant, Kind::Migration) => Tier::Schema,
+            (Scope::Tenant, Kind::Seed) => Tier::Data,
+        })
     }
 
     /// Requires another plugin's steps to be applied first.
@@ -209,6 +255,11 @@ pub fn manifest(p: &Plugin) -> wit::PluginInfo {
         scope: match p.scope {
             Scope::Shared => wit::Scope::Shared,
             Scope::Tenant => wit::Scope::Tenant,
+        },
+        needs: match p.tier() {
+            Tier::Data => wit::Tier::Data,
+            Tier::Schema => wit::Tier::Schema,
+            Tier::Full => wit::Tier::Full,
         },
         requires: p.requires.iter().map(|r| (*r).to_owned()).collect(),
         steps: p
@@ -264,6 +315,16 @@ fn to_wit(e: Error) -> wit::StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_declared_tier_defaults_by_kind_and_scope() {
+        assert_eq!(Plugin::seed("s").tier(), Tier::Data);
+        assert_eq!(Plugin::migration("m").tier(), Tier::Schema);
+        assert_eq!(Plugin::migration("m").shared().tier(), Tier::Full);
+        assert_eq!(Plugin::seed("s").shared().tier(), Tier::Full);
+        assert_eq!(Plugin::seed("s").needs(Tier::Schema).tier(), Tier::Schema);
+        assert_eq!(manifest(&Plugin::seed("s")).needs, wit::Tier::Data);
+    }
 
     #[test]
     fn fingerprint_ignores_line_endings_and_trailing_space() {

@@ -12,7 +12,7 @@ use crate::control::GrantAction;
 use crate::db::PgError;
 use crate::names::SchemaName;
 use crate::plan::PendingStep;
-use crate::plugin::bindings::exports::wasmig::plugin::plugin::StepError;
+use crate::plugin::wit::{Export, StepError};
 use crate::plugin::sql::{FailedStatement, SqlSession};
 use crate::plugin::tx::{LedgerWrite, StepTx};
 
@@ -230,15 +230,11 @@ impl Fleet {
             limits,
         );
         let plugin = self.plugins.loaded(call.step.plugin);
-        let called = async {
-            let inst = plugin.pre.instantiate_async(&mut store).await?;
-            let exports = inst.wasmig_plugin_plugin();
-            match call.action {
-                GrantAction::Apply => exports.call_apply(&mut store, &st.id).await,
-                GrantAction::Revert => exports.call_revert(&mut store, &st.id).await,
-            }
-        }
-        .await;
+        let export = match call.action {
+            GrantAction::Apply => Export::Apply,
+            GrantAction::Revert => Export::Revert,
+        };
+        let called = plugin.pre.call(&mut store, export, &st.id).await;
         store.data().flush_output(if called.is_err() {
             crate::plugin::Flush::StdoutOnly
         } else {

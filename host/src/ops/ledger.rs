@@ -84,6 +84,8 @@ async fn prepare(
             sel.schema
         );
     };
+    // Only the plugin whose steps are reverted runs.
+    super::check_tiers_granted(s, std::slice::from_ref(&plugins.specs[plugin]))?;
     super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     let run_id = control::start_run(&op, command, &s.args).await?;
     let fleet = super::fleet(s, plugins, secret, &reg, None);

@@ -94,6 +94,15 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let secret = control::read_secret(&op).await?;
     // The whole ledger in one query: planning costs O(1) round trips in the number of schemas.
     let ledger = control::read_ledger(&op, None, &secret).await?;
+    // Only the plugins this run could start: a tenant plugin that needs more than it was
+    // granted does not hold up `migrate --shared`.
+    let runnable: Vec<_> = plugins
+        .specs
+        .iter()
+        .filter(|p| targets.iter().any(|t| t.scope == p.scope) && o.selection.includes(&p.name))
+        .cloned()
+        .collect();
+    super::check_tiers_granted(s, &runnable)?;
     if o.dry_run {
         let empty = Vec::new();
         let mut problems = false;

@@ -277,9 +277,34 @@ pub fn fleet(
     })
 }
 
-/// The tier `p` runs with under these settings.
+/// The tier `p` runs with under these settings: what it declares it needs, within what it
+/// was granted (a plugin that needs more is refused by [`check_tiers_granted`] first; were it
+/// not, it would run with the lesser grant, never with more).
 pub fn tier_of(s: &Settings, p: &PluginSpec) -> crate::plan::Tier {
-    crate::plan::Tier::granted(p, &s.trusted, &s.grants)
+    let granted = crate::plan::Tier::granted(p, &s.trusted, &s.grants);
+    crate::plan::Tier::effective(p, granted).unwrap_or(granted)
+}
+
+/// Refuses, before anything runs, every plugin whose manifest declares a tier above what the
+/// operator granted it, naming the grant to give.
+pub fn check_tiers_granted(s: &Settings, specs: &[PluginSpec]) -> Result<()> {
+    let short: Vec<String> = specs
+        .iter()
+        .filter_map(|p| {
+            let granted = crate::plan::Tier::granted(p, &s.trusted, &s.grants);
+            crate::plan::Tier::effective(p, granted).err()
+        })
+        .map(|e| e.to_string())
+        .collect();
+    match short.as_slice() {
+        [] => Ok(()),
+        [one] => anyhow::bail!("{one}"),
+        many => anyhow::bail!(
+            "{} plugins need more than they were granted:\n  {}",
+            many.len(),
+            many.join("\n  ")
+        ),
+    }
 }
 
 /// Refuses a run in which a tenant plugin would run with less than `full` rights while the

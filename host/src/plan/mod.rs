@@ -77,6 +77,56 @@ impl Tier {
     }
 }
 
+/// A plugin that declares it needs more than the operator granted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierShortfall {
+    /// The plugin.
+    pub plugin: String,
+    /// What its manifest declares.
+    pub needs: Tier,
+    /// What the operator granted.
+    pub granted: Tier,
+}
+
+impl std::fmt::Display for TierShortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &self.plugin;
+        write!(
+            f,
+            "plugin `{p}` needs the `{}` tier but is granted `{}`; ",
+            self.needs, self.granted
+        )?;
+        match self.needs {
+            Tier::Full => write!(
+                f,
+                "`full` lets it create code (functions, triggers, ...) that runs as whoever touches its objects, so review it, then trust it by name: --trust {p} (or WASMIG_TRUSTED, or `trusted = [\"{p}\"]` in wasmig.toml)"
+            ),
+            t => write!(
+                f,
+                "after reviewing it, grant it: --grant {p}={t} (or WASMIG_GRANTS, or `grants = [\"{p}={t}\"]` in wasmig.toml)"
+            ),
+        }
+    }
+}
+
+impl Tier {
+    /// The tier a plugin runs with, given what the operator `granted` it: exactly the tier
+    /// its manifest declares when that is within the grant (never more than it asked for),
+    /// the grant itself when the plugin cannot declare one (WIT 0.1.0), and a shortfall when
+    /// it declares more than it was granted.
+    pub fn effective(spec: &PluginSpec, granted: Tier) -> Result<Tier, TierShortfall> {
+        match spec.needs {
+            None => Ok(granted),
+            Some(needs) if needs <= granted => Ok(needs),
+            Some(needs) => Err(TierShortfall {
+                plugin: spec.name.clone(),
+                needs,
+                granted,
+            }),
+        }
+    }
+}
+
 impl std::fmt::Display for Tier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -142,6 +192,9 @@ pub struct PluginSpec {
     pub kind: Kind,
     /// Shared or tenant.
     pub scope: Scope,
+    /// The tier the manifest declares it needs (`None`: built for WIT 0.1.0, which cannot
+    /// declare one).
+    pub needs: Option<Tier>,
     /// Plugins that must be applied first.
     pub requires: Vec<String>,
     /// Steps in apply order.
@@ -246,7 +299,8 @@ pub struct Selection {
 }
 
 impl Selection {
-    fn includes(&self, name: &str) -> bool {
+    /// Whether plugin `name` is selected.
+    pub fn includes(&self, name: &str) -> bool {
         self.plugins.is_empty() || self.plugins.iter().any(|p| p == name)
     }
 

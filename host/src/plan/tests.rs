@@ -14,6 +14,7 @@ fn plugin(
         version: "1".into(),
         kind,
         scope,
+        needs: None,
         requires: requires.iter().map(|s| (*s).into()).collect(),
         steps: steps
             .iter()
@@ -27,6 +28,27 @@ fn plugin(
             .collect(),
         artifact_checksum: String::new(),
     }
+}
+
+#[test]
+fn a_declared_tier_is_run_exactly_when_granted_and_refused_with_the_grant_to_give_when_not() {
+    let mut seed = plugin("lookup-seed", Scope::Tenant, Kind::Seed, &[], &[("1", "a")]);
+    // WIT 0.1.0: nothing declared, the grant is what it runs with.
+    assert_eq!(Tier::effective(&seed, Tier::Schema), Ok(Tier::Schema));
+    // Declared within the grant: exactly what it declared, never more.
+    seed.needs = Some(Tier::Data);
+    assert_eq!(Tier::effective(&seed, Tier::Full), Ok(Tier::Data));
+    seed.needs = Some(Tier::Schema);
+    assert_eq!(Tier::effective(&seed, Tier::Schema), Ok(Tier::Schema));
+    // More than granted: refused, naming what to grant.
+    let short = Tier::effective(&seed, Tier::Data).unwrap_err();
+    assert_eq!((short.needs, short.granted), (Tier::Schema, Tier::Data));
+    let said = short.to_string();
+    assert!(said.contains("`lookup-seed` needs the `schema` tier but is granted `data`"), "{said}");
+    assert!(said.contains("--grant lookup-seed=schema"), "{said}");
+    seed.needs = Some(Tier::Full);
+    let said = Tier::effective(&seed, Tier::Schema).unwrap_err().to_string();
+    assert!(said.contains("--trust lookup-seed"), "{said}");
 }
 
 #[test]

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use wasmtime::component::{Component, types::ComponentItem};
 
-use super::bindings::MigrationPluginPre;
-use super::bindings::exports::wasmig::plugin::plugin as wit;
-use super::{Runtime, SUPPORTED_WIT_VERSIONS, StepCtx};
+use super::bindings::exports::wasmig::plugin0_1_0::plugin as wit;
+use super::{PluginPre, Runtime, SUPPORTED_WIT_VERSIONS};
 use crate::names::{check_plugin_name, check_step_id};
-use crate::plan::{Kind, PluginSpec, Scope, StepSpec, step_checksum};
+use crate::plan::{Kind, PluginSpec, Scope, StepSpec, Tier, step_checksum};
 
 /// Why a plugin file was refused. Every variant names the file.
 #[derive(Debug, Error)]
@@ -98,8 +97,8 @@ pub struct LoadedPlugin {
     pub spec: PluginSpec,
     /// Where it came from.
     pub path: PathBuf,
-    /// Pre-linked instance.
-    pub pre: MigrationPluginPre<StepCtx>,
+    /// Pre-linked instance, for the WIT version the plugin was built for.
+    pub pre: PluginPre,
 }
 
 /// The `.wasm` files of a directory, sorted.
@@ -166,29 +165,22 @@ impl Runtime {
                 path: path.to_owned(),
                 reason: format!("{e:#}"),
             })?;
-        self.check_world(path, &component)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(MigrationPluginPre::new)
-            .map_err(|e| LoadError::Instantiate {
+        let version = self.check_world(path, &component)?;
+        let pre = PluginPre::new(&self.linker, &component, version).map_err(|e| {
+            LoadError::Instantiate {
                 path: path.to_owned(),
                 reason: format!("cannot link: {e:#}"),
-            })?;
+            }
+        })?;
         let mut store = self.store(format!("{}", path.display()), None, &self.limits);
-        let manifest = async {
-            let inst = pre.instantiate_async(&mut store).await?;
-            inst.wasmig_plugin_plugin().call_manifest(&mut store).await
-        }
-        .await
-        .map_err(|e| LoadError::Instantiate {
+        let (manifest, needs) = pre.manifest(&mut store).await.map_err(|e| LoadError::Instantiate {
             path: path.to_owned(),
             reason: format!(
                 "calling `manifest` failed: {}",
                 store.data().describe_failure(&e, &self.limits)
             ),
         })?;
-        let spec = validate_manifest(manifest, artifact_checksum).map_err(|reason| {
+        let spec = validate_manifest(manifest, needs, artifact_checksum).map_err(|reason| {
             LoadError::Manifest {
                 path: path.to_owned(),
                 reason,
@@ -201,7 +193,9 @@ impl Runtime {
         })
     }
 
-    fn check_world(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
+    /// Checks that the component is a wasmig plugin of a version this host serves, and
+    /// returns the version of its `plugin` export.
+    fn check_world(&self, path: &Path, component: &Component) -> Result<&'static str, LoadError> {
         let ty = component.component_type();
         let mut names = Vec::new();
         let mut found_versions = Vec::new();
@@ -212,21 +206,22 @@ impl Runtime {
                 ty.imports(&self.engine)
                     .map(|(n, i)| (n.to_owned(), i, false)),
             );
-        let mut exports_plugin = false;
+        let mut exports_plugin = None;
         for (name, item, is_export) in interfaces {
             if is_export && matches!(item.ty, ComponentItem::ComponentInstance(_)) {
                 names.push(name.clone());
             }
             if let Some(rest) = name.strip_prefix("wasmig:plugin/") {
                 let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
-                if !SUPPORTED_WIT_VERSIONS.contains(&version) {
+                let supported = SUPPORTED_WIT_VERSIONS.iter().find(|v| **v == version);
+                if supported.is_none() {
                     found_versions.push(if version.is_empty() {
                         "(unversioned)".to_owned()
                     } else {
                         version.to_owned()
                     });
                 } else if is_export && iface == "plugin" {
-                    exports_plugin = true;
+                    exports_plugin = supported.copied();
                 }
             }
         }
@@ -236,7 +231,7 @@ impl Runtime {
                 found,
             });
         }
-        if !exports_plugin {
+        let Some(version) = exports_plugin else {
             return Err(LoadError::NotAPlugin {
                 path: path.to_owned(),
                 exports: if names.is_empty() {
@@ -245,8 +240,8 @@ impl Runtime {
                     names.join(", ")
                 },
             });
-        }
-        Ok(())
+        };
+        Ok(version)
     }
 }
 
@@ -254,8 +249,10 @@ impl Runtime {
 pub const MAX_DESCRIPTION_CHARS: usize = 300;
 
 /// Checks a manifest's own rules (cross-plugin rules live in `plan::order_plugins`).
+/// `needs` is the tier a 0.2.0 manifest declares (`None` from 0.1.0 plugins).
 pub fn validate_manifest(
     m: wit::PluginInfo,
+    needs: Option<Tier>,
     artifact_checksum: String,
 ) -> Result<PluginSpec, String> {
     check_plugin_name(&m.name).map_err(|e| e.to_string())?;
@@ -326,6 +323,7 @@ pub fn validate_manifest(
             wit::Scope::Shared => Scope::Shared,
             wit::Scope::Tenant => Scope::Tenant,
         },
+        needs,
         requires: m.requires,
         steps,
         artifact_checksum,
@@ -357,20 +355,20 @@ mod tests {
 
     #[test]
     fn manifest_rules() {
-        assert!(validate_manifest(manifest(&["a", "b"]), String::new()).is_ok());
-        let e = validate_manifest(manifest(&["a", "a"]), String::new()).unwrap_err();
+        assert!(validate_manifest(manifest(&["a", "b"]), None, String::new()).is_ok());
+        let e = validate_manifest(manifest(&["a", "a"]), None, String::new()).unwrap_err();
         assert!(e.contains("step `a` twice"), "{e}");
         assert!(
-            validate_manifest(manifest(&[""]), String::new())
+            validate_manifest(manifest(&[""]), None, String::new())
                 .unwrap_err()
                 .contains("empty")
         );
-        assert!(validate_manifest(manifest(&[&"x".repeat(200)]), String::new()).is_err());
-        assert!(validate_manifest(manifest(&[]), String::new()).is_err());
+        assert!(validate_manifest(manifest(&[&"x".repeat(200)]), None, String::new()).is_err());
+        assert!(validate_manifest(manifest(&[]), None, String::new()).is_err());
         let mut m = manifest(&["a"]);
         m.requires = vec!["notes".into()];
         assert!(
-            validate_manifest(m, String::new())
+            validate_manifest(m, None, String::new())
                 .unwrap_err()
                 .contains("requires itself")
         );

@@ -12,6 +12,7 @@ pub mod output;
 mod rows;
 pub mod sql;
 pub(crate) mod tx;
+pub mod wit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,19 +29,9 @@ use output::CappedPipe;
 
 pub use load::{LoadError, LoadedPlugin};
 
-/// Host bindings for `wasmig:plugin@0.1.0`.
-#[allow(missing_docs)]
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../guest-sdk/wit",
-        world: "migration-plugin",
-        imports: { default: async | trappable },
-        exports: { default: async },
-    });
-}
-
-/// WIT package versions this host can run.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+/// The bindings of the values, `sql` and `log` (shared by every WIT version).
+pub use wit::v0_1 as bindings;
+pub use wit::{PluginPre, SUPPORTED_WIT_VERSIONS};
 
 /// Per-step limits enforced by the host (PostgreSQL enforces its own timeouts on top).
 #[derive(Debug, Clone)]
@@ -336,15 +327,15 @@ impl Runtime {
     }
 }
 
-impl bindings::wasmig::plugin::types::Host for StepCtx {}
+impl bindings::wasmig::plugin0_1_0::types::Host for StepCtx {}
 
-impl bindings::wasmig::plugin::log::Host for StepCtx {
+impl bindings::wasmig::plugin0_1_0::log::Host for StepCtx {
     async fn log(
         &mut self,
-        level: bindings::wasmig::plugin::log::Level,
+        level: bindings::wasmig::plugin0_1_0::log::Level,
         message: String,
     ) -> wasmtime::Result<()> {
-        use bindings::wasmig::plugin::log::Level;
+        use bindings::wasmig::plugin0_1_0::log::Level;
         if self.log_bytes >= self.max_log_bytes {
             return Ok(());
         }

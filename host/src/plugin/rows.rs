@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio_postgres::Client;
 use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type, to_sql_checked};
 
-use super::bindings::wasmig::plugin::types::{Column, Rows, SqlError, Value};
+use super::bindings::wasmig::plugin0_1_0::types::{Column, Rows, SqlError, Value};
 use super::sql::host_error;
 use crate::db::value::{
     RawCell, date_to_text, numeric_to_text, time_to_text, timestamp_to_text, uuid_to_text,

@@ -11,8 +11,8 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
 use super::StepCtx;
-use super::bindings::wasmig::plugin::sql::Host;
-use super::bindings::wasmig::plugin::types::{Rows, SqlError, Value};
+use super::bindings::wasmig::plugin0_1_0::sql::Host;
+use super::bindings::wasmig::plugin0_1_0::types::{Rows, SqlError, Value};
 use super::rows::{TextParam, run_query};
 use super::tx::{AUTOCOMMIT_SQL, StepTx, XID_SQL};
 use crate::db::PgError;
