@@ -74,7 +74,8 @@ pub async fn baseline(s: &Settings, o: &BaselineOptions) -> Result<Exit> {
     let schemas = select(&reg, &o.schemas)?;
     let secret = control::read_secret(&op).await?;
     let run_id = control::start_run(&op, "baseline", &s.args).await?;
-    let fleet = super::fleet(s, plugins, secret, &reg, None);
+    // Baselining runs no step: the grants it writes only carry the record.
+    let fleet = super::fleet(s, plugins, secret, &reg, None, super::Enforcement::Guarded);
     let _clean_stop = crate::interrupt::CleanStop::begin();
     let (mut added, mut failed) = (0u64, 0usize);
     for m in &schemas {

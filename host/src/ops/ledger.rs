@@ -86,9 +86,9 @@ async fn prepare(
     };
     // Only the plugin whose steps are reverted runs.
     super::check_tiers_granted(s, std::slice::from_ref(&plugins.specs[plugin]))?;
-    super::check_tiers_enforced(&op, s, &plugins.specs).await?;
+    let enforcement = super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     let run_id = control::start_run(&op, command, &s.args).await?;
-    let fleet = super::fleet(s, plugins, secret, &reg, None);
+    let fleet = super::fleet(s, plugins, secret, &reg, None, enforcement);
     Ok(Ctx {
         _clean_stop: crate::interrupt::CleanStop::begin(),
         fleet,

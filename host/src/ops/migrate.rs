@@ -119,12 +119,12 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         return Ok(if problems { Exit::Problems } else { Exit::Ok });
     }
 
-    super::check_tiers_enforced(&op, s, &plugins.specs).await?;
+    let enforcement = super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     control::clear_expired_grants(&op).await?;
     let run_id = control::start_run(&op, &o.command, &s.args).await?;
     // From here on a first SIGINT / SIGTERM stops the run cleanly (see `interrupt`).
     let _clean_stop = crate::interrupt::CleanStop::begin();
-    let fleet = super::fleet(s, plugins, secret, &reg, backups);
+    let fleet = super::fleet(s, plugins, secret, &reg, backups, enforcement);
     let opts = RunOptions {
         run_id,
         selection: o.selection.clone(),

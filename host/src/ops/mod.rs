@@ -255,6 +255,7 @@ pub fn fleet(
     secret: [u8; 32],
     reg: &[ManagedSchema],
     backups: Option<crate::backup::Backups>,
+    enforcement: Enforcement,
 ) -> std::sync::Arc<crate::exec::Fleet> {
     let roles = reg
         .iter()
@@ -264,7 +265,7 @@ pub fn fleet(
         plugins.loaded,
         plugins.order,
         |p| s.limits_for(&p.name),
-        |p| tier_of(s, p),
+        |p| tier_of(s, p, enforcement),
     );
     std::sync::Arc::new(crate::exec::Fleet {
         target: s.target.clone(),
@@ -277,12 +278,27 @@ pub fn fleet(
     })
 }
 
+/// Whether the server enforces the tiers below `full` in this database (the object guard,
+/// which only a superuser `init` installs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    /// The object guard is installed: a step runs with exactly its plugin's tier.
+    Guarded,
+    /// It is not: only plugins granted `full` may run ([`check_tiers_enforced`]), and they run
+    /// with it, since nothing could hold them to less.
+    Unguarded,
+}
+
 /// The tier `p` runs with under these settings: what it declares it needs, within what it
 /// was granted (a plugin that needs more is refused by [`check_tiers_granted`] first; were it
-/// not, it would run with the lesser grant, never with more).
-pub fn tier_of(s: &Settings, p: &PluginSpec) -> crate::plan::Tier {
+/// not, it would run with the lesser grant, never with more). Without the object guard,
+/// what it was granted (nothing enforces less; and only `full` grants get that far).
+pub fn tier_of(s: &Settings, p: &PluginSpec, enforcement: Enforcement) -> crate::plan::Tier {
     let granted = crate::plan::Tier::granted(p, &s.trusted, &s.grants);
-    crate::plan::Tier::effective(p, granted).unwrap_or(granted)
+    match enforcement {
+        Enforcement::Guarded => crate::plan::Tier::effective(p, granted).unwrap_or(granted),
+        Enforcement::Unguarded => granted,
+    }
 }
 
 /// Refuses, before anything runs, every plugin whose manifest declares a tier above what the
@@ -310,11 +326,15 @@ pub fn check_tiers_granted(s: &Settings, specs: &[PluginSpec]) -> Result<()> {
 /// Refuses a run in which a tenant plugin would run with less than `full` rights while the
 /// object guard that enforces the lesser tiers is not installed (`init` needs a superuser for
 /// it): wasmig never runs a plugin under a promise it cannot keep.
-pub async fn check_tiers_enforced(op: &Client, s: &Settings, specs: &[PluginSpec]) -> Result<()> {
+pub async fn check_tiers_enforced(
+    op: &Client,
+    s: &Settings,
+    specs: &[PluginSpec],
+) -> Result<Enforcement> {
     let limited: Vec<String> = specs
         .iter()
         .filter(|p| p.scope == crate::plan::Scope::Tenant)
-        .map(|p| (p, tier_of(s, p)))
+        .map(|p| (p, crate::plan::Tier::granted(p, &s.trusted, &s.grants)))
         .filter(|(_, t)| *t < crate::plan::Tier::Full)
         .map(|(p, t)| format!("`{}` ({t})", p.name))
         .collect();
@@ -329,8 +349,11 @@ pub async fn check_tiers_enforced(op: &Client, s: &Settings, specs: &[PluginSpec
             temp.join(", ")
         );
     }
-    if limited.is_empty() || control::object_guard_installed(op).await? {
-        return Ok(());
+    if control::object_guard_installed(op).await? {
+        return Ok(Enforcement::Guarded);
+    }
+    if limited.is_empty() {
+        return Ok(Enforcement::Unguarded);
     }
     anyhow::bail!(
         "the object guard that limits tenant plugins to their capability tier is not installed in this database, so wasmig cannot enforce it for {}; run `wasmig init` as a superuser to install it, or, only for plugins you have reviewed, grant them full rights with --trust PLUGIN",
