@@ -740,14 +740,9 @@ async fn instantiate_apply_us(wasm: &Path) -> Result<f64> {
             let started = Instant::now();
             for _ in 0..n {
                 let mut store = rt.store("bench".into(), None, limits);
-                let inst = plugin
+                let r = plugin
                     .pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-                let r = inst
-                    .wasmig_plugin_plugin()
-                    .call_apply(&mut store, "0001")
+                    .call(&mut store, wasmig::plugin::wit::Export::Apply, "0001")
                     .await
                     .map_err(|e| anyhow::anyhow!("{e:#}"))?;
                 std::hint::black_box(r.is_err());
