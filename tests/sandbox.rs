@@ -1061,7 +1061,10 @@ fn a_plugin_that_cannot_declare_its_tier_runs_with_the_grant_which_the_server_en
     a.db.wasmig(a.plugins.path(), &["migrate", "--schema", "att"])
         .expect(Exit::Ok);
     assert!(a.db.table_exists("att", "legacy_note"));
-    assert!(a.db.table_exists("att", "notes"), "0.2.0 plugins ran beside it");
+    assert!(
+        a.db.table_exists("att", "notes"),
+        "0.2.0 plugins ran beside it"
+    );
 }
 
 #[test]
@@ -1082,7 +1085,8 @@ fn a_plugin_that_needs_more_than_it_was_granted_is_refused_before_anything_runs(
     ] {
         let run = a.db.wasmig(a.plugins.path(), args).expect(Exit::Error);
         assert!(
-            run.stderr.contains("plugin `hostile` needs the `full` tier but is granted")
+            run.stderr
+                .contains("plugin `hostile` needs the `full` tier but is granted")
                 && run.stderr.contains("--trust hostile"),
             "{args:?}: {}",
             run.stderr
@@ -1090,7 +1094,11 @@ fn a_plugin_that_needs_more_than_it_was_granted_is_refused_before_anything_runs(
         assert_eq!(a.db.scalar_i64(ledger), 0, "{args:?}: nothing ran");
         assert!(!a.db.table_exists("att", "behaved"), "{args:?}");
     }
-    assert_eq!(a.db.scalar_i64(runs), runs_before, "no run was even started");
+    assert_eq!(
+        a.db.scalar_i64(runs),
+        runs_before,
+        "no run was even started"
+    );
     // Trusted by name, it runs.
     a.db.wasmig(
         a.plugins.path(),
@@ -1111,12 +1119,7 @@ fn a_plugin_runs_with_the_tier_it_declares_even_when_granted_more() {
         ("plant_policy", "CREATE POLICY is not allowed"),
         ("plant_operator", "CREATE OPERATOR is not allowed"),
     ] {
-        fails_with(
-            attack,
-            "vic",
-            &["--trust", "reference,hostile"],
-            refused,
-        );
+        fails_with(attack, "vic", &["--trust", "reference,hostile"], refused);
     }
 }
 
@@ -1446,5 +1449,34 @@ fn plugin_text_cannot_forge_the_caret_lines() {
             .any(|l| l.trim_start().starts_with("LINE ")),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn a_step_is_bounded_in_the_bytes_it_writes() {
+    // `max_write_mb` bounds how much a step grows its schema's files (tables, indexes, TOAST,
+    // temporary tables, large objects), whatever it writes with: one statement is caught
+    // before the ledger row, a stream of statements between them, with full rights too.
+    let limit = ["--plugin-limit", "hostile:max_write_mb=5"];
+    fails_with(
+        "write_big_table",
+        "",
+        &limit,
+        "MiB, more than its limit of 5 MiB (max_write_mb)",
+    );
+    for attack in ["write_many_rows", "write_large_object"] {
+        fails_with(
+            attack,
+            "",
+            &limit,
+            "grew its schema by more than its limit of 5 MiB (max_write_mb) and was stopped",
+        );
+    }
+    fails_in(
+        "hostile_full",
+        "write_temp_table",
+        "",
+        &[&["--trust", "reference,hostile"][..], &limit].concat(),
+        "more than its limit of 5 MiB (max_write_mb)",
     );
 }

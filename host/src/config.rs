@@ -20,7 +20,7 @@ pub enum ConfigError {
     Duration(String),
     /// A malformed `--plugin-limit`.
     #[error(
-        "invalid limit `{0}`: use PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb, max_result_rows, max_result_bytes, max_statements, max_locks, max_temp_mb"
+        "invalid limit `{0}`: use PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb, max_result_rows, max_result_bytes, max_statements, max_locks, max_temp_mb, max_write_mb"
     )]
     Limit(String),
 }
@@ -66,6 +66,7 @@ enum LimitKey {
     MaxStatements,
     MaxLocks,
     MaxTempMb,
+    MaxWriteMb,
 }
 
 impl LimitOverride {
@@ -88,6 +89,7 @@ impl LimitOverride {
                     "max_statements" => LimitKey::MaxStatements,
                     "max_locks" => LimitKey::MaxLocks,
                     "max_temp_mb" => LimitKey::MaxTempMb,
+                    "max_write_mb" => LimitKey::MaxWriteMb,
                     _ => return Err(bad()),
                 };
                 (key, v)
@@ -118,6 +120,7 @@ impl LimitOverride {
             LimitKey::MaxStatements => limits.max_statements = u32::try_from(v).unwrap_or(u32::MAX),
             LimitKey::MaxLocks => limits.max_locks = Some(v),
             LimitKey::MaxTempMb => limits.max_temp_mb = Some(v),
+            LimitKey::MaxWriteMb => limits.max_write_mb = v,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::db::quote::ident;
 pub(crate) const CONTROL_DDL: &str = include_str!("ddl.sql");
 
 /// The functions of `wasmig_api` a schema role may call.
-pub(crate) const FUNCTIONS_OF_SCHEMA_ROLES: &str = "wasmig_api.begin_step(bytea), wasmig_api.record_step(bytea, double precision, text), wasmig_api.unrecord_step(bytea, text), wasmig_api.run_script(text)";
+pub(crate) const FUNCTIONS_OF_SCHEMA_ROLES: &str = "wasmig_api.begin_step(bytea), wasmig_api.record_step(bytea, double precision, text), wasmig_api.unrecord_step(bytea, text), wasmig_api.run_script(text), wasmig_api.check_growth()";
 
 /// The built-in functions every role but the operator and the application role loses:
 /// advisory locks (any role may otherwise take any key, so a tenant could hold wasmig's own

@@ -105,6 +105,9 @@ BEGIN
     END IF;
 END
 $upgrade$;
+-- The most bytes a step may grow its schema by (its plugin's `max_write_mb`), checked by
+-- `wasmig.enforce_write_limit`.
+ALTER TABLE wasmig.step_grant ADD COLUMN IF NOT EXISTS write_limit bigint;
 -- Which step a schema-role session is running, with which tier: written by `begin_step`
 -- inside the step's transaction (so a rollback removes it) and removed by `record_step`;
 -- the object guard reads it. Unlogged: it never needs to outlive a step.
@@ -123,6 +126,9 @@ CREATE UNLOGGED TABLE IF NOT EXISTS wasmig.active_step (
     plugin text NOT NULL,
     step_id text NOT NULL
 );
+-- The step's write bound: the schema's bytes when it began, and the most it may add.
+ALTER TABLE wasmig.active_step ADD COLUMN IF NOT EXISTS start_bytes bigint,
+                               ADD COLUMN IF NOT EXISTS write_limit bigint;
 -- A schema role being restored by `wasmig restore` (pg_restore logs in as it, outside any
 -- step): the object guard lets its DDL through until the restore ends or the row expires.
 CREATE TABLE IF NOT EXISTS wasmig.restoring (
@@ -200,9 +206,99 @@ BEGIN
             USING ERRCODE = '42501',
                   HINT = 'plugins may create objects only in their own schema; large objects and objects owned by other roles are refused';
     END IF;
+    PERFORM wasmig.enforce_write_limit();
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.check_step(text) FROM PUBLIC;
+-- The bytes on disk of a schema's relations (tables, indexes, materialized views, sequences
+-- and their TOAST), of the calling session's temporary relations, and of the large objects
+-- `p_role` owns. Read from the files' sizes (main fork, every 1 GiB segment), never by
+-- opening a relation, so it takes no lock; it sees the relations the calling transaction
+-- created. Needs a superuser owner (`pg_stat_file`); only SECURITY DEFINER functions of the
+-- operator call it.
+CREATE OR REPLACE FUNCTION wasmig.file_bytes(p_path text) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    total bigint := 0;
+    seg int := 0;
+    sz bigint;
+BEGIN
+    LOOP
+        sz := (pg_catalog.pg_stat_file(CASE WHEN seg = 0 THEN p_path ELSE p_path || '.' || seg END, true)).size;
+        EXIT WHEN sz IS NULL;
+        total := total + sz;
+        -- A segment below 1 GiB is the last one.
+        EXIT WHEN sz < 1073741824;
+        seg := seg + 1;
+    END LOOP;
+    RETURN total;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.file_bytes(text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION wasmig.schema_bytes(p_nsp oid, p_role oid) RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH own AS (
+        SELECT c.oid, c.reltoastrelid FROM pg_catalog.pg_class c
+         WHERE c.relnamespace IN (p_nsp, pg_catalog.pg_my_temp_schema())
+           AND c.relkind IN ('r', 'i', 'm', 'S', 't')
+    ), rels AS (
+        SELECT oid FROM own
+        UNION ALL SELECT reltoastrelid FROM own WHERE reltoastrelid <> 0
+        UNION ALL SELECT i.indexrelid FROM pg_catalog.pg_index i
+                   JOIN own o ON o.reltoastrelid <> 0 AND i.indrelid = o.reltoastrelid
+    ), files AS (
+        SELECT pg_catalog.pg_relation_filepath(oid) AS path FROM rels
+    )
+    SELECT coalesce((SELECT sum(wasmig.file_bytes(path)) FROM files WHERE path IS NOT NULL), 0)::bigint
+         + coalesce((SELECT sum(pg_catalog.octet_length(l.data)) FROM pg_catalog.pg_largeobject l
+                      WHERE l.loid IN (SELECT m.oid FROM pg_catalog.pg_largeobject_metadata m
+                                        WHERE m.lomowner = p_role)), 0)::bigint
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.schema_bytes(oid, oid) FROM PUBLIC;
+-- Refuses a step that grew its schema by more than its write limit since `begin_step`
+-- (SQLSTATE 53400, which the host reports as the limit). Called by `check_step` before the
+-- ledger write, and by `wasmig_api.check_growth` between a step's statements.
+CREATE OR REPLACE FUNCTION wasmig.enforce_write_limit() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    a record;
+    grown bigint;
+BEGIN
+    SELECT s.plugin, s.step_id, s.home_nsp, s.role_oid, s.start_bytes, s.write_limit INTO a
+      FROM wasmig.active_step s
+      JOIN pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
+        ON b.backend_start = s.backend_start
+     WHERE s.pid = pg_catalog.pg_backend_pid();
+    IF NOT FOUND OR a.start_bytes IS NULL OR a.write_limit IS NULL THEN
+        RETURN;
+    END IF;
+    grown := wasmig.schema_bytes(a.home_nsp, a.role_oid) - a.start_bytes;
+    IF grown > a.write_limit THEN
+        RAISE EXCEPTION 'wasmig: step `%` of plugin `%` grew its schema by % MiB, more than its limit of % MiB (max_write_mb)',
+                        a.step_id, a.plugin, grown / 1048576, a.write_limit / 1048576
+            USING ERRCODE = '53400',
+                  HINT = format('if the step must write that much, raise its limit: --plugin-limit %s:max_write_mb=N (or `limits` in wasmig.toml)', a.plugin);
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.enforce_write_limit() FROM PUBLIC;
+-- What the host pipelines after a plugin statement now and then: the write bound, checked
+-- as the operator (the sizes need `pg_stat_file`).
+CREATE OR REPLACE FUNCTION wasmig_api.check_growth() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM wasmig.enforce_write_limit();
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.check_growth() FROM PUBLIC;
 -- Opens a step for the object guard: the grant's tier becomes the session's until the step
 -- is recorded or rolled back. Needs the step's one-time token, which only the host knows, so
 -- a plugin cannot take another step's tier. A NULL token only closes the open step.
@@ -217,28 +313,36 @@ DECLARE
     g_step text;
     g_schema text;
     g_temp bigint;
+    g_write bigint;
+    g_super boolean := (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user);
 BEGIN
     -- A NULL token closes the open step and changes nothing else; the warm-up of a fresh
     -- session calls it so, which plans every statement below off the step's path.
     DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
-    SELECT tier, plugin, step_id, schema_name, temp_limit_kb
-      INTO g_tier, g_plugin, g_step, g_schema, g_temp
+    SELECT tier, plugin, step_id, schema_name, temp_limit_kb, write_limit
+      INTO g_tier, g_plugin, g_step, g_schema, g_temp, g_write
       FROM wasmig.step_grant
      WHERE token_hash = sha256(p_token) AND role_name = session_user
        AND expires_at > clock_timestamp();
     IF NOT FOUND AND p_token IS NOT NULL THEN
         PERFORM wasmig_api.no_valid_grant();
     END IF;
+    -- The write bound needs the files' sizes, which only a superuser may read: without one,
+    -- no start is taken and the bound is not enforced (the host says so before the run).
     INSERT INTO wasmig.active_step (pid, txid, backend_start, role_name, role_oid, schema_name,
-                                    home_nsp, shared_nsp, tier, plugin, step_id)
+                                    home_nsp, shared_nsp, tier, plugin, step_id, start_bytes,
+                                    write_limit)
     SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), b.backend_start, session_user,
-           (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user), g_schema,
-           (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = g_schema),
-           (SELECT n.oid FROM wasmig.managed_schema m
-              JOIN pg_catalog.pg_namespace n ON n.nspname = m.schema_name
+           r.oid, g_schema, n.oid,
+           (SELECT sn.oid FROM wasmig.managed_schema m
+              JOIN pg_catalog.pg_namespace sn ON sn.nspname = m.schema_name
              WHERE m.scope = 'shared' LIMIT 1),
-           g_tier, g_plugin, g_step
-      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
+           g_tier, g_plugin, g_step,
+           CASE WHEN g_write IS NOT NULL AND g_super THEN wasmig.schema_bytes(n.oid, r.oid) END,
+           g_write
+      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b,
+           (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user) r,
+           (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = g_schema) n
      WHERE g_tier IS NOT NULL;
     IF g_tier IS NULL THEN
         RETURN;
@@ -247,7 +351,7 @@ BEGIN
     -- it holds for a non-transactional step too; otherwise the role's own. Only a superuser
     -- may set it (this function runs as its owner, the operator); the role cannot raise it,
     -- and its `RESET ALL` goes back to the role's limit, never above.
-    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+    IF g_super THEN
         IF g_temp IS NOT NULL THEN
             PERFORM pg_catalog.set_config('temp_file_limit', g_temp || 'kB', false);
         ELSE
@@ -599,5 +703,5 @@ BEGIN
     END LOOP;
 END
 $fn$;
-INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '3')
+INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '4')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

@@ -60,6 +60,8 @@ pub struct StepGrant {
     pub tier: crate::plan::Tier,
     /// The step's own `temp_file_limit` in kB (the plugin's `max_temp_mb`), if it has one.
     pub temp_limit_kb: Option<i64>,
+    /// The most bytes the step may grow its schema by (the plugin's `max_write_mb`).
+    pub write_limit: i64,
 }
 
 /// Stores one-time grants (for any number of schemas) in one round trip and one commit.
@@ -80,11 +82,12 @@ pub async fn insert_grants(
         .execute(
             "INSERT INTO wasmig.step_grant (token_hash, role_name, schema_name, plugin, step_id, checksum,
                                             artifact_checksum, plugin_version, run_id, mac, action, tier,
-                                            temp_limit_kb, expires_at)
-             SELECT sha256(t), r, sc, p, s, c, a, v, $1, m, x, ti, tl, clock_timestamp() + interval '1 day'
+                                            temp_limit_kb, write_limit, expires_at)
+             SELECT sha256(t), r, sc, p, s, c, a, v, $1, m, x, ti, tl, wl, clock_timestamp() + interval '1 day'
              FROM unnest($2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[])
-                  AS u(t, r, sc, p, s, c, a, v, m, x, ti, tl)",
+                         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[],
+                         $14::int8[])
+                  AS u(t, r, sc, p, s, c, a, v, m, x, ti, tl, wl)",
             &[
                 &run_id,
                 &tokens,
@@ -102,6 +105,10 @@ pub async fn insert_grants(
                     .iter()
                     .map(|(_, _, g)| g.temp_limit_kb)
                     .collect::<Vec<Option<i64>>>(),
+                &grants
+                    .iter()
+                    .map(|(_, _, g)| g.write_limit)
+                    .collect::<Vec<i64>>(),
             ],
         )
         .await

@@ -273,6 +273,13 @@ impl Fleet {
                 .limits(p.plugin)
                 .max_temp_mb
                 .map(|mb| i64::try_from(mb.saturating_mul(1024)).unwrap_or(i64::MAX)),
+            write_limit: i64::try_from(
+                self.plugins
+                    .limits(p.plugin)
+                    .max_write_mb
+                    .saturating_mul(1 << 20),
+            )
+            .unwrap_or(i64::MAX),
         }
     }
 

@@ -12,9 +12,9 @@ use crate::control::GrantAction;
 use crate::db::PgError;
 use crate::names::SchemaName;
 use crate::plan::PendingStep;
-use crate::plugin::wit::{Export, StepError};
 use crate::plugin::sql::{FailedStatement, SqlSession};
 use crate::plugin::tx::{LedgerWrite, StepTx};
+use crate::plugin::wit::{Export, StepError};
 
 /// Why a step failed, as wasmig shows and stores it.
 #[derive(Debug, Default)]
@@ -134,7 +134,8 @@ impl Fleet {
         let role = self.roles.get(call.schema).map_or("", String::as_str);
         self.watch
             .start(role, self.plugins.limits(call.step.plugin).max_locks);
-        let tx = StepTx::new(transactional, *call.token);
+        let tx = StepTx::new(transactional, *call.token)
+            .with_write_check(self.plugins.limits(call.step.plugin).max_write_mb);
         let (tx, called) = self.call_plugin(client, call, tx).await;
         let outcome = match called {
             Ok(()) => {

@@ -353,6 +353,9 @@ pub async fn check_tiers_enforced(
         return Ok(Enforcement::Guarded);
     }
     if limited.is_empty() {
+        tracing::warn!(
+            "the write bound of steps (max_write_mb) is not enforced in this database: measuring a schema's files needs the control schema installed by a superuser (`wasmig init`)"
+        );
         return Ok(Enforcement::Unguarded);
     }
     anyhow::bail!(

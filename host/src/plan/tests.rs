@@ -44,10 +44,15 @@ fn a_declared_tier_is_run_exactly_when_granted_and_refused_with_the_grant_to_giv
     let short = Tier::effective(&seed, Tier::Data).unwrap_err();
     assert_eq!((short.needs, short.granted), (Tier::Schema, Tier::Data));
     let said = short.to_string();
-    assert!(said.contains("`lookup-seed` needs the `schema` tier but is granted `data`"), "{said}");
+    assert!(
+        said.contains("`lookup-seed` needs the `schema` tier but is granted `data`"),
+        "{said}"
+    );
     assert!(said.contains("--grant lookup-seed=schema"), "{said}");
     seed.needs = Some(Tier::Full);
-    let said = Tier::effective(&seed, Tier::Schema).unwrap_err().to_string();
+    let said = Tier::effective(&seed, Tier::Schema)
+        .unwrap_err()
+        .to_string();
     assert!(said.contains("--trust lookup-seed"), "{said}");
 }
 

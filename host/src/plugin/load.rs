@@ -173,13 +173,16 @@ impl Runtime {
             }
         })?;
         let mut store = self.store(format!("{}", path.display()), None, &self.limits);
-        let (manifest, needs) = pre.manifest(&mut store).await.map_err(|e| LoadError::Instantiate {
-            path: path.to_owned(),
-            reason: format!(
-                "calling `manifest` failed: {}",
-                store.data().describe_failure(&e, &self.limits)
-            ),
-        })?;
+        let (manifest, needs) =
+            pre.manifest(&mut store)
+                .await
+                .map_err(|e| LoadError::Instantiate {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "calling `manifest` failed: {}",
+                        store.data().describe_failure(&e, &self.limits)
+                    ),
+                })?;
         let spec = validate_manifest(manifest, needs, artifact_checksum).map_err(|reason| {
             LoadError::Manifest {
                 path: path.to_owned(),

@@ -52,6 +52,10 @@ pub struct Limits {
     /// Most MiB of temporary files one step's session may hold (`None`: the schema role's
     /// `temp_file_limit`, 1 GiB); needs a superuser operator, like that one.
     pub max_temp_mb: Option<u64>,
+    /// Most MiB one step may grow its schema by (its tables, indexes, TOAST, temporary tables
+    /// and large objects, as their files' sizes say), checked between its statements and
+    /// before its ledger row; needs a superuser operator, like the object guard.
+    pub max_write_mb: u64,
     /// Most bytes of log messages, and of stdout/stderr, kept per step.
     pub max_log_bytes: usize,
     /// Server-side timeouts of the schema role's session.
@@ -77,11 +81,15 @@ impl Default for Limits {
             max_statements: 100_000,
             max_locks: None,
             max_temp_mb: None,
+            max_write_mb: DEFAULT_WRITE_MB,
             max_log_bytes: 1 << 20,
             session: crate::control::SessionLimits::default(),
         }
     }
 }
+
+/// The default `max_write_mb`: as much as the schema role's default `temp_file_limit`.
+pub const DEFAULT_WRITE_MB: u64 = 1024;
 
 /// The largest per-plugin memory limit the engine can grant.
 pub const MAX_MEMORY_CEILING: usize = 4 << 30;

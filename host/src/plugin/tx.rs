@@ -17,6 +17,18 @@ pub(crate) const XID_SQL: &str = "SELECT pg_catalog.txid_current()::pg_catalog.t
 /// transaction of its own (`now()` is the transaction's start, so it equals the statement's
 /// start only outside a transaction block).
 pub(crate) const AUTOCOMMIT_SQL: &str = "SELECT (pg_catalog.now() OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp())::pg_catalog.text";
+/// [`XID_SQL`] that also checks the step's write bound (`max_write_mb`) first: it fails
+/// with SQLSTATE 53400 when the step grew its schema past it.
+const XID_GROWTH_SQL: &str =
+    "SELECT pg_catalog.txid_current()::pg_catalog.text FROM wasmig_api.check_growth()";
+/// [`AUTOCOMMIT_SQL`] with the write bound checked first.
+const AUTOCOMMIT_GROWTH_SQL: &str = "SELECT (pg_catalog.now() OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp())::pg_catalog.text FROM wasmig_api.check_growth()";
+/// How often, at most, the write bound rides with the check after a plugin statement
+/// (measuring a schema's files costs about half a millisecond; the bound is checked again
+/// before the ledger row in any case).
+const GROWTH_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// The SQLSTATE `wasmig.enforce_write_limit` raises.
+const WRITE_LIMIT_SQLSTATE: &str = "53400";
 
 /// Where a step's transaction stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +67,8 @@ pub(crate) struct StepTx {
     state: TxState,
     /// Statements the plugin sent, for the message when one breaks the transaction.
     statements: u32,
+    /// The step's write bound in MiB, and when it was last checked between statements.
+    write_check: Option<(u64, std::time::Instant)>,
 }
 
 impl StepTx {
@@ -69,7 +83,15 @@ impl StepTx {
                 TxState::Autocommit
             },
             statements: 0,
+            write_check: None,
         }
+    }
+
+    /// Checks the step's write bound (`max_write_mb`, in MiB) between its statements too, at
+    /// most every [`GROWTH_CHECK_EVERY`], so a step writing past it stops early.
+    pub(crate) fn with_write_check(mut self, limit_mb: u64) -> Self {
+        self.write_check = Some((limit_mb, std::time::Instant::now()));
+        self
     }
 
     /// Whether the step runs in one transaction.
@@ -135,12 +157,21 @@ impl StepTx {
         matches!(self.state, TxState::Broken { lost: true, .. })
     }
 
-    /// The query to pipeline after a plugin statement.
-    pub(crate) fn check_sql(&self) -> &'static str {
-        if self.transactional {
-            XID_SQL
-        } else {
-            AUTOCOMMIT_SQL
+    /// The query to pipeline after a plugin statement; now and then it checks the write
+    /// bound as well.
+    pub(crate) fn check_sql(&mut self) -> &'static str {
+        let growth = match &mut self.write_check {
+            Some((_, last)) if last.elapsed() >= GROWTH_CHECK_EVERY => {
+                *last = std::time::Instant::now();
+                true
+            }
+            _ => false,
+        };
+        match (self.transactional, growth) {
+            (true, false) => XID_SQL,
+            (true, true) => XID_GROWTH_SQL,
+            (false, false) => AUTOCOMMIT_SQL,
+            (false, true) => AUTOCOMMIT_GROWTH_SQL,
         }
     }
 
@@ -154,6 +185,18 @@ impl StepTx {
             (_, true) => None,
             (_, false) => Some("true".to_owned()),
         };
+        if let (Err(Some(WRITE_LIMIT_SQLSTATE)), Some((limit, _))) = (answer, self.write_check)
+            && !matches!(self.state, TxState::Broken { .. })
+        {
+            // The write bound stopped the step; its transaction is aborted, not lost.
+            self.state = TxState::Broken {
+                why: format!(
+                    "the step grew its schema by more than its limit of {limit} MiB (max_write_mb) and was stopped; if it must write that much, raise the limit with --plugin-limit PLUGIN:max_write_mb=N"
+                ),
+                lost: false,
+            };
+            return;
+        }
         let lost = match answer {
             Ok(got) => got != expected.as_deref(),
             // 25P02: the step's transaction is still there, aborted by the plugin's failed

@@ -97,13 +97,19 @@ impl PluginPre {
         match self {
             PluginPre::V0_1(pre) => {
                 let inst = pre.instantiate_async(&mut *store).await?;
-                let m = inst.wasmig_plugin0_1_0_plugin().call_manifest(store).await?;
+                let m = inst
+                    .wasmig_plugin0_1_0_plugin()
+                    .call_manifest(store)
+                    .await?;
                 Ok((m, None))
             }
             PluginPre::V0_2(pre) => {
                 use v0_2::exports::wasmig::plugin0_2_0::plugin as w;
                 let inst = pre.instantiate_async(&mut *store).await?;
-                let m = inst.wasmig_plugin0_2_0_plugin().call_manifest(store).await?;
+                let m = inst
+                    .wasmig_plugin0_2_0_plugin()
+                    .call_manifest(store)
+                    .await?;
                 let needs = match m.needs {
                     w::Tier::Data => Tier::Data,
                     w::Tier::Schema => Tier::Schema,
@@ -113,12 +119,18 @@ impl PluginPre {
                     name: m.name,
                     version: m.version,
                     kind: match m.kind {
-                        w::Kind::Migration => v0_1::exports::wasmig::plugin0_1_0::plugin::Kind::Migration,
+                        w::Kind::Migration => {
+                            v0_1::exports::wasmig::plugin0_1_0::plugin::Kind::Migration
+                        }
                         w::Kind::Seed => v0_1::exports::wasmig::plugin0_1_0::plugin::Kind::Seed,
                     },
                     scope: match m.scope {
-                        w::Scope::Shared => v0_1::exports::wasmig::plugin0_1_0::plugin::Scope::Shared,
-                        w::Scope::Tenant => v0_1::exports::wasmig::plugin0_1_0::plugin::Scope::Tenant,
+                        w::Scope::Shared => {
+                            v0_1::exports::wasmig::plugin0_1_0::plugin::Scope::Shared
+                        }
+                        w::Scope::Tenant => {
+                            v0_1::exports::wasmig::plugin0_1_0::plugin::Scope::Tenant
+                        }
                     },
                     requires: m.requires,
                     steps: m

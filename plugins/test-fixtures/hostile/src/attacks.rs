@@ -321,6 +321,41 @@ pub fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
             "SET LOCAL work_mem = '64kB';
              SELECT count(*) FROM (SELECT g, md5(g::text) FROM generate_series(1, 300000) g ORDER BY 2 DESC) s",
         ),
+        // Disk: bytes written to the schema (the write bound, `max_write_mb`). One statement
+        // (checked before the ledger row), many statements into an existing table and into
+        // a large object (checked between statements), a temporary table.
+        "write_big_table" => sql(
+            db,
+            "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g + 1)::text) AS pad
+               FROM generate_series(1, 200000) g",
+        ),
+        "write_many_rows" => {
+            for _ in 0..5000 {
+                db.execute(
+                    "INSERT INTO attack_plan (attack, target)
+                     SELECT 'pad', string_agg(md5(random()::text), '') FROM generate_series(1, 2000)",
+                    &[],
+                )?;
+            }
+            Ok(())
+        }
+        "write_large_object" => {
+            let rows = db.query("SELECT lo_create(0)::int8 AS lo", &[])?;
+            let lo: i64 = rows.first().ok_or_else(|| Error::msg("no row"))?.get("lo")?;
+            for i in 0..5000i64 {
+                db.execute(
+                    "SELECT lo_put($1::oid, $2 * 64000, decode(string_agg(md5(random()::text), ''), 'hex'))
+                       FROM generate_series(1, 4000)",
+                    &[&lo, &i],
+                )?;
+            }
+            Ok(())
+        }
+        "write_temp_table" => sql(
+            db,
+            "CREATE TEMP TABLE scratch AS SELECT g, md5(g::text) || md5((g + 1)::text) AS pad
+               FROM generate_series(1, 200000) g",
+        ),
         // Time and resources.
         "pg_sleep" => db.query("SELECT pg_sleep(600)", &[]).map(drop),
         "pg_sleep_no_timeout" => sql(db, "SET statement_timeout = 0; SELECT pg_sleep(600)"),
