@@ -1472,6 +1472,13 @@ fn a_step_is_bounded_in_the_bytes_it_writes() {
             "grew its schema by more than its limit of 5 MiB (max_write_mb) and was stopped",
         );
     }
+    // Removing its own step record (which holds the bound's start) does not escape it.
+    fails_with(
+        "write_after_closing_step",
+        "",
+        &limit,
+        "closed its own step record",
+    );
     fails_in(
         "hostile_full",
         "write_temp_table",

@@ -394,6 +394,16 @@ BEGIN
     IF recorded <> 1 AND p_token IS NOT NULL THEN
         PERFORM wasmig_api.no_valid_grant();
     END IF;
+    -- A plugin can call `begin_step(NULL)` itself, which removes its step's row and with it
+    -- the start of its write bound: a step whose row is gone is refused.
+    IF p_token IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM wasmig.active_step s
+          JOIN pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
+            ON b.backend_start = s.backend_start
+         WHERE s.pid = pg_catalog.pg_backend_pid()) THEN
+        RAISE EXCEPTION 'wasmig: the step closed its own step record (wasmig_api.begin_step), so its bounds cannot be checked; the step is refused'
+            USING ERRCODE = '42501';
+    END IF;
     DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
 END
 $fn$;
@@ -422,6 +432,16 @@ BEGIN
     GET DIAGNOSTICS removed = ROW_COUNT;
     IF removed <> 1 THEN
         PERFORM wasmig_api.no_valid_grant();
+    END IF;
+    -- A plugin can call `begin_step(NULL)` itself, which removes its step's row and with it
+    -- the start of its write bound: a step whose row is gone is refused.
+    IF p_token IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM wasmig.active_step s
+          JOIN pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
+            ON b.backend_start = s.backend_start
+         WHERE s.pid = pg_catalog.pg_backend_pid()) THEN
+        RAISE EXCEPTION 'wasmig: the step closed its own step record (wasmig_api.begin_step), so its bounds cannot be checked; the step is refused'
+            USING ERRCODE = '42501';
     END IF;
     DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
 END

@@ -351,6 +351,13 @@ pub fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
             }
             Ok(())
         }
+        // Close its own step record first, which held the start of the write bound.
+        "write_after_closing_step" => sql(
+            db,
+            "SELECT wasmig_api.begin_step(NULL);
+             INSERT INTO attack_plan (attack, target)
+             SELECT 'pad', md5(g::text) || md5((g + 1)::text) FROM generate_series(1, 200000) g",
+        ),
         "write_temp_table" => sql(
             db,
             "CREATE TEMP TABLE scratch AS SELECT g, md5(g::text) || md5((g + 1)::text) AS pad
