@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{PluginDir, TestDb, pg_bin, repo_root};
+use crate::support::{PluginDir, Run, TestDb, pg_bin, repo_root};
 use wasmig::Exit;
 
 const DJANGO_APP_PASSWORD: &str = "django-app-pw";
@@ -17,6 +17,15 @@ const FROM_QUERY: &str = "SELECT c.schema_name, c.name, d.domain FROM public.ten
 /// A database restored from the fixture as django-tenants left it (owned by `django_app`, as
 /// the original was), with wasmig initialised on it and `public` as the shared schema.
 fn django_fleet(label: &str) -> (TestDb, PluginDir) {
+    let db = restored(label);
+    let plugins = PluginDir::new(APPS);
+    db.wasmig(plugins.path(), &wasmig_args(&["init"]))
+        .expect(Exit::Ok);
+    (db, plugins)
+}
+
+/// A database restored from the fixture as django-tenants left it, wasmig not initialised.
+fn restored(label: &str) -> TestDb {
     let db = TestDb::new(label);
     // Roles are cluster-wide and tests run in parallel: whoever comes first creates it.
     db.exec(&format!(
@@ -36,10 +45,7 @@ fn django_fleet(label: &str) -> (TestDb, PluginDir) {
         "restoring the fixture failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let plugins = PluginDir::new(APPS);
-    db.wasmig(plugins.path(), &wasmig_args(&["init"]))
-        .expect(Exit::Ok);
-    (db, plugins)
+    db
 }
 
 /// `args` with the settings every command of a django-tenants fleet uses.
@@ -106,10 +112,11 @@ fn a_django_tenants_fleet_is_adopted_baselined_from_its_own_history_and_migrated
         0,
         "public is the shared role's"
     );
+    // Three schemas at a time, each on its own connection.
     let run = db
         .wasmig(
             p,
-            &wasmig_args(&["tenant", "adopt", "--from-query", FROM_QUERY]),
+            &wasmig_args(&["--jobs", "3", "tenant", "adopt", "--from-query", FROM_QUERY]),
         )
         .expect(Exit::Ok);
     assert!(
@@ -409,4 +416,74 @@ fn an_object_wasmig_cannot_move_refuses_only_its_schema_with_the_object_named() 
         .wasmig(p, &wasmig_args(&["tenant", "adopt", "nosuch"]))
         .expect(Exit::Problems);
     assert!(none.stderr.contains("schema `nosuch`"), "{}", none.stderr);
+}
+
+#[test]
+fn an_operator_that_does_not_act_for_the_owner_is_told_what_to_grant_and_changes_nothing() {
+    // `ALTER ... OWNER` needs the current owner's rights: an operator that is neither a
+    // superuser nor a member of django_app is refused per schema, naming the grant to give.
+    let db = restored("django_operator");
+    let op = format!("op_{}", db.name);
+    db.exec(&format!(
+        "CREATE ROLE \"{op}\" LOGIN CREATEROLE PASSWORD 'op'; GRANT CREATE ON DATABASE \"{}\" TO \"{op}\";",
+        db.name
+    ));
+    let url = db.url.replacen(
+        &format!(
+            "{}:{}",
+            crate::support::ADMIN_USER,
+            crate::support::ADMIN_PASSWORD
+        ),
+        &format!("{op}:op"),
+        1,
+    );
+    let plugins = PluginDir::new(APPS);
+    // Its own shared schema (`public` is PostgreSQL's, which only the database owner may give).
+    let run = |args: &[&str]| {
+        let mut all = vec!["--app-role", "django_app"];
+        all.extend_from_slice(args);
+        let out = crate::support::wasmig_command(&url, plugins.path(), &all)
+            .output()
+            .expect("run wasmig");
+        Run::from(out, args)
+    };
+    run(&["init"]).expect(Exit::Ok);
+    let refused = run(&["tenant", "adopt", "acme", "globex"]).expect(Exit::Problems);
+    for schema in ["acme", "globex"] {
+        assert!(
+            refused.stderr.contains(&format!(
+                "adopting schema `{schema}`: the operator role `{op}` cannot change the owner of what `django_app` owns; run as a superuser, or first `GRANT \"django_app\" TO \"{op}\"`"
+            )),
+            "{}",
+            refused.stderr
+        );
+    }
+    assert!(
+        refused.stdout.contains("0 schema(s) adopted, 2 refused"),
+        "{}",
+        refused.stdout
+    );
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM wasmig.managed_schema WHERE scope = 'tenant'"),
+        0
+    );
+    assert_eq!(
+        db.scalar_i64(&format!(
+            "SELECT count(*) FROM pg_roles WHERE rolname IN ('{0}_acme', '{0}_globex')",
+            db.name
+        )),
+        0,
+        "no role was left behind"
+    );
+    // Given the grant it names, the same command adopts both, in parallel.
+    db.exec(&format!("GRANT django_app TO \"{op}\""));
+    let done = run(&["-j", "2", "tenant", "adopt", "acme", "globex"]).expect(Exit::Ok);
+    assert!(
+        done.stdout.contains("2 schema(s) adopted, 0 refused"),
+        "{}",
+        done.stdout
+    );
+    for schema in ["acme", "globex"] {
+        assert_eq!(foreign_objects(&db, schema), 0, "{schema}");
+    }
 }

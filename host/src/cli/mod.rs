@@ -57,7 +57,8 @@ pub struct Global {
     )]
     pub shared_schema: Option<String>,
 
-    /// Tenant schemas migrated in parallel, each on its own connections.
+    /// Schemas worked on in parallel by `migrate` and `tenant adopt`, each on its
+    /// own connections.
     #[arg(help_heading = PLUG,
         long,
         short = 'j',

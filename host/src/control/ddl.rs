@@ -4,6 +4,7 @@
 
 use tokio_postgres::Client;
 
+use super::registry::ensure_tenant_group;
 use super::{CONTROL_VERSION, ControlError, LOCK_CLASS, REGISTRY_LOCK, pg};
 use crate::db::quote::ident;
 
@@ -42,7 +43,11 @@ fn revoke_functions_sql(grantee: &str) -> String {
 /// Creates or upgrades the control schema (idempotent, safe to run concurrently).
 /// `app_role` keeps the use of advisory locks and relation sizes, which every other role
 /// loses.
-pub async fn init(client: &mut Client, app_role: Option<&str>) -> Result<(), ControlError> {
+pub async fn init(
+    client: &mut Client,
+    dbname: &str,
+    app_role: Option<&str>,
+) -> Result<(), ControlError> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| ControlError::Host {
         what: "generating the control secret".into(),
@@ -70,18 +75,26 @@ pub async fn init(client: &mut Client, app_role: Option<&str>) -> Result<(), Con
     )
     .await
     .map_err(pg("storing the control secret"))?;
-    // Roles created before a function existed get EXECUTE on it now.
+    // Tenant roles reach the ledger functions through the tenant group they all belong to
+    // (one grant, so creating tenants in parallel updates no shared catalog row); shared
+    // roles, which are not in that group, get them one by one, including roles created
+    // before a function existed.
+    let group = ensure_tenant_group(&tx, dbname).await?;
     let roles: Vec<String> = tx
-        .query("SELECT role_name FROM wasmig.managed_schema", &[])
+        .query(
+            "SELECT role_name FROM wasmig.managed_schema WHERE scope = 'shared'",
+            &[],
+        )
         .await
         .map_err(pg("reading the schema registry"))?
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for role in roles {
+    for role in std::iter::once(group).chain(roles) {
         tx.batch_execute(&format!(
-            "GRANT EXECUTE ON FUNCTION {FUNCTIONS_OF_SCHEMA_ROLES} TO {}",
-            ident(&role)
+            "GRANT USAGE ON SCHEMA wasmig_api TO {r};
+             GRANT EXECUTE ON FUNCTION {FUNCTIONS_OF_SCHEMA_ROLES} TO {r}",
+            r = ident(&role)
         ))
         .await
         .map_err(pg(format!("granting role `{role}` the ledger functions")))?;

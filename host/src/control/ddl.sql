@@ -723,5 +723,5 @@ BEGIN
     END LOOP;
 END
 $fn$;
-INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '4')
+INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '5')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

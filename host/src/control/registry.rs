@@ -180,7 +180,13 @@ pub async fn ensure_schema(
         )
     };
     if let Some(app) = opts.app_role {
-        grant_app_role(&tx, schema, &role, app).await?;
+        // A schema created just now is empty (only `public` may exist before `init`).
+        let on = if ensured == Ensured::Created && schema.as_str() != "public" {
+            AppObjects::None
+        } else {
+            AppObjects::AllInSchema
+        };
+        grant_app_role(&tx, schema, &role, app, on).await?;
     }
     tx.commit().await.map_err(pg(what()))?;
     Ok((ensured, role))
@@ -199,6 +205,40 @@ pub(super) async fn lock_and_find(
     )
     .await
     .map_err(pg(what()))?;
+    find(tx, schema, what).await
+}
+
+/// Takes the schema's own lock for the rest of `tx`, without waiting (a run or another
+/// adoption working on it refuses the schema, naming why), and reads its registration. The
+/// registry lock is not taken: schemas locked this way are taken over in parallel.
+pub(super) async fn lock_schema_and_find(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &SchemaName,
+    what: &dyn Fn() -> String,
+) -> Result<Option<(String, Scope)>, ControlError> {
+    let got: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1, $2)",
+            &[&LOCK_CLASS, &schema_lock_key(schema)],
+        )
+        .await
+        .map_err(pg(what()))?
+        .get(0);
+    if !got {
+        return Err(ControlError::Host {
+            what: what(),
+            reason: "another wasmig command is working on it (see `wasmig health`); run again when it is done".into(),
+        });
+    }
+    find(tx, schema, what).await
+}
+
+/// The registration of `schema`: its role and scope, if it has one.
+async fn find(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &SchemaName,
+    what: &dyn Fn() -> String,
+) -> Result<Option<(String, Scope)>, ControlError> {
     let row = tx
         .query_opt(
             "SELECT role_name, scope FROM wasmig.managed_schema WHERE schema_name = $1",
@@ -272,9 +312,15 @@ pub(super) async fn create_schema_and_role(
         format!("CREATE SCHEMA {s} AUTHORIZATION {r};")
     };
     let scope_ddl = match opts.scope {
-        // Tenants read the shared schema only where shared plugins grant the group.
+        // Tenants read the shared schema only where shared plugins grant the group, and reach
+        // the ledger functions through it (granted to the group at `init`): creating a tenant
+        // changes no row another creation changes, so adoptions run in parallel.
         Scope::Tenant => format!("GRANT {g} TO {r};"),
-        Scope::Shared => format!("GRANT USAGE ON SCHEMA {s} TO {g};"),
+        Scope::Shared => format!(
+            "GRANT USAGE ON SCHEMA {s} TO {g};
+             GRANT USAGE ON SCHEMA wasmig_api TO {r};
+             GRANT EXECUTE ON FUNCTION {FUNCTIONS_OF_SCHEMA_ROLES} TO {r};"
+        ),
     };
     let sl = opts.session;
     let ddl = format!(
@@ -288,9 +334,7 @@ pub(super) async fn create_schema_and_role(
          ALTER ROLE {r} SET statement_timeout = {st};
          ALTER ROLE {r} SET lock_timeout = {lt};
          ALTER ROLE {r} SET idle_in_transaction_session_timeout = {it};
-         {scope_ddl}
-         GRANT USAGE ON SCHEMA wasmig_api TO {r};
-         GRANT EXECUTE ON FUNCTION {FUNCTIONS_OF_SCHEMA_ROLES} TO {r};",
+         {scope_ddl}",
         limit = opts.connection_limit,
         st = sl.statement_timeout_ms,
         lt = sl.lock_timeout_ms,
@@ -321,11 +365,26 @@ pub(super) async fn create_schema_and_role(
     Ok(role)
 }
 
+/// Which objects already in a schema [`grant_app_role`] grants the application role on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AppObjects<'a> {
+    /// None: the schema was created just now and is empty.
+    None,
+    /// Every table, sequence and function in the schema (`GRANT ... ON ALL ... IN SCHEMA`,
+    /// which scans the whole catalog).
+    AllInSchema,
+    /// Those the given `GRANT` statements name.
+    Named(&'a str),
+}
+
+/// Gives the application role `app` its data privileges on the objects of `schema` (as
+/// `on` says) and, as default privileges, on whatever `role` creates there from now on.
 pub(super) async fn grant_app_role(
     tx: &tokio_postgres::Transaction<'_>,
     schema: &SchemaName,
     role: &str,
     app: &str,
+    on: AppObjects<'_>,
 ) -> Result<(), ControlError> {
     let what = || format!("granting application role `{app}` on schema `{schema}`");
     let exists: bool = tx
@@ -345,11 +404,18 @@ pub(super) async fn grant_app_role(
         });
     }
     let (r, s, a) = (ident(role), ident(schema.as_str()), ident(app));
+    let existing = match on {
+        AppObjects::None => String::new(),
+        AppObjects::AllInSchema => format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {a};
+             GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO {a};
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {a};"
+        ),
+        AppObjects::Named(grants) => grants.to_owned(),
+    };
     tx.batch_execute(&format!(
         "GRANT USAGE ON SCHEMA {s} TO {a};
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {a};
-         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {s} TO {a};
-         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {a};
+         {existing}
          ALTER DEFAULT PRIVILEGES FOR ROLE {r} IN SCHEMA {s} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {a};
          ALTER DEFAULT PRIVILEGES FOR ROLE {r} IN SCHEMA {s} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {a};
          ALTER DEFAULT PRIVILEGES FOR ROLE {r} IN SCHEMA {s} GRANT EXECUTE ON FUNCTIONS TO {a};"
@@ -373,8 +439,11 @@ pub async fn reset_role_password(
         .map_err(pg(format!("restoring the password of role `{role}`")))
 }
 
-/// Creates the tenant group role if missing (at `init`).
-pub async fn ensure_tenant_group(client: &Client, dbname: &str) -> Result<String, ControlError> {
+/// Creates the tenant group role if missing (at `init`, under the registry lock).
+pub(super) async fn ensure_tenant_group(
+    client: &impl tokio_postgres::GenericClient,
+    dbname: &str,
+) -> Result<String, ControlError> {
     let group = tenant_group_for(dbname);
     let exists: bool = client
         .query_one(

@@ -7,7 +7,7 @@
 //! schema's own name taken out (`tenant_a.items` becomes `items`), so two tenants built by
 //! the same steps give the same rows. [`fingerprints`] hashes every schema's rows on the
 //! server (sha256 over the sorted rows): one row per schema crosses the network, whatever the
-//! fleet size. [`objects`] reads the rows themselves, for the few schemas whose difference is
+//! fleet size, and the fleet is split over a few connections read at once. [`objects`] reads the rows themselves, for the few schemas whose difference is
 //! shown.
 
 use std::collections::HashMap;
@@ -24,7 +24,8 @@ use crate::names::SchemaName;
 /// aggregates, enums, domains, ranges and composite types, triggers, policies and rules.
 const CATALOG: &str = r#"
 WITH s AS (
-    SELECT n.oid, n.nspname::text AS schema FROM pg_namespace n WHERE n.nspname = ANY($1::text[])
+    SELECT n.oid, n.nspname::text AS schema
+    FROM unnest($1::text[]) AS wanted(name) JOIN pg_namespace n ON n.nspname = wanted.name
 ), rel AS (
     SELECT c.oid, c.relname, c.relkind, c.relpersistence, c.relrowsecurity,
            c.relforcerowsecurity, c.relispartition, c.relpartbound, s.schema
@@ -148,8 +149,25 @@ pub struct CatalogObject {
 }
 
 /// The fingerprint of each schema in `schemas` that exists (schemas missing from the
-/// database have no entry), in one query.
+/// database have no entry): one query per client, each over its share of the schemas, all at
+/// once (the server deparses each share on its own core).
 pub async fn fingerprints(
+    clients: &[Client],
+    schemas: &[SchemaName],
+) -> Result<HashMap<String, Fingerprint>, ControlError> {
+    let share = schemas.len().div_ceil(clients.len().max(1)).max(1);
+    let parts = futures_util::future::try_join_all(
+        schemas
+            .chunks(share)
+            .zip(clients)
+            .map(|(chunk, client)| fingerprints_of(client, chunk)),
+    )
+    .await?;
+    Ok(parts.into_iter().flatten().collect())
+}
+
+/// The fingerprints of `schemas`, in one query.
+async fn fingerprints_of(
     client: &Client,
     schemas: &[SchemaName],
 ) -> Result<HashMap<String, Fingerprint>, ControlError> {

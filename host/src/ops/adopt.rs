@@ -1,13 +1,18 @@
 //! `wasmig tenant adopt`: take over schemas another tool created (django-tenants and the like),
-//! each in one transaction; a schema that cannot be taken over is refused alone, with the
-//! objects at fault named, and the others go on.
+//! each in one transaction, `--jobs` at a time; a schema that cannot be taken over is refused
+//! alone, with the objects at fault named, and the others go on.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, Result, bail};
+use futures_util::future::join_all;
 use tokio_postgres::Client;
 
 use super::Settings;
 use crate::Exit;
-use crate::control::{self, AdoptMode, Adopted, EnsureSchema};
+use crate::control::{self, AdoptMode, Adopted, EnsureSchema, SchemaObject};
 use crate::names::SchemaName;
 use crate::plan::Scope;
 
@@ -42,9 +47,11 @@ pub struct AdoptOptions {
     pub mode: AdoptMode,
 }
 
-/// Adopts every target; exit 1 when one was refused.
+/// Adopts every target, `s.jobs` schemas at a time (each on its own connection, in its own
+/// transaction); exit 1 when one was refused. After a first SIGINT / SIGTERM no new schema is
+/// started, the ones under way finish, and the command exits 130 / 143.
 pub async fn adopt(s: &Settings, o: &AdoptOptions) -> Result<Exit> {
-    let mut client = s.connect_initialised().await?;
+    let client = s.connect_initialised().await?;
     let (targets, scope) = match &o.source {
         AdoptSource::Schemas(t) => (t.clone(), Scope::Tenant),
         AdoptSource::Query(sql) => (targets_from_query(&client, s, sql).await?, Scope::Tenant),
@@ -60,37 +67,122 @@ pub async fn adopt(s: &Settings, o: &AdoptOptions) -> Result<Exit> {
     if targets.is_empty() {
         bail!("no schema to adopt: the query returned no rows");
     }
-    let mut refused = 0;
-    for t in &targets {
-        let opts = EnsureSchema {
-            schema: &t.schema,
-            scope,
-            name: t.name.as_deref(),
-            domain: t.domain.as_deref(),
-            dbname: s.target.dbname(),
-            session: &s.limits.session,
-            app_role: s.app_role.as_deref(),
-            connection_limit: if scope == Scope::Shared { 8 } else { 4 },
-        };
-        match control::adopt_schema(&mut client, &opts, o.mode).await {
-            Ok(adopted) => {
-                if matches!(adopted, Adopted::Refused { .. }) {
-                    refused += 1;
-                }
-                crate::report::notes::adopted(&t.schema, &adopted);
-            }
-            Err(e) => {
-                refused += 1;
-                crate::errln!("error: schema `{}`: {e}", t.schema);
-            }
+    let names: Vec<&str> = targets.iter().map(|t| t.schema.as_str()).collect();
+    let inventory = control::inventory(&client, &names).await?;
+    let mut clients = vec![client];
+    for _ in 1..s.jobs.min(targets.len()) {
+        clients.push(s.target.connect().await?);
+    }
+    let _clean_stop = crate::interrupt::CleanStop::begin();
+    let progress = crate::report::Progress::new(targets.len(), !s.quiet);
+    let queue = Queue {
+        targets: &targets,
+        next: AtomicUsize::new(0),
+        refused: Mutex::new(BTreeSet::new()),
+        done: AtomicUsize::new(0),
+    };
+    let work = Work {
+        s,
+        scope,
+        mode: o.mode,
+        progress: &progress,
+        inventory: &inventory,
+    };
+    let mut clients = join_all(clients.into_iter().map(|c| work.worker(c, &queue))).await;
+    progress.finish();
+    let mut refused = queue
+        .refused
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    if o.mode == AdoptMode::Apply {
+        // Checked, not assumed: an object created meanwhile is still another role's.
+        let left = control::adoption_leftovers(&clients.swap_remove(0), &names).await?;
+        for (schema, role, objects) in left {
+            crate::report::notes::adoption_leftover(&schema, &role, &objects);
+            refused.insert(schema);
         }
     }
-    crate::report::notes::adopt_summary(targets.len(), refused, o.mode);
+    let refused = refused.len();
+    let not_reached = targets.len() - queue.done.load(Ordering::Relaxed);
+    crate::report::notes::adopt_summary(targets.len(), refused, not_reached, o.mode);
+    if let Some(sig) = crate::interrupt::received() {
+        return Ok(Exit::from_signal(sig));
+    }
     Ok(if refused == 0 {
         Exit::Ok
     } else {
         Exit::Problems
     })
+}
+
+/// The schemas to adopt, handed out one at a time to the workers.
+struct Queue<'a> {
+    targets: &'a [AdoptTarget],
+    next: AtomicUsize,
+    refused: Mutex<BTreeSet<String>>,
+    done: AtomicUsize,
+}
+
+impl Queue<'_> {
+    /// `schema` was refused (or failed).
+    fn refused_one(&self, schema: &SchemaName) {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.insert(schema.to_string());
+    }
+}
+
+/// What every worker of one `tenant adopt` shares.
+struct Work<'a> {
+    s: &'a Settings,
+    scope: Scope,
+    mode: AdoptMode,
+    progress: &'a crate::report::Progress,
+    inventory: &'a HashMap<String, Vec<SchemaObject>>,
+}
+
+impl Work<'_> {
+    /// Adopts schemas from `queue` on `client` until it is empty or a signal stops the run;
+    /// gives the connection back.
+    async fn worker(&self, mut client: Client, queue: &Queue<'_>) -> Client {
+        while crate::interrupt::received().is_none() {
+            let Some(t) = queue
+                .targets
+                .get(queue.next.fetch_add(1, Ordering::Relaxed))
+            else {
+                break;
+            };
+            let opts = EnsureSchema {
+                schema: &t.schema,
+                scope: self.scope,
+                name: t.name.as_deref(),
+                domain: t.domain.as_deref(),
+                dbname: self.s.target.dbname(),
+                session: &self.s.limits.session,
+                app_role: self.s.app_role.as_deref(),
+                connection_limit: if self.scope == Scope::Shared { 8 } else { 4 },
+            };
+            let objects = self
+                .inventory
+                .get(t.schema.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            match control::adopt_schema(&mut client, &opts, self.mode, objects).await {
+                Ok(adopted) => {
+                    if matches!(adopted, Adopted::Refused { .. }) {
+                        queue.refused_one(&t.schema);
+                    }
+                    crate::report::notes::adopted(self.progress, &t.schema, &adopted);
+                }
+                Err(e) => {
+                    queue.refused_one(&t.schema);
+                    // Every error of `adopt_schema` names the schema.
+                    self.progress.err(&format!("error: {e}"));
+                }
+            }
+            queue.done.fetch_add(1, Ordering::Relaxed);
+            self.progress.inc();
+        }
+        client
+    }
 }
 
 /// The targets the operator's query names (columns by name: `schema_name`, and optionally

@@ -9,8 +9,7 @@ use crate::plan::Scope;
 /// Creates or upgrades the control schema and the shared schema (idempotent).
 pub async fn init(s: &Settings) -> Result<()> {
     let mut client = s.target.connect().await?;
-    control::init(&mut client, s.app_role.as_deref()).await?;
-    control::ensure_tenant_group(&client, s.target.dbname()).await?;
+    control::init(&mut client, s.target.dbname(), s.app_role.as_deref()).await?;
     let (ensured, role) = control::ensure_schema(
         &mut client,
         &EnsureSchema {

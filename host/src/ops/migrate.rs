@@ -1,7 +1,5 @@
 //! `wasmig migrate` (and the migration half of `tenant create`).
 
-use std::io::IsTerminal as _;
-
 use anyhow::{Result, bail};
 
 use super::{Settings, load_plugins, registry};
@@ -131,31 +129,14 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         jobs: s.jobs,
     };
     let started = std::time::Instant::now();
-    let show = o.output == report::Output::Text && !s.quiet;
-    // On a terminal, a progress bar with the per-schema lines printed above it; otherwise
-    // plain lines only (logs, CI).
-    let bar = (show && std::io::stdout().is_terminal() && targets.len() > 1).then(|| {
-        let pb = indicatif::ProgressBar::new(targets.len() as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} schemas {elapsed_precise} (eta {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb
-    });
-    let on_done = |r: &SchemaReport| match &bar {
-        Some(pb) => {
-            pb.println(report::schema_line(r));
-            pb.inc(1);
-        }
-        None if show => crate::outln!("{}", report::schema_line(r)),
-        None => {}
+    let progress =
+        report::Progress::new(targets.len(), o.output == report::Output::Text && !s.quiet);
+    let on_done = |r: &SchemaReport| {
+        progress.out(&report::schema_line(r));
+        progress.inc();
     };
     let reports = fleet.migrate(&op, targets, &ledger, &opts, &on_done).await;
-    if let Some(pb) = &bar {
-        pb.finish_and_clear();
-    }
+    progress.finish();
     let applied: usize = reports.iter().map(report::applied_steps).sum();
     let failed = reports.iter().filter(|r| r.outcome.is_problem()).count();
     let signal = crate::interrupt::received();

@@ -62,8 +62,12 @@ pub struct StructureOptions {
     pub reference: Option<SchemaName>,
 }
 
-/// Compares the catalog structure of the tenants: one query for every fingerprint, one for
-/// the objects of the tenants that differ (at most [`structure::SHOWN_DIFFERENCES`]) and their baselines.
+/// Fewest schemas worth a connection of their own when fingerprints are read.
+const FINGERPRINTS_PER_CONNECTION: usize = 250;
+
+/// Compares the catalog structure of the tenants: one query per connection (at most `jobs`)
+/// for every fingerprint, one for the objects of the tenants that differ (at most
+/// [`structure::SHOWN_DIFFERENCES`]) and their baselines.
 pub async fn verify_structure(s: &Settings, o: &StructureOptions) -> Result<Exit> {
     let client = s.connect_initialised().await?;
     let reg = super::registry(&client, s).await?;
@@ -78,7 +82,17 @@ pub async fn verify_structure(s: &Settings, o: &StructureOptions) -> Result<Exit
         .collect();
     let secret = control::read_secret(&client).await?;
     let ledger = control::read_ledger(&client, None, &secret).await?;
-    let mut fingerprints = control::fingerprints(&client, &schemas).await?;
+    // The catalogs are deparsed by the server: split over up to `jobs` connections (a share
+    // below a few hundred schemas is not worth a connection).
+    let mut clients = vec![client];
+    for _ in 1..s
+        .jobs
+        .min(schemas.len().div_ceil(FINGERPRINTS_PER_CONNECTION))
+    {
+        clients.push(s.target.connect().await?);
+    }
+    let mut fingerprints = control::fingerprints(&clients, &schemas).await?;
+    let client = &clients[0];
     let members = schemas
         .into_iter()
         .map(|schema| structure::Member {
@@ -107,7 +121,7 @@ pub async fn verify_structure(s: &Settings, o: &StructureOptions) -> Result<Exit
     let objects = if read.is_empty() {
         Default::default()
     } else {
-        control::objects(&client, &read).await?
+        control::objects(client, &read).await?
     };
     let none = vec![];
     let differences = shown

@@ -8,6 +8,7 @@
 
 mod fleet;
 pub mod notes;
+mod progress;
 mod run;
 mod status;
 mod structure;
@@ -15,6 +16,7 @@ mod structure;
 pub use fleet::{
     Health, Metrics, metrics_json, print_health, print_history, print_tenants, prometheus,
 };
+pub use progress::Progress;
 pub use run::{applied_steps, print_plan, print_revert, print_run_summary, schema_line};
 pub use status::{SchemaStatus, print_status, print_verify};
 pub use structure::print_structure;

@@ -113,23 +113,23 @@ pub fn restored(schema: &SchemaName, file: &Path) {
 }
 
 /// What `tenant adopt` did with one schema (refusals on stderr).
-pub fn adopted(schema: &SchemaName, adopted: &Adopted) {
+pub fn adopted(p: &super::Progress, schema: &SchemaName, adopted: &Adopted) {
     match adopted {
         Adopted::Done {
             role,
             registered,
             transferred,
-        } => crate::outln!(
+        } => p.out(&format!(
             "{schema}: adopted{} (role `{role}`; {} object(s) given to it)",
             if *registered { "" } else { " already" },
             transferred.len()
-        ),
+        )),
         Adopted::Planned {
             role,
             register,
             transfer,
         } => {
-            crate::outln!(
+            let mut lines = vec![format!(
                 "{schema}: would {}give {} object(s) to role `{role}`",
                 if *register {
                     "create role and registry row, and "
@@ -137,35 +137,58 @@ pub fn adopted(schema: &SchemaName, adopted: &Adopted) {
                     ""
                 },
                 transfer.len()
+            )];
+            // Object names are the schema's own: whoever could create objects there chose
+            // them, so they are shown inert.
+            lines.extend(
+                transfer
+                    .iter()
+                    .map(|o| format!("  {}", crate::text::inert(o, 400))),
             );
-            for o in transfer {
-                // Object names are the schema's own: whoever could create objects there
-                // chose them, so they are shown inert.
-                crate::outln!("  {}", crate::text::inert(o, 400));
-            }
+            p.out(&lines.join("\n"));
         }
         Adopted::Refused { objects } => {
-            crate::errln!(
+            let mut lines = vec![format!(
                 "error: schema `{schema}` was not adopted (nothing in it changed): {} object(s) cannot be given to its role",
                 objects.len()
+            )];
+            lines.extend(
+                objects
+                    .iter()
+                    .map(|o| format!("  {}", crate::text::inert(o, 400))),
             );
-            for o in objects {
-                crate::errln!("  {}", crate::text::inert(o, 400));
-            }
+            p.err(&lines.join("\n"));
         }
     }
 }
 
-/// The last line of `tenant adopt`.
-pub fn adopt_summary(total: usize, refused: usize, mode: AdoptMode) {
+/// After `tenant adopt`: objects of an adopted schema still owned by another role than its
+/// own (created while it was being adopted, say).
+pub fn adoption_leftover(schema: &str, role: &str, objects: &[String]) {
+    crate::errln!(
+        "error: schema `{schema}`: {} object(s) are still not owned by its role `{role}` (created while it was being adopted?); run `wasmig tenant adopt {schema}` again:",
+        objects.len()
+    );
+    for o in objects {
+        crate::errln!("  {}", crate::text::inert(o, 400));
+    }
+}
+
+/// `tenant adopt` finished: how many schemas were taken over and refused (and, after a
+/// signal, how many were not reached).
+pub fn adopt_summary(total: usize, refused: usize, not_reached: usize, mode: AdoptMode) {
+    let done = total - refused - not_reached;
+    let not_reached = if not_reached > 0 {
+        format!("; {not_reached} not reached (stopped by a signal; run again to go on)")
+    } else {
+        String::new()
+    };
     match mode {
-        AdoptMode::Apply => crate::outln!(
-            "adopt: {} schema(s) adopted, {refused} refused",
-            total - refused
-        ),
+        AdoptMode::Apply => {
+            crate::outln!("adopt: {done} schema(s) adopted, {refused} refused{not_reached}")
+        }
         AdoptMode::DryRun => crate::outln!(
-            "adopt (dry run): {} schema(s) can be adopted, {refused} would be refused; nothing was changed",
-            total - refused
+            "adopt (dry run): {done} schema(s) can be adopted, {refused} would be refused{not_reached}; nothing was changed"
         ),
     }
 }
