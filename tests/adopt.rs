@@ -116,7 +116,16 @@ fn a_django_tenants_fleet_is_adopted_baselined_from_its_own_history_and_migrated
     let run = db
         .wasmig(
             p,
-            &wasmig_args(&["--jobs", "3", "tenant", "adopt", "--from-query", FROM_QUERY]),
+            &wasmig_args(&[
+                "--jobs",
+                "3",
+                "tenant",
+                "adopt",
+                "--from-query",
+                FROM_QUERY,
+                "--label",
+                "origin=django",
+            ]),
         )
         .expect(Exit::Ok);
     assert!(
@@ -148,6 +157,7 @@ fn a_django_tenants_fleet_is_adopted_baselined_from_its_own_history_and_migrated
         .clone();
     assert_eq!(acme["name"], "Acme Corporation");
     assert_eq!(acme["domain"], "acme.example.com");
+    assert_eq!(acme["labels"], serde_json::json!({"origin": "django"}));
 
     // Adopting again changes nothing.
     let again = db

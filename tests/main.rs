@@ -8,5 +8,6 @@ mod bad_input;
 mod foundation;
 mod operations;
 mod operator;
+mod rollout;
 mod sandbox;
 mod tls;

@@ -35,6 +35,7 @@ pub(crate) mod db;
 pub(crate) mod exec;
 pub(crate) mod files;
 pub mod interrupt;
+pub(crate) mod labels;
 pub(crate) mod names;
 pub(crate) mod ops;
 #[doc(hidden)]

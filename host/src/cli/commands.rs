@@ -16,7 +16,10 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
         Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
         Command::Tenant(t) => tenant(&s, t).await,
         Command::Migrate(a) => ops::migrate::migrate(&s, &migrate_options(a)?).await,
-        Command::Status(a) => ops::status::status(&s, Output::from_json_flag(a.json)).await,
+        Command::Status(a) => {
+            let sel = selector(a.selector.as_deref())?;
+            ops::status::status(&s, Output::from_json_flag(a.json), sel.as_ref()).await
+        }
         Command::Verify(a) if a.structure => {
             ops::verify::verify_structure(&s, &structure_options(&s, a)?).await
         }
@@ -52,14 +55,23 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
         Command::Baseline {
             schemas,
             all_tenants,
+            selector: sel,
             plugin,
             to,
             from_django,
             maps,
             yes,
         } => {
-            let o = baseline_options(schemas, all_tenants, plugin, to, from_django, &maps)?;
-            if !matches!(&o.schemas, ops::baseline::BaselineSchemas::Named(n) if n.len() == 1) {
+            let mut o = baseline_options(schemas, all_tenants, plugin, to, from_django, &maps)?;
+            o.selector = selector(sel.as_deref())?;
+            if o.selector.is_some()
+                && matches!(&o.schemas, ops::baseline::BaselineSchemas::Named(n) if n.is_empty())
+            {
+                o.schemas = ops::baseline::BaselineSchemas::AllTenants;
+            }
+            let one =
+                matches!(&o.schemas, ops::baseline::BaselineSchemas::Named(n) if n.len() == 1);
+            if !one || o.selector.is_some() {
                 ops::confirm(yes, || {
                     "a baseline of more than one schema records steps as applied in each without running them".to_owned()
                 })?;
@@ -97,6 +109,7 @@ async fn tenant(s: &Settings, command: TenantCommand) -> Result<Exit> {
             name,
             domain,
             no_migrate,
+            labels,
         } => {
             let schemas = schemas
                 .iter()
@@ -112,6 +125,7 @@ async fn tenant(s: &Settings, command: TenantCommand) -> Result<Exit> {
                 name,
                 domain,
                 migrate: !no_migrate,
+                labels: parse_labels(&labels)?,
             };
             ops::tenant::create(s, &o).await
         }
@@ -122,12 +136,38 @@ async fn tenant(s: &Settings, command: TenantCommand) -> Result<Exit> {
             from_query,
             shared,
             dry_run,
+            labels,
         } => {
-            ops::adopt::adopt(
-                s,
-                &adopt_options(s, schemas, name, domain, from_query, shared, dry_run)?,
-            )
-            .await
+            let mut o = adopt_options(s, schemas, name, domain, from_query, shared, dry_run)?;
+            o.labels = parse_labels(&labels)?;
+            ops::adopt::adopt(s, &o).await
+        }
+        TenantCommand::Label { items, remove } => {
+            let (labels, schemas): (Vec<String>, Vec<String>) =
+                items.into_iter().partition(|i| i.contains('='));
+            if schemas.is_empty() {
+                anyhow::bail!(
+                    "name the tenants to label: wasmig tenant label SCHEMA... KEY=VALUE..."
+                );
+            }
+            if labels.is_empty() && remove.is_empty() {
+                anyhow::bail!("give a KEY=VALUE label to set or a --remove KEY");
+            }
+            let o = ops::tenant::LabelOptions {
+                schemas: schemas
+                    .iter()
+                    .map(|raw| ops::tenant::tenant_name(s, raw))
+                    .collect::<Result<_>>()?,
+                set: parse_labels(&labels)?,
+                remove: remove
+                    .iter()
+                    .map(|k| {
+                        crate::labels::parse_key(k)
+                            .map_err(|e| anyhow::anyhow!("invalid --remove: {e}"))
+                    })
+                    .collect::<Result<_>>()?,
+            };
+            ops::tenant::label(s, &o).await
         }
         TenantCommand::List { json } => ops::tenant::list(s, Output::from_json_flag(json)).await,
         TenantCommand::Drop { schema, yes } => {
@@ -174,6 +214,7 @@ fn adopt_options(
         ),
     };
     Ok(ops::adopt::AdoptOptions {
+        labels: Default::default(),
         source,
         mode: if dry_run {
             crate::control::AdoptMode::DryRun
@@ -225,7 +266,11 @@ fn baseline_options(
                 .collect::<Result<_, _>>()?,
         )
     };
-    Ok(BaselineOptions { schemas, what })
+    Ok(BaselineOptions {
+        schemas,
+        selector: None,
+        what,
+    })
 }
 
 fn migrate_options(a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {
@@ -244,6 +289,7 @@ fn migrate_options(a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {
             ScopeFilter::All
         },
         schemas,
+        selector: selector(a.selector.as_deref())?,
         selection: plan::Selection {
             plugins: a.only_plugins,
         },
@@ -264,6 +310,7 @@ fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOpti
         fix: a.fix,
         output: Output::from_json_flag(a.json),
         tenants,
+        selector: selector(a.selector.as_deref())?,
         selection: plan::Selection {
             plugins: a.only_plugins,
         },
@@ -275,8 +322,30 @@ fn structure_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::Structu
     Ok(ops::verify::StructureOptions {
         output: Output::from_json_flag(a.json),
         tenants: a.tenants.iter().map(tenant).collect::<Result<Vec<_>>>()?,
+        selector: selector(a.selector.as_deref())?,
         reference: a.reference.as_ref().map(tenant).transpose()?,
     })
+}
+
+/// `--where SELECTOR`, parsed.
+fn selector(raw: Option<&str>) -> Result<Option<crate::labels::Selector>> {
+    raw.map(|r| {
+        crate::labels::Selector::parse(r).map_err(|e| anyhow::anyhow!("invalid --where: {e}"))
+    })
+    .transpose()
+}
+
+/// `--label KEY=VALUE` values (or positional labels), parsed; a key given twice is refused.
+fn parse_labels(raw: &[String]) -> Result<crate::labels::Labels> {
+    let mut labels = crate::labels::Labels::new();
+    for r in raw {
+        let (k, v) =
+            crate::labels::parse_label(r).map_err(|e| anyhow::anyhow!("invalid label: {e}"))?;
+        if labels.insert(k.clone(), v).is_some() {
+            anyhow::bail!("label key `{k}` is given twice");
+        }
+    }
+    Ok(labels)
 }
 
 fn selection(schema: &str, plugin: String) -> Result<ops::ledger::StepSelection> {

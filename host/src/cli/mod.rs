@@ -256,12 +256,16 @@ pub enum Command {
         #[arg(
             long = "schema",
             value_name = "SCHEMA",
-            required_unless_present = "all_tenants"
+            required_unless_present_any = ["all_tenants", "baseline_where"]
         )]
         schemas: Vec<String>,
         /// Every registered tenant.
         #[arg(long, conflicts_with = "schemas")]
         all_tenants: bool,
+        /// Only tenants whose labels match: `key=value`, `key!=value`, `key` (has the label),
+        /// `!key`, comma-separated; all must hold.
+        #[arg(long = "where", id = "baseline_where", value_name = "SELECTOR")]
+        selector: Option<String>,
         /// Plugin whose steps to record (with --to).
         #[arg(
             long,
@@ -362,6 +366,9 @@ pub enum TenantCommand {
         /// Only create; do not apply plugins.
         #[arg(long)]
         no_migrate: bool,
+        /// A label for each tenant: KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
     },
     /// Take over schemas another tool created (e.g. django-tenants): give each its own role,
     /// make that role the owner of the schema and of every object in it, grant the
@@ -387,6 +394,19 @@ pub enum TenantCommand {
         /// Say per schema what would change, and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// A label for each adopted tenant: KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", conflicts_with = "shared")]
+        labels: Vec<String>,
+    },
+    /// Add, change or remove labels of tenants: `wasmig tenant label acme globex region=eu
+    /// --remove beta`. Labels are stored in the registry (`wasmig.tenant.labels`, JSON).
+    Label {
+        /// Tenant schemas, then KEY=VALUE labels to set.
+        #[arg(required = true, value_name = "SCHEMA|KEY=VALUE")]
+        items: Vec<String>,
+        /// A label key to remove (repeatable).
+        #[arg(long = "remove", value_name = "KEY")]
+        remove: Vec<String>,
     },
     /// List tenants.
     List {
@@ -416,6 +436,10 @@ pub struct MigrateArgs {
     /// Only this tenant schema (repeatable).
     #[arg(long = "schema", value_name = "SCHEMA")]
     pub schemas: Vec<String>,
+    /// Only tenants whose labels match: `key=value`, `key!=value`, `key` (has the label),
+    /// `!key`, comma-separated; all must hold.
+    #[arg(long = "where", value_name = "SELECTOR", conflicts_with = "shared")]
+    pub selector: Option<String>,
     /// Only this plugin (repeatable).
     #[arg(long = "plugin", id = "only_plugin", value_name = "PLUGIN")]
     pub only_plugins: Vec<String>,
@@ -451,6 +475,10 @@ pub struct VerifyArgs {
     /// Only this tenant (repeatable).
     #[arg(long = "tenant", value_name = "SCHEMA")]
     pub tenants: Vec<String>,
+    /// Only tenants whose labels match: `key=value`, `key!=value`, `key` (has the label),
+    /// `!key`, comma-separated; all must hold.
+    #[arg(long = "where", id = "verify_where", value_name = "SELECTOR")]
+    pub selector: Option<String>,
     /// Only this plugin (repeatable).
     #[arg(
         long = "plugin",
@@ -467,6 +495,10 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Only tenants whose labels match: `key=value`, `key!=value`, `key` (has the label),
+    /// `!key`, comma-separated; all must hold.
+    #[arg(long = "where", id = "status_where", value_name = "SELECTOR")]
+    pub selector: Option<String>,
 }
 
 #[cfg(test)]

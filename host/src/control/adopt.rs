@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use tokio_postgres::Transaction;
 
 use super::registry::{
-    AppObjects, Existing, create_schema_and_role, grant_app_role, lock_schema_and_find,
+    AppObjects, Existing, add_labels, create_schema_and_role, grant_app_role, lock_schema_and_find,
 };
 use super::{ControlError, EnsureSchema, pg};
 
@@ -342,6 +342,7 @@ pub async fn adopt_schema(
             .await
             .map_err(pg(what()))?;
     }
+    add_labels(&tx, schema, opts.labels).await?;
     if let Some(app) = opts.app_role {
         let grants = app_grants(objects, app);
         grant_app_role(&tx, schema, &role, app, AppObjects::Named(&grants)).await?;

@@ -16,8 +16,12 @@ CREATE TABLE IF NOT EXISTS wasmig.managed_schema (
     domain text,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+-- Tenant labels (`wasmig tenant label`), a JSON object of strings: `labels->>'region'`.
+ALTER TABLE wasmig.managed_schema
+    ADD COLUMN IF NOT EXISTS labels jsonb NOT NULL DEFAULT '{}'
+        CHECK (jsonb_typeof(labels) = 'object');
 CREATE OR REPLACE VIEW wasmig.tenant AS
-    SELECT schema_name, display_name AS name, domain, role_name, created_at
+    SELECT schema_name, display_name AS name, domain, role_name, created_at, labels
     FROM wasmig.managed_schema WHERE scope = 'tenant';
 CREATE TABLE IF NOT EXISTS wasmig.run (
     run_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

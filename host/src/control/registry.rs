@@ -1,6 +1,8 @@
 //! The registry of managed schemas: their roles (names, passwords, session limits), the
 //! tenant group, creating a schema with its role, dropping a tenant.
 
+use std::collections::BTreeMap;
+
 use tokio_postgres::Client;
 
 use super::ddl::{FUNCTIONS_OF_SCHEMA_ROLES, operator_is_superuser};
@@ -8,6 +10,7 @@ use super::locks::schema_lock_key;
 use super::secret::read_secret;
 use super::{ControlError, LOCK_CLASS, REGISTRY_LOCK, pg};
 use crate::db::quote::{ident, literal};
+use crate::labels::Labels;
 use crate::names::SchemaName;
 use crate::plan::Scope;
 
@@ -26,6 +29,76 @@ pub struct ManagedSchema {
     pub domain: Option<String>,
     /// Creation time, RFC 3339.
     pub created_at: String,
+    /// Its labels (tenants).
+    pub labels: Labels,
+}
+
+/// Labels as stored (a JSON object); a value someone stored by hand that is not a string is
+/// kept as its JSON text.
+fn labels_from_json(schema: &str, json: &str) -> Result<Labels, ControlError> {
+    let map: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| ControlError::Host {
+            what: "reading the schema registry".into(),
+            reason: format!("the labels of schema `{schema}` are not a JSON object: {e}"),
+        })?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
+}
+
+/// Labels as the JSON text the registry stores.
+fn labels_json(labels: &Labels) -> String {
+    serde_json::to_string(labels).expect("a map of strings serialises")
+}
+
+/// Adds `set` to the labels of the tenants `schemas` (replacing the values of keys they
+/// have) and removes the keys `remove`; returns the schemas of `schemas` that are not
+/// registered tenants (nothing was changed for them).
+pub async fn set_labels(
+    client: &Client,
+    schemas: &[SchemaName],
+    set: &Labels,
+    remove: &[String],
+) -> Result<Vec<SchemaName>, ControlError> {
+    let names: Vec<&str> = schemas.iter().map(SchemaName::as_str).collect();
+    let changed: Vec<String> = client
+        .query(
+            "UPDATE wasmig.managed_schema SET labels = (labels || $2::text::jsonb) - $3::text[]
+              WHERE schema_name = ANY($1) AND scope = 'tenant' RETURNING schema_name",
+            &[&names, &labels_json(set), &remove],
+        )
+        .await
+        .map_err(pg("changing tenant labels"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(schemas
+        .iter()
+        .filter(|s| !changed.iter().any(|c| c == s.as_str()))
+        .cloned()
+        .collect())
+}
+
+/// Adds `labels` to the registry row of `schema` (inside its creation or adoption).
+pub(super) async fn add_labels(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &SchemaName,
+    labels: &Labels,
+) -> Result<(), ControlError> {
+    if labels.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE wasmig.managed_schema SET labels = labels || $2::text::jsonb WHERE schema_name = $1",
+        &[&schema.as_str(), &labels_json(labels)],
+    )
+    .await
+    .map_err(pg(format!("labelling schema `{schema}`")))?;
+    Ok(())
 }
 
 /// All managed schemas, shared first, then tenants by name.
@@ -33,7 +106,8 @@ pub async fn list_schemas(client: &Client) -> Result<Vec<ManagedSchema>, Control
     let rows = client
         .query(
             "SELECT schema_name, scope, role_name, display_name, domain,
-                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    labels::text
              FROM wasmig.managed_schema ORDER BY scope = 'tenant', schema_name",
             &[],
         )
@@ -58,6 +132,7 @@ pub async fn list_schemas(client: &Client) -> Result<Vec<ManagedSchema>, Control
                 name: r.get(3),
                 domain: r.get(4),
                 created_at: r.get(5),
+                labels: labels_from_json(&name, r.get(6))?,
             })
         })
         .collect()
@@ -147,6 +222,8 @@ pub struct EnsureSchema<'a> {
     pub session: &'a SessionLimits,
     /// Application role that gets data privileges on everything plugins create here.
     pub app_role: Option<&'a str>,
+    /// Labels added to the registry row (tenants).
+    pub labels: &'a Labels,
 }
 
 /// Whether [`ensure_schema`] created anything.
@@ -179,6 +256,7 @@ pub async fn ensure_schema(
             create_schema_and_role(&tx, opts, Existing::Refuse).await?,
         )
     };
+    add_labels(&tx, schema, opts.labels).await?;
     if let Some(app) = opts.app_role {
         // A schema created just now is empty (only `public` may exist before `init`).
         let on = if ensured == Ensured::Created && schema.as_str() != "public" {

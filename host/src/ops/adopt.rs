@@ -13,6 +13,7 @@ use tokio_postgres::Client;
 use super::Settings;
 use crate::Exit;
 use crate::control::{self, AdoptMode, Adopted, EnsureSchema, SchemaObject};
+use crate::labels::Labels;
 use crate::names::SchemaName;
 use crate::plan::Scope;
 
@@ -45,6 +46,8 @@ pub struct AdoptOptions {
     pub source: AdoptSource,
     /// Change nothing; say what would change.
     pub mode: AdoptMode,
+    /// Labels added to each adopted tenant.
+    pub labels: Labels,
 }
 
 /// Adopts every target, `s.jobs` schemas at a time (each on its own connection, in its own
@@ -87,6 +90,7 @@ pub async fn adopt(s: &Settings, o: &AdoptOptions) -> Result<Exit> {
         mode: o.mode,
         progress: &progress,
         inventory: &inventory,
+        labels: &o.labels,
     };
     let mut clients = join_all(clients.into_iter().map(|c| work.worker(c, &queue))).await;
     progress.finish();
@@ -138,6 +142,7 @@ struct Work<'a> {
     mode: AdoptMode,
     progress: &'a crate::report::Progress,
     inventory: &'a HashMap<String, Vec<SchemaObject>>,
+    labels: &'a Labels,
 }
 
 impl Work<'_> {
@@ -160,6 +165,7 @@ impl Work<'_> {
                 session: &self.s.limits.session,
                 app_role: self.s.app_role.as_deref(),
                 connection_limit: if self.scope == Scope::Shared { 8 } else { 4 },
+                labels: self.labels,
             };
             let objects = self
                 .inventory

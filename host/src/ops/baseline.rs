@@ -11,6 +11,7 @@ use super::{Settings, load_plugins, registry};
 use crate::Exit;
 use crate::control::{self, GrantAction, ManagedSchema, RunOutcome, StepGrant};
 use crate::exec::Fleet;
+use crate::labels::Selector;
 use crate::names::SchemaName;
 use crate::plan::{PendingStep, Scope, StepRef};
 
@@ -46,6 +47,8 @@ pub enum BaselineSchemas {
 pub struct BaselineOptions {
     /// Where.
     pub schemas: BaselineSchemas,
+    /// Of those, only the tenants whose labels match.
+    pub selector: Option<Selector>,
     /// What.
     pub what: BaselineWhat,
 }
@@ -71,7 +74,12 @@ pub async fn baseline(s: &Settings, o: &BaselineOptions) -> Result<Exit> {
     }
     let mut op = s.connect_initialised().await?;
     let reg = registry(&op, s).await?;
-    let schemas = select(&reg, &o.schemas)?;
+    let schemas = select(&reg, &o.schemas, o.selector.as_ref())?;
+    if let Some(sel) = &o.selector
+        && schemas.is_empty()
+    {
+        return Ok(super::nothing_picked(sel));
+    }
     let secret = control::read_secret(&op).await?;
     let run_id = control::start_run(&op, "baseline", &s.args).await?;
     // Baselining runs no step: the grants it writes only carry the record.
@@ -134,14 +142,19 @@ fn check_through(
     Ok(())
 }
 
-/// The registered schemas the options name, refusing a name that is not registered.
-fn select(reg: &[ManagedSchema], which: &BaselineSchemas) -> Result<Vec<ManagedSchema>> {
-    match which {
-        BaselineSchemas::AllTenants => Ok(reg
+/// The registered schemas the options name (of them, with `selector`, the tenants it picks),
+/// refusing a name that is not registered.
+fn select(
+    reg: &[ManagedSchema],
+    which: &BaselineSchemas,
+    selector: Option<&Selector>,
+) -> Result<Vec<ManagedSchema>> {
+    let all: Vec<ManagedSchema> = match which {
+        BaselineSchemas::AllTenants => reg
             .iter()
             .filter(|m| m.scope == Scope::Tenant)
             .cloned()
-            .collect()),
+            .collect(),
         BaselineSchemas::Named(names) => names
             .iter()
             .map(|n| {
@@ -151,8 +164,15 @@ fn select(reg: &[ManagedSchema], which: &BaselineSchemas) -> Result<Vec<ManagedS
                     )
                 })
             })
+            .collect::<Result<_>>()?,
+    };
+    Ok(match selector {
+        Some(sel) => all
+            .into_iter()
+            .filter(|m| super::picked(m, &[], Some(sel)))
             .collect(),
-    }
+        None => all,
+    })
 }
 
 /// One schema under its lock: the steps to record, recorded.

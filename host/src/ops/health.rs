@@ -32,7 +32,7 @@ pub async fn health(s: &Settings, out: report::Output) -> Result<Exit> {
     if h.control_version.is_none() {
         problems.push("the control schema is missing: run `wasmig init`".to_owned());
     } else {
-        let (_, rows) = collect(s, Which::Tenants(&[]), &Selection::default()).await?;
+        let (_, rows) = collect(s, Which::Tenants(&[], None), &Selection::default()).await?;
         h.tenant_count = rows.len();
         h.pending_count = rows.iter().map(|r| r.pending.len()).sum();
         h.drift_count = rows.iter().map(|r| r.drift.len()).sum();

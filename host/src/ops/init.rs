@@ -21,6 +21,7 @@ pub async fn init(s: &Settings) -> Result<()> {
             session: &s.limits.session,
             app_role: s.app_role.as_deref(),
             connection_limit: 8,
+            labels: &crate::labels::Labels::new(),
         },
     )
     .await?;

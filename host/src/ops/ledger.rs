@@ -353,6 +353,7 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
                 connection_limit: 4,
                 session: &s.limits.session,
                 app_role: s.app_role.as_deref(),
+                labels: &crate::labels::Labels::new(),
             },
         )
         .await?;

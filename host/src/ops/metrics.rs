@@ -23,7 +23,7 @@ pub enum Format {
 
 /// Computes and prints (or writes) the metrics.
 pub async fn metrics(s: &Settings, format: Format, output: Option<&Path>) -> Result<Exit> {
-    let (_, rows) = collect(s, Which::Tenants(&[]), &Selection::default()).await?;
+    let (_, rows) = collect(s, Which::Tenants(&[], None), &Selection::default()).await?;
     let client = s.connect_initialised().await?;
     let last = control::runs(&client, 1).await?.into_iter().next();
     let m = Metrics {

@@ -6,6 +6,7 @@ use super::{Settings, load_plugins, registry};
 use crate::Exit;
 use crate::control::{self, ManagedSchema};
 use crate::exec::{RunOptions, SchemaReport};
+use crate::labels::Selector;
 use crate::names::SchemaName;
 use crate::plan::{Scope, Selection, Target, plan_schema};
 use crate::report;
@@ -28,6 +29,8 @@ pub struct MigrateOptions {
     pub scope: ScopeFilter,
     /// Only these tenant schemas (empty = all).
     pub schemas: Vec<SchemaName>,
+    /// Only the tenants whose labels match (tenants only, like `schemas`).
+    pub selector: Option<Selector>,
     /// Only these plugins.
     pub selection: Selection,
     /// Plan only.
@@ -55,7 +58,7 @@ fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Ve
         }
     }
     let mut out = Vec::new();
-    if o.scope != ScopeFilter::TenantsOnly && o.schemas.is_empty() {
+    if o.scope != ScopeFilter::TenantsOnly && o.schemas.is_empty() && o.selector.is_none() {
         out.push(Target {
             schema: s.shared_schema.clone(),
             scope: Scope::Shared,
@@ -64,8 +67,7 @@ fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Ve
     if o.scope != ScopeFilter::SharedOnly {
         out.extend(
             reg.iter()
-                .filter(|m| m.scope == Scope::Tenant)
-                .filter(|m| o.schemas.is_empty() || o.schemas.contains(&m.schema))
+                .filter(|m| super::picked(m, &o.schemas, o.selector.as_ref()))
                 .map(|m| Target {
                     schema: m.schema.clone(),
                     scope: Scope::Tenant,
@@ -88,6 +90,11 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let op = s.connect_initialised().await?;
     let reg = registry(&op, s).await?;
     let targets = targets(s, &reg, o)?;
+    if let Some(sel) = &o.selector
+        && targets.is_empty()
+    {
+        return Ok(super::nothing_picked(sel));
+    }
 
     let secret = control::read_secret(&op).await?;
     // The whole ledger in one query: planning costs O(1) round trips in the number of schemas.

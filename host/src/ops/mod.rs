@@ -21,9 +21,11 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use tokio_postgres::Client;
 
+use crate::Exit;
 use crate::config::{LimitOverride, LockFile};
 use crate::control::{self, ManagedSchema};
 use crate::db::connect::DbTarget;
+use crate::labels::Selector;
 use crate::names::SchemaName;
 use crate::plan::{PluginSpec, order_plugins};
 use crate::plugin::{Limits, LoadedPlugin, Runtime};
@@ -229,6 +231,21 @@ pub async fn registry(client: &Client, s: &Settings) -> Result<Vec<ManagedSchema
         );
     }
     Ok(schemas)
+}
+
+/// Whether `m` is a tenant picked by the tenants named on the command line (none named: any)
+/// and by `--where`.
+pub fn picked(m: &ManagedSchema, named: &[SchemaName], selector: Option<&Selector>) -> bool {
+    m.scope == crate::plan::Scope::Tenant
+        && (named.is_empty() || named.contains(&m.schema))
+        && selector.is_none_or(|s| s.matches(&m.labels))
+}
+
+/// A `--where` that picks no tenant: said on stderr, exit 1 (an unknown key is not an error;
+/// it matches nothing).
+pub fn nothing_picked(selector: &Selector) -> Exit {
+    crate::report::notes::no_tenant_matches(selector);
+    Exit::Problems
 }
 
 /// Refuses a tenant name given on the command line that the registry does not hold as a tenant.

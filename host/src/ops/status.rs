@@ -7,6 +7,7 @@ use anyhow::Result;
 use super::{Settings, load_plugins, registry};
 use crate::Exit;
 use crate::control;
+use crate::labels::Selector;
 use crate::names::SchemaName;
 use crate::plan::{PluginSpec, Scope, Selection, plan_schema};
 use crate::report::{self, SchemaStatus};
@@ -16,8 +17,8 @@ use crate::report::{self, SchemaStatus};
 pub enum Which<'a> {
     /// The shared schema and every tenant.
     All,
-    /// Tenants only; all of them when the list is empty.
-    Tenants(&'a [SchemaName]),
+    /// Tenants only: those named (all of them when none is) that `--where` picks.
+    Tenants(&'a [SchemaName], Option<&'a Selector>),
 }
 
 /// Plans every selected schema against its ledger rows and returns one status row each.
@@ -31,7 +32,7 @@ pub async fn collect(
     let db_started = std::time::Instant::now();
     let client = s.connect_initialised().await?;
     let reg = registry(&client, s).await?;
-    if let Which::Tenants(wanted) = which {
+    if let Which::Tenants(wanted, _) = which {
         super::require_tenants(&reg, wanted)?;
     }
     let secret = control::read_secret(&client).await?;
@@ -46,9 +47,7 @@ pub async fn collect(
         .iter()
         .filter(|m| match which {
             Which::All => m.scope == Scope::Tenant || m.schema == s.shared_schema,
-            Which::Tenants(w) => {
-                m.scope == Scope::Tenant && (w.is_empty() || w.contains(&m.schema))
-            }
+            Which::Tenants(named, selector) => super::picked(m, named, selector),
         })
         .map(|m| {
             let l = ledger.get(m.schema.as_str()).unwrap_or(&empty);
@@ -59,9 +58,22 @@ pub async fn collect(
     Ok((plugins.specs, rows))
 }
 
-/// Prints the status of every managed schema.
-pub async fn status(s: &Settings, out: report::Output) -> Result<Exit> {
-    let (specs, rows) = collect(s, Which::All, &Selection::default()).await?;
+/// Prints the status of every managed schema (of the tenants `--where` picks, if given).
+pub async fn status(
+    s: &Settings,
+    out: report::Output,
+    selector: Option<&Selector>,
+) -> Result<Exit> {
+    let which = match selector {
+        Some(sel) => Which::Tenants(&[], Some(sel)),
+        None => Which::All,
+    };
+    let (specs, rows) = collect(s, which, &Selection::default()).await?;
+    if let Some(sel) = selector
+        && rows.is_empty()
+    {
+        return Ok(super::nothing_picked(sel));
+    }
     report::print_status(&specs, &rows, out);
     Ok(Exit::Ok)
 }

@@ -6,6 +6,7 @@ use super::migrate::{MigrateOptions, ScopeFilter, migrate};
 use super::{Settings, registry};
 use crate::Exit;
 use crate::control::{self, EnsureSchema};
+use crate::labels::Labels;
 use crate::names::SchemaName;
 use crate::plan::{Scope, Selection};
 
@@ -20,6 +21,8 @@ pub struct CreateOptions {
     pub domain: Option<String>,
     /// Apply tenant plugins afterwards.
     pub migrate: bool,
+    /// Labels added to each tenant.
+    pub labels: Labels,
 }
 
 /// Validates a tenant schema name against the generic rules and the shared schema.
@@ -46,6 +49,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
                 session: &s.limits.session,
                 app_role: s.app_role.as_deref(),
                 connection_limit: 4,
+                labels: &o.labels,
             },
         )
         .await?;
@@ -61,6 +65,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
         &MigrateOptions {
             scope: ScopeFilter::TenantsOnly,
             schemas: o.schemas.clone(),
+            selector: None,
             selection: Selection::default(),
             dry_run: false,
             output: crate::report::Output::Text,
@@ -80,6 +85,31 @@ pub async fn list(s: &Settings, out: crate::report::Output) -> Result<Exit> {
         .filter(|m| m.scope == Scope::Tenant)
         .collect();
     crate::report::print_tenants(&tenants, out);
+    Ok(Exit::Ok)
+}
+
+/// Options of `tenant label`.
+#[derive(Debug, Clone)]
+pub struct LabelOptions {
+    /// The tenants.
+    pub schemas: Vec<SchemaName>,
+    /// Labels to add (or change).
+    pub set: Labels,
+    /// Keys to remove.
+    pub remove: Vec<String>,
+}
+
+/// Adds, changes and removes labels of tenants, all of them or none (an unknown tenant
+/// refuses the command before anything changes).
+pub async fn label(s: &Settings, o: &LabelOptions) -> Result<Exit> {
+    let client = s.connect_initialised().await?;
+    let reg = registry(&client, s).await?;
+    super::require_tenants(&reg, &o.schemas)?;
+    let missing = control::set_labels(&client, &o.schemas, &o.set, &o.remove).await?;
+    if let Some(m) = missing.first() {
+        bail!("tenant `{m}` was dropped meanwhile; the others were labelled");
+    }
+    crate::report::notes::labelled(&o.schemas, &o.set, &o.remove);
     Ok(Exit::Ok)
 }
 

@@ -8,6 +8,7 @@ use super::migrate::{MigrateOptions, ScopeFilter, migrate};
 use super::status::{Which, collect};
 use crate::Exit;
 use crate::control;
+use crate::labels::Selector;
 use crate::names::SchemaName;
 use crate::plan::Scope;
 use crate::plan::Selection;
@@ -23,6 +24,8 @@ pub struct VerifyOptions {
     pub output: report::Output,
     /// Only these tenants (empty = all).
     pub tenants: Vec<SchemaName>,
+    /// Only the tenants whose labels match.
+    pub selector: Option<Selector>,
     /// Only these plugins.
     pub selection: Selection,
 }
@@ -33,6 +36,7 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
         let fix = MigrateOptions {
             scope: ScopeFilter::TenantsOnly,
             schemas: o.tenants.clone(),
+            selector: o.selector.clone(),
             selection: o.selection.clone(),
             dry_run: false,
             output: crate::report::Output::Text,
@@ -46,7 +50,13 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
         };
         migrate(&quiet, &fix).await?;
     }
-    let (_, rows) = collect(s, Which::Tenants(&o.tenants), &o.selection).await?;
+    let which = Which::Tenants(&o.tenants, o.selector.as_ref());
+    let (_, rows) = collect(s, which, &o.selection).await?;
+    if let Some(sel) = &o.selector
+        && rows.is_empty()
+    {
+        return Ok(super::nothing_picked(sel));
+    }
     let ok = report::print_verify(&rows, o.output, s.quiet);
     Ok(if ok { Exit::Ok } else { Exit::Problems })
 }
@@ -58,6 +68,8 @@ pub struct StructureOptions {
     pub output: report::Output,
     /// Only these tenants (empty = all).
     pub tenants: Vec<SchemaName>,
+    /// Only the tenants whose labels match (and the reference).
+    pub selector: Option<Selector>,
     /// Compare with this tenant instead of each ledger state's most common structure.
     pub reference: Option<SchemaName>,
 }
@@ -74,12 +86,17 @@ pub async fn verify_structure(s: &Settings, o: &StructureOptions) -> Result<Exit
     super::require_tenants(&reg, o.tenants.iter().chain(&o.reference))?;
     let schemas: Vec<SchemaName> = reg
         .into_iter()
-        .filter(|m| m.scope == Scope::Tenant)
-        .map(|m| m.schema)
-        .filter(|t| {
-            o.tenants.is_empty() || o.tenants.contains(t) || o.reference.as_ref() == Some(t)
+        .filter(|m| {
+            super::picked(m, &o.tenants, o.selector.as_ref())
+                || (m.scope == Scope::Tenant && o.reference.as_ref() == Some(&m.schema))
         })
+        .map(|m| m.schema)
         .collect();
+    if let Some(sel) = &o.selector
+        && schemas.is_empty()
+    {
+        return Ok(super::nothing_picked(sel));
+    }
     let secret = control::read_secret(&client).await?;
     let ledger = control::read_ledger(&client, None, &secret).await?;
     // The catalogs are deparsed by the server: split over up to `jobs` connections (a share

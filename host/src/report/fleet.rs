@@ -18,6 +18,7 @@ struct TenantJson<'a> {
     name: Option<&'a str>,
     domain: Option<&'a str>,
     created_at: &'a str,
+    labels: &'a crate::labels::Labels,
 }
 
 #[derive(Serialize)]
@@ -38,6 +39,7 @@ pub fn print_tenants(tenants: &[ManagedSchema], out: Output) {
                 name: t.name.as_deref(),
                 domain: t.domain.as_deref(),
                 created_at: &t.created_at,
+                labels: &t.labels,
             })
             .collect();
         let tenant_count = tenants.len();
@@ -55,19 +57,21 @@ pub fn print_tenants(tenants: &[ManagedSchema], out: Output) {
         return;
     }
     crate::outln!(
-        "{:<24} {:<24} {:<28} {:<20}",
+        "{:<24} {:<24} {:<28} {:<20} LABELS",
         "SCHEMA",
         "NAME",
         "DOMAIN",
         "CREATED"
     );
     for t in tenants {
+        // Labels may have been set by hand in SQL: shown inert.
         crate::outln!(
-            "{:<24} {:<24} {:<28} {:<20}",
+            "{:<24} {:<24} {:<28} {:<20} {}",
             t.schema,
             t.name.as_deref().unwrap_or_default(),
             t.domain.as_deref().unwrap_or_default(),
-            t.created_at
+            t.created_at,
+            crate::text::inert(&crate::labels::display(&t.labels), 400)
         );
     }
 }

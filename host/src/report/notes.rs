@@ -23,6 +23,25 @@ pub fn tenant_ensured(schema: &SchemaName, ensured: Ensured, role: &str) {
     }
 }
 
+/// `wasmig tenant label` changed these tenants.
+pub fn labelled(schemas: &[SchemaName], set: &crate::labels::Labels, remove: &[String]) {
+    let mut what = vec![];
+    if !set.is_empty() {
+        what.push(format!("set {}", crate::labels::display(set)));
+    }
+    if !remove.is_empty() {
+        what.push(format!("removed {}", remove.join(",")));
+    }
+    crate::outln!("{} tenant(s) labelled: {}", schemas.len(), what.join("; "));
+}
+
+/// A `--where` picked no tenant.
+pub fn no_tenant_matches(selector: &crate::labels::Selector) {
+    crate::errln!(
+        "no tenant matches --where `{selector}` (see the labels with `wasmig tenant list`)"
+    );
+}
+
 /// `wasmig tenant drop` finished.
 pub fn tenant_dropped(schema: &SchemaName) {
     crate::outln!("tenant `{schema}` dropped");

@@ -1,0 +1,268 @@
+//! Rolling out to part of a fleet: tenant labels (set at creation, changed with `tenant
+//! label`, shown by `tenant list`, queryable in SQL) and the `--where` selectors of `migrate`,
+//! `status`, `verify` and `baseline`.
+
+use crate::support::{PluginDir, TestDb};
+use wasmig::Exit;
+
+/// The tenants whose ledger records step `step` of `notes`.
+fn with_step(db: &TestDb, step: &str) -> Vec<String> {
+    db.query(&format!(
+        "SELECT schema_name FROM wasmig.ledger WHERE plugin = 'notes' AND step_id = '{step}' ORDER BY 1"
+    ))
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Four tenants, labelled at creation, nothing migrated.
+fn labelled_fleet(label: &str) -> (TestDb, PluginDir) {
+    let db = TestDb::new(label);
+    let plugins = PluginDir::new(&["notes_v1"]);
+    let p = plugins.path();
+    db.wasmig(p, &["init"]).expect(Exit::Ok);
+    for (tenant, labels) in [
+        ("eu1", &["region=eu", "tier=gold"][..]),
+        ("eu2", &["region=eu", "tier=free", "beta="][..]),
+        ("us1", &["region=us", "tier=gold"][..]),
+        ("plain", &[][..]),
+    ] {
+        let mut args = vec!["tenant", "create", "--no-migrate", tenant];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        db.wasmig(p, &args).expect(Exit::Ok);
+    }
+    (db, plugins)
+}
+
+#[test]
+fn labels_are_set_shown_changed_and_queryable_in_sql() {
+    let (db, plugins) = labelled_fleet("labels");
+    let p = plugins.path();
+    let list = db
+        .wasmig(p, &["tenant", "list", "--json"])
+        .expect(Exit::Ok)
+        .doc("wasmig.tenants/1");
+    let eu2 = list["tenants"]
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .find(|t| t["schema"] == "eu2")
+        .expect("eu2")
+        .clone();
+    assert_eq!(
+        eu2["labels"],
+        serde_json::json!({"region": "eu", "tier": "free", "beta": ""})
+    );
+    let text = db.wasmig(p, &["tenant", "list"]).expect(Exit::Ok);
+    assert!(
+        text.stdout
+            .lines()
+            .any(|l| l.starts_with("eu1 ") && l.ends_with("region=eu,tier=gold")),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(
+        db.scalar_text("SELECT string_agg(schema_name, ',' ORDER BY schema_name) FROM wasmig.tenant WHERE labels->>'region' = 'eu'")
+            .as_deref(),
+        Some("eu1,eu2")
+    );
+
+    // Set, change and remove, on several tenants at once.
+    db.wasmig(
+        p,
+        &[
+            "tenant",
+            "label",
+            "eu1",
+            "us1",
+            "tier=platinum",
+            "wave=1",
+            "--remove",
+            "beta",
+        ],
+    )
+    .expect(Exit::Ok);
+    db.wasmig(p, &["tenant", "label", "eu2", "--remove", "beta"])
+        .expect(Exit::Ok);
+    let labels = |t: &str| {
+        db.scalar_text(&format!(
+            "SELECT labels::text FROM wasmig.tenant WHERE schema_name = '{t}'"
+        ))
+    };
+    assert_eq!(
+        labels("us1").as_deref(),
+        Some(r#"{"tier": "platinum", "wave": "1", "region": "us"}"#)
+    );
+    assert_eq!(
+        labels("eu2").as_deref(),
+        Some(r#"{"tier": "free", "region": "eu"}"#)
+    );
+
+    // An unknown tenant refuses the whole command: nothing changes, not even the others.
+    let before = db.scalar_text(
+        "SELECT string_agg(labels::text, ';' ORDER BY schema_name) FROM wasmig.tenant",
+    );
+    let refused = db
+        .wasmig(p, &["tenant", "label", "eu1", "nosuch", "tier=x"])
+        .expect(Exit::Error);
+    assert!(
+        refused.stderr.contains("tenant `nosuch` is not registered"),
+        "{}",
+        refused.stderr
+    );
+    // Malformed labels are refused by name before anything connects.
+    for (args, says) in [
+        (
+            &["tenant", "label", "eu1", "Tier=x"][..],
+            "label key `Tier` is invalid",
+        ),
+        (
+            &["tenant", "label", "eu1", "tier=a b"][..],
+            "label value `a b` is invalid",
+        ),
+        (
+            &["tenant", "label", "eu1"][..],
+            "give a KEY=VALUE label to set or a --remove KEY",
+        ),
+        (
+            &["tenant", "create", "x1", "--label", "tier"][..],
+            "`tier` is not a label",
+        ),
+        (
+            &["tenant", "create", "x1", "--label", "a=1", "--label", "a=2"][..],
+            "label key `a` is given twice",
+        ),
+    ] {
+        let run = db.wasmig(p, args).expect(Exit::Error);
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(
+        db.scalar_text(
+            "SELECT string_agg(labels::text, ';' ORDER BY schema_name) FROM wasmig.tenant"
+        ),
+        before
+    );
+    assert!(
+        !db.table_exists("x1", "notes")
+            && db.scalar_i64("SELECT count(*) FROM wasmig.tenant WHERE schema_name = 'x1'") == 0
+    );
+}
+
+#[test]
+fn where_picks_tenants_by_label_for_migrate_status_verify_and_baseline() {
+    let (db, plugins) = labelled_fleet("where");
+    let p = plugins.path();
+
+    // Every term must hold; --schema and --where narrow each other.
+    db.wasmig(p, &["migrate", "--where", "region=eu,tier!=free"])
+        .expect(Exit::Ok);
+    assert_eq!(with_step(&db, "0001_notes"), ["eu1"]);
+    db.wasmig(
+        p,
+        &[
+            "migrate",
+            "--schema",
+            "eu2",
+            "--schema",
+            "us1",
+            "--where",
+            "region=eu",
+        ],
+    )
+    .expect(Exit::Ok);
+    assert_eq!(with_step(&db, "0001_notes"), ["eu1", "eu2"]);
+    db.wasmig(p, &["migrate", "--where", "!region"])
+        .expect(Exit::Ok);
+    assert_eq!(with_step(&db, "0001_notes"), ["eu1", "eu2", "plain"]);
+
+    // status and verify see only what they pick: us1 is the one tenant still pending.
+    let status = db
+        .wasmig(p, &["status", "--json", "--where", "tier=gold"])
+        .expect(Exit::Ok)
+        .doc("wasmig.status/1");
+    let schemas: Vec<&str> = status["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .map(|s| s["schema"].as_str().expect("schema"))
+        .collect();
+    assert_eq!(schemas, ["eu1", "us1"]);
+    db.wasmig(p, &["verify", "--where", "region=eu"])
+        .expect(Exit::Ok);
+    let pending = db
+        .wasmig(p, &["verify", "--where", "region"])
+        .expect(Exit::Problems);
+    assert!(pending.stdout.contains("us1"), "{}", pending.stdout);
+    assert!(!pending.stdout.contains("eu1"), "{}", pending.stdout);
+
+    // A selector that picks nothing (an unknown key included) says so and exits 1, changing
+    // nothing; a malformed one is refused by name.
+    let ledger = db.ledger_dump();
+    for args in [
+        &["migrate", "--where", "region=mars"][..],
+        &["migrate", "--where", "nosuchkey"][..],
+        &["status", "--where", "region=mars"][..],
+        &["verify", "--where", "region=mars"][..],
+        &["verify", "--structure", "--where", "region=mars"][..],
+        &[
+            "baseline",
+            "--where",
+            "region=mars",
+            "--plugin",
+            "notes",
+            "--to",
+            "0001_notes",
+            "--yes",
+        ][..],
+    ] {
+        let run = db.wasmig(p, args).expect(Exit::Problems);
+        assert!(
+            run.stderr.contains("no tenant matches --where `"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let bad = db
+        .wasmig(p, &["migrate", "--where", "region=eu,,tier=gold"])
+        .expect(Exit::Error);
+    assert!(
+        bad.stderr
+            .contains("invalid --where: selector `region=eu,,tier=gold` has an empty term"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(db.ledger_dump(), ledger);
+
+    // baseline --where records in exactly the tenants it picks, and asks for --yes.
+    db.wasmig(
+        p,
+        &[
+            "baseline",
+            "--where",
+            "region=us",
+            "--plugin",
+            "notes",
+            "--to",
+            "0001_notes",
+        ],
+    )
+    .expect(Exit::Error);
+    db.wasmig(
+        p,
+        &[
+            "baseline",
+            "--where",
+            "region=us",
+            "--plugin",
+            "notes",
+            "--to",
+            "0001_notes",
+            "--yes",
+        ],
+    )
+    .expect(Exit::Ok);
+    assert_eq!(with_step(&db, "0001_notes"), ["eu1", "eu2", "plain", "us1"]);
+    assert!(!db.table_exists("us1", "notes"), "baselined, not run");
+}
