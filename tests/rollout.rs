@@ -266,3 +266,120 @@ fn where_picks_tenants_by_label_for_migrate_status_verify_and_baseline() {
     assert_eq!(with_step(&db, "0001_notes"), ["eu1", "eu2", "plain", "us1"]);
     assert!(!db.table_exists("us1", "notes"), "baselined, not run");
 }
+
+#[test]
+fn a_step_behind_the_applications_lock_times_out_retries_and_never_stalls_the_application() {
+    use crate::support::{ADMIN_PASSWORD, ADMIN_USER};
+    use std::time::{Duration, Instant};
+    let db = TestDb::new("lock_retry");
+    let plugins = PluginDir::new(&["notes_v1"]);
+    let p = plugins.path();
+    db.wasmig(p, &["init"]).expect(Exit::Ok);
+    db.wasmig(p, &["tenant", "create", "t1"]).expect(Exit::Ok);
+    // The next step needs a lock on `notes` that conflicts with a reader's.
+    plugins.set(&["notes_v2_added"]);
+
+    // The application: one session reads `notes` in a transaction held open for 3 s; another
+    // queries the table again and again, timing each query.
+    let holder = db.session_as(ADMIN_USER, ADMIN_PASSWORD);
+    holder
+        .exec("BEGIN; SELECT count(*) FROM t1.notes")
+        .expect("hold the lock");
+    let holding = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        holder.exec("COMMIT").expect("release");
+    });
+    let app = db.session_as(ADMIN_USER, ADMIN_PASSWORD);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_app = stop.clone();
+    let querying = std::thread::spawn(move || {
+        let mut worst = Duration::ZERO;
+        let mut queries = 0;
+        while !stop_app.load(std::sync::atomic::Ordering::Relaxed) {
+            let started = Instant::now();
+            app.exec("SELECT count(*) FROM t1.notes")
+                .expect("app query");
+            worst = worst.max(started.elapsed());
+            queries += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (worst, queries)
+    });
+
+    let run = db
+        .wasmig(
+            p,
+            &[
+                "migrate",
+                "--json",
+                "--lock-timeout",
+                "500ms",
+                "--retries",
+                "8",
+            ],
+        )
+        .expect(Exit::Ok)
+        .doc("wasmig.migrate/1");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    holding.join().expect("holder");
+    let (worst, queries) = querying.join().expect("app");
+    let t1 = run["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .find(|s| s["schema"] == "t1")
+        .expect("t1")
+        .clone();
+    assert_eq!(t1["outcome"], "applied", "{t1}");
+    let retries = t1["retry_count"].as_u64().expect("retry_count");
+    assert!(retries >= 2, "it waited for the lock by retrying: {t1}");
+    assert!(db.table_exists("t1", "note_tags"));
+    // While the step waited for its lock, the application's queries queued behind it: never
+    // for longer than the step's lock timeout (plus scheduling slack).
+    assert!(queries > 20, "the application kept querying ({queries})");
+    assert!(
+        worst < Duration::from_millis(500 + 400),
+        "an application query waited {worst:?}"
+    );
+}
+
+#[test]
+fn a_step_that_keeps_meeting_the_lock_fails_after_its_retries_with_nothing_half_applied() {
+    use crate::support::{ADMIN_PASSWORD, ADMIN_USER};
+    let db = TestDb::new("lock_give_up");
+    let plugins = PluginDir::new(&["notes_v1"]);
+    let p = plugins.path();
+    db.wasmig(p, &["init"]).expect(Exit::Ok);
+    db.wasmig(p, &["tenant", "create", "t1"]).expect(Exit::Ok);
+    plugins.set(&["notes_v2_added"]);
+    let holder = db.session_as(ADMIN_USER, ADMIN_PASSWORD);
+    holder
+        .exec("BEGIN; SELECT count(*) FROM t1.notes")
+        .expect("hold the lock");
+    let run = db
+        .wasmig(
+            p,
+            &[
+                "migrate",
+                "--json",
+                "--lock-timeout",
+                "200ms",
+                "--retries",
+                "2",
+            ],
+        )
+        .expect(Exit::Problems)
+        .doc("wasmig.migrate/1");
+    let t1 = run["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .find(|s| s["schema"] == "t1")
+        .expect("t1")
+        .clone();
+    assert_eq!(t1["outcome"], "failed", "{t1}");
+    assert_eq!(t1["retry_count"], 2, "{t1}");
+    assert_eq!(t1["failure"]["sqlstate"], "55P03", "{t1}");
+    assert!(!db.table_exists("t1", "note_tags"), "nothing half-applied");
+    holder.exec("ROLLBACK").expect("release");
+}

@@ -184,6 +184,8 @@ pub struct EnvSettings {
     pub plugins: Option<PathBuf>,
     /// Parallel tenants.
     pub jobs: Option<usize>,
+    /// Further attempts of a step that lost a lock conflict.
+    pub retries: Option<u32>,
     /// Application role.
     pub app_role: Option<String>,
     /// Trusted shared plugins.

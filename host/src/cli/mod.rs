@@ -68,6 +68,18 @@ pub struct Global {
     )]
     pub jobs: Option<usize>,
 
+    /// Further attempts of a step that failed on a lock it could not get in time (55P03), a
+    /// deadlock (40P01) or a serialization failure (40001), each its own transaction, after a
+    /// jittered exponential pause [default: 3]. Steps that are not transactional are not
+    /// retried.
+    #[arg(help_heading = PLUG,
+        long,
+        global = true,
+        env = "WASMIG_RETRIES",
+        value_name = "N"
+    )]
+    pub retries: Option<u32>,
+
     /// Plugins trusted by name (repeatable, or comma-separated in WASMIG_TRUSTED): shared-scope
     /// plugins run only when trusted; a trusted tenant plugin gets `full` rights (it may create
     /// functions, triggers, policies: code that runs as whoever touches its tables).

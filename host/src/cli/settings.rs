@@ -65,6 +65,7 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         || "invalid shared schema (--shared-schema / WASMIG_SHARED_SCHEMA / config)",
     )?;
     let jobs = jobs(layer(&g.jobs, &file.value(|e| &e.jobs)))?;
+    let retries = layer(&g.retries, &file.value(|e| &e.retries)).unwrap_or(DEFAULT_RETRIES);
     let app_role = app_role(layer(&g.app_role, &file.value(|e| &e.app_role)))?;
     let mut name_refs = Vec::new();
     let mut limit_overrides = file.limits.clone();
@@ -86,6 +87,7 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         plugins_dir: layer(&g.plugins, &file.plugins).unwrap_or_else(|| PathBuf::from("plugins")),
         shared_schema,
         jobs,
+        retries,
         quiet: g.quiet,
         limits: limits(g, &file)?,
         limit_overrides,
@@ -137,6 +139,10 @@ fn trust_and_grants(
     name_refs.extend(grants.iter().map(|(name, _)| name_ref(name, &grants_from)));
     Ok((trusted, grants))
 }
+
+/// Further attempts of a step that failed on a lock conflict, a deadlock or a serialization
+/// failure, when none is configured.
+pub const DEFAULT_RETRIES: u32 = 3;
 
 /// Parallel tenants: as given (at least 1), else the cores, between 2 and 8.
 fn jobs(given: Option<usize>) -> Result<usize> {

@@ -180,11 +180,17 @@ pub struct SessionLimits {
     pub temp_file_limit_kb: u64,
 }
 
+/// The default `lock_timeout` of plugin sessions. PostgreSQL queues lock requests: while a
+/// step waits for a table lock the application holds, every later query on that table (the
+/// application's too) waits behind the step. So the step's wait is the application's stall,
+/// and it is kept short; a step that times out is rolled back and tried again (`--retries`).
+pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 2_000;
+
 impl Default for SessionLimits {
     fn default() -> Self {
         SessionLimits {
             statement_timeout_ms: 10 * 60 * 1000,
-            lock_timeout_ms: 30 * 1000,
+            lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
             idle_in_transaction_ms: 60 * 1000,
             temp_file_limit_kb: 1 << 20,
         }

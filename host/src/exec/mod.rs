@@ -40,6 +40,28 @@ pub struct Fleet {
     pub backups: Option<crate::backup::Backups>,
     /// The locks held by running steps.
     pub watch: crate::watch::LockWatch,
+    /// Further attempts of a step that lost a lock conflict.
+    pub retries: u32,
+    /// Attempts made again so far, per schema (taken into its report).
+    pub retried: std::sync::Mutex<HashMap<SchemaName, u32>>,
+}
+
+impl Fleet {
+    /// Counts one more attempt of a step in `schema`.
+    pub(crate) fn count_retry(&self, schema: &SchemaName) {
+        if let Ok(mut m) = self.retried.lock() {
+            *m.entry(schema.clone()).or_default() += 1;
+        }
+    }
+
+    /// The attempts made again in `schema` (and forgets them).
+    pub(crate) fn take_retries(&self, schema: &SchemaName) -> u32 {
+        self.retried
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(schema))
+            .unwrap_or(0)
+    }
 }
 
 /// How one schema ended.
@@ -118,6 +140,8 @@ pub struct SchemaReport {
     pub outcome: Outcome,
     /// Wall time spent on it.
     pub duration: std::time::Duration,
+    /// Step attempts made again after a lock conflict, a deadlock or a serialization failure.
+    pub retries: u32,
 }
 
 /// Options of one run.
@@ -327,5 +351,6 @@ fn report(t: Target, outcome: Outcome, started: Instant) -> SchemaReport {
         scope: t.scope,
         outcome,
         duration: started.elapsed(),
+        retries: 0,
     }
 }

@@ -148,7 +148,8 @@ impl<'a> Queue<'a> {
     }
 
     fn done(&self, t: Target, outcome: Outcome, started: Instant) {
-        let r = report(t, outcome, started);
+        let mut r = report(t, outcome, started);
+        r.retries = self.fleet.take_retries(&r.schema);
         (self.on_done)(&r);
         if let Ok(mut v) = self.reports.lock() {
             v.push(r);

@@ -13,8 +13,21 @@ use crate::names::SchemaName;
 use crate::plan::{LedgerEntry, PendingStep, PluginSpec, Scope, StepRef, StepSpec, Target};
 use crate::secret;
 
-/// How many times a shared-schema step is tried when it meets a lock a tenant session holds.
-const SHARED_LOCK_ATTEMPTS: u32 = 3;
+/// The first pause before a step is tried again; it doubles with every attempt, up to
+/// [`MAX_RETRY_PAUSE`], and is jittered (half to all of it) so that schemas that met the
+/// same lock do not all come back at once.
+const FIRST_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// The longest pause between two attempts of a step.
+const MAX_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The pause before attempt `attempt + 1` (`attempt` >= 1), jittered.
+fn retry_pause(attempt: u32) -> std::time::Duration {
+    let full = FIRST_RETRY_PAUSE
+        .saturating_mul(1 << (attempt - 1).min(16))
+        .min(MAX_RETRY_PAUSE);
+    let jitter = getrandom::u32().unwrap_or(u32::MAX / 2);
+    full / 2 + full.mul_f64(f64::from(jitter) / f64::from(u32::MAX) / 2.0)
+}
 
 /// A schema-role login started ahead of time.
 pub(crate) struct Prefetch(tokio::task::JoinHandle<Option<Client>>);
@@ -176,10 +189,7 @@ impl Fleet {
                 token: &g.token,
                 action: run.action,
             };
-            let Err(f) = self
-                .run_retrying_shared(op, client, &call, run.target.scope)
-                .await
-            else {
+            let Err(f) = self.run_retrying(op, client, &call, run.target.scope).await else {
                 tracing::debug!("{schema}: {} {}/{}", run.action.as_sql(), pl.name, st.id);
                 done.push(StepRef::new(&pl.name, &st.id));
                 continue;
@@ -209,36 +219,58 @@ impl Fleet {
         Outcome::Applied { steps: done }
     }
 
-    /// [`Fleet::run_step`], except that a shared-schema step that could not get a lock (or
-    /// was chosen as a deadlock victim) ends the tenant sessions holding locks in the shared
-    /// schema and is tried again, up to [`SHARED_LOCK_ATTEMPTS`] times: a tenant step must not
-    /// keep the shared schema from migrating, which would skip every tenant of the run.
-    async fn run_retrying_shared(
+    /// [`Fleet::run_step`], tried again up to `retries` times (each attempt its own
+    /// transaction, after [`retry_pause`]) when the server rolled it back for a lock it could
+    /// not get, a deadlock or a serialization failure. A step that is not transactional is
+    /// not tried again (what it did before the failure stays done). Before a shared-schema
+    /// step is tried again, the tenant sessions holding locks in the shared schema are ended:
+    /// a tenant step must not keep the shared schema from migrating, which would skip every
+    /// tenant of the run.
+    async fn run_retrying(
         &self,
         op: &Client,
         client: &Arc<Client>,
         call: &StepCall<'_>,
         scope: Scope,
     ) -> Result<(), StepFailure> {
+        let (pl, st) = self.step(&call.step);
+        let transactional = st.transactional || call.action == GrantAction::Revert;
         let mut attempt = 1;
         loop {
             let ran = self.run_step(client, call).await;
-            let conflict = matches!(&ran, Err(f) if f.is_lock_conflict());
-            if scope != Scope::Shared || !conflict || attempt == SHARED_LOCK_ATTEMPTS {
+            let retryable = matches!(&ran, Err(f) if f.is_retryable());
+            if !retryable || !transactional || attempt > self.retries {
                 return ran;
             }
-            let (pl, st) = self.step(&call.step);
-            match control::end_tenant_sessions_locking(op, call.schema).await {
-                Ok(n) => tracing::warn!(
-                    "{}: {}/{} could not get its locks; ended {n} tenant session(s) holding locks in the shared schema, trying again ({}/{SHARED_LOCK_ATTEMPTS})",
-                    call.schema,
-                    pl.name,
-                    st.id,
-                    attempt + 1
-                ),
-                Err(e) => tracing::warn!("{}: {e}", call.schema),
+            if crate::interrupt::received().is_some() {
+                return ran;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            let code = ran
+                .as_ref()
+                .err()
+                .and_then(|f| f.sqlstate.clone())
+                .unwrap_or_default();
+            if scope == Scope::Shared {
+                match control::end_tenant_sessions_locking(op, call.schema).await {
+                    Ok(n) => tracing::warn!(
+                        "{}: ended {n} tenant session(s) holding locks in the shared schema",
+                        call.schema
+                    ),
+                    Err(e) => tracing::warn!("{}: {e}", call.schema),
+                }
+            }
+            let pause = retry_pause(attempt);
+            tracing::warn!(
+                "{}: {}/{} was rolled back (SQLSTATE {code}); trying again in {} ms ({}/{})",
+                call.schema,
+                pl.name,
+                st.id,
+                pause.as_millis(),
+                attempt,
+                self.retries
+            );
+            self.count_retry(call.schema);
+            tokio::time::sleep(pause).await;
             attempt += 1;
         }
     }

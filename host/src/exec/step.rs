@@ -83,9 +83,10 @@ impl StepFailure {
         out
     }
 
-    /// A lock the step could not get (or a deadlock it lost): worth another attempt.
-    pub(crate) fn is_lock_conflict(&self) -> bool {
-        matches!(self.sqlstate.as_deref(), Some("55P03" | "40P01"))
+    /// A lock the step could not get in time, a deadlock it lost or a serialization failure:
+    /// the server rolled it back for a reason that may be gone on another attempt.
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self.sqlstate.as_deref(), Some("55P03" | "40P01" | "40001"))
     }
 }
 

@@ -96,6 +96,9 @@ pub struct Settings {
     pub shared_schema: SchemaName,
     /// Parallel tenants.
     pub jobs: usize,
+    /// Further attempts of a step that lost a lock conflict, a deadlock or a serialization
+    /// failure (each attempt its own transaction).
+    pub retries: u32,
     /// Print progress lines.
     pub quiet: bool,
     /// Default limits for every plugin.
@@ -292,6 +295,8 @@ pub fn fleet(
         roles,
         backups,
         watch: crate::watch::LockWatch::default(),
+        retries: s.retries,
+        retried: Default::default(),
     })
 }
 

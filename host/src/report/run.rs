@@ -19,8 +19,16 @@ pub fn applied_steps(r: &SchemaReport) -> usize {
     }
 }
 
-/// The line printed when a schema finishes.
+/// The line printed when a schema finishes (with the steps tried again, if any).
 pub fn schema_line(r: &SchemaReport) -> String {
+    let line = outcome_line(r);
+    match r.retries {
+        0 => line,
+        n => format!("{line} ({n} retried after lock conflicts)"),
+    }
+}
+
+fn outcome_line(r: &SchemaReport) -> String {
     let ms = r.duration.as_secs_f64() * 1000.0;
     match &r.outcome {
         Outcome::UpToDate => format!("{}: up to date", r.schema),
@@ -99,6 +107,8 @@ struct SchemaResultJson<'a> {
     /// or `interrupted`.
     outcome: &'static str,
     duration_seconds: f64,
+    /// Step attempts made again after a lock conflict, a deadlock or a serialization failure.
+    retry_count: u32,
     applied: &'a [StepRef],
     failure: Option<FailureJson<'a>>,
     drift: &'a [Drift],
@@ -116,6 +126,7 @@ impl<'a> SchemaResultJson<'a> {
             scope: r.scope,
             outcome: "",
             duration_seconds: seconds(r.duration),
+            retry_count: r.retries,
             applied: &[],
             failure: None,
             drift: &[],
