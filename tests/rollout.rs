@@ -383,3 +383,38 @@ fn a_step_that_keeps_meeting_the_lock_fails_after_its_retries_with_nothing_half_
     assert!(!db.table_exists("t1", "note_tags"), "nothing half-applied");
     holder.exec("ROLLBACK").expect("release");
 }
+
+#[test]
+fn jobs_are_lowered_to_fit_the_connection_limit_and_a_run_that_cannot_fit_is_refused() {
+    let db = TestDb::new("conn_limit");
+    let plugins = PluginDir::new(&["notes_v1"]);
+    let p = plugins.path();
+    db.wasmig(p, &["init"]).expect(Exit::Ok);
+    db.wasmig(p, &["tenant", "create", "--no-migrate", "t1", "t2", "t3"])
+        .expect(Exit::Ok);
+    // This test's own session and the run's operator session leave 6 of 8: one worker
+    // (at most 5 sessions) fits, four do not.
+    db.exec(&format!("ALTER DATABASE {} CONNECTION LIMIT 8", db.name));
+    let run = db.wasmig(p, &["--jobs", "4", "migrate"]).expect(Exit::Ok);
+    assert!(
+        run.stderr.contains("note: running 1 job(s) instead of 4")
+            && run.stderr.contains("this database's CONNECTION LIMIT 8"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(with_step(&db, "0001_notes"), ["t1", "t2", "t3"]);
+    // With 4, not even one worker fits: refused with the numbers, nothing started.
+    db.exec(&format!("ALTER DATABASE {} CONNECTION LIMIT 4", db.name));
+    plugins.set(&["notes_v2_added"]);
+    let refused = db.wasmig(p, &["migrate"]).expect(Exit::Error);
+    assert!(
+        refused
+            .stderr
+            .contains("the server accepts too few connections for a run")
+            && refused.stderr.contains("a run needs 5 (one worker)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(with_step(&db, "0003_tags_unique_titles").is_empty());
+    db.exec(&format!("ALTER DATABASE {} CONNECTION LIMIT -1", db.name));
+}

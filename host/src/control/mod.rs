@@ -20,6 +20,7 @@ mod registry;
 mod restore;
 mod runs;
 mod secret;
+mod server;
 pub mod step_sql;
 mod structure;
 
@@ -32,6 +33,7 @@ pub use registry::*;
 pub use restore::*;
 pub use runs::*;
 pub use secret::*;
+pub use server::*;
 pub use step_sql::{CLEAN_SESSION, END_STEP, RUN_SCRIPT_SQL, WARM_UP_SQL};
 pub use structure::*;
 

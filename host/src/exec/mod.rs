@@ -12,6 +12,21 @@ mod step;
 
 pub use plugins::RunPlugins;
 
+/// The most sessions a run with `jobs` workers opens beyond the operator's own: the lock
+/// watchdog's, and per worker its operator session, the schema role's session it works on
+/// and the logins it keeps under way ahead.
+pub fn sessions_needed(jobs: usize) -> usize {
+    1 + jobs * (2 + queue::LOGINS_AHEAD)
+}
+
+/// The most workers whose sessions fit in `free` connection slots (0: not even one).
+pub fn jobs_that_fit(free: usize, jobs: usize) -> usize {
+    (0..=jobs)
+        .rev()
+        .find(|&j| j == 0 || sessions_needed(j) <= free)
+        .unwrap_or(0)
+}
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -352,5 +367,19 @@ fn report(t: Target, outcome: Outcome, started: Instant) -> SchemaReport {
         outcome,
         duration: started.elapsed(),
         retries: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{jobs_that_fit, sessions_needed};
+
+    #[test]
+    fn workers_are_as_many_as_the_free_connections_allow() {
+        assert_eq!(sessions_needed(1), 5);
+        assert_eq!(jobs_that_fit(100, 8), 8);
+        assert_eq!(jobs_that_fit(sessions_needed(3), 8), 3);
+        assert_eq!(jobs_that_fit(sessions_needed(3) - 1, 8), 2);
+        assert_eq!(jobs_that_fit(4, 8), 0);
     }
 }

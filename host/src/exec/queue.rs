@@ -17,7 +17,7 @@ use crate::names::SchemaName;
 use crate::plan::{LedgerEntry, Target};
 
 /// How many schema-role logins each worker keeps under way beyond the schema it is on.
-const LOGINS_AHEAD: usize = 2;
+pub(crate) const LOGINS_AHEAD: usize = 2;
 
 /// What taking a schema's lock gives: its ledger, or `None` when another runner holds it.
 type LockResult = Result<Option<Vec<LedgerEntry>>, control::ControlError>;

@@ -77,6 +77,25 @@ fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Ve
     Ok(out)
 }
 
+/// The workers a run of `targets` schemas can have without opening more sessions than the
+/// server and the database accept: `jobs`, or fewer (said on stderr); refused, with the
+/// numbers, when not even one worker fits.
+async fn jobs_that_fit(op: &tokio_postgres::Client, jobs: usize, targets: usize) -> Result<usize> {
+    let wanted = jobs.min(targets.max(1));
+    let (free, why) = control::free_connections(op).await?;
+    let fit = crate::exec::jobs_that_fit(free, wanted);
+    if fit == 0 {
+        bail!(
+            "the server accepts too few connections for a run: {why}; a run needs {} (one worker) beside this one. Close idle sessions or raise the limit",
+            crate::exec::sessions_needed(1)
+        );
+    }
+    if fit < wanted {
+        crate::report::notes::jobs_lowered(wanted, fit, crate::exec::sessions_needed(fit), &why);
+    }
+    Ok(fit)
+}
+
 /// Plans and (unless dry-run) applies; prints progress and a summary.
 pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     // Long: the run record, the lock watch, progress and the summary wrap one run; each step of the story is a call.
@@ -125,6 +144,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     }
 
     let enforcement = super::check_tiers_enforced(&op, s, &plugins.specs).await?;
+    let jobs = jobs_that_fit(&op, s.jobs, targets.len()).await?;
     control::clear_expired_grants(&op).await?;
     let run_id = control::start_run(&op, &o.command, &s.args).await?;
     // From here on a first SIGINT / SIGTERM stops the run cleanly (see `interrupt`).
@@ -133,7 +153,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let opts = RunOptions {
         run_id,
         selection: o.selection.clone(),
-        jobs: s.jobs,
+        jobs,
     };
     let started = std::time::Instant::now();
     let progress =

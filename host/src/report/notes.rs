@@ -35,6 +35,13 @@ pub fn labelled(schemas: &[SchemaName], set: &crate::labels::Labels, remove: &[S
     crate::outln!("{} tenant(s) labelled: {}", schemas.len(), what.join("; "));
 }
 
+/// `migrate` runs fewer workers than asked, to fit the server's connection limits.
+pub fn jobs_lowered(wanted: usize, fit: usize, sessions: usize, why: &str) {
+    crate::errln!(
+        "note: running {fit} job(s) instead of {wanted}, which would open more sessions than the server accepts ({why}); {fit} job(s) open at most {sessions}"
+    );
+}
+
 /// A `--where` picked no tenant.
 pub fn no_tenant_matches(selector: &crate::labels::Selector) {
     crate::errln!(
