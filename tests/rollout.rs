@@ -418,3 +418,64 @@ fn jobs_are_lowered_to_fit_the_connection_limit_and_a_run_that_cannot_fit_is_ref
     assert!(with_step(&db, "0003_tags_unique_titles").is_empty());
     db.exec(&format!("ALTER DATABASE {} CONNECTION LIMIT -1", db.name));
 }
+
+#[test]
+fn an_identical_failure_in_many_tenants_is_printed_once_with_the_count() {
+    let db = TestDb::new("alike");
+    let plugins = PluginDir::new(&["notes_v1"]);
+    let p = plugins.path();
+    db.wasmig(p, &["init"]).expect(Exit::Ok);
+    let tenants: Vec<String> = (1..=7).map(|i| format!("t{i}")).collect();
+    let mut args = vec!["tenant", "create"];
+    args.extend(tenants.iter().map(String::as_str));
+    db.wasmig(p, &args).expect(Exit::Ok);
+    // Duplicate titles in six tenants: the unique constraint of the next step fails there,
+    // with the same error everywhere; in t7 it fails with another value.
+    for t in &tenants[..6] {
+        db.exec(&format!(
+            "INSERT INTO {t}.notes (title) VALUES ('dup'), ('dup')"
+        ));
+    }
+    db.exec("INSERT INTO t7.notes (title) VALUES ('other'), ('other')");
+    plugins.set(&["notes_v2_added"]);
+    let run = db.wasmig(p, &["migrate"]).expect(Exit::Problems);
+    let grouped: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("failed the same way"))
+        .collect();
+    assert_eq!(grouped.len(), 1, "{}", run.stderr);
+    assert!(
+        grouped[0].starts_with("error: 6 schemas (t1, t2, t3, t4, t5 and 1 more): plugin `notes`, step `0003_tags_unique_titles`")
+            && grouped[0].contains("(SQLSTATE 23505)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Key (title)=(dup) is duplicated"),
+        "the detail is shown once: {}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr
+            .matches("Key (title)=(dup) is duplicated")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("error: schema `t7`, plugin `notes`, step `0003_tags_unique_titles` failed and was rolled back"),
+        "{}",
+        run.stderr
+    );
+    // Each tenant's own line and the JSON keep the per-tenant detail.
+    for t in &tenants {
+        assert!(
+            run.stdout
+                .contains(&format!("{t}: FAILED at notes/0003_tags_unique_titles")),
+            "{}",
+            run.stdout
+        );
+    }
+}

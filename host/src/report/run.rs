@@ -231,9 +231,94 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
             .unwrap_or_default()
     );
     print_not_finished(&cut);
-    for r in problems {
+    let (alike, single) = group_failures(&problems);
+    for group in &alike {
+        print_failure_group(group);
+    }
+    for r in single {
         print_problem(r);
     }
+}
+
+/// How many schemas of an identical failure are named; the others are counted.
+const NAMED_IN_GROUP: usize = 5;
+
+/// The failures that are identical (plugin, step, SQLSTATE and message) in more than one
+/// schema, grouped in the order they were met, and every other problem.
+fn group_failures<'a>(
+    problems: &[&'a SchemaReport],
+) -> (Vec<Vec<&'a SchemaReport>>, Vec<&'a SchemaReport>) {
+    let key = |r: &SchemaReport| match &r.outcome {
+        Outcome::Failed {
+            plugin,
+            step,
+            sqlstate,
+            message,
+            ..
+        } => Some((
+            plugin.clone(),
+            step.clone(),
+            sqlstate.clone(),
+            message.clone(),
+        )),
+        _ => None,
+    };
+    let mut groups: Vec<(_, Vec<&SchemaReport>)> = Vec::new();
+    let mut single = Vec::new();
+    for r in problems {
+        match key(r) {
+            Some(k) => match groups.iter_mut().find(|(g, _)| *g == k) {
+                Some((_, members)) => members.push(r),
+                None => groups.push((k, vec![r])),
+            },
+            None => single.push(*r),
+        }
+    }
+    let mut alike = Vec::new();
+    for (_, members) in groups {
+        if members.len() > 1 {
+            alike.push(members);
+        } else {
+            single.extend(members);
+        }
+    }
+    (alike, single)
+}
+
+/// One identical failure of many schemas, once: how many, the first few names in order (the
+/// per-schema detail is in `--json` and each schema's own line).
+fn print_failure_group(group: &[&SchemaReport]) {
+    let Outcome::Failed {
+        plugin,
+        step,
+        sqlstate: code,
+        message,
+        ..
+    } = &group[0].outcome
+    else {
+        return;
+    };
+    // By name: schemas finish in any order.
+    let mut names: Vec<&str> = group.iter().map(|r| r.schema.as_str()).collect();
+    names.sort_unstable();
+    names.truncate(NAMED_IN_GROUP);
+    let more = group.len().saturating_sub(NAMED_IN_GROUP);
+    crate::errln!(
+        "error: {} schemas ({}{}): plugin `{plugin}`, step `{step}` failed the same way and was rolled back: {}{}{}",
+        group.len(),
+        names.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+        message.lines().next().unwrap_or(""),
+        sqlstate_note(code.as_deref()),
+        message
+            .split_once('\n')
+            .map(|(_, rest)| format!("\n{rest}"))
+            .unwrap_or_default()
+    );
 }
 
 /// One line for the schemas a signal kept from finishing, however many (each schema's own
