@@ -479,3 +479,76 @@ fn an_identical_failure_in_many_tenants_is_printed_once_with_the_count() {
         );
     }
 }
+
+#[test]
+fn once_the_failure_budget_is_spent_no_new_tenant_starts_and_a_rerun_goes_on() {
+    let db = TestDb::new("budget");
+    let plugins = PluginDir::new(&["notes_v1"]);
+    let p = plugins.path();
+    db.wasmig(p, &["init"]).expect(Exit::Ok);
+    let tenants: Vec<String> = (1..=10).map(|i| format!("t{i:02}")).collect();
+    let mut args = vec!["tenant", "create"];
+    args.extend(tenants.iter().map(String::as_str));
+    db.wasmig(p, &args).expect(Exit::Ok);
+    // t02..t05 hold data the next step refuses (duplicate titles).
+    for t in &tenants[1..5] {
+        db.exec(&format!(
+            "INSERT INTO {t}.notes (title) VALUES ('dup'), ('dup')"
+        ));
+    }
+    plugins.set(&["notes_v2_added"]);
+    // 10% of the run's 11 schemas (shared and ten tenants): one failure is allowed, the
+    // second spends the budget. One job, so the tenants go in order.
+    let run = db
+        .wasmig(
+            p,
+            &["--jobs", "1", "migrate", "--json", "--max-failures", "10%"],
+        )
+        .expect(Exit::Problems)
+        .doc("wasmig.migrate/1");
+    let outcome = |t: &str| {
+        run["schemas"]
+            .as_array()
+            .expect("schemas")
+            .iter()
+            .find(|s| s["schema"] == t)
+            .map(|s| s["outcome"].as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(outcome("t01"), "applied");
+    assert_eq!(outcome("t02"), "failed");
+    assert_eq!(outcome("t03"), "failed");
+    for t in &tenants[3..] {
+        assert_eq!(outcome(t), "skipped", "{t} was not started");
+    }
+    assert_eq!(
+        with_step(&db, "0003_tags_unique_titles"),
+        ["t01"],
+        "nothing ran past the budget"
+    );
+    // In text, the tenants not started are counted once.
+    db.exec("DELETE FROM t02.notes; DELETE FROM t03.notes");
+    plugins.set(&["notes_v2_added"]);
+    let text = db
+        .wasmig(p, &["--jobs", "1", "migrate", "--max-failures", "0"])
+        .expect(Exit::Problems);
+    assert!(
+        text.stderr.contains("error: 6 schemas (t05, t06, t07, t08, t09 and 1 more) skipped: not started: more than 0 schema(s) of the run failed (--max-failures)"),
+        "{}",
+        text.stderr
+    );
+    // Without a budget the rerun goes on: only the tenants with duplicates stay behind.
+    db.wasmig(p, &["migrate"]).expect(Exit::Problems);
+    assert_eq!(
+        with_step(&db, "0003_tags_unique_titles"),
+        ["t01", "t02", "t03", "t06", "t07", "t08", "t09", "t10"]
+    );
+    let bad = db
+        .wasmig(p, &["migrate", "--max-failures", "150%"])
+        .expect(Exit::Error);
+    assert!(
+        bad.stderr.contains("invalid --max-failures `150%`"),
+        "{}",
+        bad.stderr
+    );
+}

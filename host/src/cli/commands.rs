@@ -297,6 +297,11 @@ fn migrate_options(a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {
         output: Output::from_json_flag(a.json),
         command: "migrate".into(),
         backup_dir: a.backup_dir,
+        max_failures: a
+            .max_failures
+            .as_deref()
+            .map(ops::migrate::FailureBudget::parse)
+            .transpose()?,
     })
 }
 

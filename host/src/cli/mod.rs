@@ -458,6 +458,10 @@ pub struct MigrateArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Once more schemas than this failed (a count, or a share of the run's schemas: 5%), no
+    /// new schema starts; those running finish [default: no limit].
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<String>,
     /// Before migrating a schema, dump it (pg_dump, custom format) and its ledger rows here;
     /// a schema whose dump fails is not migrated.
     #[arg(long, value_name = "DIR")]

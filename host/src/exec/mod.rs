@@ -142,6 +142,12 @@ impl Outcome {
     pub fn is_problem(&self) -> bool {
         !matches!(self, Outcome::UpToDate | Outcome::Applied { .. })
     }
+
+    /// A problem of the schema itself (what the failure budget counts), not one of the run:
+    /// not a schema skipped or left unfinished by a signal.
+    pub fn is_failure(&self) -> bool {
+        self.is_problem() && !matches!(self, Outcome::Skipped { .. } | Outcome::Interrupted { .. })
+    }
 }
 
 /// One schema's result.
@@ -168,6 +174,8 @@ pub struct RunOptions {
     pub selection: Selection,
     /// Parallel schemas.
     pub jobs: usize,
+    /// Once more schemas than this failed, no new schema starts (`--max-failures`).
+    pub max_failures: Option<usize>,
 }
 
 impl Fleet {

@@ -48,6 +48,8 @@ pub(crate) struct Queue<'a> {
     /// How long a schema may stay locked by another runner before this run gives up on it.
     lock_wait: Duration,
     workers: usize,
+    /// Schemas of this queue that ended in a problem (drawn on the failure budget).
+    failures: std::sync::atomic::AtomicUsize,
 }
 
 /// One worker's running state.
@@ -95,7 +97,14 @@ impl<'a> Queue<'a> {
             // through the schema before (taken ahead) as well as this one's steps.
             lock_wait: fleet.runtime.limits().step_timeout * 4,
             workers,
+            failures: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Whether more schemas failed than the run's failure budget allows.
+    fn over_budget(&self) -> Option<usize> {
+        let max = self.opts.max_failures?;
+        (self.failures.load(std::sync::atomic::Ordering::Relaxed) > max).then_some(max)
     }
 
     /// Runs the workers until the queue is empty (or a signal stops them); every schema of
@@ -148,6 +157,10 @@ impl<'a> Queue<'a> {
     }
 
     fn done(&self, t: Target, outcome: Outcome, started: Instant) {
+        if outcome.is_failure() {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut r = report(t, outcome, started);
         r.retries = self.fleet.take_retries(&r.schema);
         (self.on_done)(&r);
@@ -161,7 +174,17 @@ impl Worker<'_, '_> {
     async fn run(mut self) {
         loop {
             if let Some(sig) = crate::interrupt::received() {
-                self.stop(sig).await;
+                self.stop(&|| interrupted(Vec::new(), sig)).await;
+                return;
+            }
+            if let Some(max) = self.queue.over_budget() {
+                let reason = format!(
+                    "not started: more than {max} schema(s) of the run failed (--max-failures)"
+                );
+                self.stop(&|| Outcome::Skipped {
+                    reason: reason.clone(),
+                })
+                .await;
                 return;
             }
             let Some(taken) = self.take() else { break };
@@ -328,9 +351,10 @@ impl Worker<'_, '_> {
         self.queue.done(taken.target, outcome, started);
     }
 
-    /// A signal arrived: start nothing more. What this worker took ahead and what is still
-    /// queued is reported as not done, so no schema goes missing from the summary.
-    async fn stop(mut self, sig: crate::interrupt::Signal) {
+    /// A signal arrived, or the failure budget is spent: start nothing more. What this worker
+    /// took ahead and what is still queued is reported as `not_done`, so no schema goes
+    /// missing from the summary.
+    async fn stop(mut self, not_done: &dyn Fn() -> Outcome) {
         if let (Some(Ok(Some(_))), Some(next)) = (&self.prelocked, self.ahead.front()) {
             // Locked ahead for the schema that now will not run.
             release(&self.op, Some(next.target.schema.clone())).await;
@@ -345,8 +369,7 @@ impl Worker<'_, '_> {
             left.push(q.target);
         }
         for t in left {
-            self.queue
-                .done(t, interrupted(Vec::new(), sig), Instant::now());
+            self.queue.done(t, not_done(), Instant::now());
         }
         release(&self.op, self.locked.take()).await;
     }

@@ -22,6 +22,44 @@ pub enum ScopeFilter {
     TenantsOnly,
 }
 
+/// How many schemas of a run may fail before no new one starts (`--max-failures`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureBudget {
+    /// This many.
+    Count(usize),
+    /// This share (percent, 0..=100) of the run's schemas, rounded down.
+    Percent(u32),
+}
+
+impl FailureBudget {
+    /// Parses `N` or `P%`.
+    pub fn parse(raw: &str) -> Result<FailureBudget> {
+        let bad = || {
+            anyhow::anyhow!(
+                "invalid --max-failures `{raw}`: write a count (5) or a share of the run's schemas (5%)"
+            )
+        };
+        match raw.strip_suffix('%') {
+            Some(p) => {
+                let p: u32 = p.trim().parse().map_err(|_| bad())?;
+                if p > 100 {
+                    return Err(bad());
+                }
+                Ok(FailureBudget::Percent(p))
+            }
+            None => Ok(FailureBudget::Count(raw.trim().parse().map_err(|_| bad())?)),
+        }
+    }
+
+    /// The most failures allowed in a run of `schemas` schemas.
+    pub fn of(self, schemas: usize) -> usize {
+        match self {
+            FailureBudget::Count(n) => n,
+            FailureBudget::Percent(p) => schemas * p as usize / 100,
+        }
+    }
+}
+
 /// Options of `wasmig migrate`.
 #[derive(Debug, Clone)]
 pub struct MigrateOptions {
@@ -41,6 +79,8 @@ pub struct MigrateOptions {
     pub command: String,
     /// Dump each schema with pending steps here first.
     pub backup_dir: Option<std::path::PathBuf>,
+    /// Once more schemas than this failed, no new schema starts (none: no limit).
+    pub max_failures: Option<FailureBudget>,
 }
 
 fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Vec<Target>> {
@@ -154,6 +194,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         run_id,
         selection: o.selection.clone(),
         jobs,
+        max_failures: o.max_failures.map(|b| b.of(targets.len())),
     };
     let started = std::time::Instant::now();
     let progress =

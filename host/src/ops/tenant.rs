@@ -71,6 +71,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
             output: crate::report::Output::Text,
             command: "tenant create".into(),
             backup_dir: None,
+            max_failures: None,
         },
     )
     .await

@@ -42,6 +42,7 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
             output: crate::report::Output::Text,
             command: "verify --fix".into(),
             backup_dir: None,
+            max_failures: None,
         };
         // Failures are reported by the run and show up again in the verification below.
         let quiet = Settings {

@@ -243,82 +243,92 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
 /// How many schemas of an identical failure are named; the others are counted.
 const NAMED_IN_GROUP: usize = 5;
 
-/// The failures that are identical (plugin, step, SQLSTATE and message) in more than one
-/// schema, grouped in the order they were met, and every other problem.
-fn group_failures<'a>(
-    problems: &[&'a SchemaReport],
-) -> (Vec<Vec<&'a SchemaReport>>, Vec<&'a SchemaReport>) {
-    let key = |r: &SchemaReport| match &r.outcome {
+/// What makes two problems the same for the summary: a failure's plugin, step, SQLSTATE and
+/// message, or the reason schemas were skipped.
+#[derive(PartialEq)]
+enum Alike<'a> {
+    Failed(&'a str, &'a str, Option<&'a str>, &'a str),
+    Skipped(&'a str),
+}
+
+fn alike(r: &SchemaReport) -> Option<Alike<'_>> {
+    match &r.outcome {
         Outcome::Failed {
             plugin,
             step,
             sqlstate,
             message,
             ..
-        } => Some((
-            plugin.clone(),
-            step.clone(),
-            sqlstate.clone(),
-            message.clone(),
-        )),
+        } => Some(Alike::Failed(plugin, step, sqlstate.as_deref(), message)),
+        Outcome::Skipped { reason } => Some(Alike::Skipped(reason)),
         _ => None,
-    };
-    let mut groups: Vec<(_, Vec<&SchemaReport>)> = Vec::new();
+    }
+}
+
+/// The problems that are identical in more than one schema (see [`Alike`]), grouped in the
+/// order they were met, and every other problem.
+fn group_failures<'a>(
+    problems: &[&'a SchemaReport],
+) -> (Vec<Vec<&'a SchemaReport>>, Vec<&'a SchemaReport>) {
+    let mut groups: Vec<(Alike<'a>, Vec<&'a SchemaReport>)> = Vec::new();
     let mut single = Vec::new();
-    for r in problems {
-        match key(r) {
+    for &r in problems {
+        match alike(r) {
             Some(k) => match groups.iter_mut().find(|(g, _)| *g == k) {
                 Some((_, members)) => members.push(r),
                 None => groups.push((k, vec![r])),
             },
-            None => single.push(*r),
+            None => single.push(r),
         }
     }
-    let mut alike = Vec::new();
+    let mut grouped = Vec::new();
     for (_, members) in groups {
         if members.len() > 1 {
-            alike.push(members);
+            grouped.push(members);
         } else {
             single.extend(members);
         }
     }
-    (alike, single)
+    (grouped, single)
 }
 
-/// One identical failure of many schemas, once: how many, the first few names in order (the
+/// One problem identical in many schemas, once: how many, the first few names in order (the
 /// per-schema detail is in `--json` and each schema's own line).
 fn print_failure_group(group: &[&SchemaReport]) {
-    let Outcome::Failed {
-        plugin,
-        step,
-        sqlstate: code,
-        message,
-        ..
-    } = &group[0].outcome
-    else {
-        return;
-    };
     // By name: schemas finish in any order.
     let mut names: Vec<&str> = group.iter().map(|r| r.schema.as_str()).collect();
     names.sort_unstable();
+    let more = names.len().saturating_sub(NAMED_IN_GROUP);
     names.truncate(NAMED_IN_GROUP);
-    let more = group.len().saturating_sub(NAMED_IN_GROUP);
-    crate::errln!(
-        "error: {} schemas ({}{}): plugin `{plugin}`, step `{step}` failed the same way and was rolled back: {}{}{}",
+    let who = format!(
+        "{} schemas ({}{})",
         group.len(),
         names.join(", "),
         if more > 0 {
             format!(" and {more} more")
         } else {
             String::new()
-        },
-        message.lines().next().unwrap_or(""),
-        sqlstate_note(code.as_deref()),
-        message
-            .split_once('\n')
-            .map(|(_, rest)| format!("\n{rest}"))
-            .unwrap_or_default()
+        }
     );
+    match &group[0].outcome {
+        Outcome::Failed {
+            plugin,
+            step,
+            sqlstate: code,
+            message,
+            ..
+        } => crate::errln!(
+            "error: {who}: plugin `{plugin}`, step `{step}` failed the same way and was rolled back: {}{}{}",
+            message.lines().next().unwrap_or(""),
+            sqlstate_note(code.as_deref()),
+            message
+                .split_once('\n')
+                .map(|(_, rest)| format!("\n{rest}"))
+                .unwrap_or_default()
+        ),
+        Outcome::Skipped { reason } => crate::errln!("error: {who} skipped: {reason}"),
+        _ => {}
+    }
 }
 
 /// One line for the schemas a signal kept from finishing, however many (each schema's own
