@@ -134,6 +134,11 @@ impl Server {
         );
         if durability == Durability::Fast {
             opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        } else {
+            // The benchmark's baseline for `verify --structure` is one `pg_dump
+            // --schema-only` of a 10,000-tenant fleet, which locks every table (120,000) in
+            // one transaction: the lock table must hold them (512 x 400 slots).
+            opts.push_str(" -c max_locks_per_transaction=512");
         }
         let log = base.join("server.log");
         let out = pg_tool(
