@@ -433,20 +433,7 @@ fn an_operator_that_does_not_act_for_the_owner_is_told_what_to_grant_and_changes
     // `ALTER ... OWNER` needs the current owner's rights: an operator that is neither a
     // superuser nor a member of django_app is refused per schema, naming the grant to give.
     let db = restored("django_operator");
-    let op = format!("op_{}", db.name);
-    db.exec(&format!(
-        "CREATE ROLE \"{op}\" LOGIN CREATEROLE PASSWORD 'op'; GRANT CREATE ON DATABASE \"{}\" TO \"{op}\";",
-        db.name
-    ));
-    let url = db.url.replacen(
-        &format!(
-            "{}:{}",
-            crate::support::ADMIN_USER,
-            crate::support::ADMIN_PASSWORD
-        ),
-        &format!("{op}:op"),
-        1,
-    );
+    let (op, url) = db.non_superuser_operator();
     let plugins = PluginDir::new(APPS);
     // Its own shared schema (`public` is PostgreSQL's, which only the database owner may give).
     let run = |args: &[&str]| {

@@ -267,24 +267,32 @@ fn where_picks_tenants_by_label_for_migrate_status_verify_and_baseline() {
     assert!(!db.table_exists("us1", "notes"), "baselined, not run");
 }
 
-#[test]
-fn a_step_behind_the_applications_lock_times_out_retries_and_never_stalls_the_application() {
+/// Tenant `t1` migrated with `notes` v1, the next version (whose step needs a lock on `notes`
+/// that conflicts with a reader's) in the plugin directory, and an application session
+/// reading `notes` in a transaction it keeps open.
+fn behind_an_open_read(label: &str) -> (TestDb, PluginDir, crate::support::Session) {
     use crate::support::{ADMIN_PASSWORD, ADMIN_USER};
-    use std::time::{Duration, Instant};
-    let db = TestDb::new("lock_retry");
+    let db = TestDb::new(label);
     let plugins = PluginDir::new(&["notes_v1"]);
     let p = plugins.path();
     db.wasmig(p, &["init"]).expect(Exit::Ok);
     db.wasmig(p, &["tenant", "create", "t1"]).expect(Exit::Ok);
-    // The next step needs a lock on `notes` that conflicts with a reader's.
     plugins.set(&["notes_v2_added"]);
-
-    // The application: one session reads `notes` in a transaction held open for 3 s; another
-    // queries the table again and again, timing each query.
     let holder = db.session_as(ADMIN_USER, ADMIN_PASSWORD);
     holder
         .exec("BEGIN; SELECT count(*) FROM t1.notes")
         .expect("hold the lock");
+    (db, plugins, holder)
+}
+
+#[test]
+fn a_step_behind_the_applications_lock_times_out_retries_and_never_stalls_the_application() {
+    use crate::support::{ADMIN_PASSWORD, ADMIN_USER};
+    use std::time::{Duration, Instant};
+    // The application: one session reads `notes` in a transaction held open for 3 s; another
+    // queries the table again and again, timing each query.
+    let (db, plugins, holder) = behind_an_open_read("lock_retry");
+    let p = plugins.path();
     let holding = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(3));
         holder.exec("COMMIT").expect("release");
@@ -345,17 +353,8 @@ fn a_step_behind_the_applications_lock_times_out_retries_and_never_stalls_the_ap
 
 #[test]
 fn a_step_that_keeps_meeting_the_lock_fails_after_its_retries_with_nothing_half_applied() {
-    use crate::support::{ADMIN_PASSWORD, ADMIN_USER};
-    let db = TestDb::new("lock_give_up");
-    let plugins = PluginDir::new(&["notes_v1"]);
+    let (db, plugins, holder) = behind_an_open_read("lock_give_up");
     let p = plugins.path();
-    db.wasmig(p, &["init"]).expect(Exit::Ok);
-    db.wasmig(p, &["tenant", "create", "t1"]).expect(Exit::Ok);
-    plugins.set(&["notes_v2_added"]);
-    let holder = db.session_as(ADMIN_USER, ADMIN_PASSWORD);
-    holder
-        .exec("BEGIN; SELECT count(*) FROM t1.notes")
-        .expect("hold the lock");
     let run = db
         .wasmig(
             p,

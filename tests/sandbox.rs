@@ -1211,20 +1211,7 @@ fn without_the_object_guard_limited_tiers_are_refused_not_weakened() {
     // An operator that is not a superuser cannot install the event trigger: a tenant plugin
     // without `full` rights is then refused before anything runs.
     let db = TestDb::new("no_guard");
-    let op = format!("op_{}", db.name);
-    db.exec(&format!(
-        "CREATE ROLE \"{op}\" LOGIN CREATEROLE PASSWORD 'op'; GRANT CREATE ON DATABASE \"{}\" TO \"{op}\";",
-        db.name
-    ));
-    let url = db.url.replacen(
-        &format!(
-            "{}:{}",
-            crate::support::ADMIN_USER,
-            crate::support::ADMIN_PASSWORD
-        ),
-        &format!("{op}:op"),
-        1,
-    );
+    let (_, url) = db.non_superuser_operator();
     let plugins = PluginDir::new(&["notes_v1"]);
     let run = |args: &[&str]| {
         let out = crate::support::wasmig_command(&url, plugins.path(), args)

@@ -221,6 +221,23 @@ impl TestDb {
         }
     }
 
+    /// A login role `op_<db>` (password `op`) that is not a superuser but may create roles and
+    /// schemas here (`CREATEROLE`, `CREATE` on the database): the operator of a team without
+    /// superuser rights. Returns the URL that logs in as it.
+    pub fn non_superuser_operator(&self) -> (String, String) {
+        let op = format!("op_{}", self.name);
+        self.exec(&format!(
+            "CREATE ROLE \"{op}\" LOGIN CREATEROLE PASSWORD 'op'; GRANT CREATE ON DATABASE \"{}\" TO \"{op}\";",
+            self.name
+        ));
+        let url = self.url.replacen(
+            &format!("{ADMIN_USER}:{ADMIN_PASSWORD}"),
+            &format!("{op}:op"),
+            1,
+        );
+        (op, url)
+    }
+
     /// A session of its own logged in as `user` (over TCP, password auth), for tests that
     /// need another backend holding locks or a transaction open.
     pub fn session_as(&self, user: &str, password: &str) -> Session {

@@ -300,16 +300,7 @@ fn print_failure_group(group: &[&SchemaReport]) {
     names.sort_unstable();
     let more = names.len().saturating_sub(NAMED_IN_GROUP);
     names.truncate(NAMED_IN_GROUP);
-    let who = format!(
-        "{} schemas ({}{})",
-        group.len(),
-        names.join(", "),
-        if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        }
-    );
+    let who = format!("{} schemas ({})", group.len(), and_more(&names, more));
     match &group[0].outcome {
         Outcome::Failed {
             plugin,
@@ -318,13 +309,8 @@ fn print_failure_group(group: &[&SchemaReport]) {
             message,
             ..
         } => crate::errln!(
-            "error: {who}: plugin `{plugin}`, step `{step}` failed the same way and was rolled back: {}{}{}",
-            message.lines().next().unwrap_or(""),
-            sqlstate_note(code.as_deref()),
-            message
-                .split_once('\n')
-                .map(|(_, rest)| format!("\n{rest}"))
-                .unwrap_or_default()
+            "error: {who}: plugin `{plugin}`, step `{step}` failed the same way and was rolled back: {}",
+            failure_text(message, code.as_deref())
         ),
         Outcome::Skipped { reason } => crate::errln!("error: {who} skipped: {reason}"),
         _ => {}
@@ -338,21 +324,35 @@ fn print_not_finished(cut: &[&SchemaReport]) {
         return;
     }
     const SHOWN: usize = 10;
-    let names: Vec<String> = cut
-        .iter()
-        .take(SHOWN)
-        .map(|r| r.schema.to_string())
-        .collect();
+    let names: Vec<&str> = cut.iter().take(SHOWN).map(|r| r.schema.as_str()).collect();
     crate::errln!(
-        "error: the run was interrupted before {} schema(s) were done: {}{}; their steps that ran are committed and recorded, run `wasmig migrate` again to apply the rest",
+        "error: the run was interrupted before {} schema(s) were done: {}; their steps that ran are committed and recorded, run `wasmig migrate` again to apply the rest",
         cut.len(),
-        names.join(", "),
-        if cut.len() > SHOWN {
-            format!(" and {} more", cut.len() - SHOWN)
-        } else {
-            String::new()
-        }
+        and_more(&names, cut.len().saturating_sub(SHOWN))
     );
+}
+
+/// `a, b, c` and, when `more` were left out, ` and N more`.
+fn and_more(names: &[&str], more: usize) -> String {
+    let mut out = names.join(", ");
+    if more > 0 {
+        out.push_str(&format!(" and {more} more"));
+    }
+    out
+}
+
+/// A step failure as the summary shows it: the first line of its message and its SQLSTATE,
+/// then the rest of the message (caret, DETAIL, HINT) on lines of their own.
+fn failure_text(message: &str, code: Option<&str>) -> String {
+    format!(
+        "{}{}{}",
+        message.lines().next().unwrap_or(""),
+        sqlstate_note(code),
+        message
+            .split_once('\n')
+            .map(|(_, rest)| format!("\n{rest}"))
+            .unwrap_or_default()
+    )
 }
 
 /// A problem schema's cause, on stderr.
@@ -365,14 +365,9 @@ fn print_problem(r: &SchemaReport) {
             message,
             ..
         } => crate::errln!(
-            "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {}{}{}",
+            "error: schema `{}`, plugin `{plugin}`, step `{step}` failed and was rolled back: {}",
             r.schema,
-            message.lines().next().unwrap_or(""),
-            sqlstate_note(code.as_deref()),
-            message
-                .split_once('\n')
-                .map(|(_, rest)| format!("\n{rest}"))
-                .unwrap_or_default()
+            failure_text(message, code.as_deref())
         ),
         Outcome::Drift { drift } => {
             for d in drift {
