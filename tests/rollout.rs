@@ -342,6 +342,14 @@ fn a_step_behind_the_applications_lock_times_out_retries_and_never_stalls_the_ap
     let retries = t1["retry_count"].as_u64().expect("retry_count");
     assert!(retries >= 2, "it waited for the lock by retrying: {t1}");
     assert!(db.table_exists("t1", "note_tags"));
+    // The run's history keeps the retries.
+    let run_id = run["run_id"].as_i64().expect("run_id").to_string();
+    let detail = db
+        .wasmig(p, &["history", "--run", &run_id, "--json"])
+        .expect(Exit::Ok)
+        .doc("wasmig.run/1");
+    assert_eq!(detail["schemas"][0]["schema"], "t1", "{detail}");
+    assert_eq!(detail["schemas"][0]["retry_count"].as_u64(), Some(retries));
     // While the step waited for its lock, the application's queries queued behind it: never
     // for longer than the step's lock timeout (plus scheduling slack).
     assert!(queries > 20, "the application kept querying ({queries})");
@@ -549,5 +557,68 @@ fn once_the_failure_budget_is_spent_no_new_tenant_starts_and_a_rerun_goes_on() {
         bad.stderr.contains("invalid --max-failures `150%`"),
         "{}",
         bad.stderr
+    );
+}
+
+#[test]
+fn history_of_one_run_lists_each_schema_with_its_steps_failures_and_durations() {
+    let db = TestDb::new("run_detail");
+    let plugins = PluginDir::new(&["notes_v1"]);
+    let p = plugins.path();
+    db.wasmig(p, &["init"]).expect(Exit::Ok);
+    db.wasmig(p, &["tenant", "create", "t1", "t2", "t3"])
+        .expect(Exit::Ok);
+    db.exec("INSERT INTO t2.notes (title) VALUES ('dup'), ('dup')");
+    plugins.set(&["notes_v2_added"]);
+    let run = db
+        .wasmig(p, &["migrate", "--json"])
+        .expect(Exit::Problems)
+        .doc("wasmig.migrate/1");
+    let id = run["run_id"].as_i64().expect("run_id").to_string();
+    let detail = db
+        .wasmig(p, &["history", "--run", &id, "--json"])
+        .expect(Exit::Ok)
+        .doc("wasmig.run/1");
+    assert_eq!(detail["run"]["outcome"], "failed", "{detail}");
+    let schemas = detail["schemas"].as_array().expect("schemas");
+    let names: Vec<&str> = schemas
+        .iter()
+        .map(|s| s["schema"].as_str().expect("schema"))
+        .collect();
+    assert_eq!(
+        names,
+        ["t1", "t2", "t3"],
+        "the up-to-date shared schema is not listed"
+    );
+    assert_eq!(schemas[0]["outcome"], "applied");
+    assert_eq!(schemas[0]["applied"][0]["step"], "0003_tags_unique_titles");
+    assert!(
+        schemas[0]["applied"][0]["duration_seconds"]
+            .as_f64()
+            .expect("secs")
+            >= 0.0
+    );
+    assert_eq!(schemas[1]["outcome"], "failed");
+    assert_eq!(schemas[1]["applied"].as_array().map(Vec::len), Some(0));
+    assert_eq!(schemas[1]["failures"][0]["sqlstate"], "23505");
+    let text = db.wasmig(p, &["history", "--run", &id]).expect(Exit::Ok);
+    assert!(
+        text.stdout.contains("t2: failed (0 step(s)")
+            && text
+                .stdout
+                .contains("  failed notes/0003_tags_unique_titles: could not create unique index")
+            && text
+                .stdout
+                .contains("  applied notes/0003_tags_unique_titles in "),
+        "{}",
+        text.stdout
+    );
+    let none = db
+        .wasmig(p, &["history", "--run", "999999"])
+        .expect(Exit::Error);
+    assert!(
+        none.stderr.contains("there is no run 999999"),
+        "{}",
+        none.stderr
     );
 }

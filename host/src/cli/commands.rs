@@ -96,8 +96,8 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             };
             ops::metrics::metrics(&s, format, output.as_deref()).await
         }
-        Command::History { json, limit } => {
-            ops::history::history(&s, Output::from_json_flag(json), limit).await
+        Command::History { json, limit, run } => {
+            ops::history::history(&s, Output::from_json_flag(json), limit, run).await
         }
     }
 }

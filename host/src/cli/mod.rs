@@ -341,6 +341,10 @@ pub enum Command {
         /// How many runs.
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// One run in detail: each schema it worked on, with the steps applied, failures,
+        /// retries and durations.
+        #[arg(long, value_name = "N", conflicts_with = "limit")]
+        run: Option<i64>,
     },
     /// Pin plugin artifacts in the lock file by their blake3 (all loaded plugins, or the
     /// named ones).

@@ -71,6 +71,16 @@ CREATE TABLE IF NOT EXISTS wasmig.failure (
     failed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX IF NOT EXISTS failure_schema_idx ON wasmig.failure (schema_name, failed_at);
+-- What each schema a run worked on came to (`wasmig history --run N`), written at its end;
+-- schemas that were already up to date are not listed.
+CREATE TABLE IF NOT EXISTS wasmig.run_schema (
+    run_id bigint NOT NULL,
+    schema_name text NOT NULL,
+    outcome text NOT NULL,
+    retries int NOT NULL DEFAULT 0,
+    duration_ms double precision NOT NULL,
+    PRIMARY KEY (run_id, schema_name)
+);
 CREATE TABLE IF NOT EXISTS wasmig.step_grant (
     token_hash bytea PRIMARY KEY,
     role_name text NOT NULL,

@@ -139,6 +139,15 @@ pub struct RunRecord {
 
 /// The newest `limit` runs, newest first.
 pub async fn runs(client: &Client, limit: i64) -> Result<Vec<RunRecord>, ControlError> {
+    run_records(client, limit, None).await
+}
+
+/// The newest `limit` runs (only run `only`, if given), newest first.
+async fn run_records(
+    client: &Client,
+    limit: i64,
+    only: Option<i64>,
+) -> Result<Vec<RunRecord>, ControlError> {
     let rows = client
         .query(
             "SELECT run_id, command, arguments::text, os_user, hostname, db_user,
@@ -155,8 +164,9 @@ pub async fn runs(client: &Client, limit: i64) -> Result<Vec<RunRecord>, Control
                          THEN NULL
                          ELSE 'abandoned' END,
                     applied, failed
-             FROM wasmig.run ORDER BY run_id DESC LIMIT $1",
-            &[&limit, &RUN_LOCK_CLASS],
+             FROM wasmig.run WHERE $3::int8 IS NULL OR run_id = $3
+             ORDER BY run_id DESC LIMIT $1",
+            &[&limit, &RUN_LOCK_CLASS, &only],
         )
         .await
         .map_err(pg("reading the run history"))?;
@@ -285,4 +295,121 @@ pub async fn record_failure(
         .await
         .map_err(pg("recording a failure"))?;
     Ok(())
+}
+
+/// What one schema of a run came to, as the run records it at its end.
+#[derive(Debug, Clone)]
+pub struct RunSchema {
+    /// The schema.
+    pub schema: String,
+    /// `applied`, `failed`, `skipped`, ... (see `exec::Outcome::name`).
+    pub outcome: String,
+    /// Step attempts made again after lock conflicts.
+    pub retries: i32,
+    /// Time spent on it, seconds.
+    pub duration_s: f64,
+    /// The steps of this run still in its ledger: plugin, step, seconds.
+    pub steps: Vec<(String, String, f64)>,
+    /// The failures this run recorded: plugin, step, SQLSTATE, message.
+    pub failures: Vec<(String, String, Option<String>, String)>,
+}
+
+/// Records what each schema a run worked on came to (`schema`, outcome, retries, seconds).
+pub async fn record_run_schemas(
+    client: &Client,
+    run_id: i64,
+    rows: &[(&str, &str, i32, f64)],
+) -> Result<(), ControlError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let schemas: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let outcomes: Vec<&str> = rows.iter().map(|r| r.1).collect();
+    let retries: Vec<i32> = rows.iter().map(|r| r.2).collect();
+    let ms: Vec<f64> = rows.iter().map(|r| r.3 * 1000.0).collect();
+    client
+        .execute(
+            "INSERT INTO wasmig.run_schema (run_id, schema_name, outcome, retries, duration_ms)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[], $5::float8[])
+             ON CONFLICT (run_id, schema_name) DO NOTHING",
+            &[&run_id, &schemas, &outcomes, &retries, &ms],
+        )
+        .await
+        .map_err(pg("recording what each schema of the run came to"))?;
+    Ok(())
+}
+
+/// Run `run_id` and what each schema it worked on came to, with the steps it applied (still
+/// in the ledger) and the failures it recorded; `None` when there is no such run.
+pub async fn run_detail(
+    client: &Client,
+    run_id: i64,
+) -> Result<Option<(RunRecord, Vec<RunSchema>)>, ControlError> {
+    let Some(run) = run_records(client, 1, Some(run_id)).await?.pop() else {
+        return Ok(None);
+    };
+    let what = || format!("reading run {run_id}");
+    let mut schemas: Vec<RunSchema> = client
+        .query(
+            "SELECT schema_name, outcome, retries, duration_ms / 1000.0 FROM wasmig.run_schema
+              WHERE run_id = $1 ORDER BY schema_name",
+            &[&run_id],
+        )
+        .await
+        .map_err(pg(what()))?
+        .iter()
+        .map(|r| RunSchema {
+            schema: r.get(0),
+            outcome: r.get(1),
+            retries: r.get(2),
+            duration_s: r.get(3),
+            steps: Vec::new(),
+            failures: Vec::new(),
+        })
+        .collect();
+    let steps = client
+        .query(
+            "SELECT schema_name, plugin, step_id, duration_ms / 1000.0 FROM wasmig.ledger
+              WHERE run_id = $1 ORDER BY schema_name, applied_at, plugin, step_id",
+            &[&run_id],
+        )
+        .await
+        .map_err(pg(what()))?;
+    let failures = client
+        .query(
+            "SELECT schema_name, plugin, step_id, sqlstate, message FROM wasmig.failure
+              WHERE run_id = $1 ORDER BY schema_name, failed_at",
+            &[&run_id],
+        )
+        .await
+        .map_err(pg(what()))?;
+    for r in &steps {
+        let i = schema_entry(&mut schemas, r.get(0));
+        schemas[i].steps.push((r.get(1), r.get(2), r.get(3)));
+    }
+    for r in &failures {
+        let i = schema_entry(&mut schemas, r.get(0));
+        schemas[i]
+            .failures
+            .push((r.get(1), r.get(2), r.get(3), r.get(4)));
+    }
+    schemas.sort_by(|a, b| a.schema.cmp(&b.schema));
+    Ok(Some((run, schemas)))
+}
+
+/// The index of `schema` in `schemas`, added (with nothing recorded) if missing: a run made
+/// before `run_schema` existed still shows its steps and failures.
+fn schema_entry(schemas: &mut Vec<RunSchema>, schema: String) -> usize {
+    if let Some(i) = schemas.iter().position(|s| s.schema == schema) {
+        return i;
+    }
+    schemas.push(RunSchema {
+        schema,
+        outcome: String::new(),
+        retries: 0,
+        duration_s: 0.0,
+        steps: Vec::new(),
+        failures: Vec::new(),
+    });
+    schemas.len() - 1
 }

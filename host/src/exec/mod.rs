@@ -143,6 +143,22 @@ impl Outcome {
         !matches!(self, Outcome::UpToDate | Outcome::Applied { .. })
     }
 
+    /// Its name in `--json` and in the run history: `up_to_date`, `applied`, `failed`,
+    /// `drift`, `forged`, `blocked`, `skipped`, `error` or `interrupted`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::UpToDate => "up_to_date",
+            Outcome::Applied { .. } => "applied",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Drift { .. } => "drift",
+            Outcome::Forged { .. } => "forged",
+            Outcome::Blocked { .. } => "blocked",
+            Outcome::Skipped { .. } => "skipped",
+            Outcome::Error { .. } => "error",
+            Outcome::Interrupted { .. } => "interrupted",
+        }
+    }
+
     /// A problem of the schema itself (what the failure budget counts), not one of the run:
     /// not a schema skipped or left unfinished by a signal.
     pub fn is_failure(&self) -> bool {

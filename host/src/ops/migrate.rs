@@ -205,6 +205,23 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     };
     let reports = fleet.migrate(&op, targets, &ledger, &opts, &on_done).await;
     progress.finish();
+    let worked: Vec<(&str, &str, i32, f64)> = reports
+        .iter()
+        .filter(|r| !matches!(r.outcome, crate::exec::Outcome::UpToDate))
+        .map(|r| {
+            let retries = i32::try_from(r.retries).unwrap_or(i32::MAX);
+            (
+                r.schema.as_str(),
+                r.outcome.name(),
+                retries,
+                r.duration.as_secs_f64(),
+            )
+        })
+        .collect();
+    // The results stand even if they cannot be recorded (e.g. the server restarted).
+    if let Err(e) = control::record_run_schemas(&op, run_id, &worked).await {
+        tracing::warn!("could not record what each schema of run {run_id} came to: {e}");
+    }
     let applied: usize = reports.iter().map(report::applied_steps).sum();
     let failed = reports.iter().filter(|r| r.outcome.is_problem()).count();
     let signal = crate::interrupt::received();

@@ -208,7 +208,7 @@ pub fn print_health(h: &Health, out: Output) {
 
 /// A run in `wasmig.history/1` and `wasmig.health/1`.
 #[derive(Serialize)]
-struct RunJson<'a> {
+pub(super) struct RunJson<'a> {
     run_id: i64,
     command: &'a str,
     arguments: &'a [String],
@@ -225,7 +225,7 @@ struct RunJson<'a> {
 }
 
 impl<'a> RunJson<'a> {
-    fn new(r: &'a RunRecord) -> Self {
+    pub(super) fn new(r: &'a RunRecord) -> Self {
         RunJson {
             run_id: r.run_id,
             command: &r.command,

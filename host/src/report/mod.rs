@@ -7,6 +7,7 @@
 //! in `_seconds`; floats carry at most three decimals.
 
 mod fleet;
+mod history;
 pub mod notes;
 mod progress;
 mod run;
@@ -16,6 +17,7 @@ mod structure;
 pub use fleet::{
     Health, Metrics, metrics_json, print_health, print_history, print_tenants, prometheus,
 };
+pub use history::print_run_detail;
 pub use progress::Progress;
 pub use run::{applied_steps, print_plan, print_revert, print_run_summary, schema_line};
 pub use status::{SchemaStatus, print_status, print_verify};

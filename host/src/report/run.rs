@@ -124,7 +124,7 @@ impl<'a> SchemaResultJson<'a> {
         let mut j = SchemaResultJson {
             schema: r.schema.as_str(),
             scope: r.scope,
-            outcome: "",
+            outcome: r.outcome.name(),
             duration_seconds: seconds(r.duration),
             retry_count: r.retries,
             applied: &[],
@@ -134,11 +134,10 @@ impl<'a> SchemaResultJson<'a> {
             reason: None,
             signal: None,
         };
-        j.outcome = match &r.outcome {
-            Outcome::UpToDate => "up_to_date",
+        match &r.outcome {
+            Outcome::UpToDate => {}
             Outcome::Applied { steps } => {
                 j.applied = steps;
-                "applied"
             }
             Outcome::Failed {
                 applied,
@@ -154,34 +153,27 @@ impl<'a> SchemaResultJson<'a> {
                     sqlstate: sqlstate.as_deref(),
                     message,
                 });
-                "failed"
             }
             Outcome::Drift { drift } => {
                 j.drift = drift;
-                "drift"
             }
             Outcome::Forged { rows } => {
                 j.forged = rows;
-                "forged"
             }
             Outcome::Blocked { reason } => {
                 j.reason = Some(reason);
-                "blocked"
             }
             Outcome::Skipped { reason } => {
                 j.reason = Some(reason);
-                "skipped"
             }
             Outcome::Error { message } => {
                 j.reason = Some(message);
-                "error"
             }
             Outcome::Interrupted { applied, signal } => {
                 j.applied = applied;
                 j.signal = Some(signal);
-                "interrupted"
             }
-        };
+        }
         j
     }
 }
