@@ -472,8 +472,14 @@ fn an_operator_that_does_not_act_for_the_owner_is_told_what_to_grant_and_changes
         0,
         "no role was left behind"
     );
-    // Given the grant it names, the same command adopts both, in parallel.
+    // Given the grant it names, the same command adopts both, in parallel; an ordered-set
+    // aggregate (whose identity arguments read `x ORDER BY y`) is transferred and granted too.
     db.exec(&format!("GRANT django_app TO \"{op}\""));
+    db.exec(
+        "CREATE AGGREGATE acme.pct(float8 ORDER BY float8) (sfunc = ordered_set_transition,
+             stype = internal, finalfunc = percentile_disc_final, finalfunc_extra);
+         ALTER AGGREGATE acme.pct(float8 ORDER BY float8) OWNER TO django_app;",
+    );
     let done = run(&["-j", "2", "tenant", "adopt", "acme", "globex"]).expect(Exit::Ok);
     assert!(
         done.stdout.contains("2 schema(s) adopted, 0 refused"),
@@ -483,4 +489,13 @@ fn an_operator_that_does_not_act_for_the_owner_is_told_what_to_grant_and_changes
     for schema in ["acme", "globex"] {
         assert_eq!(foreign_objects(&db, schema), 0, "{schema}");
     }
+    // Transferred (foreign_objects above counts routines) and granted by name.
+    assert_eq!(
+        db.scalar_text(
+            "SELECT array_to_string(proacl, ',') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'acme' AND p.proname = 'pct'"
+        )
+        .map(|acl| acl.contains("django_app=X/")),
+        Some(true)
+    );
 }

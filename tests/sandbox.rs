@@ -664,7 +664,8 @@ fn schema_roles_have_no_privileges_beyond_their_schema() {
     ] {
         assert!(config.contains(setting), "{setting} in {config}");
     }
-    // Member of exactly one role: the tenant group, which holds only SELECT grants.
+    // Member of exactly one role: the tenant group, which holds only SELECT grants (on what
+    // shared plugins grant it) and the use of the ledger functions in `wasmig_api`.
     let groups: Vec<String> =
         a.db.query(&format!(
             "SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid

@@ -58,7 +58,8 @@ pub struct SchemaObject {
     described: String,
     /// Its owner's name.
     owner: String,
-    /// The statement that gives it to the role (`{r}`: the quoted role), if wasmig can.
+    /// The `ALTER` keyword that gives it to another role (`TABLE`, `ROUTINE`, ...), if wasmig
+    /// transfers this kind of object.
     alter: Option<String>,
     /// Its quoted, schema-qualified name.
     name: String,
@@ -120,7 +121,9 @@ WITH s AS (
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
     UNION ALL
     SELECT 'pg_proc'::regclass, p.oid, p.proowner, 'ROUTINE',
-           format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
+           -- Argument types only: what GRANT and ALTER accept for every kind of routine
+           -- (an ordered-set aggregate's identity arguments hold `ORDER BY`).
+           format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.oidvectortypes(p.proargtypes)),
            n.nspname, CASE WHEN p.prokind <> 'p' THEN 'function' END, false
       FROM pg_catalog.pg_proc p JOIN s n ON n.oid = p.pronamespace
     UNION ALL
@@ -190,7 +193,7 @@ pub async fn inventory(
         };
         out.entry(row.get(0)).or_default().push(SchemaObject {
             described: row.get(1),
-            alter: kind.map(|k| format!("ALTER {k} {name} OWNER TO {{r}}")),
+            alter: kind,
             not_permitted: (!may).then(|| not_permitted(&owner, row.get(7))),
             extension: row.get(4),
             follows: row.get(9),
@@ -335,7 +338,11 @@ pub async fn adopt_schema(
     let r = crate::db::quote::ident(&role);
     let alters: Vec<String> = foreign
         .iter()
-        .filter_map(|f| f.alter.as_ref().map(|a| a.replace("{r}", &r)))
+        .filter_map(|f| {
+            f.alter
+                .as_ref()
+                .map(|k| format!("ALTER {k} {} OWNER TO {r}", f.name))
+        })
         .collect();
     if !alters.is_empty() {
         tx.batch_execute(&(alters.join(";\n") + ";"))

@@ -55,7 +55,7 @@ pub struct AdoptOptions {
 /// started, the ones under way finish, and the command exits 130 / 143.
 pub async fn adopt(s: &Settings, o: &AdoptOptions) -> Result<Exit> {
     let client = s.connect_initialised().await?;
-    let (targets, scope) = match &o.source {
+    let (mut targets, scope) = match &o.source {
         AdoptSource::Schemas(t) => (t.clone(), Scope::Tenant),
         AdoptSource::Query(sql) => (targets_from_query(&client, s, sql).await?, Scope::Tenant),
         AdoptSource::Shared => (
@@ -70,6 +70,9 @@ pub async fn adopt(s: &Settings, o: &AdoptOptions) -> Result<Exit> {
     if targets.is_empty() {
         bail!("no schema to adopt: the query returned no rows");
     }
+    // A schema named twice is adopted once (its twin would only find it locked).
+    let mut seen = BTreeSet::new();
+    targets.retain(|t| seen.insert(t.schema.clone()));
     let names: Vec<&str> = targets.iter().map(|t| t.schema.as_str()).collect();
     let inventory = control::inventory(&client, &names).await?;
     let mut clients = vec![client];
@@ -94,20 +97,20 @@ pub async fn adopt(s: &Settings, o: &AdoptOptions) -> Result<Exit> {
     };
     let mut clients = join_all(clients.into_iter().map(|c| work.worker(c, &queue))).await;
     progress.finish();
+    let not_reached = targets.len() - queue.done.load(Ordering::Relaxed);
     let mut refused = queue
         .refused
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
     if o.mode == AdoptMode::Apply {
-        // Checked, not assumed: an object created meanwhile is still another role's.
-        let left = control::adoption_leftovers(&clients.swap_remove(0), &names).await?;
-        for (schema, role, objects) in left {
+        let client = clients.swap_remove(0);
+        for left in leftovers(client, &work, &targets, &names).await? {
+            let (schema, role, objects) = left;
             crate::report::notes::adoption_leftover(&schema, &role, &objects);
             refused.insert(schema);
         }
     }
     let refused = refused.len();
-    let not_reached = targets.len() - queue.done.load(Ordering::Relaxed);
     crate::report::notes::adopt_summary(targets.len(), refused, not_reached, o.mode);
     if let Some(sig) = crate::interrupt::received() {
         return Ok(Exit::from_signal(sig));
@@ -117,6 +120,41 @@ pub async fn adopt(s: &Settings, o: &AdoptOptions) -> Result<Exit> {
     } else {
         Exit::Problems
     })
+}
+
+/// Checked, not assumed: what is still another role's in the adopted schemas, in one pass.
+/// Objects created while the fleet was being adopted (a migration of the other tool still
+/// running, say) are given away in a second pass over just those schemas, with a fresh
+/// inventory; what is left after that is returned, to be reported.
+async fn leftovers(
+    client: Client,
+    work: &Work<'_>,
+    targets: &[AdoptTarget],
+    names: &[&str],
+) -> Result<Vec<(String, String, Vec<String>)>> {
+    let left = control::adoption_leftovers(&client, names).await?;
+    if left.is_empty() || crate::interrupt::received().is_some() {
+        return Ok(left);
+    }
+    let again: Vec<&str> = left.iter().map(|(s, _, _)| s.as_str()).collect();
+    let retake: Vec<AdoptTarget> = targets
+        .iter()
+        .filter(|t| again.contains(&t.schema.as_str()))
+        .cloned()
+        .collect();
+    let inventory = control::inventory(&client, &again).await?;
+    let queue = Queue {
+        targets: &retake,
+        next: AtomicUsize::new(0),
+        refused: Mutex::new(BTreeSet::new()),
+        done: AtomicUsize::new(0),
+    };
+    let second = Work {
+        inventory: &inventory,
+        ..*work
+    };
+    let client = second.worker(client, &queue).await;
+    Ok(control::adoption_leftovers(&client, &again).await?)
 }
 
 /// The schemas to adopt, handed out one at a time to the workers.

@@ -203,7 +203,7 @@ pub fn adoption_leftover(schema: &str, role: &str, objects: &[String]) {
 /// `tenant adopt` finished: how many schemas were taken over and refused (and, after a
 /// signal, how many were not reached).
 pub fn adopt_summary(total: usize, refused: usize, not_reached: usize, mode: AdoptMode) {
-    let done = total - refused - not_reached;
+    let done = total.saturating_sub(refused + not_reached);
     let not_reached = if not_reached > 0 {
         format!("; {not_reached} not reached (stopped by a signal; run again to go on)")
     } else {
