@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::fleet::RunJson;
-use super::{Output, print_document, round3};
+use super::{FailureJson, Output, print_document, round3};
 use crate::control::{RunRecord, RunSchema};
 
 #[derive(Serialize)]
@@ -30,14 +30,6 @@ struct AppliedJson<'a> {
     plugin: &'a str,
     step: &'a str,
     duration_seconds: f64,
-}
-
-#[derive(Serialize)]
-struct FailureJson<'a> {
-    plugin: &'a str,
-    step: &'a str,
-    sqlstate: Option<&'a str>,
-    message: &'a str,
 }
 
 /// One run in detail. Failure messages were stored inert; they are printed as stored.
