@@ -2,7 +2,7 @@
 //! label`, shown by `tenant list`, queryable in SQL) and the `--where` selectors of `migrate`,
 //! `status`, `verify` and `baseline`.
 
-use crate::support::{PluginDir, TestDb};
+use crate::support::{Fleet, PluginDir, TestDb};
 use wasmig::Exit;
 
 /// The tenants whose ledger records step `step` of `notes`.
@@ -272,11 +272,10 @@ fn where_picks_tenants_by_label_for_migrate_status_verify_and_baseline() {
 /// reading `notes` in a transaction it keeps open.
 fn behind_an_open_read(label: &str) -> (TestDb, PluginDir, crate::support::Session) {
     use crate::support::{ADMIN_PASSWORD, ADMIN_USER};
-    let db = TestDb::new(label);
-    let plugins = PluginDir::new(&["notes_v1"]);
-    let p = plugins.path();
-    db.wasmig(p, &["init"]).expect(Exit::Ok);
-    db.wasmig(p, &["tenant", "create", "t1"]).expect(Exit::Ok);
+    let (db, plugins) = Fleet::new(label)
+        .plugins(&["notes_v1"])
+        .tenants(&["t1"])
+        .build();
     plugins.set(&["notes_v2_added"]);
     let holder = db.session_as(ADMIN_USER, ADMIN_PASSWORD);
     holder
@@ -393,12 +392,12 @@ fn a_step_that_keeps_meeting_the_lock_fails_after_its_retries_with_nothing_half_
 
 #[test]
 fn jobs_are_lowered_to_fit_the_connection_limit_and_a_run_that_cannot_fit_is_refused() {
-    let db = TestDb::new("conn_limit");
-    let plugins = PluginDir::new(&["notes_v1"]);
+    let (db, plugins) = Fleet::new("conn_limit")
+        .plugins(&["notes_v1"])
+        .tenants(&["t1", "t2", "t3"])
+        .unmigrated()
+        .build();
     let p = plugins.path();
-    db.wasmig(p, &["init"]).expect(Exit::Ok);
-    db.wasmig(p, &["tenant", "create", "--no-migrate", "t1", "t2", "t3"])
-        .expect(Exit::Ok);
     // This test's own session and the run's operator session leave 6 of 8: one worker
     // (at most 5 sessions) fits, four do not.
     db.exec(&format!("ALTER DATABASE {} CONNECTION LIMIT 8", db.name));
@@ -428,14 +427,12 @@ fn jobs_are_lowered_to_fit_the_connection_limit_and_a_run_that_cannot_fit_is_ref
 
 #[test]
 fn an_identical_failure_in_many_tenants_is_printed_once_with_the_count() {
-    let db = TestDb::new("alike");
-    let plugins = PluginDir::new(&["notes_v1"]);
-    let p = plugins.path();
-    db.wasmig(p, &["init"]).expect(Exit::Ok);
     let tenants: Vec<String> = (1..=7).map(|i| format!("t{i}")).collect();
-    let mut args = vec!["tenant", "create"];
-    args.extend(tenants.iter().map(String::as_str));
-    db.wasmig(p, &args).expect(Exit::Ok);
+    let (db, plugins) = Fleet::new("alike")
+        .plugins(&["notes_v1"])
+        .tenants(&tenants)
+        .build();
+    let p = plugins.path();
     // Duplicate titles in six tenants: the unique constraint of the next step fails there,
     // with the same error everywhere; in t7 it fails with another value.
     for t in &tenants[..6] {
@@ -489,14 +486,12 @@ fn an_identical_failure_in_many_tenants_is_printed_once_with_the_count() {
 
 #[test]
 fn once_the_failure_budget_is_spent_no_new_tenant_starts_and_a_rerun_goes_on() {
-    let db = TestDb::new("budget");
-    let plugins = PluginDir::new(&["notes_v1"]);
-    let p = plugins.path();
-    db.wasmig(p, &["init"]).expect(Exit::Ok);
     let tenants: Vec<String> = (1..=10).map(|i| format!("t{i:02}")).collect();
-    let mut args = vec!["tenant", "create"];
-    args.extend(tenants.iter().map(String::as_str));
-    db.wasmig(p, &args).expect(Exit::Ok);
+    let (db, plugins) = Fleet::new("budget")
+        .plugins(&["notes_v1"])
+        .tenants(&tenants)
+        .build();
+    let p = plugins.path();
     // t02..t05 hold data the next step refuses (duplicate titles).
     for t in &tenants[1..5] {
         db.exec(&format!(
@@ -562,12 +557,11 @@ fn once_the_failure_budget_is_spent_no_new_tenant_starts_and_a_rerun_goes_on() {
 
 #[test]
 fn history_of_one_run_lists_each_schema_with_its_steps_failures_and_durations() {
-    let db = TestDb::new("run_detail");
-    let plugins = PluginDir::new(&["notes_v1"]);
+    let (db, plugins) = Fleet::new("run_detail")
+        .plugins(&["notes_v1"])
+        .tenants(&["t1", "t2", "t3"])
+        .build();
     let p = plugins.path();
-    db.wasmig(p, &["init"]).expect(Exit::Ok);
-    db.wasmig(p, &["tenant", "create", "t1", "t2", "t3"])
-        .expect(Exit::Ok);
     db.exec("INSERT INTO t2.notes (title) VALUES ('dup'), ('dup')");
     plugins.set(&["notes_v2_added"]);
     let run = db

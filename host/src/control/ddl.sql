@@ -164,6 +164,25 @@ BEGIN
         USING ERRCODE = '42501';
 END
 $fn$;
+-- Refuses a step whose own step record is gone: a plugin can call `begin_step(NULL)` itself,
+-- which removes that row and with it the start of its write bound. Called by `record_step`
+-- and `unrecord_step` (as their owner); nobody else may call it.
+CREATE OR REPLACE FUNCTION wasmig_api.require_step_record() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM wasmig.active_step s
+          JOIN pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
+            ON b.backend_start = s.backend_start
+         WHERE s.pid = pg_catalog.pg_backend_pid()) THEN
+        RAISE EXCEPTION 'wasmig: the step closed its own step record (wasmig_api.begin_step), so its bounds cannot be checked; the step is refused'
+            USING ERRCODE = '42501';
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.require_step_record() FROM PUBLIC;
 -- What a step left outside its schema, if anything, named for the error: a large object
 -- (which belongs to no schema and would survive `tenant drop`) owned by the step's role or
 -- by a role it is a member of, or any object owned by such a role (a tenant may `SET ROLE`
@@ -408,15 +427,8 @@ BEGIN
     IF recorded <> 1 AND p_token IS NOT NULL THEN
         PERFORM wasmig_api.no_valid_grant();
     END IF;
-    -- A plugin can call `begin_step(NULL)` itself, which removes its step's row and with it
-    -- the start of its write bound: a step whose row is gone is refused.
-    IF p_token IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM wasmig.active_step s
-          JOIN pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
-            ON b.backend_start = s.backend_start
-         WHERE s.pid = pg_catalog.pg_backend_pid()) THEN
-        RAISE EXCEPTION 'wasmig: the step closed its own step record (wasmig_api.begin_step), so its bounds cannot be checked; the step is refused'
-            USING ERRCODE = '42501';
+    IF p_token IS NOT NULL THEN
+        PERFORM wasmig_api.require_step_record();
     END IF;
     DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
 END
@@ -447,15 +459,8 @@ BEGIN
     IF removed <> 1 THEN
         PERFORM wasmig_api.no_valid_grant();
     END IF;
-    -- A plugin can call `begin_step(NULL)` itself, which removes its step's row and with it
-    -- the start of its write bound: a step whose row is gone is refused.
-    IF p_token IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM wasmig.active_step s
-          JOIN pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
-            ON b.backend_start = s.backend_start
-         WHERE s.pid = pg_catalog.pg_backend_pid()) THEN
-        RAISE EXCEPTION 'wasmig: the step closed its own step record (wasmig_api.begin_step), so its bounds cannot be checked; the step is refused'
-            USING ERRCODE = '42501';
+    IF p_token IS NOT NULL THEN
+        PERFORM wasmig_api.require_step_record();
     END IF;
     DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
 END
