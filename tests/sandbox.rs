@@ -1064,7 +1064,7 @@ fn a_plugin_that_cannot_declare_its_tier_runs_with_the_grant_which_the_server_en
     assert!(a.db.table_exists("att", "legacy_note"));
     assert!(
         a.db.table_exists("att", "notes"),
-        "0.2.0 plugins ran beside it"
+        "plugins of the current WIT version ran beside it"
     );
 }
 

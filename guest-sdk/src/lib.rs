@@ -33,7 +33,7 @@ pub use plugin::{Kind, Plugin, Scope, Step, Tier, fingerprint};
 pub use seed::Key;
 
 /// The WIT package version this SDK targets (`wasmig:plugin@...`).
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, clippy::all)]
@@ -50,7 +50,7 @@ pub mod bindings {
 
 #[doc(hidden)]
 pub mod __rt {
-    pub use crate::bindings::exports::wasmig::plugin0_2_0::plugin::{Guest, PluginInfo, StepError};
+    pub use crate::bindings::exports::wasmig::plugin0_3_0::plugin::{Guest, PluginInfo, StepError};
     pub use crate::plugin::{apply, manifest, revert};
 }
 

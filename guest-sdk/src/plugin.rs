@@ -1,7 +1,7 @@
 //! The plugin description ([`Plugin`], [`Step`]) and the glue that answers the host's
 //! `manifest`, `apply` and `revert` calls from it.
 
-use crate::bindings::exports::wasmig::plugin0_2_0::plugin as wit;
+use crate::bindings::exports::wasmig::plugin0_3_0::plugin as wit;
 use crate::bindings::wasmig::plugin0_1_0::types::SqlError;
 use crate::db::{Db, Error};
 
@@ -270,6 +270,7 @@ pub fn manifest(p: &Plugin) -> wit::PluginInfo {
                 description: s.description.to_owned(),
                 fingerprint: s.fingerprint(),
                 transactional: s.transactional,
+                reversible: !matches!(s.revert, Revert::None),
             })
             .collect(),
     }

@@ -294,6 +294,7 @@ mod tests {
                 step_id: format!("{i:04}"),
                 checksum: "c".into(),
                 authentic: true,
+                run_id: None,
             })
             .collect();
         Member {

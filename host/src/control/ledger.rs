@@ -19,7 +19,7 @@ pub async fn read_ledger(
 ) -> Result<HashMap<String, Vec<LedgerEntry>>, ControlError> {
     let rows = client
         .query(
-            "SELECT schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version, mac
+            "SELECT schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version, mac, run_id
              FROM wasmig.ledger
              WHERE $1::text IS NULL OR schema_name = $1
              ORDER BY schema_name, applied_at, plugin, step_id",
@@ -36,8 +36,8 @@ pub async fn read_ledger(
     Ok(out)
 }
 
-/// Reads `plugin, step_id, checksum, artifact_checksum, plugin_version, mac` starting at
-/// column `at` and verifies the MAC.
+/// Reads `plugin, step_id, checksum, artifact_checksum, plugin_version, mac, run_id` starting
+/// at column `at` and verifies the MAC.
 pub(crate) fn ledger_entry(
     r: &tokio_postgres::Row,
     at: usize,
@@ -58,6 +58,7 @@ pub(crate) fn ledger_entry(
         plugin: fields.plugin.to_owned(),
         step_id: fields.step_id.to_owned(),
         checksum: fields.checksum.to_owned(),
+        run_id: r.get(at + 6),
     }
 }
 

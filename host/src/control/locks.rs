@@ -21,7 +21,7 @@ pub async fn try_lock_and_read(
     let rows = client
         .query_typed(
             "WITH lock AS (SELECT pg_try_advisory_lock($1, $2) AS got)
-             SELECT lock.got, l.plugin, l.step_id, l.checksum, l.artifact_checksum, l.plugin_version, l.mac
+             SELECT lock.got, l.plugin, l.step_id, l.checksum, l.artifact_checksum, l.plugin_version, l.mac, l.run_id
              FROM lock LEFT JOIN wasmig.ledger l ON lock.got AND l.schema_name = $3
              ORDER BY l.applied_at, l.plugin, l.step_id",
             &[

@@ -177,6 +177,9 @@ pub struct StepSpec {
     pub fingerprint: String,
     /// Runs inside one transaction with its ledger row.
     pub transactional: bool,
+    /// Whether `revert` can undo it (`None`: the plugin's WIT version, before 0.3.0, does
+    /// not say).
+    pub reversible: Option<bool>,
     /// `step_checksum(plugin, id, fingerprint)`: what the ledger records.
     pub checksum: String,
 }
@@ -225,6 +228,8 @@ pub struct LedgerEntry {
     pub checksum: String,
     /// Whether the row's MAC verifies (written through a host-issued grant).
     pub authentic: bool,
+    /// The run that wrote the row (informational: not covered by the MAC).
+    pub run_id: Option<i64>,
 }
 
 /// A pending step: indexes into the plugin list.

@@ -23,6 +23,7 @@ fn plugin(
                 description: String::new(),
                 fingerprint: (*fp).into(),
                 transactional: true,
+                reversible: Some(true),
                 checksum: step_checksum(name, id, fp),
             })
             .collect(),
@@ -185,6 +186,7 @@ fn entry(p: &PluginSpec, step: usize) -> LedgerEntry {
         step_id: p.steps[step].id.clone(),
         checksum: p.steps[step].checksum.clone(),
         authentic: true,
+        run_id: None,
     }
 }
 
@@ -211,6 +213,7 @@ fn pending_drift_and_unknown() {
         step_id: "x".into(),
         checksum: "c".into(),
         authentic: true,
+        run_id: None,
     });
     let d = plan_schema(&p, &order, Scope::Tenant, &all, &drifted);
     assert!(d.refused(), "a drifted schema runs nothing");

@@ -10,7 +10,7 @@ use wasmtime::component::{Component, types::ComponentItem};
 use super::bindings::exports::wasmig::plugin0_1_0::plugin as wit;
 use super::{PluginPre, Runtime, SUPPORTED_WIT_VERSIONS};
 use crate::names::{check_plugin_name, check_step_id};
-use crate::plan::{Kind, PluginSpec, Scope, StepSpec, Tier, step_checksum};
+use crate::plan::{Kind, PluginSpec, Scope, StepSpec, step_checksum};
 
 /// Why a plugin file was refused. Every variant names the file.
 #[derive(Debug, Error)]
@@ -173,7 +173,7 @@ impl Runtime {
             }
         })?;
         let mut store = self.store(format!("{}", path.display()), None, &self.limits);
-        let (manifest, needs) =
+        let (manifest, declared) =
             pre.manifest(&mut store)
                 .await
                 .map_err(|e| LoadError::Instantiate {
@@ -183,7 +183,7 @@ impl Runtime {
                         store.data().describe_failure(&e, &self.limits)
                     ),
                 })?;
-        let spec = validate_manifest(manifest, needs, artifact_checksum).map_err(|reason| {
+        let spec = validate_manifest(manifest, declared, artifact_checksum).map_err(|reason| {
             LoadError::Manifest {
                 path: path.to_owned(),
                 reason,
@@ -252,10 +252,10 @@ impl Runtime {
 pub const MAX_DESCRIPTION_CHARS: usize = 300;
 
 /// Checks a manifest's own rules (cross-plugin rules live in `plan::order_plugins`).
-/// `needs` is the tier a 0.2.0 manifest declares (`None` from 0.1.0 plugins).
+/// `declared` is what a manifest of a version after 0.1.0 says beside 0.1.0's record.
 pub fn validate_manifest(
     m: wit::PluginInfo,
-    needs: Option<Tier>,
+    declared: super::wit::Declared,
     artifact_checksum: String,
 ) -> Result<PluginSpec, String> {
     check_plugin_name(&m.name).map_err(|e| e.to_string())?;
@@ -283,9 +283,19 @@ pub fn validate_manifest(
     if m.steps.is_empty() {
         return Err(format!("plugin `{}` declares no steps", m.name));
     }
+    if declared
+        .reversible
+        .as_ref()
+        .is_some_and(|r| r.len() != m.steps.len())
+    {
+        return Err(format!(
+            "plugin `{}`: its manifest says whether steps can be undone for a different number of steps than it declares",
+            m.name
+        ));
+    }
     let mut seen = HashSet::new();
     let mut steps = Vec::with_capacity(m.steps.len());
-    for s in m.steps {
+    for (i, s) in m.steps.into_iter().enumerate() {
         check_step_id(&s.id).map_err(|e| format!("plugin `{}`: {e}", m.name))?;
         if !seen.insert(s.id.clone()) {
             return Err(format!(
@@ -313,6 +323,7 @@ pub fn validate_manifest(
             description: s.description,
             fingerprint: s.fingerprint,
             transactional: s.transactional,
+            reversible: declared.reversible.as_ref().map(|r| r[i]),
         });
     }
     Ok(PluginSpec {
@@ -326,7 +337,7 @@ pub fn validate_manifest(
             wit::Scope::Shared => Scope::Shared,
             wit::Scope::Tenant => Scope::Tenant,
         },
-        needs,
+        needs: declared.needs,
         requires: m.requires,
         steps,
         artifact_checksum,
