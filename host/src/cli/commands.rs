@@ -36,42 +36,65 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             ops::ledger::restore(&s, &file, &schema).await
         }
         Command::Revert {
-            schema,
+            pick,
             plugin,
             to,
+            run,
             yes,
         } => {
-            ops::confirm(yes, || {
-                format!(
-                    "reverting `{plugin}` in `{schema}` runs its revert steps{}, which may drop tables and the data in them",
+            let pick = schema_pick(pick)?;
+            let what = match (plugin, run) {
+                (_, Some(run)) => ops::revert::RevertWhat::Run(run),
+                (Some(plugin), None) => {
+                    if pick.is_empty() {
+                        anyhow::bail!(
+                            "name the schemas to revert `{plugin}` in: --schema S (repeatable), --all-tenants or --where SELECTOR"
+                        );
+                    }
+                    ops::revert::RevertWhat::Plugin { plugin, to }
+                }
+                (None, None) => anyhow::bail!("revert needs --plugin P or --run N"),
+            };
+            ops::confirm(yes, || match &what {
+                ops::revert::RevertWhat::Run(run) => format!(
+                    "reverting run {run} runs the revert steps of what it applied, which may drop tables and the data in them"
+                ),
+                ops::revert::RevertWhat::Plugin { plugin, to } => format!(
+                    "reverting `{plugin}` in {} runs its revert steps{}, which may drop tables and the data in them",
+                    pick_text(&pick),
                     to.as_deref()
                         .map(|t| format!(" after `{t}`"))
                         .unwrap_or_default()
-                )
+                ),
             })?;
-            let sel = selection(&schema, plugin)?;
-            ops::ledger::revert(&s, &sel, to.as_deref()).await
+            ops::revert::revert(
+                &s,
+                &ops::revert::RevertOptions {
+                    what,
+                    schemas: pick,
+                },
+            )
+            .await
         }
         Command::Baseline {
-            schemas,
-            all_tenants,
-            selector: sel,
+            pick,
             plugin,
             to,
             from_django,
             maps,
             yes,
         } => {
-            let mut o = baseline_options(schemas, all_tenants, plugin, to, from_django, &maps)?;
-            o.selector = selector(sel.as_deref())?;
-            if o.selector.is_some()
-                && matches!(&o.schemas, ops::baseline::BaselineSchemas::Named(n) if n.is_empty())
-            {
-                o.schemas = ops::baseline::BaselineSchemas::AllTenants;
+            let schemas = schema_pick(pick)?;
+            if schemas.is_empty() {
+                anyhow::bail!(
+                    "name the schemas to baseline: --schema S (repeatable), --all-tenants or --where SELECTOR"
+                );
             }
-            let one =
-                matches!(&o.schemas, ops::baseline::BaselineSchemas::Named(n) if n.len() == 1);
-            if !one || o.selector.is_some() {
+            let o = ops::baseline::BaselineOptions {
+                what: baseline_what(plugin, to, from_django, &maps)?,
+                schemas,
+            };
+            if o.schemas.many() {
                 ops::confirm(yes, || {
                     "a baseline of more than one schema records steps as applied in each without running them".to_owned()
                 })?;
@@ -79,10 +102,32 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             ops::baseline::baseline(&s, &o).await
         }
         Command::Repair {
-            schema,
+            pick,
             plugin,
             step,
-        } => ops::ledger::repair(&s, &selection(&schema, plugin)?, &step).await,
+            yes,
+        } => {
+            let schemas = schema_pick(pick)?;
+            if schemas.is_empty() {
+                anyhow::bail!(
+                    "name the schemas to repair: --schema S (repeatable), --all-tenants or --where SELECTOR"
+                );
+            }
+            if schemas.many() {
+                ops::confirm(yes, || {
+                    format!(
+                        "repairing `{plugin}/{step}` in {} accepts its current content as applied in each",
+                        pick_text(&schemas)
+                    )
+                })?;
+            }
+            let o = ops::ledger::RepairOptions {
+                schemas,
+                plugin,
+                step,
+            };
+            ops::ledger::repair(&s, &o).await
+        }
         Command::Wait { timeout } => {
             let timeout = config::parse_duration(&timeout)
                 .map_err(|e| anyhow::anyhow!("invalid --timeout: {e}"))?;
@@ -224,17 +269,15 @@ fn adopt_options(
     })
 }
 
-/// `wasmig baseline`'s options.
-fn baseline_options(
-    schemas: Vec<String>,
-    all_tenants: bool,
+/// What `wasmig baseline` records.
+fn baseline_what(
     plugin: Option<String>,
     to: Option<String>,
     from_django: bool,
     maps: &[String],
-) -> Result<ops::baseline::BaselineOptions> {
-    use ops::baseline::{BaselineOptions, BaselineSchemas, BaselineWhat};
-    let what = match (plugin, to, from_django) {
+) -> Result<ops::baseline::BaselineWhat> {
+    use ops::baseline::BaselineWhat;
+    Ok(match (plugin, to, from_django) {
         (_, _, true) => BaselineWhat::FromDjango {
             map: maps
                 .iter()
@@ -255,22 +298,30 @@ fn baseline_options(
             anyhow::bail!("baseline --plugin {plugin} needs --to STEP: the last step to record")
         }
         (None, _, false) => anyhow::bail!("baseline needs --plugin P --to STEP, or --from-django"),
-    };
-    let schemas = if all_tenants {
-        BaselineSchemas::AllTenants
-    } else {
-        BaselineSchemas::Named(
-            schemas
-                .iter()
-                .map(|raw| SchemaName::parse_shared(raw))
-                .collect::<Result<_, _>>()?,
-        )
-    };
-    Ok(BaselineOptions {
-        schemas,
-        selector: None,
-        what,
     })
+}
+
+/// `--schema`/`--all-tenants`/`--where`, parsed.
+fn schema_pick(a: super::PickArgs) -> Result<ops::SchemaPick> {
+    Ok(ops::SchemaPick {
+        named: a
+            .schemas
+            .iter()
+            .map(|raw| SchemaName::parse_shared(raw))
+            .collect::<Result<_, _>>()?,
+        all_tenants: a.all_tenants,
+        selector: selector(a.selector.as_deref())?,
+    })
+}
+
+/// The schemas a pick names, for a confirmation question.
+fn pick_text(p: &ops::SchemaPick) -> String {
+    match (&p.named[..], &p.selector) {
+        ([one], None) => format!("`{one}`"),
+        ([], Some(sel)) => format!("every tenant matching `{sel}`"),
+        ([], None) => "every tenant".to_owned(),
+        (named, _) => format!("{} schemas", named.len()),
+    }
 }
 
 fn migrate_options(a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {
@@ -351,11 +402,4 @@ fn parse_labels(raw: &[String]) -> Result<crate::labels::Labels> {
         }
     }
     Ok(labels)
-}
-
-fn selection(schema: &str, plugin: String) -> Result<ops::ledger::StepSelection> {
-    Ok(ops::ledger::StepSelection {
-        schema: SchemaName::parse_shared(schema)?,
-        plugin,
-    })
 }

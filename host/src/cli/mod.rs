@@ -244,18 +244,24 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Run a plugin's revert steps in one schema, newest first, each removing its ledger row
-    /// in the same transaction; an irreversible step stops it.
+    /// Undo applied steps, newest first, each removing its ledger row in the same
+    /// transaction: a plugin's steps (`--plugin P [--to STEP]`) in the schemas picked, or
+    /// exactly the steps run N applied (`--run N`) in every schema it touched. Everything is
+    /// checked first: an irreversible or since-changed step refuses the whole revert.
     Revert {
-        /// Schema.
-        #[arg(long)]
-        schema: String,
-        /// Plugin.
-        #[arg(long)]
-        plugin: String,
+        /// Which schemas.
+        #[command(flatten)]
+        pick: PickArgs,
+        /// Plugin whose steps to revert.
+        #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+        plugin: Option<String>,
         /// Keep this step (and those before it) applied; default: revert every step.
-        #[arg(long, value_name = "STEP")]
+        #[arg(long, value_name = "STEP", requires = "plugin")]
         to: Option<String>,
+        /// Revert the steps run N applied (see `wasmig history`), across plugins in reverse
+        /// dependency order; --schema/--all-tenants/--where narrow it.
+        #[arg(long, value_name = "N")]
+        run: Option<i64>,
         /// Confirm: revert steps may drop tables and the data in them.
         #[arg(long)]
         yes: bool,
@@ -264,20 +270,9 @@ pub enum Command {
     /// through STEP (`--plugin P --to STEP`), or in each schema the steps its own
     /// `django_migrations` lists (`--from-django`), for schemas another tool migrated.
     Baseline {
-        /// Schema (repeatable).
-        #[arg(
-            long = "schema",
-            value_name = "SCHEMA",
-            required_unless_present_any = ["all_tenants", "baseline_where"]
-        )]
-        schemas: Vec<String>,
-        /// Every registered tenant.
-        #[arg(long, conflicts_with = "schemas")]
-        all_tenants: bool,
-        /// Only tenants whose labels match: `key=value`, `key!=value`, `key` (has the label),
-        /// `!key`, comma-separated; all must hold.
-        #[arg(long = "where", id = "baseline_where", value_name = "SELECTOR")]
-        selector: Option<String>,
+        /// Which schemas.
+        #[command(flatten)]
+        pick: PickArgs,
         /// Plugin whose steps to record (with --to).
         #[arg(
             long,
@@ -299,17 +294,21 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// After a person reviewed a drift: record the step's current checksum.
+    /// After a person reviewed a drift: record the step's current checksum, in the schemas
+    /// picked (old -> new per schema).
     Repair {
-        /// Schema.
-        #[arg(long)]
-        schema: String,
+        /// Which schemas.
+        #[command(flatten)]
+        pick: PickArgs,
         /// Plugin.
         #[arg(long)]
         plugin: String,
         /// Step id.
         #[arg(long)]
         step: String,
+        /// Confirm a repair of more than one schema.
+        #[arg(long)]
+        yes: bool,
     },
     /// Wait until the database accepts connections (backoff), or fail with the last error.
     Wait {
@@ -438,6 +437,21 @@ pub enum TenantCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// Which schemas a command that changes the ledger works on.
+#[derive(Debug, Args)]
+pub struct PickArgs {
+    /// Schema (repeatable).
+    #[arg(long = "schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Every registered tenant.
+    #[arg(long, conflicts_with = "schemas")]
+    pub all_tenants: bool,
+    /// Only tenants whose labels match: `key=value`, `key!=value`, `key` (has the label),
+    /// `!key`, comma-separated; all must hold.
+    #[arg(long = "where", id = "pick_where", value_name = "SELECTOR")]
+    pub selector: Option<String>,
 }
 
 /// `wasmig migrate`

@@ -50,6 +50,16 @@ impl RunPlugins {
         plan_schema(&self.specs, &self.order, scope, selection, ledger)
     }
 
+    /// The steps to revert in a schema with `ledger`, newest first, or why not (see
+    /// [`crate::plan::revert_plan`]).
+    pub fn revert_plan(
+        &self,
+        ledger: &[LedgerEntry],
+        of: crate::plan::RevertOf,
+    ) -> Result<Vec<crate::plan::PendingStep>, Vec<String>> {
+        crate::plan::revert_plan(&self.specs, &self.order, ledger, of)
+    }
+
     /// Every manifest, in load order.
     pub fn specs(&self) -> &[PluginSpec] {
         &self.specs

@@ -11,8 +11,6 @@ use super::{Settings, load_plugins, registry};
 use crate::Exit;
 use crate::control::{self, GrantAction, ManagedSchema, RunOutcome, StepGrant};
 use crate::exec::Fleet;
-use crate::labels::Selector;
-use crate::names::SchemaName;
 use crate::plan::{PendingStep, Scope, StepRef};
 
 /// What to record.
@@ -33,22 +31,11 @@ pub enum BaselineWhat {
     },
 }
 
-/// Which schemas.
-#[derive(Debug, Clone)]
-pub enum BaselineSchemas {
-    /// These (tenants or the shared schema).
-    Named(Vec<SchemaName>),
-    /// Every registered tenant.
-    AllTenants,
-}
-
 /// Options of `wasmig baseline`.
 #[derive(Debug, Clone)]
 pub struct BaselineOptions {
     /// Where.
-    pub schemas: BaselineSchemas,
-    /// Of those, only the tenants whose labels match.
-    pub selector: Option<Selector>,
+    pub schemas: super::SchemaPick,
     /// What.
     pub what: BaselineWhat,
 }
@@ -70,12 +57,12 @@ pub struct SchemaBaseline {
 pub async fn baseline(s: &Settings, o: &BaselineOptions) -> Result<Exit> {
     let plugins = load_plugins(s).await?;
     if let BaselineWhat::Through { plugin, to } = &o.what {
-        check_through(s, &plugins.specs, plugin, to)?;
+        check_plugin_step(s, &plugins.specs, plugin, Some(to))?;
     }
     let mut op = s.connect_initialised().await?;
     let reg = registry(&op, s).await?;
-    let schemas = select(&reg, &o.schemas, o.selector.as_ref())?;
-    if let Some(sel) = &o.selector
+    let schemas = o.schemas.resolve(&reg)?;
+    if let Some(sel) = &o.schemas.selector
         && schemas.is_empty()
     {
         return Ok(super::nothing_picked(sel));
@@ -117,12 +104,12 @@ pub async fn baseline(s: &Settings, o: &BaselineOptions) -> Result<Exit> {
     })
 }
 
-/// Refuses `--plugin P --to STEP` naming no loaded plugin or no step of it.
-fn check_through(
+/// Refuses `--plugin P [--to STEP]` naming no loaded plugin or no step of it.
+pub(super) fn check_plugin_step(
     s: &Settings,
     specs: &[crate::plan::PluginSpec],
     plugin: &str,
-    to: &str,
+    to: Option<&str>,
 ) -> Result<()> {
     let Some(spec) = specs.iter().find(|p| p.name == plugin) else {
         let loaded: Vec<&str> = specs.iter().map(|p| p.name.as_str()).collect();
@@ -136,43 +123,12 @@ fn check_through(
             )
         );
     };
-    if !spec.steps.iter().any(|st| st.id == to) {
+    if let Some(to) = to
+        && !spec.steps.iter().any(|st| st.id == to)
+    {
         bail!("plugin `{plugin}` has no step `{to}`");
     }
     Ok(())
-}
-
-/// The registered schemas the options name (of them, with `selector`, the tenants it picks),
-/// refusing a name that is not registered.
-fn select(
-    reg: &[ManagedSchema],
-    which: &BaselineSchemas,
-    selector: Option<&Selector>,
-) -> Result<Vec<ManagedSchema>> {
-    let all: Vec<ManagedSchema> = match which {
-        BaselineSchemas::AllTenants => reg
-            .iter()
-            .filter(|m| m.scope == Scope::Tenant)
-            .cloned()
-            .collect(),
-        BaselineSchemas::Named(names) => names
-            .iter()
-            .map(|n| {
-                reg.iter().find(|m| &m.schema == n).cloned().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "schema `{n}` is not managed by wasmig (see `wasmig tenant list`; `wasmig tenant adopt` takes over a schema another tool made)"
-                    )
-                })
-            })
-            .collect::<Result<_>>()?,
-    };
-    Ok(match selector {
-        Some(sel) => all
-            .into_iter()
-            .filter(|m| super::picked(m, &[], Some(sel)))
-            .collect(),
-        None => all,
-    })
 }
 
 /// One schema under its lock: the steps to record, recorded.

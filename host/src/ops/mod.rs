@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod migrate;
 pub mod pin;
+pub mod revert;
 pub mod status;
 pub mod tenant;
 pub mod verify;
@@ -242,6 +243,60 @@ pub fn picked(m: &ManagedSchema, named: &[SchemaName], selector: Option<&Selecto
     m.scope == crate::plan::Scope::Tenant
         && (named.is_empty() || named.contains(&m.schema))
         && selector.is_none_or(|s| s.matches(&m.labels))
+}
+
+/// Which registered schemas a command works on: named ones (tenants or the shared schema), or
+/// every tenant; of those, with a selector, only the tenants it picks. A selector alone
+/// starts from every tenant.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaPick {
+    /// `--schema` (repeatable).
+    pub named: Vec<SchemaName>,
+    /// `--all-tenants`.
+    pub all_tenants: bool,
+    /// `--where`.
+    pub selector: Option<Selector>,
+}
+
+impl SchemaPick {
+    /// Nothing given.
+    pub fn is_empty(&self) -> bool {
+        self.named.is_empty() && !self.all_tenants && self.selector.is_none()
+    }
+
+    /// Whether this may pick more than one schema (commands that change them ask for `--yes`).
+    pub fn many(&self) -> bool {
+        self.all_tenants || self.selector.is_some() || self.named.len() > 1
+    }
+
+    /// The registered schemas picked, in registry order; a name that is not registered is
+    /// refused.
+    pub fn resolve(&self, reg: &[ManagedSchema]) -> Result<Vec<ManagedSchema>> {
+        let all: Vec<ManagedSchema> = if self.named.is_empty() {
+            reg.iter()
+                .filter(|m| m.scope == crate::plan::Scope::Tenant)
+                .cloned()
+                .collect()
+        } else {
+            self.named
+                .iter()
+                .map(|n| {
+                    reg.iter().find(|m| &m.schema == n).cloned().ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "schema `{n}` is not managed by wasmig (see `wasmig tenant list`; `wasmig tenant adopt` takes over a schema another tool made)"
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        Ok(match &self.selector {
+            Some(sel) => all
+                .into_iter()
+                .filter(|m| picked(m, &[], Some(sel)))
+                .collect(),
+            None => all,
+        })
+    }
 }
 
 /// A `--where` that picks no tenant: said on stderr, exit 1 (an unknown key is not an error;

@@ -166,6 +166,9 @@ mod order;
 
 pub use order::{PlanError, order_plugins};
 
+mod revert;
+pub use revert::{RevertOf, revert_plan};
+
 /// A validated step of a loaded plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepSpec {

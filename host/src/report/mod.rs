@@ -19,7 +19,9 @@ pub use fleet::{
 };
 pub use history::print_run_detail;
 pub use progress::Progress;
-pub use run::{applied_steps, print_plan, print_revert, print_run_summary, schema_line};
+pub use run::{
+    applied_steps, applied_steps_of, print_plan, print_revert, print_run_summary, schema_line,
+};
 pub use status::{SchemaStatus, print_status, print_verify};
 pub use structure::print_structure;
 

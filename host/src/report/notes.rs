@@ -72,8 +72,38 @@ pub fn reachable(database: &impl std::fmt::Display, attempts: u32, took: std::ti
 }
 
 /// `wasmig revert` found no applied step to revert.
-pub fn nothing_to_revert(schema: &SchemaName) {
-    crate::outln!("{schema}: nothing to revert");
+pub fn nothing_to_revert(schemas: &[crate::control::ManagedSchema]) {
+    match schemas {
+        [one] => crate::outln!("{}: nothing to revert", one.schema),
+        many => crate::outln!("nothing to revert in {} schema(s)", many.len()),
+    }
+}
+
+/// Why `wasmig revert` refused, every reason in every schema; nothing was changed.
+pub fn revert_refused(problems: &[(SchemaName, String)]) {
+    for (schema, why) in problems {
+        crate::errln!("error: schema `{schema}`: {why}");
+    }
+    let schemas: std::collections::BTreeSet<&SchemaName> =
+        problems.iter().map(|(s, _)| s).collect();
+    crate::errln!(
+        "nothing was reverted: {} problem(s) in {} schema(s); fix them, or narrow the revert with --schema or --where",
+        problems.len(),
+        schemas.len()
+    );
+}
+
+/// What a revert over many schemas came to.
+pub fn reverted(run_id: i64, steps: usize, schemas: usize, failed: usize) {
+    crate::outln!(
+        "run {run_id}: reverted {steps} step(s) in {} schema(s){}",
+        schemas - failed.min(schemas),
+        if failed > 0 {
+            format!("; {failed} schema(s) stopped (see above)")
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// What `wasmig baseline` recorded in one schema.

@@ -12,7 +12,12 @@ use crate::plan::{Drift, PluginSpec, SchemaPlan, Scope, StepRef, Target};
 
 /// Steps applied in one schema report.
 pub fn applied_steps(r: &SchemaReport) -> usize {
-    match &r.outcome {
+    applied_steps_of(&r.outcome)
+}
+
+/// The steps an outcome applied (or, for a revert, reverted).
+pub fn applied_steps_of(outcome: &Outcome) -> usize {
+    match outcome {
         Outcome::Applied { steps } => steps.len(),
         Outcome::Failed { applied, .. } | Outcome::Interrupted { applied, .. } => applied.len(),
         _ => 0,
@@ -386,7 +391,14 @@ pub fn print_revert(schema: &crate::names::SchemaName, outcome: &Outcome) {
     let reverted = match outcome {
         Outcome::Applied { steps } => steps,
         Outcome::Failed { applied, .. } | Outcome::Interrupted { applied, .. } => applied,
-        _ => return,
+        Outcome::Error { message } => {
+            crate::errln!("error: schema `{schema}`: {message}");
+            return;
+        }
+        other => {
+            crate::errln!("error: schema `{schema}`: {}", other.name());
+            return;
+        }
     };
     for st in reverted {
         crate::outln!("{schema}: reverted {st}");
