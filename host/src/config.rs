@@ -202,6 +202,8 @@ pub struct EnvSettings {
     pub lock_timeout: Option<Spanned<String>>,
     /// Per-plugin limits: `[env.prod.limits.demo-seed] memory_mb = 64`.
     pub limits: Option<BTreeMap<String, BTreeMap<String, Spanned<toml::Value>>>>,
+    /// The waves `migrate` rolls out in: `[[env.prod.rollout]] size = "10%"`.
+    pub rollout: Option<Vec<crate::rollout::RolloutEntry>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +239,8 @@ pub struct FileSettings {
     pub lock_timeout: Option<Duration>,
     /// Per-plugin limit overrides.
     pub limits: Vec<LimitOverride>,
+    /// The waves `migrate` rolls out in.
+    pub rollout: Option<Vec<crate::rollout::Wave>>,
     /// The environment used, if any.
     pub env_name: Option<String>,
 }
@@ -368,6 +372,11 @@ impl FileSettings {
                         .map_err(|e| value_err(prefix(key, from_env), span, e.to_string()))?,
                 );
             }
+        }
+        if let Some((entries, from_env)) = pick!(rollout) {
+            let waves = crate::rollout::from_entries(&entries)
+                .map_err(|(key, span, reason)| value_err(prefix(&key, from_env), span, reason))?;
+            out.rollout = Some(waves);
         }
         for (from_env, limits) in [
             (false, doc.defaults.limits.as_ref()),

@@ -24,6 +24,7 @@
 //! - `files`: atomic file writes with the right mode (`0600` for data).
 //! - [`secret`]: role passwords and step tokens.
 //! - [`interrupt`]: SIGINT / SIGTERM: a clean stop, then a hard one.
+//! - `rollout`: waves (`--waves`, `[[env.NAME.rollout]]`), the tenant order, the wave plan.
 //! - `report`: human and JSON output; `out`: the stdout/stderr writers (a closed pipe
 //!   ends the output quietly).
 
@@ -43,6 +44,7 @@ pub mod out;
 pub(crate) mod plan;
 pub mod plugin;
 pub(crate) mod report;
+pub(crate) mod rollout;
 pub mod secret;
 pub(crate) mod structure;
 pub(crate) mod text;

@@ -15,7 +15,7 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
     match cli.command {
         Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
         Command::Tenant(t) => tenant(&s, t).await,
-        Command::Migrate(a) => ops::migrate::migrate(&s, &migrate_options(a)?).await,
+        Command::Migrate(a) => ops::migrate::migrate(&s, &migrate_options(&s, a)?).await,
         Command::Status(a) => {
             let sel = selector(a.selector.as_deref())?;
             ops::status::status(&s, Output::from_json_flag(a.json), sel.as_ref()).await
@@ -324,7 +324,7 @@ fn pick_text(p: &ops::SchemaPick) -> String {
     }
 }
 
-fn migrate_options(a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {
+fn migrate_options(s: &Settings, a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {
     use ops::migrate::ScopeFilter;
     let schemas = a
         .schemas
@@ -353,7 +353,28 @@ fn migrate_options(a: MigrateArgs) -> Result<ops::migrate::MigrateOptions> {
             .as_deref()
             .map(ops::migrate::FailureBudget::parse)
             .transpose()?,
+        rollout: rollout(s, a.waves.as_deref(), &a.order_by, a.shared)?,
     })
+}
+
+/// `--waves` (or the config file's waves, unless only the shared schema is migrated) and
+/// `--order-by`.
+fn rollout(
+    s: &Settings,
+    waves: Option<&str>,
+    order_by: &str,
+    shared_only: bool,
+) -> Result<Option<ops::rollout::RolloutOptions>> {
+    let waves = match waves {
+        Some(spec) => Some(
+            crate::rollout::parse_waves(spec)
+                .map_err(|e| anyhow::anyhow!("invalid --waves `{spec}`: {e}"))?,
+        ),
+        None if shared_only => None,
+        None => s.rollout.clone(),
+    };
+    let order = crate::rollout::OrderBy::parse(order_by).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(waves.map(|waves| ops::rollout::RolloutOptions { waves, order }))
 }
 
 fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOptions> {

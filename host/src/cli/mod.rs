@@ -269,6 +269,7 @@ pub enum Command {
     /// Record steps as applied without running them, in one schema or many: a plugin's steps
     /// through STEP (`--plugin P --to STEP`), or in each schema the steps its own
     /// `django_migrations` lists (`--from-django`), for schemas another tool migrated.
+    #[command(group(clap::ArgGroup::new("picked").required(true).multiple(true).args(["schemas", "all_tenants", "pick_where"])))]
     Baseline {
         /// Which schemas.
         #[command(flatten)]
@@ -296,6 +297,7 @@ pub enum Command {
     },
     /// After a person reviewed a drift: record the step's current checksum, in the schemas
     /// picked (old -> new per schema).
+    #[command(group(clap::ArgGroup::new("picked").required(true).multiple(true).args(["schemas", "all_tenants", "pick_where"])))]
     Repair {
         /// Which schemas.
         #[command(flatten)]
@@ -480,6 +482,15 @@ pub struct MigrateArgs {
     /// new schema starts; those running finish [default: no limit].
     #[arg(long, value_name = "N|P%")]
     pub max_failures: Option<String>,
+    /// Roll out to tenants in waves: comma-separated sizes, each a count (50), a share of the
+    /// tenants with pending work (10%) or `rest`, e.g. `1,10%,rest`. Between waves the wave
+    /// must be within --max-failures (default with waves: 0), then `verify` of its tenants
+    /// must pass. Overrides the config file's `[[env.NAME.rollout]]`.
+    #[arg(long, value_name = "SPEC", conflicts_with = "shared")]
+    pub waves: Option<String>,
+    /// The order waves take tenants in: `created` (oldest first), `name` or `label:KEY`.
+    #[arg(long, value_name = "ORDER", default_value = "created")]
+    pub order_by: String,
     /// Before migrating a schema, dump it (pg_dump, custom format) and its ledger rows here;
     /// a schema whose dump fails is not migrated.
     #[arg(long, value_name = "DIR")]

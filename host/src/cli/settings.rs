@@ -96,6 +96,7 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
             .unwrap_or_else(|| PathBuf::from("wasmig.lock")),
         locked: g.locked,
         app_role,
+        rollout: file.rollout.clone(),
     })
 }
 

@@ -79,8 +79,11 @@ pub struct MigrateOptions {
     pub command: String,
     /// Dump each schema with pending steps here first.
     pub backup_dir: Option<std::path::PathBuf>,
-    /// Once more schemas than this failed, no new schema starts (none: no limit).
+    /// Once more schemas than this failed, no new schema starts (none: no limit; in waves,
+    /// none).
     pub max_failures: Option<FailureBudget>,
+    /// Roll out in waves (none: every schema at once).
+    pub rollout: Option<super::rollout::RolloutOptions>,
 }
 
 fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Vec<Target>> {
@@ -167,19 +170,31 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         .cloned()
         .collect();
     super::check_tiers_granted(s, &runnable)?;
+    let empty = Vec::new();
+    let plan_of = |t: &Target| {
+        let l = ledger.get(t.schema.as_str()).unwrap_or(&empty);
+        plan_schema(&plugins.specs, &plugins.order, t.scope, &o.selection, l)
+    };
+    let total = targets.len();
+    let needs_work = |t: &Target| {
+        let p = plan_of(t);
+        p.refused() || !p.pending.is_empty()
+    };
+    let waves = o
+        .rollout
+        .as_ref()
+        .map(|r| super::rollout::deal(targets.clone(), &reg, needs_work, r));
     if o.dry_run {
-        let empty = Vec::new();
         let mut problems = false;
         let plans: Vec<_> = targets
             .iter()
             .map(|t| {
-                let l = ledger.get(t.schema.as_str()).unwrap_or(&empty);
-                let p = plan_schema(&plugins.specs, &plugins.order, t.scope, &o.selection, l);
+                let p = plan_of(t);
                 problems |= p.refused();
                 (t, p)
             })
             .collect();
-        report::print_plan(&plugins.specs, &plans, o.output);
+        report::print_plan(&plugins.specs, &plans, waves.as_ref(), o.output);
         return Ok(if problems { Exit::Problems } else { Exit::Ok });
     }
 
@@ -194,7 +209,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         run_id,
         selection: o.selection.clone(),
         jobs,
-        max_failures: o.max_failures.map(|b| b.of(targets.len())),
+        max_failures: o.max_failures.map(|b| b.of(total)),
     };
     let started = std::time::Instant::now();
     let progress =
@@ -203,7 +218,28 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         progress.out(&report::schema_line(r));
         progress.inc();
     };
-    let reports = fleet.migrate(&op, targets, &ledger, &opts, &on_done).await;
+    let (reports, rollout) = match (&o.rollout, waves) {
+        (Some(r), Some(plan)) => {
+            let run = super::rollout::WaveRun {
+                fleet: &fleet,
+                op: &op,
+                ledger: &ledger,
+                opts: &opts,
+                on_done: &on_done,
+                selection: &o.selection,
+                waves: &r.waves,
+                // In waves, a failure stops the rollout unless a budget says otherwise.
+                allowed: o.max_failures.map_or(0, |b| b.of(total)),
+                progress: &progress,
+            };
+            let (reports, summary) = super::rollout::run(&run, plan).await;
+            (reports, Some(summary))
+        }
+        _ => (
+            fleet.migrate(&op, targets, &ledger, &opts, &on_done).await,
+            None,
+        ),
+    };
     progress.finish();
     let worked: Vec<(&str, &str, i32, f64)> = reports
         .iter()
@@ -225,20 +261,28 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let applied: usize = reports.iter().map(report::applied_steps).sum();
     let failed = reports.iter().filter(|r| r.outcome.is_problem()).count();
     let signal = crate::interrupt::received();
-    let outcome = match (signal, failed) {
-        (Some(_), _) => control::RunOutcome::Interrupted,
-        (None, 0) => control::RunOutcome::Ok,
-        (None, _) => control::RunOutcome::Failed,
+    // A rollout stopped by its checks did not do what it was asked, even with no failure.
+    let stopped = rollout.as_ref().is_some_and(|r| r.stopped.is_some());
+    let outcome = match (signal, failed, stopped) {
+        (Some(_), _, _) => control::RunOutcome::Interrupted,
+        (None, 0, false) => control::RunOutcome::Ok,
+        (None, _, _) => control::RunOutcome::Failed,
     };
     // The results stand even if the run record cannot be closed (e.g. the server restarted).
     if let Err(e) = control::finish_run(&op, run_id, outcome, applied as i32, failed as i32).await {
         tracing::warn!("could not record the end of run {run_id}: {e}");
     }
-    report::print_run_summary(run_id, &reports, started.elapsed(), o.output);
+    report::print_run_summary(
+        run_id,
+        &reports,
+        started.elapsed(),
+        o.output,
+        rollout.as_ref(),
+    );
     if let Some(sig) = signal {
         return Ok(Exit::from_signal(sig));
     }
-    Ok(if failed == 0 {
+    Ok(if failed == 0 && !stopped {
         Exit::Ok
     } else {
         Exit::Problems

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod pin;
 pub mod revert;
+pub mod rollout;
 pub mod status;
 pub mod tenant;
 pub mod verify;
@@ -116,6 +117,8 @@ pub struct Settings {
     pub locked: bool,
     /// Application role.
     pub app_role: Option<String>,
+    /// The waves `migrate` rolls out in, from the config file (`--waves` overrides them).
+    pub rollout: Option<Vec<crate::rollout::Wave>>,
 }
 
 impl Settings {

@@ -72,6 +72,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
             command: "tenant create".into(),
             backup_dir: None,
             max_failures: None,
+            rollout: None,
         },
     )
     .await

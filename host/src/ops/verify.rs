@@ -43,6 +43,7 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
             command: "verify --fix".into(),
             backup_dir: None,
             max_failures: None,
+            rollout: None,
         };
         // Failures are reported by the run and show up again in the verification below.
         let quiet = Settings {

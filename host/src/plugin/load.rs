@@ -369,20 +369,30 @@ mod tests {
 
     #[test]
     fn manifest_rules() {
-        assert!(validate_manifest(manifest(&["a", "b"]), None, String::new()).is_ok());
-        let e = validate_manifest(manifest(&["a", "a"]), None, String::new()).unwrap_err();
+        assert!(
+            validate_manifest(manifest(&["a", "b"]), Default::default(), String::new()).is_ok()
+        );
+        let e = validate_manifest(manifest(&["a", "a"]), Default::default(), String::new())
+            .unwrap_err();
         assert!(e.contains("step `a` twice"), "{e}");
         assert!(
-            validate_manifest(manifest(&[""]), None, String::new())
+            validate_manifest(manifest(&[""]), Default::default(), String::new())
                 .unwrap_err()
                 .contains("empty")
         );
-        assert!(validate_manifest(manifest(&[&"x".repeat(200)]), None, String::new()).is_err());
-        assert!(validate_manifest(manifest(&[]), None, String::new()).is_err());
+        assert!(
+            validate_manifest(
+                manifest(&[&"x".repeat(200)]),
+                Default::default(),
+                String::new()
+            )
+            .is_err()
+        );
+        assert!(validate_manifest(manifest(&[]), Default::default(), String::new()).is_err());
         let mut m = manifest(&["a"]);
         m.requires = vec!["notes".into()];
         assert!(
-            validate_manifest(m, None, String::new())
+            validate_manifest(m, Default::default(), String::new())
                 .unwrap_err()
                 .contains("requires itself")
         );

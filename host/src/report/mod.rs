@@ -10,6 +10,7 @@ mod fleet;
 mod history;
 pub mod notes;
 mod progress;
+mod rollout;
 mod run;
 mod status;
 mod structure;
@@ -19,6 +20,7 @@ pub use fleet::{
 };
 pub use history::print_run_detail;
 pub use progress::Progress;
+pub use rollout::{wave_gate, wave_pause, wave_start};
 pub use run::{
     applied_steps, applied_steps_of, print_plan, print_revert, print_run_summary, schema_line,
 };

@@ -191,10 +191,18 @@ struct RunJson<'a> {
     applied_count: usize,
     problem_count: usize,
     schemas: Vec<SchemaResultJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<super::rollout::RolloutJson<'a>>,
 }
 
 /// The end-of-run summary; lists every problem with its cause.
-pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, out: Output) {
+pub fn print_run_summary(
+    run_id: i64,
+    reports: &[SchemaReport],
+    took: Duration,
+    out: Output,
+    rollout: Option<&crate::rollout::RolloutSummary>,
+) {
     let applied: usize = reports.iter().map(applied_steps).sum();
     let problems: Vec<&SchemaReport> = reports.iter().filter(|r| r.outcome.is_problem()).collect();
     if out.json() {
@@ -205,6 +213,7 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
             applied_count: applied,
             problem_count: problems.len(),
             schemas: reports.iter().map(SchemaResultJson::new).collect(),
+            rollout: rollout.map(super::rollout::RolloutJson::new),
         };
         print_document("wasmig.migrate/1", j);
         return;
@@ -234,6 +243,9 @@ pub fn print_run_summary(run_id: i64, reports: &[SchemaReport], took: Duration, 
     }
     for r in single {
         print_problem(r);
+    }
+    if let Some(r) = rollout {
+        super::rollout::print_rollout(r);
     }
 }
 
@@ -444,10 +456,17 @@ struct PlanJson<'a> {
 struct PlansJson<'a> {
     pending_count: usize,
     schemas: Vec<PlanJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<super::rollout::WavePlanJson<'a>>,
 }
 
 /// `migrate --dry-run` output.
-pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], out: Output) {
+pub fn print_plan(
+    specs: &[PluginSpec],
+    plans: &[(&Target, SchemaPlan)],
+    waves: Option<&crate::ops::rollout::WavePlan>,
+    out: Output,
+) {
     if out.json() {
         let schemas: Vec<PlanJson<'_>> = plans
             .iter()
@@ -483,6 +502,7 @@ pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], out: Ou
             PlansJson {
                 pending_count,
                 schemas,
+                rollout: waves.map(super::rollout::WavePlanJson::new),
             },
         );
         return;
@@ -516,6 +536,9 @@ pub fn print_plan(specs: &[PluginSpec], plans: &[(&Target, SchemaPlan)], out: Ou
             crate::outln!("  {}/{}  {}", pl.name, st.id, st.description);
         }
         total += p.pending.len();
+    }
+    if let Some(w) = waves {
+        super::rollout::print_wave_plan(w);
     }
     crate::outln!("dry run: {total} step(s) would be applied; nothing was changed");
 }
