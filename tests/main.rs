@@ -5,9 +5,12 @@ mod support;
 
 mod adopt;
 mod bad_input;
+mod conflicts;
 mod foundation;
 mod operations;
 mod operator;
 mod rollout;
 mod sandbox;
 mod tls;
+mod undo;
+mod waves;

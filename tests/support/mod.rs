@@ -351,7 +351,18 @@ impl Session {
     pub fn exec(&self, sql: &str) -> Result<(), String> {
         self.rt
             .block_on(self.client.batch_execute(sql))
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e.as_db_error() {
+                Some(d) => format!("{} ({})", d.message(), d.code().code()),
+                None => e.to_string(),
+            })
+    }
+
+    /// One `bigint` value.
+    pub fn scalar_i64(&self, sql: &str) -> i64 {
+        self.rt
+            .block_on(self.client.query_one(sql, &[]))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
     }
 
     /// Whether the server ended this session.

@@ -122,6 +122,11 @@ pub(super) async fn run(w: &WaveRun<'_>, plan: WavePlan) -> (Vec<SchemaReport>, 
             .filter(|r| r.outcome.is_failure())
             .count();
         failed += wave_failed;
+        // Tenants of the wave the budget kept from starting.
+        summary.not_started += wave_reports
+            .iter()
+            .filter(|r| matches!(r.outcome, crate::exec::Outcome::Skipped { .. }))
+            .count();
         let last = number == summary.planned;
         let stop = if crate::interrupt::received().is_some() {
             Some(Stopped::Signal)

@@ -147,15 +147,15 @@ fn built_on_later(
         .filter(|e| e.run_id.is_some_and(|r| r > run))
         .filter_map(|e| locate(specs, e).ok().map(|p| (p, e)));
     for (lp, le) in later {
-        let on_top = steps.iter().find(|(p, _)| {
+        let on_top = steps.iter().any(|(p, _)| {
             (lp.plugin == p.plugin && lp.step > p.step)
                 || dependants(specs, p.plugin).contains(&lp.plugin)
         });
-        if let Some((p, _)) = on_top {
+        if on_top {
             let later = le.run_id.unwrap_or_default();
             problems.push(format!(
-                "step `{}` of plugin `{}` was applied on top of `{}/{}` by a later run, {later}; revert run {later} first",
-                le.step_id, le.plugin, specs[p.plugin].name, specs[p.plugin].steps[p.step].id
+                "step `{}` of plugin `{}` was applied on top of run {run}'s steps by a later run, {later}; revert run {later} first",
+                le.step_id, le.plugin
             ));
         }
     }
