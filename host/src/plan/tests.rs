@@ -272,3 +272,119 @@ fn checksum_is_unambiguous() {
     assert_ne!(step_checksum("ab", "c", "d"), step_checksum("a", "bc", "d"));
     assert_eq!(step_checksum("a", "b", "c").len(), 64);
 }
+
+fn by_run(p: &PluginSpec, step: usize, run: i64) -> LedgerEntry {
+    LedgerEntry {
+        run_id: Some(run),
+        ..entry(p, step)
+    }
+}
+
+#[test]
+fn a_run_is_reverted_dependants_first_and_newest_first() {
+    let p = workload();
+    let order = order_plugins(&p).unwrap();
+    // Run 7 applied carriers 1 and 2, customers 1 and the seed 1 (seed requires customers).
+    let ledger = vec![
+        by_run(&p[4], 0, 7),
+        by_run(&p[4], 1, 7),
+        by_run(&p[3], 0, 7),
+        by_run(&p[0], 0, 7),
+    ];
+    let steps = revert_plan(&p, &order, &ledger, RevertOf::Run(7)).unwrap();
+    let named: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| {
+            (
+                p[s.plugin].name.as_str(),
+                p[s.plugin].steps[s.step].id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("seed", "1"),
+            ("customers", "1"),
+            ("carriers", "2"),
+            ("carriers", "1")
+        ]
+    );
+    // Nothing of another run is touched.
+    assert!(
+        revert_plan(&p, &order, &ledger, RevertOf::Run(8))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_run_revert_is_refused_for_every_step_it_cannot_undo() {
+    let mut p = workload();
+    let order = order_plugins(&p).unwrap();
+    p[4].steps[0].reversible = Some(false);
+    p[3].steps[0].reversible = None;
+    let mut changed = by_run(&p[4], 1, 7);
+    changed.checksum = "0".repeat(64);
+    let ledger = vec![
+        by_run(&p[4], 0, 7),
+        changed,
+        by_run(&p[3], 0, 7),
+        // A later run built on run 7: the supplier migration requires carriers.
+        by_run(&p[2], 0, 9),
+        // An earlier run's step is no obstacle.
+        by_run(&p[5], 0, 3),
+    ];
+    let problems = revert_plan(&p, &order, &ledger, RevertOf::Run(7)).unwrap_err();
+    let all = problems.join("\n");
+    assert!(
+        all.contains("step `1` of plugin `carriers` is irreversible"),
+        "{all}"
+    );
+    assert!(
+        all.contains("step `2` of plugin `carriers` was applied with other content"),
+        "{all}"
+    );
+    assert!(
+        all.contains("plugin `customers` was built for a WIT version that does not say"),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "step `1` of plugin `suppliers` was applied on top of run 7's steps by a later run, 9"
+        ),
+        "{all}"
+    );
+    assert_eq!(problems.len(), 4, "{all}");
+    // A step of a plugin no longer loaded.
+    let mut gone = by_run(&p[4], 0, 7);
+    gone.plugin = "gone".into();
+    let problems = revert_plan(&p, &order, &[gone], RevertOf::Run(7)).unwrap_err();
+    assert!(
+        problems[0].contains("no loaded plugin is named `gone`"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_plugin_revert_keeps_the_steps_before_from_and_waits_for_its_dependants() {
+    let p = workload();
+    let order = order_plugins(&p).unwrap();
+    let carriers = &p[4];
+    let ledger = vec![entry(carriers, 0), entry(carriers, 1)];
+    let steps = revert_plan(&p, &order, &ledger, RevertOf::Plugin { plugin: 4, from: 1 }).unwrap();
+    assert_eq!(steps, [PendingStep { plugin: 4, step: 1 }]);
+    let mut with_dependant = ledger.clone();
+    with_dependant.push(entry(&p[3], 0));
+    let problems = revert_plan(
+        &p,
+        &order,
+        &with_dependant,
+        RevertOf::Plugin { plugin: 4, from: 0 },
+    )
+    .unwrap_err();
+    assert!(
+        problems[0].contains("required by `customers`"),
+        "{problems:?}"
+    );
+}
