@@ -96,6 +96,8 @@ pub(super) async fn run(w: &WaveRun<'_>, plan: WavePlan) -> (Vec<SchemaReport>, 
     let mut reports = Vec::new();
     let mut failed = 0;
     let mut first = Some(plan.first);
+    // No pause after the last wave that has tenants: nothing follows it.
+    let last_busy = plan.waves.iter().rposition(|w| !w.is_empty()).unwrap_or(0);
     for (i, tenants) in plan.waves.into_iter().enumerate() {
         let number = i + 1;
         if summary.stopped.is_some() {
@@ -108,6 +110,10 @@ pub(super) async fn run(w: &WaveRun<'_>, plan: WavePlan) -> (Vec<SchemaReport>, 
             schema: schema.clone(),
             scope: Scope::Tenant,
         }));
+        if targets.is_empty() {
+            // Nothing left for this wave (its selector matched no pending tenant).
+            continue;
+        }
         crate::report::wave_start(w.progress, number, summary.planned, spec, tenants.len());
         let opts = RunOptions {
             max_failures: Some(w.allowed.saturating_sub(failed)),
@@ -127,7 +133,7 @@ pub(super) async fn run(w: &WaveRun<'_>, plan: WavePlan) -> (Vec<SchemaReport>, 
             .iter()
             .filter(|r| matches!(r.outcome, crate::exec::Outcome::Skipped { .. }))
             .count();
-        let last = number == summary.planned;
+        let last = i >= last_busy;
         let stop = if crate::interrupt::received().is_some() {
             Some(Stopped::Signal)
         } else if failed > w.allowed {
