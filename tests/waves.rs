@@ -99,12 +99,18 @@ fn a_wave_over_its_failure_budget_stops_the_rollout_and_the_same_command_resumes
 
 #[test]
 fn config_waves_pause_and_run_gates_and_a_failing_gate_stops_the_rollout() {
+    // Created in this order: g1, f0, g2, g3, g4 (by name, f0 comes first).
     let (db, plugins) = Fleet::new("waves_gate")
         .plugins(&["notes_v1"])
         .tenants(&["g1"])
         .build();
     let p = plugins.path();
-    for (t, tier) in [("g2", "gold"), ("g3", "gold"), ("g4", "free")] {
+    for (t, tier) in [
+        ("f0", "free"),
+        ("g2", "gold"),
+        ("g3", "gold"),
+        ("g4", "free"),
+    ] {
         db.wasmig(
             p,
             &["tenant", "create", t, "--label", &format!("tier={tier}")],
@@ -112,53 +118,75 @@ fn config_waves_pause_and_run_gates_and_a_failing_gate_stops_the_rollout() {
         .expect(Exit::Ok);
     }
     plugins.set(&["notes_v2_added"]);
+    // The orders: by creation (the default), by name, by a label (tenants without it last).
+    let first_two = |order: &str| {
+        let doc = db
+            .wasmig(
+                p,
+                &[
+                    "migrate",
+                    "--dry-run",
+                    "--json",
+                    "--waves",
+                    "2,rest",
+                    "--order-by",
+                    order,
+                ],
+            )
+            .expect(Exit::Ok)
+            .doc("wasmig.plan/1");
+        names(&doc["rollout"]["waves"][0])
+    };
+    assert_eq!(first_two("created"), ["g1", "f0"]);
+    assert_eq!(first_two("name"), ["f0", "g1"]);
+    assert_eq!(first_two("label:tier"), ["f0", "g4"]);
+
     let dir = tempfile::tempdir().expect("tempdir");
     let seen = dir.path().join("gate-saw");
     let config = dir.path().join("wasmig.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[[env.test.rollout]]
-size = 1
-gate = "echo \"$WASMIG_WAVE:$WASMIG_WAVE_SCHEMAS\" >> '{seen}'"
-
-[[env.test.rollout]]
-size = "50%"
-where = "tier=gold"
-pause = "1s"
-gate = "echo \"$WASMIG_WAVE:$WASMIG_WAVE_SCHEMAS\" >> '{seen}'; exit 7"
-
-[[env.test.rollout]]
-size = "rest"
-"#,
-            seen = seen.display()
-        ),
-    )
-    .expect("write config");
+    // Each gate notes its wave, the wave's tenants (variable and file) and the time.
+    let note = format!(
+        "echo \"$WASMIG_WAVE:$WASMIG_WAVE_SCHEMAS:$(wc -l < \"$WASMIG_WAVE_SCHEMAS_FILE\"):$(date +%s.%N)\" >> '{}'",
+        seen.display()
+    );
+    let waves = format!(
+        "[[env.test.rollout]]\nsize = 1\ngate = '''{note}'''\n\n\
+         [[env.test.rollout]]\nsize = \"50%\"\nwhere = \"tier=gold\"\npause = \"1s\"\ngate = '''{note}; exit 7'''\n\n\
+         [[env.test.rollout]]\nsize = \"rest\"\n"
+    );
+    std::fs::write(&config, waves).expect("write config");
     let cfg = config.to_str().expect("utf-8");
-    let started = std::time::Instant::now();
-    let run = db
-        .wasmig(p, &["--config", cfg, "--env", "test", "migrate"])
-        .expect(Exit::Problems);
+    let doc = db
+        .wasmig(p, &["--config", cfg, "--env", "test", "migrate", "--json"])
+        .expect(Exit::Problems)
+        .doc("wasmig.migrate/1");
+    let stopped = &doc["rollout"]["stopped"];
+    assert_eq!(stopped["wave"], 2, "{stopped}");
+    assert_eq!(stopped["reason"], "gate", "{stopped}");
     assert!(
-        run.stderr.contains(
-            "rollout stopped after wave 2 of 3: the gate `echo \"$WASMIG_WAVE:$WASMIG_WAVE_SCHEMAS\""
-        ) && run.stderr.contains("failed: it exited with 7; 1 tenant(s) not started"),
-        "{}",
-        run.stderr
+        stopped["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("failed: it exited with 7")),
+        "{stopped}"
     );
-    assert!(
-        started.elapsed() >= std::time::Duration::from_secs(1),
-        "the second wave's pause was kept"
-    );
+    // The rest wave (f0 and g4) never started.
+    assert_eq!(doc["rollout"]["not_started_count"], 2);
     // Each gate ran once, after its wave, and saw that wave's tenants: the first wave took
-    // the oldest tenant, the second the gold ones.
+    // the oldest tenant; the second, 50% of the five (three) but only gold ones, of which
+    // two were left. The second gate ran at least the pause after the first.
     let saw = std::fs::read_to_string(&seen).expect("the gates ran");
-    assert_eq!(saw, "1:g1\n2:g2,g3\n");
+    let lines: Vec<Vec<&str>> = saw.lines().map(|l| l.split(':').collect()).collect();
+    assert_eq!(lines.len(), 2, "{saw}");
+    assert_eq!(lines[0][..3], ["1", "g1", "1"], "{saw}");
+    assert_eq!(lines[1][..3], ["2", "g2,g3", "2"], "{saw}");
+    let at = |l: &Vec<&str>| l[3].trim().parse::<f64>().expect("time");
+    assert!(
+        at(&lines[1]) - at(&lines[0]) >= 1.0,
+        "the pause was kept: {saw}"
+    );
     assert_eq!(with_tags(&db), ["g1", "g2", "g3"]);
 
-    // --waves overrides the file's waves; the last tenant is done.
+    // --waves overrides the file's waves; the last tenants are done.
     db.wasmig(
         p,
         &[
@@ -166,7 +194,7 @@ size = "rest"
         ],
     )
     .expect(Exit::Ok);
-    assert_eq!(with_tags(&db), ["g1", "g2", "g3", "g4"]);
+    assert_eq!(with_tags(&db), ["f0", "g1", "g2", "g3", "g4"]);
 
     // A wave spec that cannot be is refused before anything runs.
     for (bad, why) in [
@@ -179,13 +207,26 @@ size = "rest"
             .expect(Exit::Error);
         assert!(run.stderr.contains(why), "{bad}: {}", run.stderr);
     }
-    std::fs::write(&config, "[[env.test.rollout]]\nsize = \"half\"\n").expect("write config");
-    let run = db
-        .wasmig(p, &["--config", cfg, "--env", "test", "status"])
-        .expect(Exit::Error);
-    assert!(
-        run.stderr.contains("line 2") && run.stderr.contains("env.test.rollout[0].size"),
-        "{}",
-        run.stderr
-    );
+    for (text, line, key) in [
+        (
+            "[[env.test.rollout]]\nsize = \"half\"\n",
+            "line 2",
+            "env.test.rollout[0].size",
+        ),
+        (
+            "[[env.test.rollout]]\nsize = \"rest\"\n[[env.test.rollout]]\nsize = 1\n",
+            "line 2",
+            "env.test.rollout[0].size",
+        ),
+    ] {
+        std::fs::write(&config, text).expect("write config");
+        let run = db
+            .wasmig(p, &["--config", cfg, "--env", "test", "status"])
+            .expect(Exit::Error);
+        assert!(
+            run.stderr.contains(line) && run.stderr.contains(key),
+            "{}",
+            run.stderr
+        );
+    }
 }

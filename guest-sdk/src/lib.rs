@@ -23,13 +23,15 @@
 //! dispatch), `seed` (idempotent get-or-create/upsert helpers), `log` (messages to the host).
 
 mod db;
+pub mod fingerprint;
 mod log;
 mod plugin;
 mod seed;
 
 pub use db::{Db, Error, FromValue, Row, Rows, ToValue, Value};
+pub use fingerprint::fingerprint;
 pub use log::{debug, error, info, warn};
-pub use plugin::{Kind, Plugin, Scope, Step, Tier, fingerprint};
+pub use plugin::{Kind, Plugin, Scope, Step, Tier};
 pub use seed::Key;
 
 /// The WIT package version this SDK targets (`wasmig:plugin@...`).
@@ -77,11 +79,38 @@ macro_rules! export_plugin {
     };
 }
 
+/// A folder of SQL files as ordered steps, read at compile time: `sql_dir!("sql")` is an array
+/// of [`Step`]s, one per `NNNN_name.sql` file of the folder (relative to the crate's
+/// `Cargo.toml`), in file-name order, each with the step id `NNNN_name` and, when a
+/// `NNNN_name.revert.sql` sits beside it, that file as its revert. The description is the
+/// text of the file's first `--` comment line (else the file name's words). The fingerprint
+/// is the SQL text's, exactly as [`Step::sql`] with [`include_str!`] gives it.
+///
+/// Refused at compile time, naming the file: a `.sql` file not named `NNNN_name.sql`
+/// (digits, `_`, lowercase letters, digits and `_`), two files with the same number, a
+/// `.revert.sql` without its step, an empty folder. Add a `build.rs` with
+/// `println!("cargo:rerun-if-changed=sql");` so that a file added to the folder is picked up
+/// (`wasmig new` writes one).
+///
+/// ```
+/// use wasmig_sdk::{Plugin, sql_dir};
+///
+/// // In a plugin crate: `Plugin::migration("inventory").steps_from(sql_dir!("sql"))`. Here,
+/// // the example `carriers` plugin's folder, seen from this crate.
+/// let p = Plugin::migration("carriers").steps_from(sql_dir!("../plugins/carriers/sql"));
+/// let ids: Vec<&str> = p.steps().iter().map(|s| s.id()).collect();
+/// assert_eq!(ids[0], "0001_initial");
+/// assert_eq!(ids.len(), 3);
+/// ```
+pub use wasmig_sdk_macros::sql_dir;
+
 /// Declares a Rust code step: `code_step!("0002_backfill", "Backfill emails", |db| { ... })`.
 ///
 /// The closure must not capture anything; it receives a [`Db`] and returns
-/// `Result<(), Error>`. The fingerprint is the blake3 of the closure's source tokens, so
-/// comments and formatting do not count as changes but any code change does.
+/// `Result<(), Error>`. The fingerprint is the blake3 of the closure's source tokens with
+/// log text blanked, so comments, formatting and the wording of log lines do not count as
+/// changes but any code change does; data the closure reads is covered only when declared
+/// with [`Step::covers`] (see the [`fingerprint`](mod@fingerprint) module).
 #[macro_export]
 macro_rules! code_step {
     ($id:expr, $description:expr, $($body:tt)+) => {

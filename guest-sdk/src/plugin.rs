@@ -4,6 +4,7 @@
 use crate::bindings::exports::wasmig::plugin0_3_0::plugin as wit;
 use crate::bindings::wasmig::plugin0_1_0::types::SqlError;
 use crate::db::{Db, Error};
+use crate::fingerprint::fingerprint;
 
 /// What a plugin changes: structure or data. Migrations run before seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +63,11 @@ pub struct Step {
     id: &'static str,
     description: &'static str,
     transactional: bool,
+    repeatable: bool,
     body: Body,
     revert: Revert,
+    /// Values the fingerprint covers: name and `Debug` text.
+    covers: Vec<(&'static str, String)>,
 }
 
 impl Step {
@@ -73,8 +77,10 @@ impl Step {
             id,
             description,
             transactional: true,
+            repeatable: false,
             body: Body::Sql { up },
             revert: Revert::None,
+            covers: Vec::new(),
         }
     }
 
@@ -90,8 +96,10 @@ impl Step {
             id,
             description,
             transactional: true,
+            repeatable: false,
             body: Body::Code { source, run },
             revert: Revert::None,
+            covers: Vec::new(),
         }
     }
 
@@ -114,30 +122,74 @@ impl Step {
         self
     }
 
+    /// Seed steps only: when the step's content (its fingerprint) changes after it was
+    /// applied, `migrate` runs it again, in its own transaction, and records the new
+    /// fingerprint, instead of refusing the change as drift. `status` shows it as "changed,
+    /// will re-run". Write it so that running it again is right (an upsert, not an insert).
+    ///
+    /// ```
+    /// use wasmig_sdk::{Step, code_step};
+    ///
+    /// const UNITS: [&str; 3] = ["kg", "g", "lb"];
+    /// let step = code_step!("0001_units", "Units of measure", |db| {
+    ///     for u in UNITS {
+    ///         db.execute("INSERT INTO unit (code) VALUES ($1) ON CONFLICT DO NOTHING", &[&u])?;
+    ///     }
+    ///     Ok(())
+    /// })
+    /// .covers("UNITS", &UNITS)
+    /// .repeatable();
+    /// assert!(step.is_repeatable());
+    /// ```
+    pub fn repeatable(mut self) -> Self {
+        self.repeatable = true;
+        self
+    }
+
+    /// Makes `value` part of the step's fingerprint, by its `Debug` text: declare the data
+    /// (and, by a version constant, the helpers) a code step is built from, so that changing
+    /// them is a change of the step: drift, or for a [repeatable](Step::repeatable) seed, a
+    /// re-run. Use ordered collections (arrays, `Vec`, `BTreeMap`), not `HashMap`, whose
+    /// `Debug` order changes from run to run.
+    ///
+    /// ```
+    /// use wasmig_sdk::{Step, code_step};
+    ///
+    /// const UNITS: [&str; 2] = ["kg", "g"];
+    /// let a = code_step!("0001_units", "Units", |_db| Ok(())).covers("UNITS", &UNITS);
+    /// let b = code_step!("0001_units", "Units", |_db| Ok(())).covers("UNITS", &["kg", "g", "lb"]);
+    /// assert_ne!(a.fingerprint(), b.fingerprint());
+    /// ```
+    pub fn covers(mut self, name: &'static str, value: &dyn std::fmt::Debug) -> Self {
+        self.covers.push((name, format!("{value:?}")));
+        self
+    }
+
     /// The step id.
     pub fn id(&self) -> &'static str {
         self.id
     }
 
-    /// The content fingerprint the host records: `sql:<blake3>` of the normalised SQL text,
-    /// or `code:<blake3>` of the code's source tokens.
+    /// Whether [`Step::repeatable`] was called.
+    pub fn is_repeatable(&self) -> bool {
+        self.repeatable
+    }
+
+    /// The content fingerprint the host records (see the [`fingerprint`](crate::fingerprint)
+    /// module for what it covers): `sql:<blake3>` of the normalised SQL text, or
+    /// `code:<blake3>` of the code's source tokens, log text blanked, and the covered values.
     pub fn fingerprint(&self) -> String {
+        self.fingerprints().0
+    }
+
+    /// The fingerprint, and the one an SDK before log-blanking gave the same content.
+    fn fingerprints(&self) -> (String, Option<String>) {
         match &self.body {
-            Body::Sql { up } => fingerprint("sql", up),
-            Body::Code { source, .. } => fingerprint("code", source),
+            Body::Sql { up } if self.covers.is_empty() => (fingerprint("sql", up), None),
+            Body::Sql { up } => crate::fingerprint::code(up, &self.covers),
+            Body::Code { source, .. } => crate::fingerprint::code(source, &self.covers),
         }
     }
-}
-
-/// `kind:<blake3 hex>` of `content` with line endings and trailing whitespace normalised, so
-/// that a checkout with CRLF line endings or a trailing newline is not drift.
-pub fn fingerprint(kind: &str, content: &str) -> String {
-    let mut hasher = blake3::Hasher::new();
-    for line in content.trim().lines() {
-        hasher.update(line.trim_end().as_bytes());
-        hasher.update(b"\n");
-    }
-    format!("{kind}:{}", hasher.finalize().to_hex())
 }
 
 /// A plugin: name, kind, scope, requirements and ordered steps.
@@ -224,6 +276,12 @@ impl Plugin {
         self.step(Step::sql(id, description, up))
     }
 
+    /// Adds steps in order, e.g. a folder of SQL files ([`sql_dir!`](crate::sql_dir)).
+    pub fn steps_from(mut self, steps: impl IntoIterator<Item = Step>) -> Self {
+        self.steps.extend(steps);
+        self
+    }
+
     /// Adds any step (see [`Step`] and [`code_step!`](crate::code_step)).
     pub fn step(mut self, step: Step) -> Self {
         self.steps.push(step);
@@ -265,12 +323,21 @@ pub fn manifest(p: &Plugin) -> wit::PluginInfo {
         steps: p
             .steps
             .iter()
-            .map(|s| wit::Step {
-                id: s.id.to_owned(),
-                description: s.description.to_owned(),
-                fingerprint: s.fingerprint(),
-                transactional: s.transactional,
-                reversible: !matches!(s.revert, Revert::None),
+            .map(|s| {
+                let (fingerprint, before) = s.fingerprints();
+                wit::Step {
+                    id: s.id.to_owned(),
+                    description: s.description.to_owned(),
+                    fingerprint,
+                    transactional: s.transactional,
+                    reversible: !matches!(s.revert, Revert::None),
+                    repeatable: s.repeatable,
+                    accepts: before.into_iter().collect(),
+                    sql: match s.body {
+                        Body::Sql { up } => Some(up.to_owned()),
+                        Body::Code { .. } => None,
+                    },
+                }
             })
             .collect(),
     }
@@ -325,22 +392,5 @@ mod tests {
         assert_eq!(Plugin::seed("s").shared().tier(), Tier::Full);
         assert_eq!(Plugin::seed("s").needs(Tier::Schema).tier(), Tier::Schema);
         assert_eq!(manifest(&Plugin::seed("s")).needs, wit::Tier::Data);
-    }
-
-    #[test]
-    fn fingerprint_ignores_line_endings_and_trailing_space() {
-        let a = fingerprint("sql", "CREATE TABLE t (id int);\nSELECT 1;\n");
-        let b = fingerprint("sql", "CREATE TABLE t (id int);  \r\nSELECT 1;");
-        assert_eq!(a, b);
-        assert!(a.starts_with("sql:"));
-    }
-
-    #[test]
-    fn fingerprint_changes_with_content() {
-        assert_ne!(
-            fingerprint("sql", "CREATE TABLE t (id int);"),
-            fingerprint("sql", "CREATE TABLE t (id bigint);")
-        );
-        assert_ne!(fingerprint("sql", "x"), fingerprint("code", "x"));
     }
 }

@@ -130,6 +130,13 @@ pub struct RolloutEntry {
 pub fn from_entries(
     entries: &[RolloutEntry],
 ) -> Result<Vec<Wave>, (String, std::ops::Range<usize>, String)> {
+    if entries.is_empty() {
+        return Err((
+            "rollout".to_owned(),
+            0..0,
+            "no waves: give at least one `[[...rollout]]` entry, or remove `rollout`".to_owned(),
+        ));
+    }
     let mut waves = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         let key = |k: &str| format!("rollout[{i}].{k}");
@@ -162,10 +169,13 @@ pub fn from_entries(
             gate,
         });
     }
-    check_rest_last(&waves).map_err(|r| {
-        let span = entries.last().map_or(0..0, |e| e.size.span());
-        ("rollout".to_owned(), span, r)
-    })?;
+    if let Err(r) = check_rest_last(&waves) {
+        let at = waves
+            .iter()
+            .position(|w| w.size == WaveSize::Rest && w.selector.is_none())
+            .unwrap_or(0);
+        return Err((format!("rollout[{at}].size"), entries[at].size.span(), r));
+    }
     Ok(waves)
 }
 
@@ -273,6 +283,8 @@ pub enum Stopped {
         /// How it failed.
         why: String,
     },
+    /// The shared schema failed with the first wave (its tenants were skipped).
+    Shared,
     /// SIGINT or SIGTERM.
     Signal,
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::{Cli, Command, MetricsFormat, MigrateArgs, TenantCommand, VerifyArgs};
+use super::{Cli, Command, MetricsFormat, MigrateArgs, PluginCommand, TenantCommand, VerifyArgs};
 use crate::names::SchemaName;
 use crate::ops::{self, Invocation, Settings};
 use crate::report::Output;
@@ -11,8 +11,46 @@ use crate::{Exit, config, plan};
 
 /// Runs a parsed command line in `process` (its arguments and environment).
 pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
+    // The author's commands need no database, so no database settings.
+    match cli.command {
+        Command::New {
+            name,
+            seed,
+            shared,
+            dir,
+            sdk,
+        } => {
+            let o = ops::scaffold::NewOptions {
+                name,
+                seed,
+                shared,
+                dir,
+                sdk,
+            };
+            return ops::scaffold::new(&o);
+        }
+        Command::Build { crates, out } => {
+            let off = super::settings::offline(&cli.global, process)?;
+            return ops::scaffold::build(&off, &ops::scaffold::BuildOptions { crates, out }).await;
+        }
+        Command::Plugin(p) => {
+            let off = super::settings::offline(&cli.global, process)?;
+            return match p {
+                PluginCommand::Inspect { file, json } => {
+                    ops::author::inspect(&off, &file, Output::from_json_flag(json)).await
+                }
+                PluginCommand::Check { dir, json } => {
+                    ops::author::check(&off, dir.as_deref(), Output::from_json_flag(json)).await
+                }
+            };
+        }
+        _ => {}
+    }
     let s = super::settings::settings(&cli.global, process)?;
     match cli.command {
+        Command::New { .. } | Command::Build { .. } | Command::Plugin(_) => {
+            unreachable!("handled above")
+        }
         Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
         Command::Tenant(t) => tenant(&s, t).await,
         Command::Migrate(a) => ops::migrate::migrate(&s, &migrate_options(&s, a)?).await,

@@ -44,7 +44,8 @@ pub struct Global {
     #[arg(help_heading = CONN, long = "env", global = true, env = "WASMIG_ENV", value_name = "NAME")]
     pub env_name: Option<String>,
 
-    /// Directory holding the plugin components (*.wasm) [default: plugins].
+    /// Directory holding the plugin components (*.wasm), where `wasmig build` puts them
+    /// [default: wasmig-plugins].
     #[arg(help_heading = PLUG, long, global = true, env = "WASMIG_PLUGINS", value_name = "DIR")]
     pub plugins: Option<PathBuf>,
 
@@ -312,6 +313,38 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Create a plugin crate that builds out of the box: Cargo.toml with the SDK and the
+    /// small-artifact release profile, a first SQL step in `sql/`, a README. No database.
+    New {
+        /// Plugin name (lowercase letters, digits, `-` and `_`): the crate's and the manifest's.
+        name: String,
+        /// A seed plugin (rows), not a migration.
+        #[arg(long)]
+        seed: bool,
+        /// Runs once in the shared schema, not in every tenant.
+        #[arg(long)]
+        shared: bool,
+        /// Where to create the crate's folder.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+        /// The `guest-sdk` folder to depend on [default: the one of the checkout this wasmig
+        /// was built from].
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
+    /// Build plugin crates for wasm32-wasip2 and copy each component into the plugins
+    /// directory as `<plugin name>.wasm`. No database.
+    Build {
+        /// Plugin crate folders [default: the current folder].
+        #[arg(value_name = "CRATE_DIR")]
+        crates: Vec<PathBuf>,
+        /// Where the components go [default: the plugins directory].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Look at plugin components without a database.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Wait until the database accepts connections (backoff), or fail with the last error.
     Wait {
         /// How long to wait (e.g. 60s, 5m).
@@ -363,6 +396,30 @@ pub enum MetricsFormat {
     Prometheus,
     /// JSON.
     Json,
+}
+
+/// `wasmig plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// What a component declares, as the host reads it: name, version, kind, scope, needs,
+    /// requires, WIT version, each step (description, transactional, reversible, repeatable,
+    /// fingerprint, the checksum the ledger records), the artifact's blake3 and size, imports.
+    Inspect {
+        /// The component.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate every component of a directory and their order (names declared twice,
+    /// unknown or impossible requirements, cycles). Exit 0 valid, 1 problems, 2 no directory.
+    Check {
+        /// The directory [default: the plugins directory].
+        dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `wasmig tenant ...`

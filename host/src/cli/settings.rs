@@ -35,8 +35,9 @@ fn layer_list(flag: &[String], file: &Option<Vec<String>>) -> Vec<String> {
         .collect()
 }
 
-/// Validates the global flags and the config file into the settings every command shares.
-pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
+/// The config file (`--config`, else `./wasmig.toml` when it exists) and its layer for the
+/// selected environment.
+fn config_file(g: &Global, process: &Invocation) -> Result<(Option<PathBuf>, FileSettings)> {
     let env = |k: &str| process.var(k);
     let config_path = match &g.config {
         Some(p) => Some(p.clone()),
@@ -50,6 +51,13 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         ),
         None => FileSettings::default(),
     };
+    Ok((config_path, file))
+}
+
+/// Validates the global flags and the config file into the settings every command shares.
+pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
+    let env = |k: &str| process.var(k);
+    let (config_path, file) = config_file(g, process)?;
     let config_name = config_path
         .as_deref()
         .map_or_else(String::new, |p| p.display().to_string());
@@ -84,7 +92,7 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         target,
         name_refs,
         grants,
-        plugins_dir: layer(&g.plugins, &file.plugins).unwrap_or_else(|| PathBuf::from("plugins")),
+        plugins_dir: plugins_dir(g, &file),
         shared_schema,
         jobs,
         retries,
@@ -97,6 +105,24 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         locked: g.locked,
         app_role,
         rollout: file.rollout.clone(),
+    })
+}
+
+/// The plugins directory's default: a folder of built components beside the project, not
+/// the source folder of this repository's example plugins.
+pub const DEFAULT_PLUGINS_DIR: &str = "wasmig-plugins";
+
+fn plugins_dir(g: &Global, file: &FileSettings) -> PathBuf {
+    layer(&g.plugins, &file.plugins).unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS_DIR))
+}
+
+/// What the commands that need no database take from the flags and the config file: the
+/// plugins directory and the plugin limits.
+pub fn offline(g: &Global, process: &Invocation) -> Result<crate::ops::author::Offline> {
+    let (_, file) = config_file(g, process)?;
+    Ok(crate::ops::author::Offline {
+        plugins_dir: plugins_dir(g, &file),
+        limits: limits(g, &file)?,
     })
 }
 

@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS wasmig.step_grant (
     plugin_version text NOT NULL,
     run_id bigint NOT NULL,
     mac text NOT NULL,
-    action text NOT NULL DEFAULT 'apply' CHECK (action IN ('apply', 'revert')),
+    action text NOT NULL DEFAULT 'apply' CHECK (action IN ('apply', 'revert', 'rerun')),
     expires_at timestamptz NOT NULL
 );
 -- Databases initialised by an earlier build lack the column (checked first, as above).
@@ -106,6 +106,29 @@ BEGIN
     END IF;
 END
 $upgrade$;
+-- Version 6 adds `rerun` (a repeatable seed step run again; its ledger row is rewritten).
+DO $upgrade$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                WHERE conrelid = 'wasmig.step_grant'::regclass
+                  AND conname = 'step_grant_action_check'
+                  AND pg_catalog.pg_get_constraintdef(oid) NOT LIKE '%rerun%') THEN
+        ALTER TABLE wasmig.step_grant DROP CONSTRAINT step_grant_action_check;
+        ALTER TABLE wasmig.step_grant ADD CONSTRAINT step_grant_action_check
+            CHECK (action IN ('apply', 'revert', 'rerun'));
+    END IF;
+END
+$upgrade$;
+-- The SQL text of each applied SQL step, once per distinct checksum (10,000 tenants on the
+-- same step store it once), written by the operator when it grants the step: what
+-- `wasmig diff` compares with what the loaded plugin says now.
+CREATE TABLE IF NOT EXISTS wasmig.step_text (
+    checksum text PRIMARY KEY,
+    plugin text NOT NULL,
+    step_id text NOT NULL,
+    sql text NOT NULL,
+    first_seen timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 -- The capability tier a step runs with (what the operator granted its plugin), and its own
 -- temp_file_limit (the plugin's `max_temp_mb`), set by `begin_step`.
 DO $upgrade$
@@ -406,23 +429,32 @@ SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
     recorded bigint;
+    g wasmig.step_grant%ROWTYPE;
 BEGIN
     -- A NULL token matches no grant and records nothing: a fresh session calls it so to
     -- plan the statements below (and the step check's) before its first step.
     PERFORM wasmig_api.check_step(p_xid);
-    WITH g AS (
-        DELETE FROM wasmig.step_grant
-         WHERE token_hash = sha256(p_token)
-           AND role_name = session_user
-           AND action = 'apply'
-           AND expires_at > clock_timestamp()
-        RETURNING *
-    )
-    INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
-                               plugin_version, applied_at, duration_ms, run_id, mac)
-    SELECT schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version,
-           clock_timestamp(), p_duration_ms, run_id, mac
-    FROM g;
+    DELETE FROM wasmig.step_grant
+     WHERE token_hash = sha256(p_token)
+       AND role_name = session_user
+       AND action IN ('apply', 'rerun')
+       AND expires_at > clock_timestamp()
+    RETURNING * INTO g;
+    IF g.action = 'rerun' THEN
+        -- A repeatable step run again rewrites its own row: the last checksum, when it
+        -- last ran. A row that is gone records nothing, so the step is refused below.
+        UPDATE wasmig.ledger
+           SET checksum = g.checksum, artifact_checksum = g.artifact_checksum,
+               plugin_version = g.plugin_version, applied_at = clock_timestamp(),
+               duration_ms = p_duration_ms, run_id = g.run_id, mac = g.mac
+         WHERE schema_name = g.schema_name AND plugin = g.plugin AND step_id = g.step_id;
+    ELSE
+        INSERT INTO wasmig.ledger (schema_name, plugin, step_id, checksum, artifact_checksum,
+                                   plugin_version, applied_at, duration_ms, run_id, mac)
+        SELECT g.schema_name, g.plugin, g.step_id, g.checksum, g.artifact_checksum,
+               g.plugin_version, clock_timestamp(), p_duration_ms, g.run_id, g.mac
+         WHERE g.token_hash IS NOT NULL;
+    END IF;
     GET DIAGNOSTICS recorded = ROW_COUNT;
     IF recorded <> 1 AND p_token IS NOT NULL THEN
         PERFORM wasmig_api.no_valid_grant();
@@ -742,5 +774,5 @@ BEGIN
     END LOOP;
 END
 $fn$;
-INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '5')
+INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '6')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

@@ -25,6 +25,8 @@ pub enum GrantAction {
     Apply,
     /// Remove the reverted step's row.
     Revert,
+    /// Rewrite the row of a repeatable step run again (its content changed).
+    Rerun,
 }
 
 impl GrantAction {
@@ -33,6 +35,7 @@ impl GrantAction {
         match self {
             GrantAction::Apply => "apply",
             GrantAction::Revert => "revert",
+            GrantAction::Rerun => "rerun",
         }
     }
 }

@@ -43,6 +43,55 @@ pub async fn try_lock_and_read(
     ))
 }
 
+/// Tries the locks of all `schemas` in one statement; returns those another runner holds,
+/// having released the others again (all or none are held afterwards).
+pub async fn try_lock_schemas(
+    client: &Client,
+    schemas: &[SchemaName],
+) -> Result<Vec<SchemaName>, ControlError> {
+    let names: Vec<&str> = schemas.iter().map(SchemaName::as_str).collect();
+    let keys: Vec<i32> = schemas.iter().map(schema_lock_key).collect();
+    let rows = client
+        .query(
+            "SELECT s, pg_try_advisory_lock($1, k) FROM unnest($2::text[], $3::int4[]) AS t(s, k)",
+            &[&LOCK_CLASS, &names, &keys],
+        )
+        .await
+        .map_err(pg("locking the schemas"))?;
+    let not_got: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter(|r| !r.get::<_, bool>(1))
+        .map(|r| r.get::<_, &str>(0))
+        .collect();
+    let busy: Vec<SchemaName> = schemas
+        .iter()
+        .filter(|s| not_got.contains(s.as_str()))
+        .cloned()
+        .collect();
+    if !busy.is_empty() {
+        let held: Vec<SchemaName> = schemas
+            .iter()
+            .filter(|s| !busy.contains(s))
+            .cloned()
+            .collect();
+        release_schemas(client, &held).await?;
+    }
+    Ok(busy)
+}
+
+/// Releases the locks of `schemas` in one statement.
+pub async fn release_schemas(client: &Client, schemas: &[SchemaName]) -> Result<(), ControlError> {
+    let keys: Vec<i32> = schemas.iter().map(schema_lock_key).collect();
+    client
+        .query(
+            "SELECT pg_advisory_unlock($1, k) FROM unnest($2::int4[]) AS k",
+            &[&LOCK_CLASS, &keys],
+        )
+        .await
+        .map_err(pg("releasing the schemas"))?;
+    Ok(())
+}
+
 /// Releases the schema's lock (no write, so no commit to wait for).
 pub async fn release_schema(client: &Client, schema: &SchemaName) -> Result<(), ControlError> {
     client

@@ -106,7 +106,7 @@ pub async fn list_schemas(client: &Client) -> Result<Vec<ManagedSchema>, Control
     let rows = client
         .query(
             "SELECT schema_name, scope, role_name, display_name, domain,
-                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
                     labels::text
              FROM wasmig.managed_schema ORDER BY scope = 'tenant', schema_name",
             &[],

@@ -339,13 +339,18 @@ pub async fn record_run_schemas(
     Ok(())
 }
 
+/// Run `run_id`'s record, if there is such a run.
+pub async fn run_record(client: &Client, run_id: i64) -> Result<Option<RunRecord>, ControlError> {
+    Ok(run_records(client, 1, Some(run_id)).await?.pop())
+}
+
 /// Run `run_id` and what each schema it worked on came to, with the steps it applied (still
 /// in the ledger) and the failures it recorded; `None` when there is no such run.
 pub async fn run_detail(
     client: &Client,
     run_id: i64,
 ) -> Result<Option<(RunRecord, Vec<RunSchema>)>, ControlError> {
-    let Some(run) = run_records(client, 1, Some(run_id)).await?.pop() else {
+    let Some(run) = run_record(client, run_id).await? else {
         return Ok(None);
     };
     let what = || format!("reading run {run_id}");

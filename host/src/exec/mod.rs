@@ -192,6 +192,8 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Once more schemas than this failed, no new schema starts (`--max-failures`).
     pub max_failures: Option<usize>,
+    /// Schemas of the run that failed before this call (drawn on the same budget).
+    pub failed_before: usize,
 }
 
 impl Fleet {
@@ -234,6 +236,22 @@ impl Fleet {
         if work.is_empty() {
             return reports;
         }
+        // Refusals settled from the snapshot count against the failure budget like any other.
+        let settled = reports.iter().filter(|r| r.outcome.is_failure()).count();
+        let mut opts = opts.clone();
+        if let Some(max) = opts.max_failures
+            && opts.failed_before + settled > max
+        {
+            for t in work {
+                let reason = over_budget(max);
+                let r = report(t, Outcome::Skipped { reason }, Instant::now());
+                on_done(&r);
+                reports.push(r);
+            }
+            return reports;
+        }
+        opts.failed_before += settled;
+        let opts = &opts;
         // While steps run, one more operator session watches the locks they hold.
         let watcher = match self.target.connect().await {
             Ok(c) => {
@@ -340,7 +358,7 @@ impl Fleet {
             let list = plan
                 .pending
                 .iter()
-                .map(|p| (*p, self.grant(&t.schema, p, GrantAction::Apply)))
+                .map(|p| (*p, self.grant(&t.schema, p, apply_action(&plan, p))))
                 .collect();
             grants.insert(t.schema.clone(), list);
         }
@@ -392,6 +410,20 @@ fn report(t: Target, outcome: Outcome, started: Instant) -> SchemaReport {
         duration: started.elapsed(),
         retries: 0,
     }
+}
+
+/// How a pending step of `plan` is recorded: a first apply, or a repeatable step run again.
+pub(crate) fn apply_action(plan: &crate::plan::SchemaPlan, p: &PendingStep) -> GrantAction {
+    if plan.reruns.contains(p) {
+        GrantAction::Rerun
+    } else {
+        GrantAction::Apply
+    }
+}
+
+/// Why a schema was not started once the run's failure budget was spent.
+pub(crate) fn over_budget(max: usize) -> String {
+    format!("not started: more than {max} schema(s) of the run failed (--max-failures)")
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ impl<'a> Queue<'a> {
             // through the schema before (taken ahead) as well as this one's steps.
             lock_wait: fleet.runtime.limits().step_timeout * 4,
             workers,
-            failures: std::sync::atomic::AtomicUsize::new(0),
+            failures: std::sync::atomic::AtomicUsize::new(opts.failed_before),
         }
     }
 
@@ -178,9 +178,7 @@ impl Worker<'_, '_> {
                 return;
             }
             if let Some(max) = self.queue.over_budget() {
-                let reason = format!(
-                    "not started: more than {max} schema(s) of the run failed (--max-failures)"
-                );
+                let reason = super::over_budget(max);
                 self.stop(&|| Outcome::Skipped {
                     reason: reason.clone(),
                 })

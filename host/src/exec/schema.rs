@@ -89,7 +89,7 @@ impl Fleet {
             let g = match issued.iter().find(|(q, _)| q == p) {
                 Some((_, g)) => g.clone(),
                 None => {
-                    let g = self.grant(&t.schema, p, GrantAction::Apply);
+                    let g = self.grant(&t.schema, p, super::apply_action(&plan, p));
                     missing.push(g.clone());
                     g
                 }

@@ -141,7 +141,8 @@ impl Fleet {
         let outcome = match called {
             Ok(()) => {
                 let write = match call.action {
-                    GrantAction::Apply => {
+                    // The grant says whether the row is written or rewritten.
+                    GrantAction::Apply | GrantAction::Rerun => {
                         LedgerWrite::Record(started.elapsed().as_secs_f64() * 1000.0)
                     }
                     GrantAction::Revert => LedgerWrite::Unrecord,
@@ -233,7 +234,7 @@ impl Fleet {
         );
         let plugin = self.plugins.loaded(call.step.plugin);
         let export = match call.action {
-            GrantAction::Apply => Export::Apply,
+            GrantAction::Apply | GrantAction::Rerun => Export::Apply,
             GrantAction::Revert => Export::Revert,
         };
         let called = plugin.pre.call(&mut store, export, &st.id).await;

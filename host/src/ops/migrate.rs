@@ -210,6 +210,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         selection: o.selection.clone(),
         jobs,
         max_failures: o.max_failures.map(|b| b.of(total)),
+        failed_before: 0,
     };
     let started = std::time::Instant::now();
     let progress =

@@ -2,6 +2,7 @@
 //! (connecting, loading plugins, reading the registry) lives here.
 
 pub mod adopt;
+pub mod author;
 pub mod baseline;
 pub mod health;
 pub mod history;
@@ -12,6 +13,7 @@ pub mod migrate;
 pub mod pin;
 pub mod revert;
 pub mod rollout;
+pub mod scaffold;
 pub mod status;
 pub mod tenant;
 pub mod verify;

@@ -4,7 +4,7 @@
 //! Every schema is checked before anything changes (irreversible steps, steps changed since,
 //! steps a later run built on); then each is reverted under its lock and checked again there.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -13,6 +13,7 @@ use super::{SchemaPick, Settings, load_plugins, registry};
 use crate::Exit;
 use crate::control::{self, GrantAction, ManagedSchema, RunOutcome};
 use crate::exec::{Fleet, Outcome};
+use crate::names::SchemaName;
 use crate::plan::{LedgerEntry, PendingStep, RevertOf, Scope, Target};
 
 /// What to revert.
@@ -38,10 +39,11 @@ pub struct RevertOptions {
     pub schemas: SchemaPick,
 }
 
-/// Checks every schema, then reverts each; exit 1 when the check refuses (nothing changed)
-/// or a schema's revert stopped.
+/// Checks every schema, locks them all and checks again, then reverts each (tenants before
+/// the shared schema), stopping at the first that fails; exit 1 when the check refuses
+/// (nothing changed) or a schema's revert stopped.
 pub async fn revert(s: &Settings, o: &RevertOptions) -> Result<Exit> {
-    // Long: load, pick, check all, then revert each and close the run; one story.
+    // Long: load, pick, check, lock, check again, revert each, close the run; one story.
     let plugins = load_plugins(s).await?;
     if let RevertWhat::Plugin { plugin, to } = &o.what {
         super::baseline::check_plugin_step(s, &plugins.specs, plugin, to.as_deref())?;
@@ -50,7 +52,7 @@ pub async fn revert(s: &Settings, o: &RevertOptions) -> Result<Exit> {
     let reg = registry(&op, s).await?;
     let secret = control::read_secret(&op).await?;
     let ledger = control::read_ledger(&op, None, &secret).await?;
-    let schemas = match &o.what {
+    let mut schemas = match &o.what {
         RevertWhat::Plugin { plugin, .. } => {
             let scope = plugins
                 .specs
@@ -62,10 +64,12 @@ pub async fn revert(s: &Settings, o: &RevertOptions) -> Result<Exit> {
         RevertWhat::Run(run) => run_schemas(&op, &o.schemas, &reg, &ledger, *run).await?,
     };
     if let Some(sel) = &o.schemas.selector
-        && schemas.is_empty()
+        && o.schemas.resolve(&reg)?.is_empty()
     {
         return Ok(super::nothing_picked(sel));
     }
+    // Tenant steps may build on shared ones: the shared schema is reverted last.
+    schemas.sort_by_key(|m| m.scope == Scope::Shared);
     // Only the plugins whose steps are reverted must be granted what they need.
     let involved: Vec<_> = plugins
         .specs
@@ -82,41 +86,148 @@ pub async fn revert(s: &Settings, o: &RevertOptions) -> Result<Exit> {
     super::check_tiers_granted(s, &involved)?;
     let enforcement = super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     let fleet = super::fleet(s, plugins, secret, &reg, None, enforcement);
-    let empty = Vec::new();
-    let mut work = Vec::new();
-    let mut refused = Vec::new();
-    for m in &schemas {
-        let l = ledger.get(m.schema.as_str()).unwrap_or(&empty);
-        match revert_of(&fleet, &o.what, l)
-            .and_then(|of| fleet.plugins.revert_plan(l, of).map(|steps| (of, steps)))
-        {
-            Ok((_, steps)) if steps.is_empty() => {}
-            Ok((of, steps)) => work.push((m, of, steps)),
-            Err(problems) => refused.extend(problems.into_iter().map(|p| (m.schema.clone(), p))),
+    let work = match check(&fleet, &o.what, &schemas, &ledger) {
+        Ok(work) => work,
+        Err(refused) => {
+            crate::report::notes::revert_refused(&refused);
+            return Ok(Exit::Problems);
         }
-    }
-    if !refused.is_empty() {
-        crate::report::notes::revert_refused(&refused);
-        return Ok(Exit::Problems);
-    }
+    };
     if work.is_empty() {
         crate::report::notes::nothing_to_revert(&schemas);
         return Ok(Exit::Ok);
     }
-    let run_id = control::start_run(&op, "revert", &s.args).await?;
+    // Every schema to revert is locked, and checked again under the locks, before the first
+    // step is undone: a run that changed one since the check refuses the whole revert.
+    let locked: Vec<SchemaName> = work.iter().map(|w| w.schema.schema.clone()).collect();
+    let busy = control::try_lock_schemas(&op, &locked).await?;
+    if !busy.is_empty() {
+        let named: Vec<String> = busy.iter().take(5).map(|b| format!("`{b}`")).collect();
+        bail!(
+            "{}{} being migrated by another wasmig run; nothing was reverted: try again when it is done",
+            named.join(", "),
+            match busy.len() {
+                1 => " is".to_owned(),
+                n if n > 5 => format!(" and {} more are", n - 5),
+                _ => " are".to_owned(),
+            }
+        );
+    }
+    let result = revert_locked(s, &fleet, &op, o, &schemas, &work).await;
+    if let Err(e) = control::release_schemas(&op, &locked).await {
+        tracing::warn!("{e}");
+    }
+    result
+}
+
+/// One schema's share of a revert: what to undo there.
+struct SchemaRevert<'a> {
+    schema: &'a ManagedSchema,
+    steps: Vec<PendingStep>,
+}
+
+/// What to revert in each of `schemas` (those with nothing to revert left out), or every
+/// problem in every schema.
+fn check<'a>(
+    fleet: &Fleet,
+    what: &RevertWhat,
+    schemas: &'a [ManagedSchema],
+    ledger: &HashMap<String, Vec<LedgerEntry>>,
+) -> Result<Vec<SchemaRevert<'a>>, Vec<(SchemaName, String)>> {
+    let empty = Vec::new();
+    let mut work = Vec::new();
+    let mut refused = Vec::new();
+    for m in schemas {
+        let mut l = ledger.get(m.schema.as_str()).unwrap_or(&empty).clone();
+        if m.scope == Scope::Shared {
+            l.extend(tenant_rows_built_on_shared(fleet, what, ledger, &m.schema));
+        }
+        let planned = revert_of(fleet, what, &l).and_then(|of| fleet.plugins.revert_plan(&l, of));
+        match planned {
+            Ok(steps) if steps.is_empty() => {}
+            Ok(steps) => work.push(SchemaRevert { schema: m, steps }),
+            Err(problems) => refused.extend(problems.into_iter().map(|p| (m.schema.clone(), p))),
+        }
+    }
+    if refused.is_empty() {
+        Ok(work)
+    } else {
+        Err(refused)
+    }
+}
+
+/// Rows of tenant plugins in the tenants' ledgers, for the check of the shared schema: a
+/// tenant step may build on a shared step (a tenant plugin requiring a shared one). With
+/// `--run N`, the run's own tenant rows are left out (they are reverted first). One row per
+/// plugin, step and run is enough to find them.
+fn tenant_rows_built_on_shared(
+    fleet: &Fleet,
+    what: &RevertWhat,
+    ledger: &HashMap<String, Vec<LedgerEntry>>,
+    shared: &SchemaName,
+) -> Vec<LedgerEntry> {
+    let tenant_plugins: HashSet<&str> = fleet
+        .plugins
+        .specs()
+        .iter()
+        .filter(|p| p.scope == Scope::Tenant)
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut seen = HashSet::new();
+    ledger
+        .iter()
+        .filter(|(schema, _)| schema.as_str() != shared.as_str())
+        .flat_map(|(_, rows)| rows)
+        .filter(|e| tenant_plugins.contains(e.plugin.as_str()))
+        .filter(|e| !matches!(what, RevertWhat::Run(run) if e.run_id == Some(*run)))
+        .filter(|e| seen.insert((e.plugin.clone(), e.step_id.clone(), e.run_id)))
+        .cloned()
+        .collect()
+}
+
+/// With every schema of `work` locked: checks again, then reverts each, tenants first,
+/// stopping at the first schema that fails.
+async fn revert_locked(
+    s: &Settings,
+    fleet: &Arc<Fleet>,
+    op: &tokio_postgres::Client,
+    o: &RevertOptions,
+    schemas: &[ManagedSchema],
+    work: &[SchemaRevert<'_>],
+) -> Result<Exit> {
+    let fresh = control::read_ledger(op, None, &fleet.secret).await?;
+    let again = match check(fleet, &o.what, schemas, &fresh) {
+        Ok(again) => again,
+        Err(refused) => {
+            crate::report::notes::revert_refused(&refused);
+            return Ok(Exit::Problems);
+        }
+    };
+    let same = again.len() == work.len()
+        && again
+            .iter()
+            .zip(work)
+            .all(|(a, b)| a.schema.schema == b.schema.schema && a.steps == b.steps);
+    if !same {
+        bail!(
+            "the ledger changed between the check and the locks (another command ran); nothing was reverted: run the revert again to check it anew"
+        );
+    }
+    let run_id = control::start_run(op, "revert", &s.args).await?;
     // A signal stops the command between steps, not in the middle of one.
     let _clean_stop = crate::interrupt::CleanStop::begin();
-    let (mut reverted, mut failed) = (0usize, 0usize);
-    for (m, of, steps) in &work {
-        if crate::interrupt::received().is_some() {
+    let (mut reverted, mut done, mut failed) = (0usize, 0usize, 0usize);
+    for w in work {
+        if crate::interrupt::received().is_some() || failed > 0 {
             break;
         }
-        let outcome = revert_one(&fleet, &op, m, *of, steps, run_id).await;
-        crate::report::print_revert(&m.schema, &outcome);
+        let outcome = revert_one(fleet, op, w, run_id).await;
+        crate::report::print_revert(&w.schema.schema, &outcome);
         reverted += crate::report::applied_steps_of(&outcome);
+        done += 1;
         failed += usize::from(outcome.is_problem());
     }
-    if let Err(e) = control::clear_run_grants(&op, run_id).await {
+    if let Err(e) = control::clear_run_grants(op, run_id).await {
         tracing::warn!("{e}");
     }
     let signal = crate::interrupt::received();
@@ -126,11 +237,11 @@ pub async fn revert(s: &Settings, o: &RevertOptions) -> Result<Exit> {
         (None, _) => RunOutcome::Failed,
     };
     let counts = (i32::try_from(reverted).unwrap_or(i32::MAX), failed as i32);
-    if let Err(e) = control::finish_run(&op, run_id, outcome, counts.0, counts.1).await {
+    if let Err(e) = control::finish_run(op, run_id, outcome, counts.0, counts.1).await {
         tracing::warn!("could not record the end of run {run_id}: {e}");
     }
-    if work.len() > 1 {
-        crate::report::notes::reverted(run_id, reverted, work.len(), failed);
+    if work.len() > 1 || done < work.len() {
+        crate::report::notes::reverted(run_id, reverted, done - failed, work.len() - done);
     }
     Ok(match (signal, failed) {
         (Some(sig), _) => Exit::from_signal(sig),
@@ -168,11 +279,21 @@ async fn run_schemas(
     op: &tokio_postgres::Client,
     pick: &SchemaPick,
     reg: &[ManagedSchema],
-    ledger: &std::collections::HashMap<String, Vec<LedgerEntry>>,
+    ledger: &HashMap<String, Vec<LedgerEntry>>,
     run: i64,
 ) -> Result<Vec<ManagedSchema>> {
-    if control::run_detail(op, run).await?.is_none() {
+    let Some(record) = control::run_record(op, run).await? else {
         bail!("there is no run {run}; `wasmig history` lists the runs");
+    };
+    if record.outcome.is_none() {
+        bail!(
+            "run {run} is still running; revert it once it has ended (`wasmig history` shows it)"
+        );
+    }
+    if record.command == "baseline" {
+        bail!(
+            "run {run} was a `baseline`: it recorded steps as applied without running them, so there is nothing it did to undo (`wasmig revert --plugin` runs a plugin's revert steps)"
+        );
     }
     let touched: HashSet<&str> = ledger
         .iter()
@@ -224,54 +345,31 @@ fn revert_of(
     }
 }
 
-/// One schema under its lock: checked again against the ledger read with the lock (another
-/// command may have changed it since the check), then reverted.
+/// One schema, its lock held: the checked steps, with their revert grants.
 async fn revert_one(
     fleet: &Arc<Fleet>,
     op: &tokio_postgres::Client,
-    m: &ManagedSchema,
-    of: RevertOf,
-    checked: &[PendingStep],
+    w: &SchemaRevert<'_>,
     run_id: i64,
 ) -> Outcome {
-    let error = |message: String| Outcome::Error { message };
-    let ledger = match control::try_lock_and_read(op, &m.schema, &fleet.secret).await {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            return error(
-                "it is being migrated by another wasmig run; revert it again when that run is done"
-                    .into(),
-            );
-        }
-        Err(e) => return error(e.to_string()),
-    };
-    let outcome = match fleet.plugins.revert_plan(&ledger, of) {
-        Ok(now) if now == checked => {
-            let todo: Vec<_> = now
-                .iter()
-                .map(|p| (*p, fleet.grant(&m.schema, p, GrantAction::Revert)))
-                .collect();
-            let rows: Vec<_> = todo
-                .iter()
-                .map(|(_, g)| (m.role.as_str(), &m.schema, g))
-                .collect();
-            match control::insert_grants(op, run_id, &rows).await {
-                Ok(()) => {
-                    let target = Target {
-                        schema: m.schema.clone(),
-                        scope: m.scope,
-                    };
-                    fleet.revert_steps(op, &target, &todo, run_id).await
-                }
-                Err(e) => error(e.to_string()),
-            }
-        }
-        _ => error(
-            "its ledger changed between the check and the revert; nothing was reverted in it: run the revert again to check it anew".into(),
-        ),
-    };
-    if let Err(e) = control::release_schema(op, &m.schema).await {
-        tracing::warn!("{e}");
+    let m = w.schema;
+    let todo: Vec<_> = w
+        .steps
+        .iter()
+        .map(|p| (*p, fleet.grant(&m.schema, p, GrantAction::Revert)))
+        .collect();
+    let rows: Vec<_> = todo
+        .iter()
+        .map(|(_, g)| (m.role.as_str(), &m.schema, g))
+        .collect();
+    if let Err(e) = control::insert_grants(op, run_id, &rows).await {
+        return Outcome::Error {
+            message: e.to_string(),
+        };
     }
-    outcome
+    let target = Target {
+        schema: m.schema.clone(),
+        scope: m.scope,
+    };
+    fleet.revert_steps(op, &target, &todo, run_id).await
 }

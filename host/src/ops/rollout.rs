@@ -116,7 +116,8 @@ pub(super) async fn run(w: &WaveRun<'_>, plan: WavePlan) -> (Vec<SchemaReport>, 
         }
         crate::report::wave_start(w.progress, number, summary.planned, spec, tenants.len());
         let opts = RunOptions {
-            max_failures: Some(w.allowed.saturating_sub(failed)),
+            max_failures: Some(w.allowed),
+            failed_before: failed,
             ..w.opts.clone()
         };
         let wave_reports = w
@@ -128,14 +129,26 @@ pub(super) async fn run(w: &WaveRun<'_>, plan: WavePlan) -> (Vec<SchemaReport>, 
             .filter(|r| r.outcome.is_failure())
             .count();
         failed += wave_failed;
-        // Tenants of the wave the budget kept from starting.
+        // Tenants of the wave kept from starting: by the budget or the shared schema, or by
+        // a signal before their first step.
         summary.not_started += wave_reports
             .iter()
-            .filter(|r| matches!(r.outcome, crate::exec::Outcome::Skipped { .. }))
+            .filter(|r| r.scope == Scope::Tenant)
+            .filter(|r| match &r.outcome {
+                crate::exec::Outcome::Skipped { .. } => true,
+                crate::exec::Outcome::Interrupted { applied, .. } => applied.is_empty(),
+                _ => false,
+            })
             .count();
         let last = i >= last_busy;
+        let shared_failed = wave_reports
+            .iter()
+            .any(|r| r.scope == Scope::Shared && r.outcome.is_problem());
         let stop = if crate::interrupt::received().is_some() {
             Some(Stopped::Signal)
+        } else if shared_failed {
+            // Its tenants were skipped; no later wave may run without it.
+            Some(Stopped::Shared)
         } else if failed > w.allowed {
             Some(Stopped::Budget {
                 failed,
@@ -241,9 +254,14 @@ async fn sleep_unless_stopped(d: Duration) -> bool {
     crate::interrupt::received().is_none()
 }
 
-/// Runs a gate command with `sh -c`, its output on stderr, stopped after
-/// [`crate::rollout::GATE_TIMEOUT`]. It sees `WASMIG_RUN_ID`, `WASMIG_WAVE` and
-/// `WASMIG_WAVE_SCHEMAS` (comma-separated).
+/// The longest tenant list passed in `WASMIG_WAVE_SCHEMAS` (an environment string is
+/// limited to 128 KiB on Linux); the file always has them all.
+const SCHEMAS_IN_ENV: usize = 64 << 10;
+
+/// Runs a gate command with `sh -c`, its output on stderr, stopped (its whole process
+/// group) after [`crate::rollout::GATE_TIMEOUT`]. It sees `WASMIG_RUN_ID`, `WASMIG_WAVE`,
+/// `WASMIG_WAVE_SCHEMAS_FILE` (the wave's tenants, one per line) and, when the list is short
+/// enough for an environment variable, `WASMIG_WAVE_SCHEMAS` (comma-separated).
 async fn gate(
     command: &str,
     wave: usize,
@@ -251,16 +269,29 @@ async fn gate(
     run_id: i64,
 ) -> Result<(), String> {
     let schemas: Vec<&str> = tenants.iter().map(SchemaName::as_str).collect();
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
+    let list = tempfile::Builder::new()
+        .prefix("wasmig-wave-")
+        .tempfile()
+        .map_err(|e| format!("its tenant list could not be written: {e}"))?;
+    std::fs::write(list.path(), schemas.join("\n") + "\n")
+        .map_err(|e| format!("its tenant list could not be written: {e}"))?;
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
         .arg(command)
         .env("WASMIG_RUN_ID", run_id.to_string())
         .env("WASMIG_WAVE", wave.to_string())
-        .env("WASMIG_WAVE_SCHEMAS", schemas.join(","))
+        .env("WASMIG_WAVE_SCHEMAS_FILE", list.path())
+        .env_remove("WASMIG_WAVE_SCHEMAS")
         .stdin(std::process::Stdio::null())
         .stdout(std::io::stderr())
         .stderr(std::io::stderr())
-        .kill_on_drop(true)
+        .process_group(0)
+        .kill_on_drop(true);
+    let joined = schemas.join(",");
+    if joined.len() <= SCHEMAS_IN_ENV {
+        cmd.env("WASMIG_WAVE_SCHEMAS", joined);
+    }
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("it could not be started: {e}"))?;
     match tokio::time::timeout(crate::rollout::GATE_TIMEOUT, child.wait()).await {
@@ -271,6 +302,16 @@ async fn gate(
         }),
         Ok(Err(e)) => Err(format!("waiting for it failed: {e}")),
         Err(_) => {
+            // Everything the command started is in its process group.
+            if let Some(pid) = child.id() {
+                let killed = tokio::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status()
+                    .await;
+                if !killed.is_ok_and(|s| s.success()) {
+                    tracing::warn!("could not stop the gate command's process group {pid}");
+                }
+            }
             if let Err(e) = child.kill().await {
                 tracing::warn!("could not stop the gate command: {e}");
             }

@@ -183,6 +183,13 @@ pub struct StepSpec {
     /// Whether `revert` can undo it (`None`: the plugin's WIT version, before 0.3.0, does
     /// not say).
     pub reversible: Option<bool>,
+    /// A seed step re-run whenever its checksum changes, instead of being refused as drift.
+    pub repeatable: bool,
+    /// Checksums of earlier fingerprints of the same content: a ledger row recording one of
+    /// them is not drift.
+    pub accepts: Vec<String>,
+    /// The SQL a SQL step runs (WIT 0.3.0 on), for `wasmig diff` and the step-text store.
+    pub sql: Option<String>,
     /// `step_checksum(plugin, id, fingerprint)`: what the ledger records.
     pub checksum: String,
 }
@@ -287,6 +294,9 @@ pub struct Drift {
 pub struct SchemaPlan {
     /// Steps not yet applied, in order. They run only if [`SchemaPlan::refused`] is false.
     pub pending: Vec<PendingStep>,
+    /// Of `pending`, the repeatable seed steps applied before whose content changed: they
+    /// run again ("changed, will re-run").
+    pub reruns: Vec<PendingStep>,
     /// Applied steps whose checksum changed.
     pub drift: Vec<Drift>,
     /// Ledger rows for steps that no loaded plugin declares (reported, never deleted).
@@ -354,8 +364,21 @@ pub fn plan_schema(
             continue;
         }
         for (si, s) in p.steps.iter().enumerate() {
+            let here = PendingStep {
+                plugin: pi,
+                step: si,
+            };
             match recorded.get(&(p.name.as_str(), s.id.as_str())) {
-                Some(&c) if c == s.checksum => plan.applied += 1,
+                Some(&c) if c == s.checksum || s.accepts.iter().any(|a| a == c) => {
+                    plan.applied += 1
+                }
+                Some(_) if s.repeatable => {
+                    has_pending.insert(p.name.as_str());
+                    if selection.includes(&p.name) {
+                        plan.pending.push(here);
+                        plan.reruns.push(here);
+                    }
+                }
                 Some(&c) => plan.drift.push(Drift {
                     plugin: p.name.clone(),
                     step: s.id.clone(),
@@ -365,10 +388,7 @@ pub fn plan_schema(
                 None => {
                     has_pending.insert(p.name.as_str());
                     if selection.includes(&p.name) {
-                        plan.pending.push(PendingStep {
-                            plugin: pi,
-                            step: si,
-                        });
+                        plan.pending.push(here);
                     }
                 }
             }

@@ -24,6 +24,9 @@ fn plugin(
                 fingerprint: (*fp).into(),
                 transactional: true,
                 reversible: Some(true),
+                repeatable: false,
+                accepts: Vec::new(),
+                sql: None,
                 checksum: step_checksum(name, id, fp),
             })
             .collect(),
@@ -284,12 +287,13 @@ fn by_run(p: &PluginSpec, step: usize, run: i64) -> LedgerEntry {
 fn a_run_is_reverted_dependants_first_and_newest_first() {
     let p = workload();
     let order = order_plugins(&p).unwrap();
-    // Run 7 applied carriers 1 and 2, customers 1 and the seed 1 (seed requires customers).
+    // Run 7 applied carriers 1 and 2, customers 1 and the seed 1 (seed requires customers);
+    // the ledger lists them in no useful order.
     let ledger = vec![
-        by_run(&p[4], 0, 7),
-        by_run(&p[4], 1, 7),
         by_run(&p[3], 0, 7),
+        by_run(&p[4], 0, 7),
         by_run(&p[0], 0, 7),
+        by_run(&p[4], 1, 7),
     ];
     let steps = revert_plan(&p, &order, &ledger, RevertOf::Run(7)).unwrap();
     let named: Vec<(&str, &str)> = steps

@@ -16,7 +16,9 @@ use crate::plan::{Kind, PluginSpec, Scope, StepSpec, step_checksum};
 #[derive(Debug, Error)]
 pub enum LoadError {
     /// The plugins directory is missing or unreadable.
-    #[error("cannot read plugins directory `{dir}`: {reason}")]
+    #[error(
+        "cannot read plugins directory `{dir}`: {reason}; build plugins into it with `wasmig build`, or point --plugins / WASMIG_PLUGINS / `plugins` in wasmig.toml at the directory holding your components"
+    )]
     Dir {
         /// Directory.
         dir: PathBuf,
@@ -24,7 +26,9 @@ pub enum LoadError {
         reason: String,
     },
     /// No `.wasm` files.
-    #[error("no plugins (*.wasm) in `{0}`; build them (see README) or pass --plugins DIR")]
+    #[error(
+        "no plugins (*.wasm) in `{0}`; build them into it with `wasmig build`, or pass --plugins DIR"
+    )]
     NoPlugins(PathBuf),
     /// Not a regular file, or unreadable.
     #[error("plugin `{path}`: {reason}")]
@@ -99,6 +103,10 @@ pub struct LoadedPlugin {
     pub path: PathBuf,
     /// Pre-linked instance, for the WIT version the plugin was built for.
     pub pre: PluginPre,
+    /// What the component imports (interface names), for `plugin inspect`.
+    pub imports: Vec<String>,
+    /// The file's size in bytes.
+    pub size: u64,
 }
 
 /// The `.wasm` files of a directory, sorted.
@@ -157,6 +165,7 @@ impl Runtime {
             return Err(LoadError::CoreModule(path.to_owned()));
         }
         let artifact_checksum = blake3::hash(&bytes).to_hex().to_string();
+        let size = bytes.len() as u64;
         let (engine, cache) = (self.engine.clone(), self.cache.clone());
         let component = tokio::task::spawn_blocking(move || cache.load(&engine, &bytes))
             .await
@@ -166,6 +175,11 @@ impl Runtime {
                 reason: format!("{e:#}"),
             })?;
         let version = self.check_world(path, &component)?;
+        let imports = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         let pre = PluginPre::new(&self.linker, &component, version).map_err(|e| {
             LoadError::Instantiate {
                 path: path.to_owned(),
@@ -193,6 +207,8 @@ impl Runtime {
             spec,
             path: path.to_owned(),
             pre,
+            imports,
+            size,
         })
     }
 
@@ -251,6 +267,80 @@ impl Runtime {
 /// The longest step description a manifest may declare.
 pub const MAX_DESCRIPTION_CHARS: usize = 300;
 
+/// The longest SQL text a step may declare (the step's own text, kept by the host).
+pub const MAX_STEP_SQL_BYTES: usize = 4 << 20;
+
+/// The most earlier fingerprints a step may list.
+pub const MAX_ACCEPTED_FINGERPRINTS: usize = 8;
+
+/// One step's own rules; `extra` is what a 0.3.0 manifest adds.
+fn validate_step(
+    plugin: &str,
+    kind: Kind,
+    s: wit::Step,
+    extra: Option<super::wit::StepDeclared>,
+) -> Result<StepSpec, String> {
+    check_step_id(&s.id).map_err(|e| format!("plugin `{plugin}`: {e}"))?;
+    let at = |what: String| format!("plugin `{plugin}` step `{}`: {what}", s.id);
+    crate::text::check_manifest_text(&s.description, MAX_DESCRIPTION_CHARS)
+        .map_err(|e| at(format!("its description {e}; fix the manifest")))?;
+    crate::text::check_manifest_text(&s.fingerprint, 200)
+        .map_err(|e| at(format!("its fingerprint {e}")))?;
+    if s.fingerprint.is_empty() {
+        return Err(at("it has an empty fingerprint".into()));
+    }
+    // Before 0.3.0 a manifest cannot say whether a step can be undone.
+    let says = extra.is_some();
+    let extra = extra.unwrap_or_default();
+    if extra.accepts.len() > MAX_ACCEPTED_FINGERPRINTS {
+        return Err(at(format!(
+            "it lists {} earlier fingerprints; at most {MAX_ACCEPTED_FINGERPRINTS}",
+            extra.accepts.len()
+        )));
+    }
+    for f in &extra.accepts {
+        crate::text::check_manifest_text(f, 200)
+            .map_err(|e| at(format!("an earlier fingerprint {e}")))?;
+    }
+    if extra
+        .sql
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_STEP_SQL_BYTES)
+    {
+        return Err(at(format!(
+            "its SQL text is over {} MiB",
+            MAX_STEP_SQL_BYTES >> 20
+        )));
+    }
+    if extra.repeatable && kind != Kind::Seed {
+        return Err(at(
+            "it is marked repeatable, which only seed steps may be (a migration step that changed is drift)"
+                .into(),
+        ));
+    }
+    if extra.repeatable && !s.transactional {
+        return Err(at(
+            "it is marked repeatable and non-transactional; a repeatable step re-runs in its own transaction"
+                .into(),
+        ));
+    }
+    Ok(StepSpec {
+        checksum: step_checksum(plugin, &s.id, &s.fingerprint),
+        accepts: extra
+            .accepts
+            .iter()
+            .map(|f| step_checksum(plugin, &s.id, f))
+            .collect(),
+        reversible: says.then_some(extra.reversible),
+        repeatable: extra.repeatable,
+        sql: extra.sql,
+        id: s.id,
+        description: s.description,
+        fingerprint: s.fingerprint,
+        transactional: s.transactional,
+    })
+}
+
 /// Checks a manifest's own rules (cross-plugin rules live in `plan::order_plugins`).
 /// `declared` is what a manifest of a version after 0.1.0 says beside 0.1.0's record.
 pub fn validate_manifest(
@@ -283,56 +373,37 @@ pub fn validate_manifest(
     if m.steps.is_empty() {
         return Err(format!("plugin `{}` declares no steps", m.name));
     }
-    if declared
-        .reversible
-        .as_ref()
-        .is_some_and(|r| r.len() != m.steps.len())
-    {
-        return Err(format!(
-            "plugin `{}`: its manifest says whether steps can be undone for a different number of steps than it declares",
-            m.name
-        ));
-    }
+    let extras = match declared.steps {
+        Some(e) if e.len() != m.steps.len() => {
+            return Err(format!(
+                "plugin `{}`: its manifest describes {} steps in one list and {} in the other",
+                m.name,
+                m.steps.len(),
+                e.len()
+            ));
+        }
+        Some(e) => e.into_iter().map(Some).collect(),
+        None => vec![None; m.steps.len()],
+    };
+    let kind = match m.kind {
+        wit::Kind::Migration => Kind::Migration,
+        wit::Kind::Seed => Kind::Seed,
+    };
     let mut seen = HashSet::new();
     let mut steps = Vec::with_capacity(m.steps.len());
-    for (i, s) in m.steps.into_iter().enumerate() {
-        check_step_id(&s.id).map_err(|e| format!("plugin `{}`: {e}", m.name))?;
+    for (s, extra) in m.steps.into_iter().zip(extras) {
         if !seen.insert(s.id.clone()) {
             return Err(format!(
                 "plugin `{}` declares step `{}` twice; step ids must be unique",
                 m.name, s.id
             ));
         }
-        crate::text::check_manifest_text(&s.description, MAX_DESCRIPTION_CHARS).map_err(|e| {
-            format!(
-                "plugin `{}` step `{}`: its description {e}; fix the manifest",
-                m.name, s.id
-            )
-        })?;
-        crate::text::check_manifest_text(&s.fingerprint, 200)
-            .map_err(|e| format!("plugin `{}` step `{}`: its fingerprint {e}", m.name, s.id))?;
-        if s.fingerprint.is_empty() {
-            return Err(format!(
-                "plugin `{}` step `{}` has an empty fingerprint",
-                m.name, s.id
-            ));
-        }
-        steps.push(StepSpec {
-            checksum: step_checksum(&m.name, &s.id, &s.fingerprint),
-            id: s.id,
-            description: s.description,
-            fingerprint: s.fingerprint,
-            transactional: s.transactional,
-            reversible: declared.reversible.as_ref().map(|r| r[i]),
-        });
+        steps.push(validate_step(&m.name, kind, s, extra)?);
     }
     Ok(PluginSpec {
         name: m.name,
         version: m.version,
-        kind: match m.kind {
-            wit::Kind::Migration => Kind::Migration,
-            wit::Kind::Seed => Kind::Seed,
-        },
+        kind,
         scope: match m.scope {
             wit::Scope::Shared => Scope::Shared,
             wit::Scope::Tenant => Scope::Tenant,

@@ -4,8 +4,10 @@
 //! `wasmig:plugin@0.2.0` and `0.3.0` reuse 0.1.0's values, `sql` and `log` as they are (their
 //! plugins import them), so the capability is implemented once; only the exported `plugin`
 //! interface differs. A 0.2.0 manifest declares the tier it needs; a 0.1.0 one cannot, so
-//! its plugin runs with what the operator granted, as before. A 0.3.0 manifest also says
-//! which steps can be undone; older ones cannot, so a revert finds out step by step.
+//! its plugin runs with what the operator granted, as before. A 0.3.0 manifest also says,
+//! per step, whether it can be undone, whether it is a repeatable seed, which earlier
+//! fingerprints mean the same content, and its SQL text; older ones cannot, so for them a
+//! revert finds out step by step and a changed step is drift.
 
 use wasmtime::Store;
 
@@ -61,8 +63,21 @@ pub mod v0_3 {
 pub struct Declared {
     /// The tier the plugin needs (0.2.0 on; `None` before).
     pub needs: Option<Tier>,
-    /// Per step, in manifest order, whether it can be undone (0.3.0 on; `None` before).
-    pub reversible: Option<Vec<bool>>,
+    /// Per step, in manifest order, what 0.3.0 adds (`None` before).
+    pub steps: Option<Vec<StepDeclared>>,
+}
+
+/// What a 0.3.0 manifest says of a step beyond 0.1.0's record.
+#[derive(Debug, Clone, Default)]
+pub struct StepDeclared {
+    /// `revert` can undo it.
+    pub reversible: bool,
+    /// A seed step re-run whenever its fingerprint changes.
+    pub repeatable: bool,
+    /// Earlier fingerprints of the same content.
+    pub accepts: Vec<String>,
+    /// The SQL a SQL step runs.
+    pub sql: Option<String>,
 }
 
 /// The manifest as every version reads it (0.1.0's record).
@@ -194,7 +209,7 @@ impl PluginPre {
                 let (info, needs) = later_manifest!(w, m);
                 let declared = Declared {
                     needs: Some(needs),
-                    reversible: None,
+                    steps: None,
                 };
                 Ok((info, declared))
             }
@@ -205,11 +220,20 @@ impl PluginPre {
                     .wasmig_plugin0_3_0_plugin()
                     .call_manifest(store)
                     .await?;
-                let reversible = m.steps.iter().map(|s| s.reversible).collect();
+                let steps = m
+                    .steps
+                    .iter()
+                    .map(|s| StepDeclared {
+                        reversible: s.reversible,
+                        repeatable: s.repeatable,
+                        accepts: s.accepts.clone(),
+                        sql: s.sql.clone(),
+                    })
+                    .collect();
                 let (info, needs) = later_manifest!(w, m);
                 let declared = Declared {
                     needs: Some(needs),
-                    reversible: Some(reversible),
+                    steps: Some(steps),
                 };
                 Ok((info, declared))
             }

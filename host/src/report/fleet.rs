@@ -70,7 +70,8 @@ pub fn print_tenants(tenants: &[ManagedSchema], out: Output) {
             t.schema,
             t.name.as_deref().unwrap_or_default(),
             t.domain.as_deref().unwrap_or_default(),
-            t.created_at,
+            // To the second here; `--json` keeps the microseconds.
+            format!("{}Z", t.created_at.get(..19).unwrap_or(&t.created_at)),
             crate::text::inert(&crate::labels::display(&t.labels), 400)
         );
     }

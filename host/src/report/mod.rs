@@ -6,6 +6,7 @@
 //! `{plugin, step, sqlstate, message}`; counts end in `_count`; durations are seconds and end
 //! in `_seconds`; floats carry at most three decimals.
 
+mod author;
 mod fleet;
 mod history;
 pub mod notes;
@@ -15,6 +16,7 @@ mod run;
 mod status;
 mod structure;
 
+pub use author::{print_checked, print_inspected};
 pub use fleet::{
     Health, Metrics, metrics_json, print_health, print_history, print_tenants, prometheus,
 };

@@ -93,13 +93,15 @@ pub fn revert_refused(problems: &[(SchemaName, String)]) {
     );
 }
 
-/// What a revert over many schemas came to.
-pub fn reverted(run_id: i64, steps: usize, schemas: usize, failed: usize) {
+/// What a revert over many schemas came to: `schemas` reverted whole, `left` not reached
+/// (it stops at the first schema that fails, or at a signal).
+pub fn reverted(run_id: i64, steps: usize, schemas: usize, left: usize) {
     crate::outln!(
-        "run {run_id}: reverted {steps} step(s) in {} schema(s){}",
-        schemas - failed.min(schemas),
-        if failed > 0 {
-            format!("; {failed} schema(s) stopped (see above)")
+        "run {run_id}: reverted {steps} step(s) in {schemas} schema(s){}",
+        if left > 0 {
+            format!(
+                "; stopped with {left} schema(s) not reverted: fix the cause and run the same revert again for the rest"
+            )
         } else {
             String::new()
         }
@@ -247,4 +249,27 @@ pub fn adopt_summary(total: usize, refused: usize, not_reached: usize, mode: Ado
             "adopt (dry run): {done} schema(s) can be adopted, {refused} would be refused{not_reached}; nothing was changed"
         ),
     }
+}
+
+/// `wasmig new` wrote a crate.
+pub fn scaffolded<'a>(name: &str, root: &Path, files: impl Iterator<Item = &'a str>) {
+    crate::outln!("created plugin crate `{name}` in {}:", root.display());
+    for f in files {
+        crate::outln!("  {f}");
+    }
+    crate::outln!(
+        "next: add steps as sql/NNNN_name.sql, then `wasmig build {}` (needs `rustup target add wasm32-wasip2`)",
+        root.display()
+    );
+}
+
+/// `wasmig build` put a component into the plugins directory.
+pub fn built(spec: &crate::plan::PluginSpec, size: u64, dest: &Path) {
+    crate::outln!(
+        "built {} {} ({} step(s), {size} bytes) -> {}",
+        spec.name,
+        crate::text::inert(&spec.version, 64),
+        spec.steps.len(),
+        dest.display()
+    );
 }

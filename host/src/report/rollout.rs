@@ -95,6 +95,9 @@ fn stop_reason(s: &Stopped) -> String {
             format!("verify of its tenants failed: {}", problems.join("; "))
         }
         Stopped::Gate { command, why } => format!("the gate `{command}` failed: {why}"),
+        Stopped::Shared => {
+            "the shared schema failed (see above), and no tenant may run without it".to_owned()
+        }
         Stopped::Signal => "interrupted".to_owned(),
     }
 }
@@ -161,6 +164,7 @@ impl<'a> RolloutJson<'a> {
                     Stopped::Budget { .. } => "failure_budget",
                     Stopped::Verify { .. } => "verify",
                     Stopped::Gate { .. } => "gate",
+                    Stopped::Shared => "shared",
                     Stopped::Signal => "signal",
                 },
                 message: stop_reason(why),

@@ -1,22 +1,16 @@
-//! `finance` as its next release: the released steps plus the pending 0004 (an external
-//! reference column and its index), reversible. Same plugin name, so deploying this artifact
-//! instead of `finance.wasm` leaves exactly one step pending on every tenant.
-use wasmig_sdk::{Plugin, Step, export_plugin};
-
-#[path = "../../finance/src/steps.rs"]
-mod released;
+//! `finance` as its next release: the released steps (`../finance/sql`) plus the pending
+//! 0004 (an external reference column and its index, with its revert) from its own `sql/`.
+//! Same plugin name, so deploying this artifact instead of `finance.wasm` leaves exactly one
+//! step pending on every tenant.
+use wasmig_sdk::{Plugin, export_plugin, sql_dir};
 
 fn plugin() -> Plugin {
-    released::plugin().step(
-        Step::sql(
-            "0004_invoice_external_ref_and_more",
-            "Invoice external reference and its index",
-            include_str!("../sql/finance__0004_invoice_external_ref_and_more.sql"),
-        )
-        .revert_sql(include_str!(
-            "../sql/finance__0004_invoice_external_ref_and_more.revert.sql"
-        )),
-    )
+    Plugin::migration("finance")
+        .version(env!("CARGO_PKG_VERSION"))
+        .requires("customers")
+        .requires("suppliers")
+        .steps_from(sql_dir!("../finance/sql"))
+        .steps_from(sql_dir!("sql"))
 }
 
 export_plugin!(plugin);

@@ -1,25 +1,12 @@
-//! `suppliers`: suppliers, contacts and products (products reference carriers).
-use wasmig_sdk::{Plugin, export_plugin};
+//! `suppliers`: suppliers, contacts and products (products reference carriers), one step per
+//! file of `sql/`.
+use wasmig_sdk::{Plugin, export_plugin, sql_dir};
 
 fn plugin() -> Plugin {
     Plugin::migration("suppliers")
         .version(env!("CARGO_PKG_VERSION"))
         .requires("carriers")
-        .sql(
-            "0001_initial",
-            "Create supplier, contact and product",
-            include_str!("../sql/0001_initial.sql"),
-        )
-        .sql(
-            "0002_supplier_rating_suppliercontact_role_and_more",
-            "Supplier rating, contact role and more",
-            include_str!("../sql/0002_supplier_rating_suppliercontact_role_and_more.sql"),
-        )
-        .sql(
-            "0003_product_preferred_carrier_product_weight_kg_and_more",
-            "Product preferred carrier, weight and more",
-            include_str!("../sql/0003_product_preferred_carrier_product_weight_kg_and_more.sql"),
-        )
+        .steps_from(sql_dir!("sql"))
 }
 
 export_plugin!(plugin);

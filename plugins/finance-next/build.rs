@@ -1,0 +1,6 @@
+//! Cargo runs this again when a file is added to `sql/` or `../finance/sql/`, so that
+//! `sql_dir!` sees it.
+fn main() {
+    println!("cargo:rerun-if-changed=sql");
+    println!("cargo:rerun-if-changed=../finance/sql");
+}
