@@ -4,6 +4,7 @@
 mod support;
 
 mod adopt;
+mod authoring;
 mod bad_input;
 mod conflicts;
 mod foundation;

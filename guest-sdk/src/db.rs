@@ -339,11 +339,97 @@ impl Db {
     }
 
     /// Runs one statement with parameters `$1`, `$2`, ...; returns the number of rows affected.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// let n = db.execute("UPDATE item SET name = $1 WHERE id = $2", &[&"Bolt", &7_i64])?;
+    /// assert!(n <= 1);
+    /// # Ok(()) }
+    /// ```
     pub fn execute(&self, statement: &str, params: &[&dyn ToValue]) -> Result<u64, Error> {
         Ok(sql::execute(statement, &to_wit(params))?)
     }
 
+    /// Runs one query that must return exactly one row.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// let item = db.query_one("SELECT id, name FROM item WHERE code = $1", &[&"b7"])?;
+    /// let name: String = item.get("name")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn query_one(&self, statement: &str, params: &[&dyn ToValue]) -> Result<Record, Error> {
+        match self.query_opt(statement, params)? {
+            Some(r) => Ok(r),
+            None => Err(Error::msg(format!(
+                "expected one row, got none: {}",
+                short(statement)
+            ))),
+        }
+    }
+
+    /// Runs one query that returns at most one row.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// if db.query_opt("SELECT 1 AS x FROM item WHERE code = $1", &[&"b7"])?.is_none() {
+    ///     db.execute("INSERT INTO item (code, name) VALUES ($1, $2)", &[&"b7", &"Bolt"])?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn query_opt(
+        &self,
+        statement: &str,
+        params: &[&dyn ToValue],
+    ) -> Result<Option<Record>, Error> {
+        let mut rows = self.query(statement, params)?;
+        match rows.rows.len() {
+            0 => Ok(None),
+            1 => Ok(Some(Record {
+                columns: std::mem::take(&mut rows.columns),
+                values: rows.rows.pop().unwrap_or_default(),
+            })),
+            n => Err(Error::msg(format!(
+                "expected at most one row, got {n}: {}",
+                short(statement)
+            ))),
+        }
+    }
+
+    /// Runs one query that returns exactly one row of one column, read as `T`.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// let count: i64 = db.query_scalar("SELECT count(*) FROM item", &[])?;
+    /// wasmig_sdk::info(&format!("{count} items"));
+    /// # Ok(()) }
+    /// ```
+    pub fn query_scalar<T: FromValue>(
+        &self,
+        statement: &str,
+        params: &[&dyn ToValue],
+    ) -> Result<T, Error> {
+        let row = self.query_one(statement, params)?;
+        match &row.values[..] {
+            [v] => T::from_value(v).map_err(|why| Error::msg(format!("the value: {why}"))),
+            cells => Err(Error::msg(format!(
+                "expected one column, got {}: {}",
+                cells.len(),
+                short(statement)
+            ))),
+        }
+    }
+
     /// Runs one query with parameters; returns its rows.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// for row in db.query("SELECT code, name FROM item ORDER BY code", &[])?.iter() {
+    ///     let code: String = row.get("code")?;
+    ///     wasmig_sdk::debug(&code);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn query(&self, statement: &str, params: &[&dyn ToValue]) -> Result<Rows, Error> {
         let r = sql::query(statement, &to_wit(params))?;
         let (columns, type_names) = r.columns.into_iter().map(|c| (c.name, c.type_name)).unzip();
@@ -359,8 +445,53 @@ impl Db {
     }
 
     /// Runs a script of several statements (no parameters).
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// db.batch("CREATE TABLE tag (id bigint PRIMARY KEY); CREATE INDEX ON tag (id);")?;
+    /// # Ok(()) }
+    /// ```
     pub fn batch(&self, script: &str) -> Result<(), Error> {
         Ok(sql::batch(script)?)
+    }
+}
+
+/// The start of a statement, for an error message.
+fn short(statement: &str) -> String {
+    let one_line: String = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(80) {
+        Some((i, _)) => format!("{}...", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+/// One row a query returned, owned ([`Db::query_one`], [`Db::query_opt`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    columns: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Record {
+    /// Reads column `name` as `T`.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// let r = db.query_one("SELECT 42 AS answer", &[])?;
+    /// assert_eq!(r.get::<i64>("answer")?, 42);
+    /// # Ok(()) }
+    /// ```
+    pub fn get<T: FromValue>(&self, name: &str) -> Result<T, Error> {
+        Row {
+            columns: &self.columns,
+            values: &self.values,
+        }
+        .get(name)
+    }
+
+    /// The raw values in column order.
+    pub fn values(&self) -> &[Value] {
+        &self.values
     }
 }
 

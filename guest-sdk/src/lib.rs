@@ -28,9 +28,9 @@ mod log;
 mod plugin;
 mod seed;
 
-pub use db::{Db, Error, FromValue, Row, Rows, ToValue, Value};
+pub use db::{Db, Error, FromValue, Record, Row, Rows, ToValue, Value};
 pub use fingerprint::fingerprint;
-pub use log::{debug, error, info, warn};
+pub use log::{debug, error, info, trace, warn};
 pub use plugin::{Kind, Plugin, Scope, Step, Tier};
 pub use seed::Key;
 

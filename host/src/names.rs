@@ -163,6 +163,15 @@ pub fn check_step_id(s: &str) -> Result<(), NameError> {
 pub fn unknown_plugin(what: &str, name: &str, dir: &std::path::Path, loaded: &[&str]) -> String {
     let mut sorted = loaded.to_vec();
     sorted.sort_unstable();
+    // Cargo names a component after its crate with `-` turned into `_`.
+    let by_file = sorted
+        .iter()
+        .find(|l| **l != name && l.replace('-', "_") == name.replace('-', "_"));
+    if let Some(l) = by_file {
+        return format!(
+            "{what} names no loaded plugin, but `{name}` looks like a component's file name (cargo turns `-` into `_`): the plugin is named `{l}`; use that name"
+        );
+    }
     let closest = sorted
         .iter()
         .map(|l| (edit_distance(name, l), *l))
@@ -250,6 +259,17 @@ mod tests {
         assert!(m.contains("carriers, reference"), "{m}");
         assert!(m.ends_with("did you mean `reference`?"), "{m}");
         let m = unknown_plugin("`--trust zzz`", "zzz", dir, &["reference"]);
+        assert!(!m.contains("file name"), "{m}");
+        let m = unknown_plugin(
+            "`--plugin inventory_seed`",
+            "inventory_seed",
+            dir,
+            &["inventory-seed"],
+        );
+        assert!(
+            m.contains("the plugin is named `inventory-seed`; use that name"),
+            "{m}"
+        );
         assert!(!m.contains("did you mean"), "{m}");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use proc_macro::TokenStream;
 
 /// The longest step id the host accepts (its `names::MAX_STEP_ID_BYTES`).
-const MAX_STEP_ID_BYTES: usize = 63;
+const MAX_STEP_ID_BYTES: usize = 128;
 
 /// The longest description the host accepts.
 const MAX_DESCRIPTION_CHARS: usize = 300;

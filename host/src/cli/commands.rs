@@ -166,6 +166,21 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             };
             ops::ledger::repair(&s, &o).await
         }
+        Command::Diff {
+            schemas,
+            plugin,
+            json,
+        } => {
+            let o = ops::diff::DiffOptions {
+                schemas: schemas
+                    .iter()
+                    .map(|raw| SchemaName::parse_shared(raw))
+                    .collect::<Result<_, _>>()?,
+                plugin,
+                output: Output::from_json_flag(json),
+            };
+            ops::diff::diff(&s, &o).await
+        }
         Command::Wait { timeout } => {
             let timeout = config::parse_duration(&timeout)
                 .map_err(|e| anyhow::anyhow!("invalid --timeout: {e}"))?;

@@ -313,6 +313,20 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Show what changed in applied steps (drift, or a repeatable seed that will re-run): a
+    /// unified diff of the SQL it was applied with against what the loaded plugin says now,
+    /// once per change with the schemas that have it. Exit 0 nothing changed, 1 changes.
+    Diff {
+        /// Only this schema (repeatable) [default: every managed schema].
+        #[arg(long = "schema", value_name = "SCHEMA")]
+        schemas: Vec<String>,
+        /// Only this plugin.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a plugin crate that builds out of the box: Cargo.toml with the SDK and the
     /// small-artifact release profile, a first SQL step in `sql/`, a README. No database.
     New {

@@ -124,3 +124,49 @@ pub async fn repair_row(
         .map_err(pg(format!("repairing a ledger row of `{schema}`")))?;
     Ok(row.map(|r| r.get(0)))
 }
+
+/// Keeps the SQL text of steps (`checksum`, plugin, step id, text), once per distinct
+/// checksum: what `wasmig diff` shows a drifted step was applied with.
+pub async fn store_step_texts(
+    client: &Client,
+    rows: &[(&str, &str, &str, &str)],
+) -> Result<(), ControlError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |i: usize| -> Vec<&str> {
+        rows.iter()
+            .map(|r| match i {
+                0 => r.0,
+                1 => r.1,
+                2 => r.2,
+                _ => r.3,
+            })
+            .collect()
+    };
+    client
+        .execute(
+            "INSERT INTO wasmig.step_text (checksum, plugin, step_id, sql)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+             ON CONFLICT (checksum) DO NOTHING",
+            &[&col(0), &col(1), &col(2), &col(3)],
+        )
+        .await
+        .map_err(pg("keeping the steps' SQL text"))?;
+    Ok(())
+}
+
+/// The SQL texts kept for `checksums` (those without one are absent).
+pub async fn step_texts(
+    client: &Client,
+    checksums: &[&str],
+) -> Result<HashMap<String, String>, ControlError> {
+    let rows = client
+        .query(
+            "SELECT checksum, sql FROM wasmig.step_text WHERE checksum = ANY($1)",
+            &[&checksums],
+        )
+        .await
+        .map_err(pg("reading the steps' SQL text"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

@@ -68,6 +68,7 @@ pub async fn baseline(s: &Settings, o: &BaselineOptions) -> Result<Exit> {
         return Ok(super::nothing_picked(sel));
     }
     let secret = control::read_secret(&op).await?;
+    super::keep_step_texts(&op, &plugins.specs).await?;
     let run_id = control::start_run(&op, "baseline", &s.args).await?;
     // Baselining runs no step: the grants it writes only carry the record.
     let fleet = super::fleet(s, plugins, secret, &reg, None, super::Enforcement::Guarded);

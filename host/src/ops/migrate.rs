@@ -200,6 +200,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
 
     let enforcement = super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     let jobs = jobs_that_fit(&op, s.jobs, targets.len()).await?;
+    super::keep_step_texts(&op, &plugins.specs).await?;
     control::clear_expired_grants(&op).await?;
     let run_id = control::start_run(&op, &o.command, &s.args).await?;
     // From here on a first SIGINT / SIGTERM stops the run cleanly (see `interrupt`).

@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod author;
 pub mod baseline;
+pub mod diff;
 pub mod health;
 pub mod history;
 pub mod init;
@@ -228,6 +229,23 @@ pub async fn load_unchecked(s: &Settings) -> Result<Plugins> {
         specs,
         order,
     })
+}
+
+/// Keeps the SQL text of every SQL step of `specs` (once per distinct checksum), so that a
+/// later edit of an applied step can be shown (`wasmig diff`).
+pub async fn keep_step_texts(client: &Client, specs: &[PluginSpec]) -> Result<()> {
+    let rows: Vec<(&str, &str, &str, &str)> = specs
+        .iter()
+        .flat_map(|p| {
+            p.steps.iter().filter_map(move |st| {
+                st.sql
+                    .as_deref()
+                    .map(|sql| (st.checksum.as_str(), p.name.as_str(), st.id.as_str(), sql))
+            })
+        })
+        .collect();
+    control::store_step_texts(client, &rows).await?;
+    Ok(())
 }
 
 /// The registry, checked to contain the shared schema.

@@ -7,6 +7,7 @@
 //! in `_seconds`; floats carry at most three decimals.
 
 mod author;
+mod diff;
 mod fleet;
 mod history;
 pub mod notes;
@@ -17,6 +18,7 @@ mod status;
 mod structure;
 
 pub use author::{print_checked, print_inspected};
+pub use diff::print_diff;
 pub use fleet::{
     Health, Metrics, metrics_json, print_health, print_history, print_tenants, prometheus,
 };

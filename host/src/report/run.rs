@@ -91,8 +91,8 @@ fn first_line(message: &str) -> &str {
 
 pub(super) fn drift_line(schema: &impl std::fmt::Display, d: &Drift) -> String {
     format!(
-        "schema `{schema}`, plugin `{}`, step `{}`: applied step changed (recorded checksum {}, current {}); restore the step as it was applied and add a new step instead",
-        d.plugin, d.step, d.recorded, d.current
+        "schema `{schema}`, plugin `{}`, step `{}`: applied step changed (recorded checksum {}, current {}); see what changed with `wasmig diff --schema {schema} --plugin {}`, then restore the step as it was applied and add a new step instead, or accept it with `wasmig repair`",
+        d.plugin, d.step, d.recorded, d.current, d.plugin
     )
 }
 

@@ -45,6 +45,8 @@ pub struct SchemaStatus {
     pub applied_count: usize,
     /// Pending steps, in order.
     pub pending: Vec<StepRef>,
+    /// Of those, repeatable seed steps whose content changed: "changed, will re-run".
+    pub rerun: Vec<StepRef>,
     /// Drifted steps.
     pub drift: Vec<Drift>,
     /// Ledger rows no loaded plugin declares.
@@ -71,6 +73,11 @@ impl SchemaStatus {
             applied_count: plan.applied,
             pending: plan
                 .pending
+                .iter()
+                .map(|p| StepRef::new(&specs[p.plugin].name, &specs[p.plugin].steps[p.step].id))
+                .collect(),
+            rerun: plan
+                .reruns
                 .iter()
                 .map(|p| StepRef::new(&specs[p.plugin].name, &specs[p.plugin].steps[p.step].id))
                 .collect(),
@@ -107,6 +114,8 @@ struct SchemaStatusJson<'a> {
     domain: Option<&'a str>,
     applied_count: usize,
     pending: &'a [StepRef],
+    /// Of `pending`: repeatable seed steps that changed and will re-run.
+    rerun: &'a [StepRef],
     drift: &'a [Drift],
     unknown: &'a [StepRef],
     forged: &'a [StepRef],
@@ -121,6 +130,7 @@ impl<'a> SchemaStatusJson<'a> {
             domain: r.domain.as_deref(),
             applied_count: r.applied_count,
             pending: &r.pending,
+            rerun: &r.rerun,
             drift: &r.drift,
             unknown: &r.unknown,
             forged: &r.forged,
@@ -197,6 +207,12 @@ pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], out: Output) {
         );
         for d in &r.drift {
             crate::outln!("  drift: {}", drift_line(&r.schema, d));
+        }
+        for st in &r.rerun {
+            crate::outln!(
+                "  {st}: changed, will re-run (a repeatable seed step; `wasmig diff --schema {}` shows what changed)",
+                r.schema
+            );
         }
         for f in &r.forged {
             crate::outln!("  {}", forged_line(&r.schema, f));
