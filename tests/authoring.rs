@@ -174,6 +174,18 @@ fn plugin_inspect_shows_what_the_host_reads_and_the_ledger_records() {
         doc["artifact_blake3"],
         blake3::hash(&bytes).to_hex().as_str()
     );
+    // `sql_dir!` gives each file exactly the fingerprint `Step::sql` gives its text: the
+    // example plugins kept their checksums when they moved to it.
+    let sql_dir = repo_root().join("plugins/finance/sql");
+    for (i, step) in steps.iter().take(3).enumerate() {
+        let id = step["id"].as_str().expect("id");
+        let text = std::fs::read_to_string(sql_dir.join(format!("{id}.sql"))).expect("sql file");
+        assert_eq!(
+            step["fingerprint"].as_str(),
+            Some(wasmig_sdk::fingerprint("sql", &text).as_str()),
+            "step {i}"
+        );
+    }
     // The checksum it shows is the one a migration records.
     let db = TestDb::new("inspect");
     let p = plugins.path();
@@ -203,6 +215,17 @@ fn plugin_inspect_shows_what_the_host_reads_and_the_ledger_records() {
         shown.contains("plugin     carriers 0.1.0")
             && shown.contains("commands want the plugin name, `carriers`"),
         "{shown}"
+    );
+    // A command given the file's name where it wants the plugin's is told the right name.
+    plugins.set(&["carriers", "hostile_nontx"]);
+    let run = db
+        .wasmig(p, &["migrate", "--dry-run", "--plugin", "hostile_nontx"])
+        .expect(Exit::Error);
+    assert!(
+        run.stderr
+            .contains("the plugin is named `hostile-nontx`; use that name"),
+        "{}",
+        run.stderr
     );
     // Not a plugin: refused, naming the file and what is wrong.
     let junk = p.join("junk.wasm");

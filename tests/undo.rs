@@ -120,6 +120,20 @@ fn revert_of_a_plugin_and_repair_work_over_a_selection_of_tenants() {
         .expect(Exit::Ok);
     plugins.set(&["notes_v2_edited"]);
     db.wasmig(p, &["migrate"]).expect(Exit::Problems);
+    // The SQL of each applied step is kept once, not once per tenant; the edited step's new
+    // text beside the old one.
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(*) FROM wasmig.step_text WHERE plugin = 'notes' AND step_id = '0001_notes'"
+        ),
+        1
+    );
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(*) FROM wasmig.step_text WHERE plugin = 'notes' AND step_id = '0002_note_body'"
+        ),
+        2
+    );
 
     // More than one schema wants --yes; nothing is repaired without it.
     let before = db.ledger_dump();

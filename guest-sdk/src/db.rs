@@ -10,6 +10,11 @@ use crate::bindings::wasmig::plugin0_1_0::{sql, types};
 ///
 /// `Numeric`, `Uuid`, `Json` and `Timestamp` carry PostgreSQL's text form.
 #[derive(Debug, Clone, PartialEq)]
+///
+/// ```
+/// use wasmig_sdk::{FromValue, Value};
+/// assert_eq!(i64::from_value(&Value::Int(7)), Ok(7));
+/// ```
 pub enum Value {
     /// SQL `NULL`.
     Null,
@@ -68,6 +73,12 @@ impl From<Value> for types::Value {
 }
 
 /// Converts a Rust value into a SQL parameter.
+///
+/// ```
+/// use wasmig_sdk::{ToValue, Value};
+/// assert_eq!(42_i64.to_value(), Value::Int(42));
+/// assert_eq!(None::<i64>.to_value(), Value::Null);
+/// ```
 pub trait ToValue {
     /// The SQL value to bind.
     fn to_value(&self) -> Value;
@@ -133,6 +144,11 @@ impl<T: ToValue> ToValue for Option<T> {
 }
 
 /// Reads a Rust value out of a SQL cell.
+///
+/// ```
+/// use wasmig_sdk::{FromValue, Value};
+/// assert_eq!(Option::<String>::from_value(&Value::Null), Ok(None));
+/// ```
 pub trait FromValue: Sized {
     /// Converts the cell, or says why it cannot.
     fn from_value(v: &Value) -> Result<Self, String>;
@@ -205,6 +221,12 @@ impl<T: FromValue> FromValue for Option<T> {
 
 /// An error from a step: a PostgreSQL error (with SQLSTATE) or a message of the plugin's own.
 #[derive(Debug, Clone, PartialEq)]
+///
+/// ```
+/// use wasmig_sdk::Error;
+/// let e = Error::msg("no such unit");
+/// assert_eq!(e.sqlstate(), None);
+/// ```
 pub enum Error {
     /// The server (or the host) refused a statement.
     Sql {
@@ -223,11 +245,25 @@ pub enum Error {
 
 impl Error {
     /// An error with a message of the plugin's own.
+    ///
+    /// ```
+    /// let e = wasmig_sdk::Error::msg("the price list is empty");
+    /// assert_eq!(e.to_string(), "the price list is empty");
+    /// ```
     pub fn msg(message: impl Into<String>) -> Self {
         Error::Message(message.into())
     }
 
     /// The SQLSTATE, when this is a PostgreSQL error.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// match db.execute("INSERT INTO unit (code) VALUES ('kg')", &[]) {
+    ///     Err(e) if e.sqlstate() == Some("23505") => {} // already there
+    ///     other => { other?; }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             Error::Sql { sqlstate, .. } => sqlstate.as_deref(),
@@ -265,6 +301,13 @@ impl From<types::SqlError> for Error {
 
 /// The result of [`Db::query`]: column names and rows.
 #[derive(Debug, Clone, PartialEq)]
+///
+/// ```no_run
+/// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+/// let rows = db.query("SELECT code FROM unit", &[])?;
+/// wasmig_sdk::info(&format!("{} units, columns {:?}", rows.len(), rows.columns()));
+/// # Ok(()) }
+/// ```
 pub struct Rows {
     columns: Vec<String>,
     type_names: Vec<String>,
@@ -303,6 +346,14 @@ impl Rows {
 
 /// One row of [`Rows`].
 #[derive(Debug, Clone, Copy)]
+///
+/// ```no_run
+/// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+/// if let Some(row) = db.query("SELECT code, name FROM unit LIMIT 1", &[])?.first() {
+///     let name: Option<String> = row.get("name")?;
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Row<'a> {
     columns: &'a [String],
     values: &'a [Value],
@@ -329,6 +380,14 @@ impl Row<'_> {
 /// The SQL capability: statements run in the plugin's own schema, on a connection whose
 /// role can touch nothing else.
 #[derive(Debug, Clone, Copy, Default)]
+///
+/// ```no_run
+/// use wasmig_sdk::{Db, Error};
+/// fn backfill(db: &Db) -> Result<(), Error> {
+///     db.execute("UPDATE item SET sku = upper(sku) WHERE sku <> upper(sku)", &[])?;
+///     Ok(())
+/// }
+/// ```
 pub struct Db {
     _private: (),
 }

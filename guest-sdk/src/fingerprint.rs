@@ -11,6 +11,11 @@
 
 /// `kind:<blake3 hex>` of `content` with line endings and trailing whitespace normalised, so
 /// that a checkout with CRLF line endings or a trailing newline is not drift.
+///
+/// ```
+/// use wasmig_sdk::fingerprint;
+/// assert_eq!(fingerprint("sql", "SELECT 1;\r\n"), fingerprint("sql", "SELECT 1;"));
+/// ```
 pub fn fingerprint(kind: &str, content: &str) -> String {
     let mut hasher = blake3::Hasher::new();
     for line in content.trim().lines() {

@@ -35,6 +35,10 @@ pub use plugin::{Kind, Plugin, Scope, Step, Tier};
 pub use seed::Key;
 
 /// The WIT package version this SDK targets (`wasmig:plugin@...`).
+///
+/// ```
+/// assert_eq!(wasmig_sdk::WIT_VERSION, "0.3.0");
+/// ```
 pub const WIT_VERSION: &str = "0.3.0";
 
 #[doc(hidden)]
@@ -56,7 +60,19 @@ pub mod __rt {
     pub use crate::plugin::{apply, manifest, revert};
 }
 
-/// Exports a plugin: `export_plugin!(plugin_fn)` where `plugin_fn: fn() -> Plugin`.
+/// Exports a plugin: `export_plugin!(plugin_fn)` where `plugin_fn: fn() -> Plugin`. Once per
+/// plugin crate, at its root.
+///
+/// ```no_run
+/// use wasmig_sdk::{Plugin, export_plugin, sql_dir};
+///
+/// fn plugin() -> Plugin {
+///     Plugin::migration("carriers").steps_from(sql_dir!("../plugins/carriers/sql"))
+/// }
+///
+/// export_plugin!(plugin);
+/// # fn main() {}
+/// ```
 #[macro_export]
 macro_rules! export_plugin {
     ($build:path) => {

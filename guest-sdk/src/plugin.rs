@@ -8,6 +8,11 @@ use crate::fingerprint::fingerprint;
 
 /// What a plugin changes: structure or data. Migrations run before seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// ```
+/// use wasmig_sdk::{Kind, Plugin};
+/// let _ = (Plugin::migration("inventory"), Kind::Migration);
+/// ```
 pub enum Kind {
     /// Schema changes.
     Migration,
@@ -17,6 +22,11 @@ pub enum Kind {
 
 /// Where a plugin runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// ```
+/// use wasmig_sdk::Plugin;
+/// let shared = Plugin::migration("reference").shared(); // Scope::Shared
+/// ```
 pub enum Scope {
     /// Once, in the shared schema.
     Shared,
@@ -29,6 +39,11 @@ pub enum Scope {
 /// the host refuses a plugin before any of its steps runs when it needs more than it was
 /// granted, and runs it with exactly the tier it declares, never more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// ```
+/// use wasmig_sdk::{Plugin, Tier};
+/// assert_eq!(Plugin::seed("units").tier(), Tier::Data);
+/// ```
 pub enum Tier {
     /// Read and write rows of the schema's existing tables; create nothing (the default for
     /// seeds).
@@ -59,6 +74,16 @@ enum Revert {
 
 /// One step of a plugin: SQL text or Rust code, applied once per schema.
 #[derive(Debug, Clone)]
+///
+/// ```
+/// use wasmig_sdk::{Step, code_step};
+/// let a = Step::sql("0001_item", "Create item", "CREATE TABLE item (id bigint PRIMARY KEY)");
+/// let b = code_step!("0002_fill", "Fill item", |db| {
+///     db.execute("INSERT INTO item VALUES (1) ON CONFLICT DO NOTHING", &[])?;
+///     Ok(())
+/// });
+/// assert_ne!(a.fingerprint(), b.fingerprint());
+/// ```
 pub struct Step {
     id: &'static str,
     description: &'static str,
@@ -72,6 +97,12 @@ pub struct Step {
 
 impl Step {
     /// A step that runs a SQL script (usually `include_str!("../sql/0001_x.sql")`).
+    ///
+    /// ```
+    /// use wasmig_sdk::Step;
+    /// let s = Step::sql("0001_item", "Create item", "CREATE TABLE item (id bigint PRIMARY KEY);");
+    /// assert!(s.fingerprint().starts_with("sql:"));
+    /// ```
     pub fn sql(id: &'static str, description: &'static str, up: &'static str) -> Self {
         Step {
             id,
@@ -86,6 +117,16 @@ impl Step {
 
     /// A step that runs Rust code; prefer the [`code_step!`](crate::code_step) macro, which
     /// fills `source` in for you.
+    ///
+    /// ```
+    /// use wasmig_sdk::{Db, Error, Step};
+    /// fn fill(db: &Db) -> Result<(), Error> {
+    ///     db.execute("INSERT INTO item VALUES (1) ON CONFLICT DO NOTHING", &[]).map(|_| ())
+    /// }
+    /// // `code_step!` writes the source for you; by hand it is any text that changes with the code.
+    /// let s = Step::code("0002_fill", "Fill item", "fill v1", fill);
+    /// assert!(s.fingerprint().starts_with("code:"));
+    /// ```
     pub fn code(
         id: &'static str,
         description: &'static str,
@@ -104,12 +145,24 @@ impl Step {
     }
 
     /// SQL that undoes this step (`wasmig revert`). Without it the step is irreversible.
+    ///
+    /// ```
+    /// use wasmig_sdk::Step;
+    /// let s = Step::sql("0003_sku", "Item SKU", "ALTER TABLE item ADD COLUMN sku text")
+    ///     .revert_sql("ALTER TABLE item DROP COLUMN sku");
+    /// ```
     pub fn revert_sql(mut self, down: &'static str) -> Self {
         self.revert = Revert::Sql(down);
         self
     }
 
     /// Code that undoes this step.
+    ///
+    /// ```
+    /// use wasmig_sdk::{Step, code_step};
+    /// let s = code_step!("0004_fill", "Fill", |db| db.batch("INSERT INTO item VALUES (2)"))
+    ///     .revert_code(|db| db.batch("DELETE FROM item WHERE id = 2"));
+    /// ```
     pub fn revert_code(mut self, down: CodeFn) -> Self {
         self.revert = Revert::Code(down);
         self
@@ -117,6 +170,16 @@ impl Step {
 
     /// Runs the step outside a transaction (e.g. `CREATE INDEX CONCURRENTLY`). The host then
     /// records it after it succeeds; write such steps so that rerunning them is harmless.
+    ///
+    /// ```
+    /// use wasmig_sdk::Step;
+    /// let s = Step::sql(
+    ///     "0005_item_sku_idx",
+    ///     "Index SKUs without locking writers",
+    ///     "CREATE INDEX CONCURRENTLY IF NOT EXISTS item_sku_idx ON item (sku)",
+    /// )
+    /// .non_transactional();
+    /// ```
     pub fn non_transactional(mut self) -> Self {
         self.transactional = false;
         self
@@ -166,11 +229,19 @@ impl Step {
     }
 
     /// The step id.
+    ///
+    /// ```
+    /// assert_eq!(wasmig_sdk::Step::sql("0001_a", "A", "SELECT 1").id(), "0001_a");
+    /// ```
     pub fn id(&self) -> &'static str {
         self.id
     }
 
     /// Whether [`Step::repeatable`] was called.
+    ///
+    /// ```
+    /// assert!(!wasmig_sdk::Step::sql("0001_a", "A", "SELECT 1").is_repeatable());
+    /// ```
     pub fn is_repeatable(&self) -> bool {
         self.repeatable
     }
@@ -194,6 +265,14 @@ impl Step {
 
 /// A plugin: name, kind, scope, requirements and ordered steps.
 #[derive(Debug, Clone)]
+///
+/// ```
+/// use wasmig_sdk::{Plugin, sql_dir};
+/// let p = Plugin::migration("carriers")
+///     .version("1.0.0")
+///     .steps_from(sql_dir!("../plugins/carriers/sql"));
+/// assert_eq!(p.steps().len(), 3);
+/// ```
 pub struct Plugin {
     name: &'static str,
     version: &'static str,
@@ -206,11 +285,19 @@ pub struct Plugin {
 
 impl Plugin {
     /// A migration plugin (tenant scope unless [`Plugin::shared`] is called).
+    ///
+    /// ```
+    /// let p = wasmig_sdk::Plugin::migration("inventory");
+    /// ```
     pub fn migration(name: &'static str) -> Self {
         Self::new(name, Kind::Migration)
     }
 
     /// A seed plugin (tenant scope unless [`Plugin::shared`] is called).
+    ///
+    /// ```
+    /// let p = wasmig_sdk::Plugin::seed("inventory-units").requires("inventory");
+    /// ```
     pub fn seed(name: &'static str) -> Self {
         Self::new(name, Kind::Seed)
     }
@@ -228,12 +315,21 @@ impl Plugin {
     }
 
     /// The plugin's version, shown in `status` (e.g. `env!("CARGO_PKG_VERSION")`).
+    ///
+    /// ```
+    /// let p = wasmig_sdk::Plugin::migration("inventory").version(env!("CARGO_PKG_VERSION"));
+    /// ```
     pub fn version(mut self, version: &'static str) -> Self {
         self.version = version;
         self
     }
 
     /// Runs once in the shared schema instead of in every tenant.
+    ///
+    /// ```
+    /// use wasmig_sdk::{Plugin, Tier};
+    /// assert_eq!(Plugin::migration("reference").shared().tier(), Tier::Full);
+    /// ```
     pub fn shared(mut self) -> Self {
         self.scope = Scope::Shared;
         self
@@ -257,6 +353,11 @@ impl Plugin {
 
     /// The tier the plugin declares: what [`Plugin::needs`] set, else its kind's and scope's
     /// default.
+    ///
+    /// ```
+    /// use wasmig_sdk::{Plugin, Tier};
+    /// assert_eq!(Plugin::migration("inventory").tier(), Tier::Schema);
+    /// ```
     pub fn tier(&self) -> Tier {
         self.needs.unwrap_or(match (self.scope, self.kind) {
             (Scope::Shared, _) => Tier::Full,
@@ -266,29 +367,60 @@ impl Plugin {
     }
 
     /// Requires another plugin's steps to be applied first.
+    ///
+    /// ```
+    /// let p = wasmig_sdk::Plugin::migration("orders").requires("customers");
+    /// ```
     pub fn requires(mut self, plugin: &'static str) -> Self {
         self.requires.push(plugin);
         self
     }
 
     /// Adds a SQL step.
+    ///
+    /// ```
+    /// let p = wasmig_sdk::Plugin::migration("inventory")
+    ///     .sql("0001_item", "Create item", "CREATE TABLE item (id bigint PRIMARY KEY)");
+    /// assert_eq!(p.steps().len(), 1);
+    /// ```
     pub fn sql(self, id: &'static str, description: &'static str, up: &'static str) -> Self {
         self.step(Step::sql(id, description, up))
     }
 
     /// Adds steps in order, e.g. a folder of SQL files ([`sql_dir!`](crate::sql_dir)).
+    ///
+    /// ```
+    /// use wasmig_sdk::{Plugin, Step};
+    /// let p = Plugin::migration("inventory").steps_from([
+    ///     Step::sql("0001_item", "Create item", "CREATE TABLE item (id bigint PRIMARY KEY)"),
+    ///     Step::sql("0002_sku", "Item SKU", "ALTER TABLE item ADD COLUMN sku text"),
+    /// ]);
+    /// assert_eq!(p.steps()[1].id(), "0002_sku");
+    /// ```
     pub fn steps_from(mut self, steps: impl IntoIterator<Item = Step>) -> Self {
         self.steps.extend(steps);
         self
     }
 
     /// Adds any step (see [`Step`] and [`code_step!`](crate::code_step)).
+    ///
+    /// ```
+    /// use wasmig_sdk::{Plugin, code_step};
+    /// let p = Plugin::seed("units").step(code_step!("0001_units", "Units", |db| {
+    ///     db.upsert("unit", &[("code", &"kg")], &[("name", &"kilogram")])
+    /// }));
+    /// ```
     pub fn step(mut self, step: Step) -> Self {
         self.steps.push(step);
         self
     }
 
     /// The steps in order.
+    ///
+    /// ```
+    /// let p = wasmig_sdk::Plugin::migration("inventory").sql("0001_a", "A", "SELECT 1");
+    /// assert_eq!(p.steps()[0].id(), "0001_a");
+    /// ```
     pub fn steps(&self) -> &[Step] {
         &self.steps
     }

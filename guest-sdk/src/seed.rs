@@ -5,6 +5,10 @@
 use crate::db::{Db, Error, ToValue, Value};
 
 /// A natural key: the columns (and values) that identify a row.
+///
+/// ```
+/// let key: wasmig_sdk::Key<'_> = &[("code", &"kg"), ("region", &"eu")];
+/// ```
 pub type Key<'a> = &'a [(&'a str, &'a dyn ToValue)];
 
 fn quote_ident(name: &str) -> String {
@@ -50,6 +54,12 @@ fn refs(params: &[Value]) -> Vec<&dyn ToValue> {
 impl Db {
     /// Inserts the row unless a row with the same `key` exists (needs a unique constraint on
     /// the key columns); returns `true` when it inserted. Existing rows are left as they are.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// let inserted = db.get_or_create("unit", &[("code", &"kg")], &[("name", &"kilogram")])?;
+    /// # Ok(()) }
+    /// ```
     pub fn get_or_create(&self, table: &str, key: Key<'_>, values: Key<'_>) -> Result<bool, Error> {
         let ins = build_insert(table, key, values);
         let sql = format!(
@@ -62,6 +72,12 @@ impl Db {
     /// Lets every tenant read `table` (shared-scope plugins only): grants SELECT to the
     /// tenant group role the host names in the session setting `wasmig.tenant_group`.
     /// Tenants never get more than read access to the shared schema.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// db.grant_read_to_tenants("currency")?; // a shared plugin's table, read by every tenant
+    /// # Ok(()) }
+    /// ```
     pub fn grant_read_to_tenants(&self, table: &str) -> Result<(), Error> {
         let group: String = self
             .query(
@@ -88,6 +104,12 @@ impl Db {
     }
 
     /// Inserts the row, or updates the `values` columns of the row with the same `key`.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// db.upsert("unit", &[("code", &"kg")], &[("name", &"kilogram"), ("factor", &1.0)])?;
+    /// # Ok(()) }
+    /// ```
     pub fn upsert(&self, table: &str, key: Key<'_>, values: Key<'_>) -> Result<(), Error> {
         let ins = build_insert(table, key, values);
         let action = if ins.value_cols.is_empty() {

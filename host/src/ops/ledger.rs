@@ -125,7 +125,13 @@ async fn repair_one(
                 "it is being migrated by another wasmig run; try again when it is done".into(),
             );
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => {
+            // The lock may have been taken before the read failed.
+            if let Err(release) = control::release_schema(op, schema).await {
+                tracing::warn!("{release}");
+            }
+            return Err(e.to_string());
+        }
     };
     let entry = ledger
         .iter()

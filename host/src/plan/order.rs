@@ -41,8 +41,8 @@ pub enum PlanError {
     #[error("plugins require each other in a cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
     /// `--plugin` names a plugin that is not loaded.
-    #[error("`--plugin {0}` names no loaded plugin (loaded: {1})")]
-    UnknownSelection(String, String),
+    #[error("`--plugin {0}` names no loaded plugin (loaded: {1}){2}")]
+    UnknownSelection(String, String, String),
 }
 
 /// Orders plugins: shared before tenant, migrations before seeds, then by `requires`
