@@ -525,6 +525,13 @@ fn short(statement: &str) -> String {
 }
 
 /// One row a query returned, owned ([`Db::query_one`], [`Db::query_opt`]).
+///
+/// ```no_run
+/// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+/// let unit: wasmig_sdk::Record = db.query_one("SELECT code, name FROM unit LIMIT 1", &[])?;
+/// let code: String = unit.get("code")?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     columns: Vec<String>,
@@ -549,6 +556,13 @@ impl Record {
     }
 
     /// The raw values in column order.
+    ///
+    /// ```no_run
+    /// # fn step(db: &wasmig_sdk::Db) -> Result<(), wasmig_sdk::Error> {
+    /// let r = db.query_one("SELECT 1 AS a, NULL AS b", &[])?;
+    /// assert_eq!(r.values().len(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn values(&self) -> &[Value] {
         &self.values
     }

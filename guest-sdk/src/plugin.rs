@@ -257,7 +257,7 @@ impl Step {
     fn fingerprints(&self) -> (String, Option<String>) {
         match &self.body {
             Body::Sql { up } if self.covers.is_empty() => (fingerprint("sql", up), None),
-            Body::Sql { up } => crate::fingerprint::code(up, &self.covers),
+            Body::Sql { up } => (crate::fingerprint::sql_with_covers(up, &self.covers), None),
             Body::Code { source, .. } => crate::fingerprint::code(source, &self.covers),
         }
     }

@@ -55,7 +55,8 @@ fn check_len(what: &'static str, s: &str, max: usize) -> Result<(), NameError> {
     if s.len() > max {
         return Err(NameError::TooLong {
             what,
-            name: s.to_owned(),
+            // Shown to people: a hostile name stays on its line and within bounds.
+            name: crate::text::inert(s, 200),
             len: s.len(),
             max,
         });
@@ -80,7 +81,8 @@ impl SchemaName {
         if !first_ok || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
             return Err(NameError::Invalid {
                 what: "schema name",
-                name: s.to_owned(),
+                // Shown to people: a hostile name stays on its line and within bounds.
+                name: crate::text::inert(s, 200),
                 rule: "use lowercase letters, digits and `_`, starting with a letter or `_`",
             });
         }
@@ -136,7 +138,8 @@ pub fn check_plugin_name(s: &str) -> Result<(), NameError> {
     } else {
         Err(NameError::Invalid {
             what: "plugin name",
-            name: s.to_owned(),
+            // Shown to people: a hostile name stays on its line and within bounds.
+            name: crate::text::inert(s, 200),
             rule: "use lowercase letters, digits, `_` and `-`, starting with a letter or digit",
         })
     }
@@ -152,7 +155,8 @@ pub fn check_step_id(s: &str) -> Result<(), NameError> {
     } else {
         Err(NameError::Invalid {
             what: "step id",
-            name: s.to_owned(),
+            // Shown to people: a hostile name stays on its line and within bounds.
+            name: crate::text::inert(s, 200),
             rule: "use letters, digits, `_`, `.` and `-`",
         })
     }

@@ -295,6 +295,7 @@ mod tests {
                 checksum: "c".into(),
                 authentic: true,
                 run_id: None,
+                artifact_checksum: String::new(),
             })
             .collect();
         Member {

@@ -70,10 +70,24 @@ fn expand(input: TokenStream) -> Result<String, String> {
         let path = entry
             .map_err(|e| format!("sql_dir!: reading `{}`: {e}", dir.display()))?
             .path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+        let Some(file) = path.file_name() else {
+            continue;
+        };
+        let Some(name) = file.to_str().map(str::to_owned) else {
+            if file.to_string_lossy().to_lowercase().ends_with(".sql") {
+                return Err(format!(
+                    "sql_dir!: `{}` is not named in UTF-8; a step file is named `NNNN_name.sql`",
+                    path.display()
+                ));
+            }
             continue;
         };
         let Some(stem) = name.strip_suffix(".sql") else {
+            if name.to_lowercase().ends_with(".sql") {
+                return Err(format!(
+                    "sql_dir!: `{name}` ends in another case than `.sql`; rename it `….sql` (or it is not a step)"
+                ));
+            }
             continue;
         };
         let (id, is_revert) = match stem.strip_suffix(".revert") {
@@ -94,6 +108,18 @@ fn expand(input: TokenStream) -> Result<String, String> {
             dir.display()
         ));
     }
+    // One width of numbers per folder: `9_x` and `10_y` would sort 10 first.
+    let widths: BTreeMap<usize, &str> = steps
+        .keys()
+        .map(|id| (id.split('_').next().unwrap_or_default().len(), id.as_str()))
+        .collect();
+    if widths.len() > 1 {
+        let names: Vec<String> = widths.values().map(|id| format!("`{id}.sql`")).collect();
+        return Err(format!(
+            "sql_dir!: {} number their steps with different widths, so file-name order is not step order; give every number the same digits (0009, 0010)",
+            names.join(" and ")
+        ));
+    }
     let mut numbers: BTreeMap<&str, &str> = BTreeMap::new();
     let mut out = String::from("[");
     for (id, files) in &steps {
@@ -111,14 +137,22 @@ fn expand(input: TokenStream) -> Result<String, String> {
         let text = std::fs::read_to_string(up)
             .map_err(|e| format!("sql_dir!: cannot read `{}`: {e}", up.display()))?;
         let description = describe(id, &text);
+        let utf8 = |p: &Path| {
+            p.to_str().map(str::to_owned).ok_or_else(|| {
+                format!(
+                    "sql_dir!: the path `{}` is not UTF-8, which include_str! needs",
+                    p.display()
+                )
+            })
+        };
         out.push_str(&format!(
             "::wasmig_sdk::Step::sql({id:?}, {description:?}, ::core::include_str!({:?}))",
-            up.display().to_string()
+            utf8(up)?
         ));
         if let Some(revert) = &files.revert {
             out.push_str(&format!(
                 ".revert_sql(::core::include_str!({:?}))",
-                revert.display().to_string()
+                utf8(revert)?
             ));
         }
         out.push(',');

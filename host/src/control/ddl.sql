@@ -119,9 +119,10 @@ BEGIN
     END IF;
 END
 $upgrade$;
--- The SQL text of each applied SQL step, once per distinct checksum (10,000 tenants on the
--- same step store it once), written by the operator when it grants the step: what
--- `wasmig diff` compares with what the loaded plugin says now.
+-- The SQL text of each SQL step a command is about to record, once per distinct checksum
+-- (10,000 tenants on the same step store it once), written by the operator before the run:
+-- what `wasmig diff` compares with what the loaded plugin says now. The host keeps a text
+-- only when the step's fingerprint covers it.
 CREATE TABLE IF NOT EXISTS wasmig.step_text (
     checksum text PRIMARY KEY,
     plugin text NOT NULL,
@@ -432,7 +433,8 @@ DECLARE
     g wasmig.step_grant%ROWTYPE;
 BEGIN
     -- A NULL token matches no grant and records nothing: a fresh session calls it so to
-    -- plan the statements below (and the step check's) before its first step.
+    -- plan the statements below (and the step check's) before its first step; the re-run
+    -- UPDATE is planned on a session's first re-run.
     PERFORM wasmig_api.check_step(p_xid);
     DELETE FROM wasmig.step_grant
      WHERE token_hash = sha256(p_token)

@@ -58,6 +58,7 @@ pub(crate) fn ledger_entry(
         plugin: fields.plugin.to_owned(),
         step_id: fields.step_id.to_owned(),
         checksum: fields.checksum.to_owned(),
+        artifact_checksum: fields.artifact_checksum.to_owned(),
         run_id: r.get(at + 6),
     }
 }

@@ -86,10 +86,13 @@ impl Fleet {
         let mut steps = Vec::with_capacity(plan.pending.len());
         let mut missing = Vec::new();
         for p in &plan.pending {
-            let g = match issued.iter().find(|(q, _)| q == p) {
+            // A grant issued from the snapshot is used only for the same action: the ledger
+            // may have changed since (a row written or removed by another command).
+            let action = super::apply_action(&plan, p);
+            let g = match issued.iter().find(|(q, g)| q == p && g.action == action) {
                 Some((_, g)) => g.clone(),
                 None => {
-                    let g = self.grant(&t.schema, p, super::apply_action(&plan, p));
+                    let g = self.grant(&t.schema, p, action);
                     missing.push(g.clone());
                     g
                 }

@@ -68,7 +68,6 @@ pub async fn baseline(s: &Settings, o: &BaselineOptions) -> Result<Exit> {
         return Ok(super::nothing_picked(sel));
     }
     let secret = control::read_secret(&op).await?;
-    super::keep_step_texts(&op, &plugins.specs).await?;
     let run_id = control::start_run(&op, "baseline", &s.args).await?;
     // Baselining runs no step: the grants it writes only carry the record.
     let fleet = super::fleet(s, plugins, secret, &reg, None, super::Enforcement::Guarded);
@@ -178,6 +177,7 @@ async fn baseline_one(
     if rows.is_empty() {
         return Ok(out);
     }
+    super::keep_step_texts(op, fleet.plugins.specs(), steps.iter().copied()).await?;
     let Some(_ledger) = control::try_lock_and_read(op, &m.schema, &fleet.secret).await? else {
         bail!("it is being migrated by another wasmig run; try again when that run is done");
     };

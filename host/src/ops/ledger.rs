@@ -58,7 +58,7 @@ pub async fn repair(s: &Settings, o: &RepairOptions) -> Result<Exit> {
         );
     }
     let secret = control::read_secret(&op).await?;
-    super::keep_step_texts(&op, std::slice::from_ref(&plugins.specs[pi])).await?;
+    super::keep_step_texts(&op, &plugins.specs, [PendingStep { plugin: pi, step }]).await?;
     let run_id = control::start_run(&op, "repair", &s.args).await?;
     // Repairing runs no step: the grants it computes only carry the record's MAC.
     let fleet = super::fleet(s, plugins, secret, &reg, None, super::Enforcement::Guarded);

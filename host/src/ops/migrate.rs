@@ -200,7 +200,9 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
 
     let enforcement = super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     let jobs = jobs_that_fit(&op, s.jobs, targets.len()).await?;
-    super::keep_step_texts(&op, &plugins.specs).await?;
+    // The texts of the steps this run may record (the plan can only shrink under the locks).
+    let pending: Vec<_> = targets.iter().flat_map(|t| plan_of(t).pending).collect();
+    super::keep_step_texts(&op, &plugins.specs, pending).await?;
     control::clear_expired_grants(&op).await?;
     let run_id = control::start_run(&op, &o.command, &s.args).await?;
     // From here on a first SIGINT / SIGTERM stops the run cleanly (see `interrupt`).

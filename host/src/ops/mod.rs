@@ -231,17 +231,22 @@ pub async fn load_unchecked(s: &Settings) -> Result<Plugins> {
     })
 }
 
-/// Keeps the SQL text of every SQL step of `specs` (once per distinct checksum), so that a
-/// later edit of an applied step can be shown (`wasmig diff`).
-pub async fn keep_step_texts(client: &Client, specs: &[PluginSpec]) -> Result<()> {
-    let rows: Vec<(&str, &str, &str, &str)> = specs
-        .iter()
-        .flat_map(|p| {
-            p.steps.iter().filter_map(move |st| {
-                st.sql
-                    .as_deref()
-                    .map(|sql| (st.checksum.as_str(), p.name.as_str(), st.id.as_str(), sql))
-            })
+/// Keeps the SQL text of `steps` of `specs` (those a command is about to record), once per
+/// distinct checksum, so that a later edit of an applied step can be shown (`wasmig diff`).
+pub async fn keep_step_texts(
+    client: &Client,
+    specs: &[PluginSpec],
+    steps: impl IntoIterator<Item = crate::plan::PendingStep>,
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let rows: Vec<(&str, &str, &str, &str)> = steps
+        .into_iter()
+        .filter(|p| seen.insert(*p))
+        .filter_map(|p| {
+            let (pl, st) = (&specs[p.plugin], &specs[p.plugin].steps[p.step]);
+            st.sql
+                .as_deref()
+                .map(|sql| (st.checksum.as_str(), pl.name.as_str(), st.id.as_str(), sql))
         })
         .collect();
     control::store_step_texts(client, &rows).await?;

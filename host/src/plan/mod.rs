@@ -194,6 +194,17 @@ pub struct StepSpec {
     pub checksum: String,
 }
 
+/// The fingerprint the SDK gives a SQL step's text: `sql:` and the blake3 of its lines with
+/// line endings and trailing whitespace normalised (`wasmig_sdk::fingerprint("sql", text)`).
+pub fn sql_fingerprint(text: &str) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for line in text.trim().lines() {
+        hasher.update(line.trim_end().as_bytes());
+        hasher.update(b"\n");
+    }
+    format!("sql:{}", hasher.finalize().to_hex())
+}
+
 /// A validated plugin manifest plus its artifact's identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginSpec {
@@ -240,10 +251,12 @@ pub struct LedgerEntry {
     pub authentic: bool,
     /// The run that wrote the row (informational: not covered by the MAC).
     pub run_id: Option<i64>,
+    /// blake3 of the artifact that applied the step.
+    pub artifact_checksum: String,
 }
 
 /// A pending step: indexes into the plugin list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PendingStep {
     /// Index of the plugin.
     pub plugin: usize,
@@ -366,10 +379,13 @@ pub fn plan_schema(
         ..SchemaPlan::default()
     };
     // A forged row proves nothing: its step counts as not applied.
-    let recorded: HashMap<(&str, &str), &str> = ledger
+    let recorded: HashMap<(&str, &str), (&str, &str)> = ledger
         .iter()
         .filter(|e| e.authentic)
-        .map(|e| ((e.plugin.as_str(), e.step_id.as_str()), e.checksum.as_str()))
+        .map(|e| {
+            let key = (e.plugin.as_str(), e.step_id.as_str());
+            (key, (e.checksum.as_str(), e.artifact_checksum.as_str()))
+        })
         .collect();
     let mut has_pending: BTreeSet<&str> = BTreeSet::new();
     for &pi in order {
@@ -383,17 +399,19 @@ pub fn plan_schema(
                 step: si,
             };
             match recorded.get(&(p.name.as_str(), s.id.as_str())) {
-                Some(&c) if c == s.checksum || s.accepts.iter().any(|a| a == c) => {
+                Some(&(c, _)) if c == s.checksum || s.accepts.iter().any(|a| a == c) => {
                     plan.applied += 1
                 }
-                Some(_) if s.repeatable => {
+                // The same artifact that applied it now declares another fingerprint: its
+                // manifest is not deterministic, and re-running would never end.
+                Some(&(_, art)) if s.repeatable && art != p.artifact_checksum => {
                     has_pending.insert(p.name.as_str());
                     if selection.includes(&p.name) {
                         plan.pending.push(here);
                         plan.reruns.push(here);
                     }
                 }
-                Some(&c) => plan.drift.push(Drift {
+                Some(&(c, _)) => plan.drift.push(Drift {
                     plugin: p.name.clone(),
                     step: s.id.clone(),
                     recorded: c.to_owned(),

@@ -190,6 +190,7 @@ fn entry(p: &PluginSpec, step: usize) -> LedgerEntry {
         checksum: p.steps[step].checksum.clone(),
         authentic: true,
         run_id: None,
+        artifact_checksum: String::new(),
     }
 }
 
@@ -217,6 +218,7 @@ fn pending_drift_and_unknown() {
         checksum: "c".into(),
         authentic: true,
         run_id: None,
+        artifact_checksum: String::new(),
     });
     let d = plan_schema(&p, &order, Scope::Tenant, &all, &drifted);
     assert!(d.refused(), "a drifted schema runs nothing");
@@ -391,4 +393,38 @@ fn a_plugin_revert_keeps_the_steps_before_from_and_waits_for_its_dependants() {
         problems[0].contains("required by `customers`"),
         "{problems:?}"
     );
+}
+
+#[test]
+fn accepted_fingerprints_repeatable_steps_and_a_manifest_that_is_not_deterministic() {
+    let mut p = workload();
+    let order = order_plugins(&p).unwrap();
+    let all = Selection::default();
+    // An applied row with an earlier fingerprint the plugin accepts is applied, not drift.
+    let carriers = 4;
+    let mut row = entry(&p[carriers], 0);
+    row.checksum = "earlier".into();
+    p[carriers].steps[0].accepts = vec!["earlier".into()];
+    let plan = plan_schema(&p, &order, Scope::Tenant, &all, &[row.clone()]);
+    assert!(plan.drift.is_empty(), "{:?}", plan.drift);
+    // The seed's step changed: repeatable, it is pending again and marked as a re-run.
+    let seed = 0;
+    p[seed].artifact_checksum = "new artifact".into();
+    p[seed].steps[0].repeatable = true;
+    let mut seeded = entry(&p[seed], 0);
+    seeded.checksum = "older content".into();
+    seeded.artifact_checksum = "old artifact".into();
+    let plan = plan_schema(&p, &order, Scope::Tenant, &all, &[seeded.clone()]);
+    let rerun = PendingStep {
+        plugin: seed,
+        step: 0,
+    };
+    assert!(plan.reruns.contains(&rerun) && plan.pending.contains(&rerun));
+    assert!(plan.drift.is_empty());
+    // The same artifact that recorded the row now says another fingerprint: drift, never an
+    // endless re-run.
+    seeded.artifact_checksum = "new artifact".into();
+    let plan = plan_schema(&p, &order, Scope::Tenant, &all, &[seeded]);
+    assert!(plan.reruns.is_empty());
+    assert_eq!(plan.drift.len(), 1);
 }

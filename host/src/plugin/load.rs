@@ -308,10 +308,21 @@ fn validate_step(
         .is_some_and(|t| t.len() > MAX_STEP_SQL_BYTES)
     {
         return Err(at(format!(
-            "its SQL text is over {} MiB",
+            "its SQL text is over {} MiB; split it into several steps",
             MAX_STEP_SQL_BYTES >> 20
         )));
     }
+    if extra.sql.as_ref().is_some_and(|t| t.contains('\0')) {
+        return Err(at(
+            "its SQL text contains a NUL byte, which PostgreSQL cannot take; remove it".into(),
+        ));
+    }
+    // The text is kept (and shown by `wasmig diff`) only when the fingerprint covers it, so
+    // a plugin cannot declare one text and be recorded for another.
+    let sql = extra
+        .sql
+        .clone()
+        .filter(|t| crate::plan::sql_fingerprint(t) == s.fingerprint);
     if extra.repeatable && kind != Kind::Seed {
         return Err(at(
             "it is marked repeatable, which only seed steps may be (a migration step that changed is drift)"
@@ -333,7 +344,7 @@ fn validate_step(
             .collect(),
         reversible: says.then_some(extra.reversible),
         repeatable: extra.repeatable,
-        sql: extra.sql,
+        sql,
         id: s.id,
         description: s.description,
         fingerprint: s.fingerprint,
@@ -467,5 +478,108 @@ mod tests {
                 .unwrap_err()
                 .contains("requires itself")
         );
+    }
+}
+
+#[cfg(test)]
+mod declared_tests {
+    use super::*;
+    use crate::plan::Tier;
+    use crate::plugin::wit::{Declared, StepDeclared};
+
+    fn one_step(kind: wit::Kind, transactional: bool, fingerprint: &str) -> wit::PluginInfo {
+        wit::PluginInfo {
+            name: "units".into(),
+            version: "1".into(),
+            kind,
+            scope: wit::Scope::Tenant,
+            requires: vec![],
+            steps: vec![wit::Step {
+                id: "0001_units".into(),
+                description: String::new(),
+                fingerprint: fingerprint.into(),
+                transactional,
+            }],
+        }
+    }
+
+    fn declared(step: StepDeclared) -> Declared {
+        Declared {
+            needs: Some(Tier::Data),
+            steps: Some(vec![step]),
+        }
+    }
+
+    fn check(info: wit::PluginInfo, step: StepDeclared) -> Result<PluginSpec, String> {
+        validate_manifest(info, declared(step), String::new())
+    }
+
+    #[test]
+    fn repeatable_is_for_transactional_seed_steps_only() {
+        let repeatable = || StepDeclared {
+            repeatable: true,
+            ..StepDeclared::default()
+        };
+        let seed = check(one_step(wit::Kind::Seed, true, "code:x"), repeatable()).unwrap();
+        assert!(seed.steps[0].repeatable);
+        let e = check(one_step(wit::Kind::Migration, true, "code:x"), repeatable()).unwrap_err();
+        assert!(e.contains("only seed steps may be"), "{e}");
+        let e = check(one_step(wit::Kind::Seed, false, "code:x"), repeatable()).unwrap_err();
+        assert!(e.contains("re-runs in its own transaction"), "{e}");
+    }
+
+    #[test]
+    fn earlier_fingerprints_are_bounded_and_become_checksums_of_this_step() {
+        let accepts = |n: usize| StepDeclared {
+            accepts: (0..n).map(|i| format!("code:{i}")).collect(),
+            ..StepDeclared::default()
+        };
+        let spec = check(one_step(wit::Kind::Seed, true, "code:x"), accepts(2)).unwrap();
+        assert_eq!(
+            spec.steps[0].accepts,
+            [
+                step_checksum("units", "0001_units", "code:0"),
+                step_checksum("units", "0001_units", "code:1")
+            ]
+        );
+        let e = check(one_step(wit::Kind::Seed, true, "code:x"), accepts(9)).unwrap_err();
+        assert!(e.contains("at most 8"), "{e}");
+    }
+
+    #[test]
+    fn a_sql_text_is_kept_only_when_the_fingerprint_covers_it() {
+        let text = "CREATE TABLE unit (code text PRIMARY KEY);\n";
+        let with = |sql: &str| StepDeclared {
+            sql: Some(sql.into()),
+            ..StepDeclared::default()
+        };
+        let fp = crate::plan::sql_fingerprint(text);
+        let kept = check(one_step(wit::Kind::Migration, true, &fp), with(text)).unwrap();
+        assert_eq!(kept.steps[0].sql.as_deref(), Some(text));
+        // Another text than the fingerprint covers: not kept, so never shown as applied.
+        let other = check(
+            one_step(wit::Kind::Migration, true, &fp),
+            with("DROP TABLE x;"),
+        )
+        .unwrap();
+        assert_eq!(other.steps[0].sql, None);
+        let e = check(
+            one_step(wit::Kind::Migration, true, &fp),
+            with("SELECT 1;\0"),
+        )
+        .unwrap_err();
+        assert!(e.contains("NUL byte"), "{e}");
+        let huge = "x".repeat(MAX_STEP_SQL_BYTES + 1);
+        let e = check(one_step(wit::Kind::Migration, true, &fp), with(&huge)).unwrap_err();
+        assert!(e.contains("split it into several steps"), "{e}");
+        // Before 0.3.0 nothing is said of reversibility; from 0.3.0 it is.
+        let old = validate_manifest(
+            one_step(wit::Kind::Migration, true, &fp),
+            Declared::default(),
+            String::new(),
+        )
+        .unwrap();
+        assert_eq!(old.steps[0].reversible, None);
+        assert_eq!(kept.steps[0].reversible, Some(false));
     }
 }

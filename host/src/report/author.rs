@@ -22,6 +22,9 @@ struct StepJson<'a> {
     fingerprint: &'a str,
     /// What the ledger records for the step.
     checksum: &'a str,
+    /// Checksums of earlier fingerprints the plugin says are the same content (a ledger row
+    /// with one of them is not drift).
+    accepted_checksums: &'a [String],
     /// The SQL text of a SQL step, in bytes (`null` for a code step or an older WIT).
     sql_bytes: Option<usize>,
 }
@@ -71,6 +74,7 @@ impl<'a> PluginJson<'a> {
                     repeatable: st.repeatable,
                     fingerprint: &st.fingerprint,
                     checksum: &st.checksum,
+                    accepted_checksums: &st.accepts,
                     sql_bytes: st.sql.as_ref().map(String::len),
                 })
                 .collect(),
@@ -126,6 +130,9 @@ pub fn print_inspected(i: &Inspected, out: Output) {
         );
         crate::outln!("      fingerprint {}", inert(&st.fingerprint, 200));
         crate::outln!("      checksum    {}", st.checksum);
+        for a in &st.accepts {
+            crate::outln!("      also accepts the earlier checksum {a}");
+        }
     }
 }
 

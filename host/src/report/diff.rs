@@ -1,6 +1,7 @@
 //! `wasmig diff`: each changed step once, with the schemas that have it and a unified diff of
-//! its SQL text (applied, then now). The text comes from plugins, so every line is shown
-//! inert; `wasmig.diff/1` in `--json`.
+//! its SQL text (applied, then now), computed within a time limit and cut to a number of
+//! lines. The text comes from plugins, so every line is shown inert; `wasmig.diff/1` in
+//! `--json` (where JSON's own escaping keeps it inert).
 
 use serde::Serialize;
 
@@ -47,9 +48,18 @@ fn no_diff_note(c: &StepChange) -> Option<&'static str> {
     }
 }
 
+/// How long computing one diff may take before the closest diff found so far is shown.
+const DIFF_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The most lines of one diff shown.
+const MAX_DIFF_LINES: usize = 400;
+
+/// The unified diff of a change (applied, then now), at most [`MAX_DIFF_LINES`] lines.
 fn unified(c: &StepChange) -> Option<String> {
     let (old, new) = (c.applied_sql.as_deref()?, c.current_sql.as_deref()?);
-    let diff = similar::TextDiff::from_lines(old, new);
+    let diff = similar::TextDiff::configure()
+        .timeout(DIFF_TIMEOUT)
+        .diff_lines(old, new);
     let text = diff
         .unified_diff()
         .context_radius(3)
@@ -58,13 +68,16 @@ fn unified(c: &StepChange) -> Option<String> {
             &format!("now ({})", short(&c.current)),
         )
         .to_string();
-    // Plugin text, made inert line by line (no escape sequences, no forged lines).
-    Some(
-        text.lines()
-            .map(|l| inert(l, 2000))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
+    let total = text.lines().count();
+    let mut shown: Vec<&str> = text.lines().take(MAX_DIFF_LINES).collect();
+    let more = format!(
+        "... {} more line(s) of the diff not shown",
+        total.saturating_sub(MAX_DIFF_LINES)
+    );
+    if total > MAX_DIFF_LINES {
+        shown.push(&more);
+    }
+    Some(shown.join("\n"))
 }
 
 fn short(checksum: &str) -> &str {
@@ -92,6 +105,7 @@ pub fn print_diff(changes: &[StepChange], out: Output) {
                 current: &c.current,
                 schema_count: c.schemas.len(),
                 schemas: c.schemas.iter().map(SchemaName::as_str).collect(),
+                // JSON escapes control characters itself.
                 diff: unified(c),
                 note: no_diff_note(c),
             })
@@ -123,7 +137,12 @@ pub fn print_diff(changes: &[StepChange], out: Output) {
             }
         );
         match (unified(c), no_diff_note(c)) {
-            (Some(d), _) => crate::outln!("{d}"),
+            // Plugin text, made inert line by line (no escape sequences, no forged lines).
+            (Some(d), _) => {
+                for line in d.lines() {
+                    crate::outln!("{}", inert(line, 2000));
+                }
+            }
             (None, Some(note)) => crate::outln!("  ({note})"),
             (None, None) => {}
         }

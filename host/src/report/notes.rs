@@ -273,3 +273,11 @@ pub fn built(spec: &crate::plan::PluginSpec, size: u64, dest: &Path) {
         dest.display()
     );
 }
+
+/// `wasmig build` found another file that looks like the same plugin's component.
+pub fn stale_component(file: &Path, name: &str) {
+    crate::errln!(
+        "warning: `{}` looks like another component of plugin `{name}` (cargo's file name); remove it, or every command will find the plugin twice",
+        file.display()
+    );
+}

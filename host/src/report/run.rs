@@ -440,6 +440,8 @@ struct PlannedStepJson<'a> {
     step: &'a str,
     description: &'a str,
     transactional: bool,
+    /// A repeatable seed step that changed and runs again.
+    rerun: bool,
 }
 
 #[derive(Serialize)]
@@ -484,6 +486,7 @@ pub fn print_plan(
                             step: &st.id,
                             description: &st.description,
                             transactional: st.transactional,
+                            rerun: p.reruns.contains(ps),
                         }
                     })
                     .collect(),
@@ -533,7 +536,12 @@ pub fn print_plan(
         for ps in &p.pending {
             let pl = &specs[ps.plugin];
             let st = &pl.steps[ps.step];
-            crate::outln!("  {}/{}  {}", pl.name, st.id, st.description);
+            let rerun = if p.reruns.contains(ps) {
+                "  (changed, will re-run)"
+            } else {
+                ""
+            };
+            crate::outln!("  {}/{}  {}{rerun}", pl.name, st.id, st.description);
         }
         total += p.pending.len();
     }
