@@ -100,8 +100,13 @@ fn the_readme_walkthrough_runs_as_written() {
     );
     // The tenant was created and migrated from the scaffold and the added step.
     assert!(db.table_exists("acme", "inventory"));
-    // Editing an applied step was refused, shown as a diff, and accepted by repair.
+    // Editing an applied step was refused, pointing to the diff, shown as a diff, and
+    // accepted by repair.
     assert!(stdout.contains("refused: exit 1"), "{stdout}");
+    assert!(
+        stderr.contains("see what changed with `wasmig diff --schema acme --plugin inventory`"),
+        "{stderr}"
+    );
     assert!(
         stdout.contains("-ALTER TABLE inventory ADD COLUMN sku text;")
             && stdout.contains("+ALTER TABLE inventory ADD COLUMN sku varchar(32);"),
@@ -111,7 +116,9 @@ fn the_readme_walkthrough_runs_as_written() {
         stdout.contains("`inventory/0002_item_sku` checksum "),
         "{stdout}"
     );
-    // The repeatable seed ran, then ran again with the new unit.
+    // The repeatable seed ran (its query_scalar read the rows back), then ran again with the
+    // new unit.
+    assert!(stderr.contains("3 units"), "{stderr}");
     assert!(
         stdout.contains("inventory-units/0001_units: changed, will re-run"),
         "{stdout}"
@@ -344,6 +351,33 @@ fn new_and_build_refuse_what_would_not_work_and_say_what_to_do() {
         "{err}"
     );
     assert!(!work.path().join("built/notes.wasm").exists());
+    // The target missing (as rustup reports it): said, with the command that installs it.
+    let fake = work.path().join("fake-bin");
+    std::fs::create_dir_all(&fake).expect("mkdir");
+    let rustup = fake.join("rustup");
+    std::fs::write(&rustup, "#!/bin/sh\necho x86_64-unknown-linux-gnu\n").expect("write");
+    std::fs::set_permissions(&rustup, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    std::fs::remove_file(work.path().join("notes/sql/notes.sql")).expect("rm");
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmig"))
+        .args(["build", "notes"])
+        .current_dir(work.path())
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                fake.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .expect("run wasmig build");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("install it with `rustup target add wasm32-wasip2`"),
+        "{}",
+        text(&out.stderr)
+    );
     // Not a crate at all.
     let out = offline(&["build", dir]);
     assert_eq!(out.status.code(), Some(2));

@@ -126,7 +126,14 @@ fn a_step_outside_a_transaction_that_meets_a_lock_is_not_tried_again() {
         "a step outside a transaction is not retried: {t1}"
     );
     app.exec("ROLLBACK").expect("release");
-    db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
+    let done = db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
+    // The next step, a code step, read the table back with the SDK's one-row queries.
+    assert!(
+        done.stderr
+            .contains("query_one counted 0 notes, query_scalar 0"),
+        "{}",
+        done.stderr
+    );
     assert_eq!(
         db.scalar_i64("SELECT count(*) FROM pg_indexes WHERE schemaname = 't1' AND indexname = 'notes_title_idx'"),
         1
