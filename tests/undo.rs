@@ -130,42 +130,28 @@ fn revert_of_a_plugin_and_repair_work_over_a_selection_of_tenants() {
     assert_eq!((texts("0001_notes"), texts("0002_note_body")), (1, 1));
 
     // More than one schema wants --yes; nothing is repaired without it.
+    let repair = |extra: &[&str]| {
+        let mut args = vec![
+            "repair",
+            "--where",
+            "group=a",
+            "--plugin",
+            "notes",
+            "--step",
+            "0002_note_body",
+        ];
+        args.extend(extra);
+        db.wasmig(p, &args)
+    };
     let before = db.ledger_dump();
-    let unconfirmed = db
-        .wasmig(
-            p,
-            &[
-                "repair",
-                "--where",
-                "group=a",
-                "--plugin",
-                "notes",
-                "--step",
-                "0002_note_body",
-            ],
-        )
-        .expect(Exit::Error);
+    let unconfirmed = repair(&[]).expect(Exit::Error);
     assert!(
         unconfirmed.stderr.contains("--yes"),
         "{}",
         unconfirmed.stderr
     );
     assert_eq!(db.ledger_dump(), before);
-    let run = db
-        .wasmig(
-            p,
-            &[
-                "repair",
-                "--where",
-                "group=a",
-                "--plugin",
-                "notes",
-                "--step",
-                "0002_note_body",
-                "--yes",
-            ],
-        )
-        .expect(Exit::Ok);
+    let run = repair(&["--yes"]).expect(Exit::Ok);
     for t in ["a1", "a2"] {
         assert!(
             run.stdout.lines().any(|l| l
