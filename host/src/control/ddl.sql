@@ -16,6 +16,9 @@ CREATE TABLE IF NOT EXISTS wasmig.managed_schema (
     domain text,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+-- The shared schema, found by every step's `begin_step` without reading every tenant's row.
+CREATE INDEX IF NOT EXISTS managed_schema_shared ON wasmig.managed_schema (scope)
+    WHERE scope = 'shared';
 -- Tenant labels (`wasmig tenant label`), a JSON object of strings: `labels->>'region'`.
 ALTER TABLE wasmig.managed_schema
     ADD COLUMN IF NOT EXISTS labels jsonb NOT NULL DEFAULT '{}'
@@ -298,19 +301,34 @@ CREATE OR REPLACE FUNCTION wasmig.schema_bytes(p_nsp oid, p_role oid) RETURNS bi
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+    -- The schema's tables, materialized views and sequences through the dependency each
+    -- records on its namespace (`pg_depend`'s reference index), not by scanning `pg_class`,
+    -- which has no index on the namespace alone and holds every tenant's relations; then
+    -- their indexes, TOAST tables and TOAST indexes by their own indexes. A main file under
+    -- 1 GiB is read with one `pg_stat_file`; a larger one segment by segment.
     WITH own AS (
-        SELECT c.oid, c.reltoastrelid FROM pg_catalog.pg_class c
-         WHERE c.relnamespace IN (p_nsp, pg_catalog.pg_my_temp_schema())
-           AND c.relkind IN ('r', 'i', 'm', 'S', 't')
+        SELECT c.oid, c.reltoastrelid FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+         WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+           AND d.refobjid IN (p_nsp, pg_catalog.pg_my_temp_schema())
+           AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND d.objsubid = 0
+           AND c.relnamespace IN (p_nsp, pg_catalog.pg_my_temp_schema())
+           AND c.relkind IN ('r', 'm', 'S')
     ), rels AS (
         SELECT oid FROM own
         UNION ALL SELECT reltoastrelid FROM own WHERE reltoastrelid <> 0
+        UNION ALL SELECT i.indexrelid FROM pg_catalog.pg_index i JOIN own o ON i.indrelid = o.oid
         UNION ALL SELECT i.indexrelid FROM pg_catalog.pg_index i
                    JOIN own o ON o.reltoastrelid <> 0 AND i.indrelid = o.reltoastrelid
-    ), files AS (
-        SELECT pg_catalog.pg_relation_filepath(oid) AS path FROM rels
+    ), sized AS (
+        SELECT f.path, (pg_catalog.pg_stat_file(f.path, true)).size AS size
+          FROM (SELECT pg_catalog.pg_relation_filepath(oid) AS path FROM rels) f
+         WHERE f.path IS NOT NULL
     )
-    SELECT coalesce((SELECT sum(wasmig.file_bytes(path)) FROM files WHERE path IS NOT NULL), 0)::bigint
+    SELECT coalesce((SELECT sum(CASE WHEN size >= 1073741824 THEN wasmig.file_bytes(path)
+                                     ELSE size END)
+                       FROM sized), 0)::bigint
          + coalesce((SELECT sum(pg_catalog.octet_length(l.data)) FROM pg_catalog.pg_largeobject l
                       WHERE l.loid IN (SELECT m.oid FROM pg_catalog.pg_largeobject_metadata m
                                         WHERE m.lomowner = p_role)), 0)::bigint
