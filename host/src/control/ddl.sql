@@ -298,14 +298,19 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.file_bytes(text) FROM PUBLIC;
 CREATE OR REPLACE FUNCTION wasmig.schema_bytes(p_nsp oid, p_role oid) RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $fn$
-    -- The schema's tables, materialized views and sequences through the dependency each
-    -- records on its namespace (`pg_depend`'s reference index), not by scanning `pg_class`,
-    -- which has no index on the namespace alone and holds every tenant's relations; then
-    -- their indexes, TOAST tables and TOAST indexes by their own indexes. A main file under
-    -- 1 GiB is read with one `pg_stat_file`; a larger one segment by segment.
+BEGIN
+    -- PL/pgSQL rather than SQL: its plan is kept for the session (a SQL function with a SET
+    -- clause is planned at every call). The schema's tables, materialized views and
+    -- sequences through the dependency each records on its namespace (`pg_depend`'s
+    -- reference index), not by scanning `pg_class`, which has no index on the namespace alone
+    -- and holds every tenant's relations; then their indexes, TOAST tables and TOAST indexes
+    -- by their own indexes. A main file under 1 GiB is read with one `pg_stat_file`; a larger
+    -- one segment by segment.
+    RETURN (
     WITH own AS (
         SELECT c.oid, c.reltoastrelid FROM pg_catalog.pg_depend d
           JOIN pg_catalog.pg_class c ON c.oid = d.objid
@@ -331,7 +336,8 @@ AS $fn$
                        FROM sized), 0)::bigint
          + coalesce((SELECT sum(pg_catalog.octet_length(l.data)) FROM pg_catalog.pg_largeobject l
                       WHERE l.loid IN (SELECT m.oid FROM pg_catalog.pg_largeobject_metadata m
-                                        WHERE m.lomowner = p_role)), 0)::bigint
+                                        WHERE m.lomowner = p_role)), 0)::bigint);
+END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.schema_bytes(oid, oid) FROM PUBLIC;
 -- Refuses a step that grew its schema by more than its write limit since `begin_step`
