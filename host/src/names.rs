@@ -167,14 +167,8 @@ pub fn check_step_id(s: &str) -> Result<(), NameError> {
 pub fn unknown_plugin(what: &str, name: &str, dir: &std::path::Path, loaded: &[&str]) -> String {
     let mut sorted = loaded.to_vec();
     sorted.sort_unstable();
-    // Cargo names a component after its crate with `-` turned into `_`.
-    let by_file = sorted
-        .iter()
-        .find(|l| **l != name && l.replace('-', "_") == name.replace('-', "_"));
-    if let Some(l) = by_file {
-        return format!(
-            "{what} names no loaded plugin, but `{name}` looks like a component's file name (cargo turns `-` into `_`): the plugin is named `{l}`; use that name"
-        );
+    if let Some(hint) = file_name_hint(name, &sorted) {
+        return format!("{what} names no loaded plugin, but {hint}");
     }
     let closest = sorted
         .iter()
@@ -193,6 +187,19 @@ pub fn unknown_plugin(what: &str, name: &str, dir: &std::path::Path, loaded: &[&
             .map(|(_, l)| format!("; did you mean `{l}`?"))
             .unwrap_or_default()
     )
+}
+
+/// When `name` is a component's file name rather than its plugin's name (cargo names a
+/// component after its crate with `-` turned into `_`): which loaded plugin it means.
+pub fn file_name_hint(name: &str, loaded: &[&str]) -> Option<String> {
+    loaded
+        .iter()
+        .find(|l| **l != name && l.replace('-', "_") == name.replace('-', "_"))
+        .map(|l| {
+            format!(
+                "`{name}` looks like a component's file name (cargo turns `-` into `_`): the plugin is named `{l}`; use that name"
+            )
+        })
 }
 
 /// Levenshtein distance in characters.

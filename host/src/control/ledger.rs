@@ -10,20 +10,21 @@ use super::{ControlError, pg};
 use crate::names::SchemaName;
 use crate::plan::LedgerEntry;
 
-/// The whole ledger in one query, grouped by schema; each row's MAC is checked with the
-/// control secret, so rows not written through a host-issued grant are marked forged.
+/// The ledger (of `schemas`, or all of it) in one query, grouped by schema; each row's MAC is
+/// checked with the control secret, so rows not written through a host-issued grant are
+/// marked forged.
 pub async fn read_ledger(
     client: &Client,
-    schema: Option<&SchemaName>,
+    schemas: Option<&[&str]>,
     secret: &[u8; 32],
 ) -> Result<HashMap<String, Vec<LedgerEntry>>, ControlError> {
     let rows = client
         .query(
             "SELECT schema_name, plugin, step_id, checksum, artifact_checksum, plugin_version, mac, run_id
              FROM wasmig.ledger
-             WHERE $1::text IS NULL OR schema_name = $1
+             WHERE $1::text[] IS NULL OR schema_name = ANY($1)
              ORDER BY schema_name, applied_at, plugin, step_id",
-            &[&schema.map(SchemaName::as_str)],
+            &[&schemas],
         )
         .await
         .map_err(pg("reading the ledger"))?;

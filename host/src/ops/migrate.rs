@@ -170,30 +170,29 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         .cloned()
         .collect();
     super::check_tiers_granted(s, &runnable)?;
+    // Every target planned once from the snapshot: for the waves, the dry run and the texts
+    // to keep (the fleet plans again under each schema's lock).
     let empty = Vec::new();
-    let plan_of = |t: &Target| {
-        let l = ledger.get(t.schema.as_str()).unwrap_or(&empty);
-        plan_schema(&plugins.specs, &plugins.order, t.scope, &o.selection, l)
-    };
+    let plans: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            let l = ledger.get(t.schema.as_str()).unwrap_or(&empty);
+            plan_schema(&plugins.specs, &plugins.order, t.scope, &o.selection, l)
+        })
+        .collect();
     let total = targets.len();
-    let needs_work = |t: &Target| {
-        let p = plan_of(t);
-        p.refused() || !p.pending.is_empty()
-    };
-    let waves = o
-        .rollout
-        .as_ref()
-        .map(|r| super::rollout::deal(targets.clone(), &reg, needs_work, r));
-    if o.dry_run {
-        let mut problems = false;
-        let plans: Vec<_> = targets
+    let waves = o.rollout.as_ref().map(|r| {
+        let needs_work: std::collections::HashSet<&SchemaName> = targets
             .iter()
-            .map(|t| {
-                let p = plan_of(t);
-                problems |= p.refused();
-                (t, p)
-            })
+            .zip(&plans)
+            .filter(|(_, p)| p.refused() || !p.pending.is_empty())
+            .map(|(t, _)| &t.schema)
             .collect();
+        super::rollout::deal(targets.clone(), &reg, |t| needs_work.contains(&t.schema), r)
+    });
+    if o.dry_run {
+        let problems = plans.iter().any(crate::plan::SchemaPlan::refused);
+        let plans: Vec<_> = targets.iter().zip(plans).collect();
         report::print_plan(&plugins.specs, &plans, waves.as_ref(), o.output);
         return Ok(if problems { Exit::Problems } else { Exit::Ok });
     }
@@ -201,7 +200,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let enforcement = super::check_tiers_enforced(&op, s, &plugins.specs).await?;
     let jobs = jobs_that_fit(&op, s.jobs, targets.len()).await?;
     // The texts of the steps this run may record (the plan can only shrink under the locks).
-    let pending: Vec<_> = targets.iter().flat_map(|t| plan_of(t).pending).collect();
+    let pending: Vec<_> = plans.into_iter().flat_map(|p| p.pending).collect();
     super::keep_step_texts(&op, &plugins.specs, pending).await?;
     control::clear_expired_grants(&op).await?;
     let run_id = control::start_run(&op, &o.command, &s.args).await?;

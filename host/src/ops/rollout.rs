@@ -206,7 +206,8 @@ async fn after_wave(
 /// `verify` of the wave's tenants that the run reported done: each must be fully applied
 /// with authentic ledger rows. Tenants that failed are the budget's business.
 async fn verify_wave(w: &WaveRun<'_>, reports: &[SchemaReport]) -> Vec<String> {
-    let ledger = match control::read_ledger(w.op, None, &w.fleet.secret).await {
+    let schemas: Vec<&str> = reports.iter().map(|r| r.schema.as_str()).collect();
+    let ledger = match control::read_ledger(w.op, Some(&schemas), &w.fleet.secret).await {
         Ok(l) => l,
         Err(e) => {
             return vec![format!(

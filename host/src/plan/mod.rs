@@ -341,15 +341,8 @@ impl Selection {
             if !plugins.iter().any(|p| &p.name == s) {
                 let mut loaded: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
                 loaded.sort_unstable();
-                // Cargo names a component after its crate with `-` turned into `_`.
-                let hint = loaded
-                    .iter()
-                    .find(|l| l.replace('-', "_") == s.replace('-', "_"))
-                    .map(|l| {
-                        format!(
-                            "; `{s}` looks like a component's file name (cargo turns `-` into `_`): the plugin is named `{l}`; use that name"
-                        )
-                    })
+                let hint = crate::names::file_name_hint(s, &loaded)
+                    .map(|h| format!("; {h}"))
                     .unwrap_or_default();
                 return Err(PlanError::UnknownSelection(
                     s.clone(),

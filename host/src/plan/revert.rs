@@ -103,16 +103,20 @@ fn recorded<'a>(ledger: &'a [LedgerEntry], plugin: &str, step: &str) -> Option<&
 
 /// The loaded step a ledger row names, or why it cannot be reverted.
 fn locate(specs: &[PluginSpec], e: &LedgerEntry) -> Result<PendingStep, String> {
+    // Names read from the ledger, shown inert (a row no loaded plugin declares was not
+    // validated by this run).
+    let (id, name) = (
+        crate::text::inert(&e.step_id, 200),
+        crate::text::inert(&e.plugin, 200),
+    );
     let Some(plugin) = specs.iter().position(|p| p.name == e.plugin) else {
         return Err(format!(
-            "step `{}` of plugin `{}` was applied, but no loaded plugin is named `{}`; put its component in the plugins directory",
-            e.step_id, e.plugin, e.plugin
+            "step `{id}` of plugin `{name}` was applied, but no loaded plugin is named `{name}`; put its component in the plugins directory"
         ));
     };
     let Some(step) = specs[plugin].steps.iter().position(|st| st.id == e.step_id) else {
         return Err(format!(
-            "step `{}` of plugin `{}` was applied, but the loaded plugin no longer declares it",
-            e.step_id, e.plugin
+            "step `{id}` of plugin `{name}` was applied, but the loaded plugin no longer declares it"
         ));
     };
     Ok(PendingStep { plugin, step })

@@ -270,6 +270,9 @@ pub const MAX_DESCRIPTION_CHARS: usize = 300;
 /// The longest SQL text a step may declare (the step's own text, kept by the host).
 pub const MAX_STEP_SQL_BYTES: usize = 4 << 20;
 
+/// The most SQL text all steps of one plugin keep (`wasmig diff`); later steps keep none.
+pub const MAX_PLUGIN_SQL_BYTES: usize = 16 << 20;
+
 /// The most earlier fingerprints a step may list.
 pub const MAX_ACCEPTED_FINGERPRINTS: usize = 8;
 
@@ -410,6 +413,15 @@ pub fn validate_manifest(
             ));
         }
         steps.push(validate_step(&m.name, kind, s, extra)?);
+    }
+    // The texts a plugin may have kept, in all: past this, later steps keep none (their diff
+    // says the text is not on record), so no manifest can fill the control schema.
+    let mut kept = 0usize;
+    for st in &mut steps {
+        kept += st.sql.as_ref().map_or(0, String::len);
+        if kept > MAX_PLUGIN_SQL_BYTES {
+            st.sql = None;
+        }
     }
     Ok(PluginSpec {
         name: m.name,
@@ -581,5 +593,42 @@ mod declared_tests {
         .unwrap();
         assert_eq!(old.steps[0].reversible, None);
         assert_eq!(kept.steps[0].reversible, Some(false));
+    }
+
+    #[test]
+    fn a_plugin_keeps_at_most_its_budget_of_sql_text() {
+        // Five steps of 4 MiB each: the first four fit the 16 MiB budget, the fifth keeps none.
+        let texts: Vec<String> = (0..5)
+            .map(|i| format!("-- {i}\n{}", "x".repeat(MAX_STEP_SQL_BYTES - 16)))
+            .collect();
+        let mut info = one_step(wit::Kind::Migration, true, "");
+        info.steps = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| wit::Step {
+                id: format!("000{i}_big"),
+                description: String::new(),
+                fingerprint: crate::plan::sql_fingerprint(t),
+                transactional: true,
+            })
+            .collect();
+        let steps = texts
+            .iter()
+            .map(|t| StepDeclared {
+                sql: Some(t.clone()),
+                ..StepDeclared::default()
+            })
+            .collect();
+        let spec = validate_manifest(
+            info,
+            Declared {
+                needs: None,
+                steps: Some(steps),
+            },
+            String::new(),
+        )
+        .unwrap();
+        let kept: Vec<bool> = spec.steps.iter().map(|s| s.sql.is_some()).collect();
+        assert_eq!(kept, [true, true, true, true, false]);
     }
 }

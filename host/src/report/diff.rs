@@ -85,11 +85,8 @@ fn short(checksum: &str) -> &str {
 }
 
 fn named(schemas: &[SchemaName]) -> String {
-    let mut names: Vec<String> = schemas.iter().take(NAMED).map(|s| s.to_string()).collect();
-    if schemas.len() > NAMED {
-        names.push(format!("and {} more", schemas.len() - NAMED));
-    }
-    names.join(", ")
+    let names: Vec<&str> = schemas.iter().map(SchemaName::as_str).collect();
+    super::first_names(&names, NAMED)
 }
 
 /// Prints the changes (or that there are none).

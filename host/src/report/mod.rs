@@ -83,6 +83,15 @@ fn print_document<T: Serialize>(format: &str, body: T) {
     crate::outln!("{}", document(format, body));
 }
 
+/// "a, b, c and 4 more": the first `shown` of `names`, and how many were left out.
+fn first_names(names: &[&str], shown: usize) -> String {
+    let mut out = names[..names.len().min(shown)].join(", ");
+    if names.len() > shown {
+        out.push_str(&format!(" and {} more", names.len() - shown));
+    }
+    out
+}
+
 /// A step failure in every document that has one.
 #[derive(Serialize)]
 struct FailureJson<'a> {

@@ -12,17 +12,8 @@ use crate::rollout::{RolloutSummary, Stopped, Wave};
 const LISTED: usize = 20;
 
 fn listed(schemas: &[SchemaName]) -> String {
-    let shown: Vec<&str> = schemas
-        .iter()
-        .take(LISTED)
-        .map(SchemaName::as_str)
-        .collect();
-    let more = schemas.len().saturating_sub(LISTED);
-    let mut text = shown.join(", ");
-    if more > 0 {
-        text.push_str(&format!(" and {more} more"));
-    }
-    text
+    let names: Vec<&str> = schemas.iter().map(SchemaName::as_str).collect();
+    super::first_names(&names, LISTED)
 }
 
 /// The wave plan under `migrate --dry-run`.

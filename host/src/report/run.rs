@@ -307,9 +307,11 @@ fn print_failure_group(group: &[&SchemaReport]) {
     // By name: schemas finish in any order.
     let mut names: Vec<&str> = group.iter().map(|r| r.schema.as_str()).collect();
     names.sort_unstable();
-    let more = names.len().saturating_sub(NAMED_IN_GROUP);
-    names.truncate(NAMED_IN_GROUP);
-    let who = format!("{} schemas ({})", group.len(), and_more(&names, more));
+    let who = format!(
+        "{} schemas ({})",
+        group.len(),
+        super::first_names(&names, NAMED_IN_GROUP)
+    );
     match &group[0].outcome {
         Outcome::Failed {
             plugin,
@@ -333,21 +335,12 @@ fn print_not_finished(cut: &[&SchemaReport]) {
         return;
     }
     const SHOWN: usize = 10;
-    let names: Vec<&str> = cut.iter().take(SHOWN).map(|r| r.schema.as_str()).collect();
+    let names: Vec<&str> = cut.iter().map(|r| r.schema.as_str()).collect();
     crate::errln!(
         "error: the run was interrupted before {} schema(s) were done: {}; their steps that ran are committed and recorded, run `wasmig migrate` again to apply the rest",
         cut.len(),
-        and_more(&names, cut.len().saturating_sub(SHOWN))
+        super::first_names(&names, SHOWN)
     );
-}
-
-/// `a, b, c` and, when `more` were left out, ` and N more`.
-fn and_more(names: &[&str], more: usize) -> String {
-    let mut out = names.join(", ");
-    if more > 0 {
-        out.push_str(&format!(" and {more} more"));
-    }
-    out
 }
 
 /// A step failure as the summary shows it: the first line of its message and its SQLSTATE,
