@@ -1,5 +1,5 @@
 //! Adopting a fleet another tool made: the database django-tenants itself created and
-//! migrated (`../shared/fixtures/django-tenants/fleet.sql`, restored as it is), taken over
+//! migrated (`tests/fixtures/django-tenants/fleet.sql`, restored as it is), taken over
 //! with `tenant adopt`, baselined from each schema's own `django_migrations`, then migrated.
 
 use std::process::Command;
@@ -33,7 +33,7 @@ fn restored(label: &str) -> TestDb {
          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
     ));
     db.exec(&format!("ALTER DATABASE {} OWNER TO django_app", db.name));
-    let file = repo_root().join("../shared/fixtures/django-tenants/fleet.sql");
+    let file = repo_root().join("tests/fixtures/django-tenants/fleet.sql");
     assert!(file.exists(), "the fixture {} is missing", file.display());
     let out = Command::new(pg_bin("psql"))
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f"])

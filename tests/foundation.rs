@@ -460,36 +460,6 @@ fn wrong_password_is_reported_without_the_password() {
 }
 
 #[test]
-fn example_plugins_carry_the_reference_workload_verbatim() {
-    // The benchmark's lower bound replays ../shared/workload directly; the plugins must run
-    // exactly that SQL for the comparison to mean anything.
-    let root = repo_root();
-    let workload = root.join("../shared/workload/tenant");
-    let apps =
-        std::fs::read_dir(&workload).unwrap_or_else(|e| panic!("{}: {e}", workload.display()));
-    let mut files = 0;
-    for app in apps {
-        let app = app.expect("entry").path();
-        for f in std::fs::read_dir(&app).expect("app dir") {
-            let f = f.expect("entry").path();
-            let ours = root
-                .join("plugins")
-                .join(app.file_name().expect("name"))
-                .join("sql")
-                .join(f.file_name().expect("name"));
-            assert_eq!(
-                std::fs::read(&f).expect("workload file"),
-                std::fs::read(&ours).unwrap_or_else(|e| panic!("{}: {e}", ours.display())),
-                "{} differs from the workload",
-                ours.display()
-            );
-            files += 1;
-        }
-    }
-    assert_eq!(files, 12);
-}
-
-#[test]
 fn ledger_rows_of_removed_plugins_are_reported_not_deleted() {
     let (db, plugins) = notes_fleet("unknown", &["u1"]);
     let before = db.ledger_dump();

@@ -372,11 +372,14 @@ impl Bench {
     }
 
     fn workload_scripts(&self) -> Result<Vec<String>> {
-        let base = self.root.join("../shared/workload/tenant");
+        // The example plugins' own SQL files: the direct-SQL lower bound replays exactly
+        // what the plugins run.
+        let base = self.root.join("plugins");
         let mut out = Vec::new();
         for app in APPS {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(base.join(app))
-                .with_context(|| format!("read {}", base.join(app).display()))?
+            let dir = base.join(app).join("sql");
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .with_context(|| format!("read {}", dir.display()))?
                 .map(|e| e.map(|e| e.path()))
                 .collect::<std::io::Result<_>>()?;
             files.sort();
@@ -394,7 +397,7 @@ impl Bench {
     async fn workload_case(&mut self, n: usize, jobs: usize, reps: usize) -> Result<()> {
         let scripts = Arc::new(self.workload_scripts()?);
         let pending = Arc::new(vec![std::fs::read_to_string(self.root.join(
-            "../shared/workload/pending/finance__0004_invoice_external_ref_and_more.sql",
+            "plugins/finance-next/sql/0004_invoice_external_ref_and_more.sql",
         ))?]);
         let jobs_s = jobs.to_string();
         let (mut w_full, mut d_full, mut w_pend, mut d_pend) = (vec![], vec![], vec![], vec![]);
