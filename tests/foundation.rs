@@ -1,7 +1,7 @@
 //! The foundation: init, tenants, migrate, rerun, new steps, drift, failures, concurrency,
 //! bad names, bad manifests.
 
-use crate::support::{Fleet, PluginDir, TestDb, WORKLOAD, repo_root};
+use crate::support::{Fleet, PluginDir, TestDb, WORKLOAD};
 use wasmig::Exit;
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];

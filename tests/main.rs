@@ -12,6 +12,7 @@ mod operations;
 mod operator;
 mod rollout;
 mod sandbox;
+mod scale;
 mod tls;
 mod undo;
 mod waves;

@@ -604,7 +604,7 @@ fn a_second_signal_stops_at_once_and_a_dead_runner_is_shown_as_abandoned() {
     ));
     // Let the running workers reach a long nap.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while db.scalar_i64("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND now() - query_start > interval '1 second'") == 0 {
+    while db.scalar_i64("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND now() - query_start > interval '1 second'") == 0 {
         assert!(Instant::now() < deadline, "no long nap started");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -396,9 +396,10 @@ impl Bench {
     /// Cases 1 and 2 for one (n, jobs): interleaved A/B runs on fresh databases.
     async fn workload_case(&mut self, n: usize, jobs: usize, reps: usize) -> Result<()> {
         let scripts = Arc::new(self.workload_scripts()?);
-        let pending = Arc::new(vec![std::fs::read_to_string(self.root.join(
-            "plugins/finance-next/sql/0004_invoice_external_ref_and_more.sql",
-        ))?]);
+        let pending = Arc::new(vec![std::fs::read_to_string(
+            self.root
+                .join("plugins/finance-next/sql/0004_invoice_external_ref_and_more.sql"),
+        )?]);
         let jobs_s = jobs.to_string();
         let (mut w_full, mut d_full, mut w_pend, mut d_pend) = (vec![], vec![], vec![], vec![]);
         let (mut l_full, mut l_pend) = (vec![], vec![]);

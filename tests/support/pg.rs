@@ -134,6 +134,10 @@ impl Server {
         );
         if durability == Durability::Fast {
             opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+            // The fleet-scale test reads each statement's buffers (`tests/scale.rs`).
+            opts.push_str(
+                " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all",
+            );
         } else {
             // The benchmark's baseline for `verify --structure` is one `pg_dump
             // --schema-only` of a 10,000-tenant fleet, which locks every table (120,000) in

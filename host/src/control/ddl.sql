@@ -149,13 +149,13 @@ $upgrade$;
 -- The most bytes a step may grow its schema by (its plugin's `max_write_mb`), checked by
 -- `wasmig.enforce_write_limit`.
 ALTER TABLE wasmig.step_grant ADD COLUMN IF NOT EXISTS write_limit bigint;
--- Which step a schema-role session is running, with which tier: written by `begin_step`
--- inside the step's transaction (so a rollback removes it) and removed by `record_step`;
--- the object guard reads it. Unlogged: it never needs to outlive a step.
+-- The step a schema-role session is running, with its tier and write bound: written by
+-- `begin_step`, read by the object guard and the step checks. One row per session (`pid`, and
+-- `backend_start` against a reused pid), kept when the step closes (`open = false`) with the
+-- schema's size at its end, which the session's next step starts its write bound from.
+-- Unlogged: it never needs to outlive the server.
 CREATE UNLOGGED TABLE IF NOT EXISTS wasmig.active_step (
     pid int PRIMARY KEY,
-    -- The transaction `begin_step` ran in, and when the session started: a row is the
-    -- session's own only if it was written in this transaction or by this very session.
     txid bigint NOT NULL,
     backend_start timestamptz NOT NULL,
     role_name text NOT NULL,
@@ -170,6 +170,19 @@ CREATE UNLOGGED TABLE IF NOT EXISTS wasmig.active_step (
 -- The step's write bound: the schema's bytes when it began, and the most it may add.
 ALTER TABLE wasmig.active_step ADD COLUMN IF NOT EXISTS start_bytes bigint,
                                ADD COLUMN IF NOT EXISTS write_limit bigint;
+-- Version 7: rows outlive their step (`open`), carry the size at the step's end
+-- (`end_bytes`), count the catalog text the step stored (`catalog_bytes`: comments, view
+-- definitions, defaults; not in the schema's files) and remember what the role's groups, and
+-- the role outside its schema, owned when the step began (`owned_before`), so a step is
+-- blamed only for what it created.
+ALTER TABLE wasmig.active_step ADD COLUMN IF NOT EXISTS open boolean NOT NULL DEFAULT true,
+                               ADD COLUMN IF NOT EXISTS end_bytes bigint,
+                               ADD COLUMN IF NOT EXISTS catalog_bytes bigint NOT NULL DEFAULT 0,
+                               ADD COLUMN IF NOT EXISTS group_oids oid[],
+                               ADD COLUMN IF NOT EXISTS owned_before oid[];
+-- A grant opens one step, once (`begin_step`): a plugin that learnt its token cannot restart
+-- its step's write bound. Rolled back with the step's transaction, so a retry may open it.
+ALTER TABLE wasmig.step_grant ADD COLUMN IF NOT EXISTS begun boolean NOT NULL DEFAULT false;
 -- A schema role being restored by `wasmig restore` (pg_restore logs in as it, outside any
 -- step): the object guard lets its DDL through until the restore ends or the row expires.
 CREATE TABLE IF NOT EXISTS wasmig.restoring (
@@ -191,85 +204,124 @@ BEGIN
         USING ERRCODE = '42501';
 END
 $fn$;
--- Refuses a step whose own step record is gone: a plugin can call `begin_step(NULL)` itself,
--- which removes that row and with it the start of its write bound. Called by `record_step`
--- and `unrecord_step` (as their owner); nobody else may call it.
-CREATE OR REPLACE FUNCTION wasmig_api.require_step_record() RETURNS void
+-- The calling session's open step, if it has one (a row left by an earlier session with the
+-- same pid is not it). Every per-step function finds the step through this one lookup by
+-- primary key.
+DROP FUNCTION IF EXISTS wasmig_api.require_step_record();
+DROP FUNCTION IF EXISTS wasmig_api.leftover();
+DROP FUNCTION IF EXISTS wasmig_api.check_step(text);
+DROP FUNCTION IF EXISTS wasmig.enforce_write_limit();
+CREATE OR REPLACE FUNCTION wasmig.my_step() RETURNS wasmig.active_step
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT s.* FROM wasmig.active_step s
+     WHERE s.pid = pg_catalog.pg_backend_pid() AND s.open
+       AND s.backend_start = (SELECT b.backend_start
+                                FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b)
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.my_step() FROM PUBLIC;
+-- What the roles `p_roles` (a step's role and its groups) own in this database that is not
+-- the step role's own object in its schema: large objects (which belong to no schema and
+-- would survive `tenant drop`) and anything a group owns. Looked up through
+-- `pg_shdepend`'s reference index, one role at a time: the cost is what these roles own,
+-- never what the fleet owns.
+CREATE OR REPLACE FUNCTION wasmig.owned_outside(p_role oid, p_roles oid[]) RETURNS oid[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+AS $fn$
+    SELECT coalesce(array_agg(d.objid), '{}')
+      FROM pg_catalog.pg_shdepend d
+     WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+       AND d.refobjid = ANY (p_roles)
+       AND d.deptype = 'o'
+       -- Compared as a number, so no plan can take the database's own index (which lists
+       -- every object of the fleet) instead of the owner's.
+       AND d.dbid::int8 = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())::int8
+       AND (d.refobjid <> p_role OR d.classid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass)
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.owned_outside(oid, oid[]) FROM PUBLIC;
+-- What the open step `s` left outside its schema that was not there when it began, named for
+-- the error, or NULL. Inside a transactional step's transaction, so it is rolled back with it.
+CREATE OR REPLACE FUNCTION wasmig.leftover(s wasmig.active_step) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+AS $fn$
+    SELECT format('%s (owned by role %s)',
+                  pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), d.refobjid::regrole)
+      FROM pg_catalog.pg_shdepend d
+     WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+       AND d.refobjid = ANY (s.role_oid || s.group_oids)
+       AND d.deptype = 'o'
+       AND d.dbid::int8 = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())::int8
+       AND (d.refobjid <> s.role_oid OR d.classid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass)
+       AND d.objid <> ALL (coalesce(s.owned_before, '{}'))
+     LIMIT 1
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.leftover(wasmig.active_step) FROM PUBLIC;
+-- Refuses a step that grew its schema, with the catalog text it stored, by more than its write
+-- limit since it began (SQLSTATE 53400, which the host reports as the limit). Returns the
+-- schema's size now (NULL when the bound is not measured).
+CREATE OR REPLACE FUNCTION wasmig.enforce_write_limit(s wasmig.active_step) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    now_bytes bigint;
+    grown bigint;
 BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM wasmig.active_step s
-          JOIN pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
-            ON b.backend_start = s.backend_start
-         WHERE s.pid = pg_catalog.pg_backend_pid()) THEN
+    IF s.start_bytes IS NULL OR s.write_limit IS NULL THEN
+        RETURN NULL;
+    END IF;
+    now_bytes := wasmig.schema_bytes(s.home_nsp, s.role_oid);
+    grown := now_bytes + s.catalog_bytes - s.start_bytes;
+    IF grown > s.write_limit THEN
+        RAISE EXCEPTION 'wasmig: step `%` of plugin `%` grew its schema by % MiB, more than its limit of % MiB (max_write_mb)',
+                        s.step_id, s.plugin, grown / 1048576, s.write_limit / 1048576
+            USING ERRCODE = '53400',
+                  HINT = format('if the step must write that much, raise its limit: --plugin-limit %s:max_write_mb=N (or `limits` in wasmig.toml)', s.plugin);
+    END IF;
+    RETURN now_bytes;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.enforce_write_limit(wasmig.active_step) FROM PUBLIC;
+-- The checks before a step's ledger write, and its close: the step must still be open (a
+-- plugin that closed its own step with `begin_step(NULL)` dropped its bounds), its
+-- transaction must be the one its SQL ran in (`p_xid`, when the host knows it), it must have
+-- left nothing outside its schema, and it must be within its write bound. The step is then
+-- closed, keeping the schema's size for the session's next step.
+CREATE OR REPLACE FUNCTION wasmig.close_step(p_xid text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    s wasmig.active_step;
+    left_behind text;
+    size_now bigint;
+BEGIN
+    s := wasmig.my_step();
+    IF s.pid IS NULL THEN
         RAISE EXCEPTION 'wasmig: the step closed its own step record (wasmig_api.begin_step), so its bounds cannot be checked; the step is refused'
             USING ERRCODE = '42501';
     END IF;
-END
-$fn$;
-REVOKE ALL ON FUNCTION wasmig_api.require_step_record() FROM PUBLIC;
--- What a step left outside its schema, if anything, named for the error: a large object
--- (which belongs to no schema and would survive `tenant drop`) owned by the step's role or
--- by a role it is a member of, or any object owned by such a role (a tenant may `SET ROLE`
--- to the tenant group and create as it). Called inside the step's transaction, so what it
--- finds is rolled back with the step.
-CREATE OR REPLACE FUNCTION wasmig_api.leftover() RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $fn$
-DECLARE
-    found_one text;
-BEGIN
-    -- PL/pgSQL rather than SQL: its plans are kept for the session, not made per call.
-    SELECT format('large object %s (owned by role %s)', lo.oid, lo.lomowner::regrole) INTO found_one
-      FROM pg_catalog.pg_largeobject_metadata lo
-     WHERE lo.lomowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user)
-        OR lo.lomowner IN (SELECT m.roleid FROM pg_catalog.pg_auth_members m
-                            WHERE m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
-     LIMIT 1;
-    IF found_one IS NULL THEN
-        SELECT format('%s (owned by role %s)',
-                      pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), d.refobjid::regrole)
-          INTO found_one
-          FROM pg_catalog.pg_shdepend d
-         WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass AND d.deptype = 'o'
-           AND d.refobjid IN (SELECT m.roleid FROM pg_catalog.pg_auth_members m
-                               WHERE m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))
-           AND d.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
-         LIMIT 1;
-    END IF;
-    RETURN found_one;
-END
-$fn$;
-REVOKE ALL ON FUNCTION wasmig_api.leftover() FROM PUBLIC;
--- Refuses to record a step whose transaction is not the one its SQL ran in (a statement
--- that ended it would otherwise have its work recorded as if atomic), or that left objects
--- outside its schema.
-CREATE OR REPLACE FUNCTION wasmig_api.check_step(p_xid text) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $fn$
-DECLARE
-    left_behind text;
-BEGIN
     IF p_xid IS NOT NULL AND p_xid <> pg_catalog.txid_current()::text THEN
         RAISE EXCEPTION 'wasmig: the step''s transaction ended before the step was recorded'
             USING ERRCODE = '25000';
     END IF;
-    left_behind := wasmig_api.leftover();
+    left_behind := wasmig.leftover(s);
     IF left_behind IS NOT NULL THEN
         RAISE EXCEPTION 'wasmig: the step left % outside its schema', left_behind
             USING ERRCODE = '42501',
                   HINT = 'plugins may create objects only in their own schema; large objects and objects owned by other roles are refused';
     END IF;
-    PERFORM wasmig.enforce_write_limit();
+    size_now := wasmig.enforce_write_limit(s);
+    UPDATE wasmig.active_step SET open = false, end_bytes = size_now
+     WHERE pid = s.pid;
 END
 $fn$;
-REVOKE ALL ON FUNCTION wasmig_api.check_step(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wasmig.close_step(text) FROM PUBLIC;
 -- The bytes on disk of a schema's relations (tables, indexes, materialized views, sequences
 -- and their TOAST), of the calling session's temporary relations, and of the large objects
 -- `p_role` owns. Read from the files' sizes (main fork, every 1 GiB segment), never by
@@ -301,6 +353,7 @@ CREATE OR REPLACE FUNCTION wasmig.schema_bytes(p_nsp oid, p_role oid) RETURNS bi
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $fn$
 BEGIN
     -- PL/pgSQL rather than SQL: its plan is kept for the session (a SQL function with a SET
@@ -334,107 +387,106 @@ BEGIN
     SELECT coalesce((SELECT sum(CASE WHEN size >= 1073741824 THEN wasmig.file_bytes(path)
                                      ELSE size END)
                        FROM sized), 0)::bigint
+         -- Large objects the role owns, found through its owner dependencies (indexed by
+         -- role), not by reading every large object of the database.
          + coalesce((SELECT sum(pg_catalog.octet_length(l.data)) FROM pg_catalog.pg_largeobject l
-                      WHERE l.loid IN (SELECT m.oid FROM pg_catalog.pg_largeobject_metadata m
-                                        WHERE m.lomowner = p_role)), 0)::bigint);
+                      WHERE l.loid IN (SELECT d.objid FROM pg_catalog.pg_shdepend d
+                                        WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+                                          AND d.refobjid = p_role AND d.deptype = 'o'
+                                          AND d.classid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass)), 0)::bigint);
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.schema_bytes(oid, oid) FROM PUBLIC;
--- Refuses a step that grew its schema by more than its write limit since `begin_step`
--- (SQLSTATE 53400, which the host reports as the limit). Called by `check_step` before the
--- ledger write, and by `wasmig_api.check_growth` between a step's statements.
-CREATE OR REPLACE FUNCTION wasmig.enforce_write_limit() RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    a record;
-    grown bigint;
-BEGIN
-    SELECT s.plugin, s.step_id, s.home_nsp, s.role_oid, s.start_bytes, s.write_limit INTO a
-      FROM wasmig.active_step s
-      JOIN pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b
-        ON b.backend_start = s.backend_start
-     WHERE s.pid = pg_catalog.pg_backend_pid();
-    IF NOT FOUND OR a.start_bytes IS NULL OR a.write_limit IS NULL THEN
-        RETURN;
-    END IF;
-    grown := wasmig.schema_bytes(a.home_nsp, a.role_oid) - a.start_bytes;
-    IF grown > a.write_limit THEN
-        RAISE EXCEPTION 'wasmig: step `%` of plugin `%` grew its schema by % MiB, more than its limit of % MiB (max_write_mb)',
-                        a.step_id, a.plugin, grown / 1048576, a.write_limit / 1048576
-            USING ERRCODE = '53400',
-                  HINT = format('if the step must write that much, raise its limit: --plugin-limit %s:max_write_mb=N (or `limits` in wasmig.toml)', a.plugin);
-    END IF;
-END
-$fn$;
-REVOKE ALL ON FUNCTION wasmig.enforce_write_limit() FROM PUBLIC;
 -- What the host pipelines after a plugin statement now and then: the write bound, checked
 -- as the operator (the sizes need `pg_stat_file`).
 CREATE OR REPLACE FUNCTION wasmig_api.check_growth() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    s wasmig.active_step := wasmig.my_step();
 BEGIN
-    PERFORM wasmig.enforce_write_limit();
+    IF s.pid IS NOT NULL THEN
+        PERFORM wasmig.enforce_write_limit(s);
+    END IF;
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.check_growth() FROM PUBLIC;
--- Opens a step for the object guard: the grant's tier becomes the session's until the step
--- is recorded or rolled back. Needs the step's one-time token, which only the host knows, so
--- a plugin cannot take another step's tier. A NULL token only closes the open step.
+-- Opens a step for the object guard and the checks: the grant's tier becomes the session's
+-- until the step is closed or rolled back. Needs the step's one-time token, which only the
+-- host knows (it is sent as a bound parameter, never in a query's text), and opens a grant
+-- once. A NULL token closes the session's open step and forgets its size, changing nothing
+-- else. Every lookup is by a key of the step's own (token, pid, role, schema name).
 CREATE OR REPLACE FUNCTION wasmig_api.begin_step(p_token bytea) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $fn$
 DECLARE
-    g_tier text;
-    g_plugin text;
-    g_step text;
-    g_schema text;
-    g_temp bigint;
-    g_write bigint;
+    g record;
+    me_start timestamptz;
+    prev record;
+    r_oid oid;
+    n_oid oid;
+    groups oid[];
+    start bigint;
+    -- The write bound and temp_file_limit need a superuser owner (file sizes, a superuser
+    -- setting); without one neither is taken (the host says so before the run).
     g_super boolean := (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user);
 BEGIN
-    -- A NULL token closes the open step and changes nothing else; the warm-up of a fresh
-    -- session calls it so, which plans every statement below off the step's path.
-    DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
-    SELECT tier, plugin, step_id, schema_name, temp_limit_kb, write_limit
-      INTO g_tier, g_plugin, g_step, g_schema, g_temp, g_write
-      FROM wasmig.step_grant
-     WHERE token_hash = sha256(p_token) AND role_name = session_user
-       AND expires_at > clock_timestamp();
-    IF NOT FOUND AND p_token IS NOT NULL THEN
-        PERFORM wasmig_api.no_valid_grant();
-    END IF;
-    -- The write bound needs the files' sizes, which only a superuser may read: without one,
-    -- no start is taken and the bound is not enforced (the host says so before the run).
-    INSERT INTO wasmig.active_step (pid, txid, backend_start, role_name, role_oid, schema_name,
-                                    home_nsp, shared_nsp, tier, plugin, step_id, start_bytes,
-                                    write_limit)
-    SELECT pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), b.backend_start, session_user,
-           r.oid, g_schema, n.oid,
-           (SELECT sn.oid FROM wasmig.managed_schema m
-              JOIN pg_catalog.pg_namespace sn ON sn.nspname = m.schema_name
-             WHERE m.scope = 'shared' LIMIT 1),
-           g_tier, g_plugin, g_step,
-           CASE WHEN g_write IS NOT NULL AND g_super THEN wasmig.schema_bytes(n.oid, r.oid) END,
-           g_write
-      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b,
-           (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user) r,
-           (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = g_schema) n
-     WHERE g_tier IS NOT NULL;
-    IF g_tier IS NULL THEN
+    IF p_token IS NULL THEN
+        UPDATE wasmig.active_step SET open = false, end_bytes = NULL
+         WHERE pid = pg_catalog.pg_backend_pid();
         RETURN;
     END IF;
+    UPDATE wasmig.step_grant SET begun = true
+     WHERE token_hash = sha256(p_token) AND role_name = session_user
+       AND NOT begun AND expires_at > clock_timestamp()
+    RETURNING tier, plugin, step_id, schema_name, temp_limit_kb, write_limit INTO g;
+    IF NOT FOUND THEN
+        PERFORM wasmig_api.no_valid_grant();
+    END IF;
+    SELECT b.backend_start INTO me_start
+      FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b;
+    SELECT oid INTO r_oid FROM pg_catalog.pg_roles WHERE rolname = session_user;
+    SELECT oid INTO n_oid FROM pg_catalog.pg_namespace WHERE nspname = g.schema_name;
+    SELECT coalesce(array_agg(m.roleid), '{}') INTO groups
+      FROM pg_catalog.pg_auth_members m WHERE m.member = r_oid;
+    SELECT s.end_bytes, s.home_nsp INTO prev FROM wasmig.active_step s
+     WHERE s.pid = pg_catalog.pg_backend_pid() AND s.backend_start = me_start AND NOT s.open;
+    -- The session's previous step ended at a size measured moments ago, in this same
+    -- session: that is where this one starts.
+    start := CASE WHEN g.write_limit IS NULL OR NOT g_super THEN NULL
+                  WHEN prev.end_bytes IS NOT NULL AND prev.home_nsp = n_oid THEN prev.end_bytes
+                  ELSE wasmig.schema_bytes(n_oid, r_oid) END;
+    INSERT INTO wasmig.active_step AS s
+           (pid, txid, backend_start, role_name, role_oid, schema_name, home_nsp, shared_nsp,
+            tier, plugin, step_id, start_bytes, write_limit, open, end_bytes, catalog_bytes,
+            group_oids, owned_before)
+    VALUES (pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), me_start, session_user,
+            r_oid, g.schema_name, n_oid,
+            (SELECT sn.oid FROM wasmig.managed_schema m
+               JOIN pg_catalog.pg_namespace sn ON sn.nspname = m.schema_name
+              WHERE m.scope = 'shared' LIMIT 1),
+            g.tier, g.plugin, g.step_id, start, g.write_limit, true, NULL, 0, groups,
+            wasmig.owned_outside(r_oid, r_oid || groups))
+    ON CONFLICT (pid) DO UPDATE
+       SET txid = EXCLUDED.txid, backend_start = EXCLUDED.backend_start,
+           role_name = EXCLUDED.role_name, role_oid = EXCLUDED.role_oid,
+           schema_name = EXCLUDED.schema_name, home_nsp = EXCLUDED.home_nsp,
+           shared_nsp = EXCLUDED.shared_nsp, tier = EXCLUDED.tier, plugin = EXCLUDED.plugin,
+           step_id = EXCLUDED.step_id, start_bytes = EXCLUDED.start_bytes,
+           write_limit = EXCLUDED.write_limit, open = true, end_bytes = NULL,
+           catalog_bytes = 0, group_oids = EXCLUDED.group_oids,
+           owned_before = EXCLUDED.owned_before;
     -- The step's own temp_file_limit (its plugin's `max_temp_mb`), for the session, so that
-    -- it holds for a non-transactional step too; otherwise the role's own. Only a superuser
-    -- may set it (this function runs as its owner, the operator); the role cannot raise it,
-    -- and its `RESET ALL` goes back to the role's limit, never above.
+    -- it holds for a non-transactional step too. Only a superuser may set it (this function
+    -- runs as its owner, the operator); the role cannot raise it, and its `RESET ALL` goes
+    -- back to the role's limit, never above.
     IF g_super THEN
-        IF g_temp IS NOT NULL THEN
-            PERFORM pg_catalog.set_config('temp_file_limit', g_temp || 'kB', false);
+        IF g.temp_limit_kb IS NOT NULL THEN
+            PERFORM pg_catalog.set_config('temp_file_limit', g.temp_limit_kb || 'kB', false);
         ELSE
             RESET temp_file_limit;
         END IF;
@@ -442,30 +494,36 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.begin_step(bytea) FROM PUBLIC;
--- Consumes the one-time grant and writes the ledger row from the grant's own fields.
--- PL/pgSQL with a generic plan: planned once per session (by the warm-up call below, off the
--- step's path), then each call only executes.
+-- Consumes the one-time grant and writes the ledger row from the grant's own fields, after
+-- the step's checks (`wasmig.close_step`). PL/pgSQL with a generic plan: planned once per
+-- session (by the warm-up call, off the step's path), then each call only executes.
 DROP FUNCTION IF EXISTS wasmig_api.record_step(bytea, double precision);
 CREATE OR REPLACE FUNCTION wasmig_api.record_step(p_token bytea, p_duration_ms double precision, p_xid text)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $fn$
 DECLARE
     recorded bigint;
     g wasmig.step_grant%ROWTYPE;
 BEGIN
-    -- A NULL token matches no grant and records nothing: a fresh session calls it so to
-    -- plan the statements below (and the step check's) before its first step; the re-run
-    -- UPDATE is planned on a session's first re-run.
-    PERFORM wasmig_api.check_step(p_xid);
+    -- A NULL token records nothing: a fresh session calls it so to plan the statements
+    -- below before its first step.
     DELETE FROM wasmig.step_grant
      WHERE token_hash = sha256(p_token)
        AND role_name = session_user
        AND action IN ('apply', 'rerun')
        AND expires_at > clock_timestamp()
     RETURNING * INTO g;
+    IF g.token_hash IS NULL AND p_token IS NOT NULL THEN
+        PERFORM wasmig_api.no_valid_grant();
+    END IF;
+    -- The checks, in the same transaction as the ledger write (a failure undoes both).
+    IF p_token IS NOT NULL THEN
+        PERFORM wasmig.close_step(p_xid);
+    END IF;
     IF g.action = 'rerun' THEN
         -- A repeatable step run again rewrites its own row: the last checksum, when it
         -- last ran. A row that is gone records nothing, so the step is refused below.
@@ -485,10 +543,6 @@ BEGIN
     IF recorded <> 1 AND p_token IS NOT NULL THEN
         PERFORM wasmig_api.no_valid_grant();
     END IF;
-    IF p_token IS NOT NULL THEN
-        PERFORM wasmig_api.require_step_record();
-    END IF;
-    DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.no_valid_grant() FROM PUBLIC;
@@ -498,11 +552,11 @@ CREATE OR REPLACE FUNCTION wasmig_api.unrecord_step(p_token bytea, p_xid text)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 AS $fn$
 DECLARE
     removed bigint;
 BEGIN
-    PERFORM wasmig_api.check_step(p_xid);
     WITH g AS (
         DELETE FROM wasmig.step_grant
          WHERE token_hash = sha256(p_token)
@@ -517,10 +571,7 @@ BEGIN
     IF removed <> 1 THEN
         PERFORM wasmig_api.no_valid_grant();
     END IF;
-    IF p_token IS NOT NULL THEN
-        PERFORM wasmig_api.require_step_record();
-    END IF;
-    DELETE FROM wasmig.active_step WHERE pid = pg_catalog.pg_backend_pid();
+    PERFORM wasmig.close_step(p_xid);
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.unrecord_step(bytea, text) FROM PUBLIC;
@@ -552,6 +603,36 @@ BEGIN
     END IF;
 END
 $fn$;
+-- How deeply a type nests other types (a domain its base type, an array its element, a range
+-- its subtype, a composite type its fields), counting only types that are not built in and
+-- stopping past 40 levels. Each lookup is by a type's own key.
+CREATE OR REPLACE FUNCTION wasmig.type_depth(p_type oid) RETURNS int
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE walk(t, depth) AS (
+        SELECT p_type, 1
+        UNION
+        SELECT n.t, w.depth + 1
+          FROM walk w
+          CROSS JOIN LATERAL (
+              SELECT ty.typbasetype AS t FROM pg_catalog.pg_type ty WHERE ty.oid = w.t
+              UNION ALL
+              SELECT ty.typelem FROM pg_catalog.pg_type ty WHERE ty.oid = w.t
+              UNION ALL
+              SELECT rg.rngsubtype FROM pg_catalog.pg_range rg WHERE rg.rngtypid = w.t
+              UNION ALL
+              SELECT rg.rngtypid FROM pg_catalog.pg_range rg WHERE rg.rngmultitypid = w.t
+              UNION ALL
+              SELECT at.atttypid FROM pg_catalog.pg_type ty
+                JOIN pg_catalog.pg_attribute at ON at.attrelid = ty.typrelid
+               WHERE ty.oid = w.t AND ty.typrelid <> 0 AND at.attnum > 0 AND NOT at.attisdropped
+          ) n
+         WHERE w.depth <= 40 AND n.t >= 16384
+    )
+    SELECT max(depth) FROM walk
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.type_depth(oid) FROM PUBLIC;
 -- The object guard (an event trigger at the end of every DDL command, installed by a
 -- superuser `init`): in a step of a tenant plugin with the `data` tier no DDL at all; with the
 -- `schema` tier only commands that create no code, and no object whose expressions call a
@@ -566,7 +647,7 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
-    a record;
+    a wasmig.active_step;
     o record;
     -- Scalars, not a record: a record whose row type changes makes PL/pgSQL prepare every
     -- expression that reads it again.
@@ -579,16 +660,28 @@ DECLARE
     x record;
     stepping boolean;
     bad text;
+    -- Catalog text this command stored (expression trees, view definitions, comments), which
+    -- counts against the step's write bound: it is not in the schema's files.
+    stored bigint := 0;
 BEGIN
-    SELECT s.* INTO a FROM wasmig.active_step s
-     WHERE s.pid = pg_catalog.pg_backend_pid() AND s.role_name = session_user;
-    stepping := FOUND;
-    -- A row written by this very transaction is this step's (a transactional step's row is
-    -- never committed); a committed one (non-transactional step) must be this session's, not
-    -- a session that ended and whose pid was reused.
-    IF stepping AND a.txid <> pg_catalog.txid_current() THEN
-        stepping := a.backend_start = (SELECT b.backend_start
-                                         FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b);
+    a := wasmig.my_step();
+    stepping := a.pid IS NOT NULL AND a.role_name = session_user;
+    -- In every tier, full included: no type nested deeper than the host's driver resolves
+    -- (it looks a type up recursively when a statement returns or takes it, so a chain of
+    -- thousands of domains would overflow the stack of the step's plugin call).
+    IF stepping THEN
+        SELECT format('%s is nested %s levels deep (domains, arrays, ranges and composite types within each other); at most 16 are allowed',
+                      pg_catalog.format_type(t.t, NULL), wasmig.type_depth(t.t)) INTO bad
+          FROM (SELECT CASE WHEN c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass THEN c.objid
+                            ELSE (SELECT r.reltype FROM pg_catalog.pg_class r WHERE r.oid = c.objid) END AS t
+                  FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                 WHERE c.classid IN ('pg_catalog.pg_type'::pg_catalog.regclass, 'pg_catalog.pg_class'::pg_catalog.regclass)) t
+         WHERE t.t IS NOT NULL AND t.t <> 0 AND wasmig.type_depth(t.t) > 16
+         LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'wasmig: plugin `%` (step `%`): %', a.plugin, a.step_id, bad
+                USING ERRCODE = '54001';
+        END IF;
     END IF;
     IF stepping AND a.tier = 'full' THEN
         RETURN;
@@ -624,7 +717,20 @@ BEGIN
             USING ERRCODE = '42501',
                   HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
     END IF;
-    FOR o IN SELECT DISTINCT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c LOOP
+    -- A comment is catalog text of the step's: counted, and at most 64 KiB each.
+    IF tg_tag = 'COMMENT' THEN
+        SELECT coalesce(sum(pg_catalog.octet_length(de.description)), 0),
+               max(CASE WHEN pg_catalog.octet_length(de.description) > 65536
+                        THEN format('the comment on %s is %s bytes long; a step may store at most 64 KiB in one comment',
+                                    pg_catalog.pg_describe_object(c.classid, c.objid, c.objsubid),
+                                    pg_catalog.octet_length(de.description)) END)
+          INTO stored, bad
+          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+          JOIN pg_catalog.pg_description de
+            ON de.objoid = c.objid AND de.classoid = c.classid AND de.objsubid = c.objsubid;
+    END IF;
+    FOR o IN SELECT DISTINCT c.classid, c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+              WHERE bad IS NULL LOOP
         -- Where it lives, who owns it, whether its name shadows one of the shared schema,
         -- and whether it can hold expressions at all.
         IF o.classid = 'pg_catalog.pg_class'::regclass THEN
@@ -681,6 +787,35 @@ BEGIN
                      WHERE ev_class = o.objid AND rulename <> '_RETURN') k
              LIMIT 1;
         END IF;
+        -- A view or materialized view reads as its owner, the step's role: its own schema's
+        -- relations, or shared ones that role may read. Anything else (a system view that
+        -- filters by who reads it, such as pg_stats or pg_stat_activity; another schema)
+        -- would read with the rights of whoever queries it, and so would a view that checks
+        -- its tables as the reader (security_invoker), on create or alter alike. Read from
+        -- the dependencies the server recorded for the view's rule, not from its text.
+        IF bad IS NULL AND k_kind IN ('v', 'm') THEN
+            SELECT format('%s checks its tables as whoever queries it (security_invoker); a tenant''s view reads as its owner',
+                          pg_catalog.pg_describe_object(o.classid, o.objid, 0)) INTO bad
+              FROM pg_catalog.pg_class c, pg_catalog.pg_options_to_table(c.reloptions) opt
+             WHERE c.oid = o.objid AND opt.option_name = 'security_invoker'
+               AND opt.option_value::boolean;
+            IF bad IS NULL THEN
+                SELECT format('%s reads %s, which is neither in schema %s nor a shared relation granted to tenants',
+                              pg_catalog.pg_describe_object(o.classid, o.objid, 0),
+                              pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, r.oid, 0),
+                              a.schema_name) INTO bad
+                  FROM pg_catalog.pg_rewrite rw
+                  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+                                              AND d.objid = rw.oid
+                                              AND d.refclassid = 'pg_catalog.pg_class'::regclass
+                  JOIN pg_catalog.pg_class r ON r.oid = d.refobjid
+                 WHERE rw.ev_class = o.objid
+                   AND r.relnamespace <> a.home_nsp
+                   AND NOT (r.relnamespace = a.shared_nsp
+                            AND pg_catalog.has_table_privilege(a.role_oid, r.oid, 'SELECT'))
+                 LIMIT 1;
+            END IF;
+        END IF;
         -- Every expression the server stored for it or for what hangs on it, and the
         -- functions and operators those call (read from the trees: dependencies on built-in
         -- objects are not recorded in pg_depend; the trees are the server's own, constants in
@@ -726,6 +861,13 @@ BEGIN
                   FROM pg_catalog.pg_partitioned_table pt
                  WHERE k_kind = 'p' AND pt.partrelid = o.objid AND pt.partexprs IS NOT NULL
             LOOP
+                stored := stored + coalesce(pg_catalog.octet_length(x.tree), 0);
+                IF pg_catalog.octet_length(x.tree) > 1048576 THEN
+                    bad := format('%s stores %s bytes of expression; a step may store at most 1 MiB in one',
+                                  pg_catalog.pg_describe_object(x.classid, x.oid, 0),
+                                  pg_catalog.octet_length(x.tree));
+                    EXIT;
+                END IF;
                 SELECT CASE WHEN c.op >= 16384
                             THEN format('%s uses operator %s, which is not built in',
                                         pg_catalog.pg_describe_object(x.classid, x.oid, 0), c.op::regoperator)
@@ -793,12 +935,19 @@ BEGIN
              LIMIT 1;
         END IF;
         IF bad IS NOT NULL THEN
-            RAISE EXCEPTION 'wasmig: plugin `%` (step `%`) has the `schema` capability: %', a.plugin, a.step_id, bad
-                USING ERRCODE = '42501',
-                      HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
+            EXIT;
         END IF;
     END LOOP;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'wasmig: plugin `%` (step `%`) has the `schema` capability: %', a.plugin, a.step_id, bad
+            USING ERRCODE = '42501',
+                  HINT = format('if you have reviewed it, trust it for full rights: --trust %s', a.plugin);
+    END IF;
+    IF stored > 0 THEN
+        UPDATE wasmig.active_step SET catalog_bytes = catalog_bytes + stored
+         WHERE pid = a.pid;
+    END IF;
 END
 $fn$;
-INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '6')
+INSERT INTO wasmig.meta (key, value) VALUES ('control_version', '7')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;

@@ -40,7 +40,7 @@ pub use structure::*;
 use crate::db::PgError;
 
 /// Version of the control schema layout this host creates and understands.
-pub const CONTROL_VERSION: i32 = 6;
+pub const CONTROL_VERSION: i32 = 7;
 
 /// Advisory-lock class for wasmig (first key of the two-key form).
 pub(crate) const LOCK_CLASS: i32 = 0x5741_534d; // "WASM"

@@ -16,24 +16,6 @@ pub fn literal(text: &str) -> Option<String> {
     Some(format!("'{}'", text.replace('\'', "''")))
 }
 
-/// Quotes a text as a dollar-quoted literal, `$wasmig_<random>$text$wasmig_<random>$`, with
-/// a tag the text does not contain: nothing in the text can end the literal, whatever the
-/// session's `standard_conforming_strings`. Refuses NUL, which PostgreSQL cannot store.
-pub fn dollar_quote(text: &str) -> Option<String> {
-    if text.contains('\0') {
-        return None;
-    }
-    loop {
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).ok()?;
-        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let tag = format!("$wasmig_{hex}$");
-        if !text.contains(&tag) {
-            return Some(format!("{tag}{text}{tag}"));
-        }
-    }
-}
-
 /// Splits a script into statements at top-level `;`, honouring quotes, dollar quotes and
 /// comments. Returned statements are trimmed; empty ones (and comment-only ones) are dropped.
 pub fn split_statements(script: &str) -> Vec<&str> {
@@ -75,6 +57,20 @@ fn is_newline(b: u8) -> bool {
 
 fn has_code(s: &str) -> bool {
     !strip_leading_comments(s).is_empty()
+}
+
+fn strip_leading_comments(mut s: &str) -> &str {
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.find(['\n', '\r']).map_or("", |n| &rest[n..]);
+        } else if s.starts_with("/*") {
+            let end = skip_block_comment(s.as_bytes(), 0);
+            s = &s[end..];
+        } else {
+            return s;
+        }
+    }
 }
 
 fn skip_quoted(b: &[u8], mut i: usize, q: u8) -> usize {
@@ -135,59 +131,9 @@ fn skip_dollar(b: &[u8], i: usize) -> usize {
     b.len()
 }
 
-fn strip_leading_comments(mut s: &str) -> &str {
-    loop {
-        s = s.trim_start();
-        if let Some(rest) = s.strip_prefix("--") {
-            s = rest.find(['\n', '\r']).map_or("", |n| &rest[n..]);
-        } else if s.starts_with("/*") {
-            let end = skip_block_comment(s.as_bytes(), 0);
-            s = &s[end..];
-        } else {
-            return s;
-        }
-    }
-}
-
-/// The first keyword of a statement, uppercased (after leading comments).
-pub fn first_keyword(stmt: &str) -> String {
-    strip_leading_comments(stmt)
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_uppercase()
-}
-
-/// Whether a statement ends, starts or splits a transaction: wasmig owns transaction
-/// boundaries, so a plugin may not issue these.
-pub fn is_transaction_control(stmt: &str) -> bool {
-    let kw = first_keyword(stmt);
-    match kw.as_str() {
-        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => {
-            true
-        }
-        "PREPARE" => {
-            let rest = strip_leading_comments(stmt)[kw.len()..].trim_start();
-            first_keyword(rest) == "TRANSACTION"
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dollar_quoting_uses_a_tag_the_text_does_not_hold() {
-        let text = "x $$ $wasmig_$ ' \\ '' $a$ -- end";
-        let q = dollar_quote(text).expect("quotable");
-        let tag = &q[..q[1..].find('$').expect("tag end") + 2];
-        assert!(tag.starts_with("$wasmig_") && tag.len() == "$wasmig_".len() + 17);
-        assert_eq!(q, format!("{tag}{text}{tag}"));
-        assert!(!text.contains(tag));
-        assert_eq!(dollar_quote("nul \0 byte"), None);
-    }
 
     #[test]
     fn quoting() {
@@ -206,39 +152,5 @@ mod tests {
         assert_eq!(split_statements("SELECT 1 --\r; SELECT 2").len(), 2);
         assert!(parts[1].ends_with("($$;$$)"));
         assert!(parts[3].starts_with("DO $f$"));
-    }
-
-    #[test]
-    fn detects_transaction_control() {
-        for s in [
-            "COMMIT",
-            "  commit;",
-            "-- x\nROLLBACK",
-            "begin",
-            "END",
-            "start transaction",
-            "SAVEPOINT a",
-            "release a",
-            "abort",
-            "PREPARE TRANSACTION 'x'",
-            "/* */ Commit",
-            // PostgreSQL ends a `--` comment at a carriage return too.
-            "--\rCOMMIT",
-            "-- x\r\nCOMMIT",
-            "PREPARE--\rTRANSACTION 'x'",
-            "PREPARE/* */TRANSACTION 'x'",
-            "\u{c}COMMIT",
-        ] {
-            assert!(is_transaction_control(s), "{s}");
-        }
-        for s in [
-            "CREATE TABLE commit_log (id int)",
-            "SELECT 1",
-            "PREPARE q AS SELECT 1",
-            "ENDPOINT",
-            "DO $$BEGIN END$$",
-        ] {
-            assert!(!is_transaction_control(s), "{s}");
-        }
     }
 }

@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 
 use super::Fleet;
 use crate::control::GrantAction;
+use crate::control::step_sql::{Piece, run_pieces};
 use crate::db::PgError;
 use crate::names::SchemaName;
 use crate::plan::PendingStep;
@@ -151,19 +152,21 @@ impl Fleet {
                     LedgerWrite::Record(_) => "recording and committing the step",
                     LedgerWrite::Unrecord => "removing the step from the ledger",
                 };
-                self.bounded(client, &tx.finish_sql(write))
+                self.bounded(client, &tx.finish(write))
                     .await
                     .map_err(|e| StepFailure::session(what, e))
             }
             Err(f) => Err(f),
         };
         if outcome.is_err() {
-            if let Err(e) = self.bounded(client, &tx.undo_sql()).await {
+            if let Err(e) = self.bounded(client, &tx.undo()).await {
                 // The session is then unusable; the next step's statements say so.
                 tracing::debug!("{}: undoing the failed step failed: {e}", call.schema);
             }
-            if tx.lost() {
-                self.roll_back_prepared(client, call.schema).await;
+            if tx.lost()
+                && let Some(xid) = tx.opened_xid()
+            {
+                self.roll_back_prepared(client, call.schema, xid).await;
             }
         }
         tracing::trace!(
@@ -182,24 +185,27 @@ impl Fleet {
 
     /// A plugin statement ended the step's transaction: a `PREPARE TRANSACTION` it slipped
     /// through would otherwise keep its locks and changes pending after the session ends.
-    /// Any transaction the schema's role prepared is rolled back (the role may do that).
-    async fn roll_back_prepared(&self, client: &Client, schema: &SchemaName) {
-        let gids = client
+    /// The transaction the step opened is found by its id (`xid`), whoever it says owns it
+    /// (the role it was prepared as: the schema's role or a group it may act as), and rolled
+    /// back as that owner.
+    async fn roll_back_prepared(&self, client: &Client, schema: &SchemaName, xid: &str) {
+        let prepared = client
             .query(
-                "SELECT gid FROM pg_catalog.pg_prepared_xacts
-                  WHERE owner = current_user AND database = pg_catalog.current_database()",
-                &[],
+                "SELECT gid, owner::text FROM pg_catalog.pg_prepared_xacts
+                  WHERE transaction::text = $1 AND database = pg_catalog.current_database()",
+                &[&xid],
             )
             .await;
-        for row in gids.into_iter().flatten() {
-            let gid: String = row.get(0);
+        for row in prepared.into_iter().flatten() {
+            let (gid, owner): (String, String) = (row.get(0), row.get(1));
             let Some(gid_lit) = crate::db::quote::literal(&gid) else {
                 continue;
             };
-            match self
-                .bounded(client, &format!("ROLLBACK PREPARED {gid_lit}"))
-                .await
-            {
+            let sql = format!(
+                "SET ROLE {}; ROLLBACK PREPARED {gid_lit}; RESET ROLE",
+                crate::db::quote::ident(&owner)
+            );
+            match self.bounded(client, &[Piece::Simple(sql)]).await {
                 Ok(()) => tracing::warn!(
                     "{schema}: rolled back a transaction the plugin prepared ({})",
                     crate::text::inert(&gid, 80)
@@ -221,7 +227,7 @@ impl Fleet {
     ) -> (StepTx, Result<(), StepFailure>) {
         let (pl, st) = self.step(&call.step);
         let limits = self.plugins.limits(call.step.plugin);
-        if let Some(open) = tx.opening_sql()
+        if let Some(open) = tx.opening()
             && let Err(e) = self.bounded(client, &open).await
         {
             return (tx, Err(StepFailure::session("opening the step", e)));
@@ -274,12 +280,13 @@ impl Fleet {
         (tx, result)
     }
 
-    /// Runs `sql` on a schema-role session within the step time limit; past it the statement
-    /// is cancelled server-side (a deferred trigger must not hold the schema's lock forever).
-    async fn bounded(&self, client: &Client, sql: &str) -> Result<(), SessionError> {
+    /// Runs `pieces` on a schema-role session, in one round trip, within the step time limit;
+    /// past it the statement is cancelled server-side (a deferred trigger must not hold the
+    /// schema's lock forever).
+    async fn bounded(&self, client: &Client, pieces: &[Piece]) -> Result<(), SessionError> {
         let limit = self.runtime.limits().step_timeout;
-        match tokio::time::timeout(limit, client.batch_execute(sql)).await {
-            Ok(r) => r.map_err(|e| SessionError::Pg(e.into())),
+        match tokio::time::timeout(limit, run_pieces(client, pieces)).await {
+            Ok(r) => r.map(drop).map_err(SessionError::Pg),
             Err(_) => {
                 if let Err(e) = client
                     .cancel_token()

@@ -7,6 +7,7 @@
 //! sockets).
 
 pub mod cache;
+mod classify;
 pub mod load;
 pub mod output;
 mod rows;

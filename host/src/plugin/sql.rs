@@ -14,9 +14,8 @@ use super::StepCtx;
 use super::bindings::wasmig::plugin0_1_0::sql::Host;
 use super::bindings::wasmig::plugin0_1_0::types::{Rows, SqlError, Value};
 use super::rows::{TextParam, run_query};
-use super::tx::{AUTOCOMMIT_SQL, StepTx, XID_SQL};
+use super::tx::{AUTOCOMMIT_SQL, StepTx};
 use crate::db::PgError;
-use crate::db::quote::{dollar_quote, first_keyword, is_transaction_control, split_statements};
 
 /// A plugin's SQL session for one step.
 pub struct SqlSession {
@@ -63,7 +62,11 @@ impl SqlSession {
         if let Some(begin) = self.tx.take_begin() {
             let client = self.client.clone();
             let opened = self
-                .guarded(async { simple_last_value(&client, &format!("{begin}; {XID_SQL}")).await })
+                .guarded(async {
+                    crate::control::step_sql::run_pieces(&client, &begin)
+                        .await
+                        .map_err(SqlError::from)
+                })
                 .await;
             self.tx
                 .opened(&opened.as_ref().map_err(|e| &e.message).cloned());
@@ -105,11 +108,10 @@ impl SqlSession {
                 self.max_statements
             )));
         }
-        if is_transaction_control(statement) && !text_filter_off_for_tests() {
-            return Err(host_error(format!(
-                "`{}` is not allowed in a step: wasmig runs every step in its own transaction and records it in the same one",
-                first_keyword(statement)
-            )));
+        if let Some(why) = super::classify::refusal(statement)
+            && !text_filter_off_for_tests()
+        {
+            return Err(host_error(why));
         }
         Ok(())
     }
@@ -285,7 +287,7 @@ impl Host for StepCtx {
         let Some(s) = self.sql.as_mut() else {
             return Ok(Err(no_session()));
         };
-        let statements = split_statements(&script);
+        let statements = super::classify::split(&script);
         for st in &statements {
             if let Err(e) = s.admit(st) {
                 return Ok(Err(e));
@@ -316,12 +318,10 @@ impl Host for StepCtx {
             }
             return Ok(Ok(()));
         }
-        if let Some(begin) = s.tx.take_begin() {
-            let opened = s
-                .guarded(begin_with_script(&client, &begin, &script, &failed))
-                .await;
-            s.tx.opened(&opened.as_ref().map_err(|e| &e.message).cloned());
-            return Ok(opened.map(drop));
+        // The step's transaction opens first, in a round trip of its own: if its `BEGIN`
+        // fails, the script is never sent.
+        if let Err(e) = s.begin_if_pending().await {
+            return Ok(Err(e));
         }
         // Inside the step's transaction, as the argument of `wasmig_api.run_script`:
         // PostgreSQL itself refuses transaction control there, so no check is needed.
@@ -385,32 +385,6 @@ fn last_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<String>
         tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
         _ => None,
     })
-}
-
-/// Opens the step's transaction with its first script: one simple query, so that if
-/// `BEGIN` fails (a cancel can land on it) the server skips the script rather than running
-/// it outside the step's transaction. The script goes whole as the argument of
-/// `wasmig_api.run_script` (PL/pgSQL `EXECUTE`, with the role's own rights), dollar-quoted
-/// with a tag it does not hold: PostgreSQL refuses any transaction control inside it, so a
-/// statement boundary the host's splitter misread (quoting rules can change with
-/// `standard_conforming_strings`) cannot smuggle a `COMMIT` through. Returns the
-/// transaction's id.
-async fn begin_with_script(
-    client: &Client,
-    begin: &str,
-    script: &str,
-    failed: &FailureSlot,
-) -> CheckAnswer {
-    let quoted = dollar_quote(script).ok_or_else(|| {
-        host_error("the script contains a NUL byte, which PostgreSQL cannot take".into())
-    })?;
-    let sql = format!(
-        "{begin}; {}; {XID_SQL}",
-        crate::control::step_sql::run_script_quoted(&quoted)
-    );
-    // An error in the script is placed inside run_script's query: the script itself.
-    let messages = client.simple_query(&sql).await.map_err(failed.pg(&sql))?;
-    Ok(last_value(&messages))
 }
 
 fn pg_err(e: tokio_postgres::Error) -> SqlError {

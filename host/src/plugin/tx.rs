@@ -7,7 +7,7 @@
 //! Invariant: no plugin statement of a transactional step runs outside the step's own
 //! transaction; once the state is [`TxState::Broken`] every later statement is refused.
 
-use crate::control::step_sql;
+use crate::control::step_sql::{BEFORE_CHECKS, Piece};
 use crate::control::{CLEAN_SESSION, END_STEP};
 
 /// Run after every plugin statement, in the same pipeline (no extra round trip): in a
@@ -69,6 +69,9 @@ pub(crate) struct StepTx {
     statements: u32,
     /// The step's write bound in MiB, and when it was last checked between statements.
     write_check: Option<(u64, std::time::Instant)>,
+    /// The id of the transaction the step opened, kept when a statement breaks it: a
+    /// transaction the plugin prepared is found by it.
+    opened_xid: Option<String>,
 }
 
 impl StepTx {
@@ -84,6 +87,7 @@ impl StepTx {
             },
             statements: 0,
             write_check: None,
+            opened_xid: None,
         }
     }
 
@@ -99,26 +103,32 @@ impl StepTx {
         self.transactional
     }
 
-    /// The statement that opens the step for the object guard (the grant's tier becomes the
-    /// session's until the step is recorded or rolled back).
-    pub(crate) fn begin_step(&self) -> String {
-        step_sql::begin_step(&self.token)
+    /// What opens the step for the object guard (the grant's tier becomes the session's
+    /// until the step is recorded or rolled back); the token is a bound parameter.
+    fn begin_step(&self) -> Piece {
+        Piece::Begin(self.token)
     }
 
     /// What the host sends before the plugin runs: a non-transactional step is opened for
     /// the object guard at once (a transactional one opens with its `BEGIN`).
-    pub(crate) fn opening_sql(&self) -> Option<String> {
-        (!self.transactional).then(|| self.begin_step())
+    pub(crate) fn opening(&self) -> Option<Vec<Piece>> {
+        (!self.transactional).then(|| vec![self.begin_step()])
     }
 
-    /// If the transaction is still to be opened, marks it as being opened and returns the
-    /// SQL to put before the plugin's statement: `BEGIN` and `begin_step`.
-    pub(crate) fn take_begin(&mut self) -> Option<String> {
+    /// If the transaction is still to be opened, marks it as being opened and returns what
+    /// opens it, in one round trip: `BEGIN`, `begin_step`, and the transaction's id (the
+    /// last value). If `BEGIN` fails (a cancel at the step deadline can land on it) the
+    /// host sends no plugin statement after it.
+    pub(crate) fn take_begin(&mut self) -> Option<Vec<Piece>> {
         if self.state != TxState::Pending {
             return None;
         }
         self.state = TxState::Open(None);
-        Some(format!("BEGIN; {}", self.begin_step()))
+        Some(vec![
+            Piece::simple("BEGIN"),
+            self.begin_step(),
+            Piece::simple(XID_SQL),
+        ])
     }
 
     /// The answer of the query that opened the transaction: its id, or the error that
@@ -126,7 +136,10 @@ impl StepTx {
     /// `BEGIN`), after which every later statement is refused.
     pub(crate) fn opened<E: std::fmt::Display>(&mut self, answer: &Result<Option<String>, E>) {
         match answer {
-            Ok(xid) => self.state = TxState::Open(xid.clone()),
+            Ok(xid) => {
+                self.opened_xid.clone_from(xid);
+                self.state = TxState::Open(xid.clone())
+            }
             Err(e) => {
                 self.state = TxState::Broken {
                     why: format!(
@@ -150,6 +163,11 @@ impl StepTx {
             TxState::Broken { why, .. } => Some(why),
             _ => None,
         }
+    }
+
+    /// The id of the transaction the step opened, if it opened one.
+    pub(crate) fn opened_xid(&self) -> Option<&str> {
+        self.opened_xid.as_deref()
     }
 
     /// Whether a plugin statement ended the step's transaction or opened one of its own.
@@ -220,39 +238,55 @@ impl StepTx {
     }
 
     /// The one round trip that finishes a step the plugin completed: `BEGIN` if the plugin
-    /// sent no SQL, then `RESET ALL` (the ledger write and the `COMMIT`, which fires
-    /// deferred constraints, run under the session's own settings, not the plugin's
-    /// `search_path` or `statement_timeout`), the ledger write (consuming the one-time token;
-    /// the server checks it runs in the step's own transaction and that the step left no
-    /// object outside its schema), `COMMIT`, and the session clean-up.
-    pub(crate) fn finish_sql(&self, write: LedgerWrite) -> String {
-        let begin = match self.state {
-            TxState::Pending => format!("BEGIN; {}; ", self.begin_step()),
-            _ => String::new(),
-        };
+    /// sent no SQL, then [`BEFORE_CHECKS`] (no plugin code runs after it), the ledger write
+    /// (consuming the one-time token; the server checks that the step is still open, runs in
+    /// its own transaction, left nothing outside its schema and kept within its write bound),
+    /// `COMMIT`, and the session clean-up.
+    pub(crate) fn finish(&self, write: LedgerWrite) -> Vec<Piece> {
+        let mut pieces = Vec::with_capacity(6);
+        if self.state == TxState::Pending {
+            pieces.push(Piece::simple("BEGIN"));
+            pieces.push(self.begin_step());
+        }
         let xid = match &self.state {
-            TxState::Open(xid) => xid.as_deref(),
+            TxState::Open(xid) => xid.clone(),
             _ => None,
         };
-        let ledger = match write {
-            LedgerWrite::Record(ms) => step_sql::record_step(&self.token, ms, xid),
-            LedgerWrite::Unrecord => step_sql::unrecord_step(&self.token, xid),
-        };
-        let commit = if self.transactional { "COMMIT;" } else { "" };
-        format!("{begin}RESET ALL; RESET ROLE; {ledger}; {commit} {CLEAN_SESSION}")
+        pieces.push(Piece::simple(if self.transactional {
+            BEFORE_CHECKS
+        } else {
+            // No transaction, so no deferred constraint: `SET CONSTRAINTS` would only warn.
+            "RESET ALL; RESET ROLE; CLOSE ALL"
+        }));
+        pieces.push(match write {
+            LedgerWrite::Record(ms) => Piece::Record {
+                token: self.token,
+                ms,
+                xid,
+            },
+            LedgerWrite::Unrecord => Piece::Unrecord {
+                token: self.token,
+                xid,
+            },
+        });
+        let commit = if self.transactional { "COMMIT; " } else { "" };
+        pieces.push(Piece::simple(format!("{commit}{CLEAN_SESSION}")));
+        pieces
     }
 
     /// What undoes a step that failed, so the next step starts clean: its transaction and
-    /// any `SET` it made are rolled back; a non-transactional step (whose `begin_step`
-    /// committed) is closed for the object guard, and a block it left open rolled back.
-    pub(crate) fn undo_sql(&self) -> String {
-        match (self.transactional, self.lost()) {
-            (true, _) => format!("ROLLBACK; RESET ALL; RESET ROLE; {CLEAN_SESSION}"),
-            (false, true) => {
-                format!("ROLLBACK; RESET ALL; RESET ROLE; {END_STEP}; {CLEAN_SESSION}")
-            }
-            (false, false) => format!("RESET ALL; RESET ROLE; {END_STEP}; {CLEAN_SESSION}"),
-        }
+    /// any `SET` it made are rolled back, a block a non-transactional step left open is rolled
+    /// back, and the step is closed for the object guard, forgetting the schema's size (the
+    /// failed step may have grown its files), so the next step measures it afresh.
+    pub(crate) fn undo(&self) -> Vec<Piece> {
+        let rollback = if self.transactional || self.lost() {
+            "ROLLBACK; "
+        } else {
+            ""
+        };
+        vec![Piece::simple(format!(
+            "{rollback}RESET ALL; RESET ROLE; {END_STEP}; {CLEAN_SESSION}"
+        ))]
     }
 }
 
@@ -260,41 +294,86 @@ impl StepTx {
 mod tests {
     use super::*;
 
+    fn simple(p: &Piece) -> &str {
+        match p {
+            Piece::Simple(s) => s,
+            other => panic!("expected simple SQL, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_transactional_step_opens_once_and_records_in_its_transaction() {
         let mut tx = StepTx::new(true, [7; 32]);
-        assert_eq!(tx.opening_sql(), None);
-        assert!(
-            tx.take_begin()
-                .unwrap()
-                .starts_with("BEGIN; SELECT wasmig_api.begin_step(")
-        );
+        assert_eq!(tx.opening(), None);
+        let begin = tx.take_begin().unwrap();
+        assert_eq!(simple(&begin[0]), "BEGIN");
+        assert_eq!(begin[1], Piece::Begin([7; 32]));
         assert_eq!(tx.take_begin(), None, "BEGIN is sent once");
         tx.opened::<&str>(&Ok(Some("42".into())));
         tx.count_statement();
         tx.judge(Ok(Some("42")));
         assert_eq!(tx.refusal(), None);
-        let finish = tx.finish_sql(LedgerWrite::Record(1.5));
-        assert!(!finish.starts_with("BEGIN"), "{finish}");
-        assert!(
-            finish.contains("record_step(") && finish.contains(", 1.500, '42')"),
-            "{finish}"
+        let finish = tx.finish(LedgerWrite::Record(1.5));
+        assert_eq!(simple(&finish[0]), BEFORE_CHECKS, "no BEGIN again");
+        assert_eq!(
+            finish[1],
+            Piece::Record {
+                token: [7; 32],
+                ms: 1.5,
+                xid: Some("42".into())
+            }
         );
-        assert!(finish.contains("COMMIT;"), "{finish}");
+        assert!(simple(&finish[2]).starts_with("COMMIT;"));
+    }
+
+    #[test]
+    fn no_piece_carries_the_token_in_its_text() {
+        let token = [0xab; 32];
+        let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        let mut tx = StepTx::new(true, token);
+        let mut all = tx.take_begin().unwrap();
+        all.extend(tx.finish(LedgerWrite::Record(1.0)));
+        all.extend(tx.undo());
+        all.extend(StepTx::new(false, token).opening().unwrap());
+        for p in &all {
+            if let Piece::Simple(sql) = p {
+                assert!(!sql.contains(&hex), "{sql}");
+            }
+        }
     }
 
     #[test]
     fn a_step_that_sent_no_sql_opens_with_its_ledger_write() {
         let tx = StepTx::new(true, [1; 32]);
-        let finish = tx.finish_sql(LedgerWrite::Unrecord);
-        assert!(
-            finish.starts_with("BEGIN; SELECT wasmig_api.begin_step("),
-            "{finish}"
+        let finish = tx.finish(LedgerWrite::Unrecord);
+        assert_eq!(simple(&finish[0]), "BEGIN");
+        assert_eq!(finish[1], Piece::Begin([1; 32]));
+        assert_eq!(
+            finish[3],
+            Piece::Unrecord {
+                token: [1; 32],
+                xid: None
+            }
         );
-        assert!(
-            finish.contains("unrecord_step(") && finish.contains(", NULL)"),
-            "{finish}"
-        );
+    }
+
+    #[test]
+    fn no_plugin_code_runs_after_the_checks() {
+        // Cursors are closed and deferred constraints checked before the ledger write.
+        let tx = StepTx::new(true, [1; 32]);
+        let finish = tx.finish(LedgerWrite::Record(0.0));
+        let before = finish
+            .iter()
+            .position(|p| matches!(p, Piece::Record { .. }))
+            .unwrap();
+        let sql: String = finish[..before]
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Simple(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(sql.contains("CLOSE ALL") && sql.contains("SET CONSTRAINTS ALL IMMEDIATE"));
     }
 
     #[test]
@@ -314,7 +393,7 @@ mod tests {
         // A later answer that looks right does not mend it.
         tx.judge(Ok(Some("10")));
         assert!(tx.lost());
-        assert!(tx.undo_sql().starts_with("ROLLBACK;"));
+        assert!(simple(&tx.undo()[0]).starts_with("ROLLBACK;"));
     }
 
     #[test]
@@ -340,13 +419,19 @@ mod tests {
     #[test]
     fn a_non_transactional_step_is_opened_first_and_closed_on_failure() {
         let mut tx = StepTx::new(false, [1; 32]);
-        assert!(tx.opening_sql().is_some());
+        assert_eq!(tx.opening(), Some(vec![Piece::Begin([1; 32])]));
         assert_eq!(tx.take_begin(), None);
-        assert!(!tx.finish_sql(LedgerWrite::Record(0.0)).contains("COMMIT"));
-        assert!(tx.undo_sql().starts_with("RESET ALL;") && tx.undo_sql().contains(END_STEP));
+        assert!(
+            !tx.finish(LedgerWrite::Record(0.0))
+                .iter()
+                .any(|p| matches!(p, Piece::Simple(s) if s.contains("COMMIT")))
+        );
+        let undo = tx.undo();
+        assert!(simple(&undo[0]).starts_with("RESET ALL;") && simple(&undo[0]).contains(END_STEP));
         tx.count_statement();
         tx.judge(Ok(Some("false")));
         assert!(tx.lost());
-        assert!(tx.undo_sql().starts_with("ROLLBACK;") && tx.undo_sql().contains(END_STEP));
+        let undo = tx.undo();
+        assert!(simple(&undo[0]).starts_with("ROLLBACK;") && simple(&undo[0]).contains(END_STEP));
     }
 }
