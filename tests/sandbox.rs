@@ -878,9 +878,8 @@ fn result_size_counts_what_the_host_holds_not_wire_bytes() {
 #[test]
 fn nothing_is_left_outside_the_schema() {
     // A large object belongs to no schema and survives `tenant drop`; one given to, or made
-    // as, the tenant group is readable by every tenant.
-    // Checked inside the step's transaction whatever the plugin's capability: with `full`
-    // rights (trusted) nothing else stands in the way.
+    // as, the tenant group is readable by every tenant. A superuser `init` takes the
+    // functions that create them away from tenant roles, whatever the plugin's capability.
     for attack in [
         "large_object",
         "large_object_to_group",
@@ -891,18 +890,67 @@ fn nothing_is_left_outside_the_schema() {
             attack,
             "",
             &["--trust", "reference,hostile"],
-            "outside its schema",
+            "permission denied for function lo_",
         );
+        fails_with(attack, "", &[], "permission denied for function lo_");
     }
-    fails_with("large_object", "", &[], "outside its schema");
-    fails_with("large_object_as_group", "", &[], "outside its schema");
-    // With the `schema` capability, handing an object to another role is refused earlier.
-    fails_with(
-        "large_object_to_group",
-        "",
-        &[],
-        "ALTER LARGE OBJECT is not allowed",
+}
+
+#[test]
+fn without_a_superuser_init_a_large_object_left_behind_is_refused_and_removed() {
+    // An operator that is not a superuser cannot revoke the large-object functions: the step
+    // check inside the step's transaction refuses what a trusted plugin left outside its
+    // schema, and what a non-transactional step left (committed before its check) is removed
+    // by the operator's session, never blamed on the next tenant.
+    let db = TestDb::new("lo_no_super");
+    let (_, url) = db.non_superuser_operator();
+    let plugins = PluginDir::new(&["hostile_full", "hostile_nontx"]);
+    let run = |args: &[&str]| {
+        let out = crate::support::wasmig_command(&url, plugins.path(), args)
+            .output()
+            .expect("run wasmig");
+        Run::from(out, args)
+    };
+    run(&["init"]).expect(Exit::Ok);
+    let trust = ["--trust", "hostile,hostile-nontx"];
+    for (schema, plugin, attack) in [
+        ("a1", "hostile", "large_object"),
+        ("a2", "hostile", "large_object_as_group"),
+        ("a3", "hostile-nontx", "large_object_as_group"),
+        ("a4", "hostile-nontx", "large_object"),
+    ] {
+        run(&["tenant", "create", schema, "--no-migrate"]).expect(Exit::Ok);
+        db.exec(&format!(
+            "SET ROLE \"{role}\"; CREATE TABLE {schema}.attack_plan (attack text, target text);
+             INSERT INTO {schema}.attack_plan VALUES ('{attack}', ''); RESET ROLE;",
+            role = format!("{}_{schema}", db.name)
+        ));
+        let out = run(&[
+            &["migrate", "--schema", schema, "--plugin", plugin][..],
+            &trust,
+        ]
+        .concat())
+        .expect(Exit::Problems);
+        assert!(out.stderr.contains("outside its schema"), "{}", out.stderr);
+    }
+    assert_eq!(
+        db.scalar_i64("SELECT count(*) FROM pg_largeobject_metadata"),
+        0,
+        "the refused steps left no large object"
     );
+    // A fresh tenant's first step is not blamed for anything another tenant left.
+    run(&["tenant", "create", "fresh", "--no-migrate"]).expect(Exit::Ok);
+    db.exec(&format!(
+        "SET ROLE \"{role}\"; CREATE TABLE fresh.attack_plan (attack text, target text);
+         INSERT INTO fresh.attack_plan VALUES ('none', ''); RESET ROLE;",
+        role = format!("{}_fresh", db.name)
+    ));
+    run(&[
+        &["migrate", "--schema", "fresh", "--plugin", "hostile"][..],
+        &trust,
+    ]
+    .concat())
+    .expect(Exit::Ok);
 }
 
 #[test]
@@ -1452,7 +1500,14 @@ fn a_step_is_bounded_in_the_bytes_it_writes() {
         &limit,
         "MiB, more than its limit of 5 MiB (max_write_mb)",
     );
-    for attack in ["write_many_rows", "write_large_object"] {
+    // Large objects are out of a tenant's reach altogether (`init` revokes their creation).
+    fails_with(
+        "write_large_object",
+        "",
+        &limit,
+        "permission denied for function lo_",
+    );
+    for attack in ["write_many_rows"] {
         fails_with(
             attack,
             "",

@@ -134,6 +134,7 @@ impl LockWatch {
                     continue;
                 }
             };
+            self.roll_back_prepared(client, &roles).await;
             for row in held {
                 let (role, n): (String, i64) = (row.get(0), row.get(1));
                 let n = u64::try_from(n).unwrap_or(0);
@@ -163,6 +164,53 @@ impl LockWatch {
                         tracing::error!("could not end the session of role `{role}`: {e}");
                     }
                 }
+            }
+        }
+    }
+}
+
+impl LockWatch {
+    /// A transaction prepared as a watched schema role, or as a group it belongs to, is
+    /// detached from every session: its locks (listed with no pid) would count against no
+    /// step and stay until someone rolls it back. No step may leave one, so each is rolled
+    /// back at once, found by its transaction id.
+    async fn roll_back_prepared(&self, client: &Client, roles: &[String]) {
+        let prepared = match bounded(client.query(
+            "SELECT p.gid, p.owner::text,
+                    (SELECT count(*) FROM pg_catalog.pg_locks h
+                      WHERE h.pid IS NULL AND h.virtualtransaction = l.virtualtransaction)::bigint
+               FROM pg_catalog.pg_prepared_xacts p
+               JOIN pg_catalog.pg_locks l ON l.locktype = 'transactionid'
+                                          AND l.transactionid = p.transaction AND l.pid IS NULL
+              WHERE p.database = pg_catalog.current_database()
+                AND (p.owner = ANY($1)
+                     OR p.owner IN (SELECT m.roleid::regrole::text FROM pg_catalog.pg_auth_members m
+                                     WHERE m.member::regrole::text = ANY($1)))",
+            &[&roles],
+        ))
+        .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!("the lock watchdog could not read pg_prepared_xacts: {e}");
+                return;
+            }
+        };
+        for row in prepared {
+            let (gid, owner, locks): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+            let Some(gid_lit) = crate::db::quote::literal(&gid) else {
+                continue;
+            };
+            match bounded(client.batch_execute(&format!("ROLLBACK PREPARED {gid_lit}"))).await {
+                Ok(()) => tracing::warn!(
+                    "rolled back a transaction prepared as role `{}` ({}), which held {locks} locks",
+                    crate::text::inert(&owner, 80),
+                    crate::text::inert(&gid, 80)
+                ),
+                Err(e) => tracing::error!(
+                    "could not roll back a transaction prepared as role `{}`: {e}",
+                    crate::text::inert(&owner, 80)
+                ),
             }
         }
     }

@@ -66,17 +66,30 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The address space each process of the tests' server may map: far above what PostgreSQL
+/// needs here, far below what this machine can give one process.
+pub const SERVER_ADDRESS_SPACE: u64 = 2 << 30;
+
 /// Runs a PostgreSQL tool, as the `postgres` OS user when we are root (PostgreSQL refuses
 /// to run as root).
 fn pg_tool(tool: &str, args: &[&str]) -> Output {
-    let bin = pg_bin(tool);
+    // `pg_ctl_capped`: pg_ctl under `prlimit --as`, the address-space cap of each server
+    // process.
+    let (bin, cap) = match tool.strip_suffix("_capped") {
+        Some(t) => (pg_bin(t), Some(SERVER_ADDRESS_SPACE)),
+        None => (pg_bin(tool), None),
+    };
     let mut cmd = if is_root() {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&bin);
+        c.args(["-u", "postgres", "--"]);
         c
     } else {
-        Command::new(&bin)
+        Command::new("env")
     };
+    if let Some(bytes) = cap {
+        cmd.arg("prlimit").arg(format!("--as={bytes}")).arg("--");
+    }
+    cmd.arg(&bin);
     cmd.args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
@@ -134,9 +147,10 @@ impl Server {
         );
         if durability == Durability::Fast {
             opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
-            // The fleet-scale test reads each statement's buffers (`tests/scale.rs`).
+            // The fleet-scale test reads each statement's buffers (`tests/scale.rs`); the
+            // hostile suite prepares transactions (they must be possible to be refused).
             opts.push_str(
-                " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all",
+                " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c max_prepared_transactions=10",
             );
         } else {
             // The benchmark's baseline for `verify --structure` is one `pg_dump
@@ -145,8 +159,17 @@ impl Server {
             opts.push_str(" -c max_locks_per_transaction=512");
         }
         let log = base.join("server.log");
+        // The tests' server runs under an address-space cap per process (as a production
+        // server should, see README): a backend that a plugin makes allocate without bound
+        // ends in an "out of memory" error, not in the kernel's OOM killer ending the
+        // machine's processes. The cap is inherited by every backend.
+        let pg_ctl = if durability == Durability::Fast {
+            "pg_ctl_capped"
+        } else {
+            "pg_ctl"
+        };
         let out = pg_tool(
-            "pg_ctl",
+            pg_ctl,
             &[
                 "-D",
                 data.to_str().expect("utf8"),
@@ -194,7 +217,7 @@ impl Server {
         // `-l` as at start: without it the new postmaster keeps pg_ctl's output pipes open and
         // waiting for pg_ctl's output never ends.
         let out = pg_tool(
-            "pg_ctl",
+            "pg_ctl_capped",
             &[
                 "-D",
                 data.to_str().expect("utf8"),

@@ -17,15 +17,19 @@ pub(crate) const FUNCTIONS_OF_SCHEMA_ROLES: &str = "wasmig_api.begin_step(bytea)
 /// The built-in functions every role but the operator and the application role loses:
 /// advisory locks (any role may otherwise take any key, so a tenant could hold wasmig's own
 /// schema locks, whose keys are predictable, or fill the server's shared lock table until no
-/// one can connect) and the relation-size functions (each opens and locks any relation by
+/// one can connect), the relation-size functions (each opens and locks any relation by
 /// oid, every tenant's included, so one query could fill the lock table too, and they tell
-/// every tenant how big the others are). Function privileges are per database, so only this
-/// database changes.
+/// every tenant how big the others are), the functions that create large objects (a large
+/// object belongs to no schema: it would outlive `tenant drop`, and a tenant acting as the
+/// tenant group could leave one every other tenant may read and overwrite) and `pg_notify`
+/// (notifications are held in the server process's memory until its transaction commits).
+/// Function privileges are per database, so only this database changes.
 const REVOKED_FUNCTIONS: &str = "SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
               WHERE p.pronamespace = 'pg_catalog'::regnamespace
                 AND (p.proname LIKE 'pg\\_%advisory\\_%lock%'
                      OR p.proname IN ('pg_relation_size', 'pg_total_relation_size',
-                                      'pg_table_size', 'pg_indexes_size'))";
+                                      'pg_table_size', 'pg_indexes_size',
+                                      'lo_creat', 'lo_create', 'lo_from_bytea', 'pg_notify'))";
 
 /// Revokes [`REVOKED_FUNCTIONS`] from `PUBLIC` and grants them to `grantee` (SQL: a quoted
 /// role, or `CURRENT_USER`).

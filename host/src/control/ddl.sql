@@ -575,6 +575,44 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig_api.unrecord_step(bytea, text) FROM PUBLIC;
+-- What a refused step left outside its schema, removed by the operator's session: large
+-- objects owned by the schema's role or by a role it belongs to (no tenant may own one, and a
+-- non-transactional step's are committed before its check). Returns what it removed, and
+-- what it could not remove, described.
+CREATE OR REPLACE FUNCTION wasmig.remove_leftovers(p_role text) RETURNS text[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+AS $fn$
+DECLARE
+    r_oid oid := (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = p_role);
+    roles oid[];
+    lo oid;
+    said text[] := '{}';
+BEGIN
+    IF r_oid IS NULL THEN
+        RETURN said;
+    END IF;
+    roles := r_oid || coalesce((SELECT array_agg(m.roleid) FROM pg_catalog.pg_auth_members m
+                                 WHERE m.member = r_oid), '{}');
+    FOR lo IN SELECT d.objid FROM pg_catalog.pg_shdepend d
+               WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+                 AND d.refobjid = ANY (roles) AND d.deptype = 'o'
+                 AND d.classid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass
+                 AND d.dbid::int8 = (SELECT oid FROM pg_catalog.pg_database
+                                      WHERE datname = pg_catalog.current_database())::int8
+    LOOP
+        BEGIN
+            PERFORM pg_catalog.lo_unlink(lo);
+            said := said || format('removed large object %s', lo);
+        EXCEPTION WHEN OTHERS THEN
+            said := said || format('could not remove large object %s: %s', lo, SQLERRM);
+        END;
+    END LOOP;
+    RETURN said;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.remove_leftovers(text) FROM PUBLIC;
 -- Runs a step's script inside the step's transaction, with the caller's own rights (not a
 -- SECURITY DEFINER: it grants nothing a role could not do itself). One statement on the
 -- wire however long the script, and PostgreSQL itself refuses COMMIT, ROLLBACK, BEGIN and

@@ -546,6 +546,12 @@ pub(super) async fn ensure_tenant_group(
             .await
             .map_err(pg(format!("creating the tenant group role `{group}`")))?;
     }
+    // The operator acts for the group too: what a refused step left as the group is removed
+    // by the operator's session even when it is not a superuser.
+    client
+        .batch_execute(&format!("GRANT {} TO CURRENT_USER", ident(&group)))
+        .await
+        .map_err(pg(format!("making the operator a member of `{group}`")))?;
     Ok(group)
 }
 

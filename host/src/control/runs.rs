@@ -269,6 +269,19 @@ pub async fn finish_run(
     Ok(())
 }
 
+/// Removes what a refused step of role `role` left outside its schema (large objects owned by
+/// the role or a group it belongs to), on the operator's session; returns what was done, in
+/// words.
+pub async fn remove_leftovers(client: &Client, role: &str) -> Result<Vec<String>, ControlError> {
+    Ok(client
+        .query_one("SELECT wasmig.remove_leftovers($1)", &[&role])
+        .await
+        .map_err(pg(format!(
+            "removing what role `{role}` left outside its schema"
+        )))?
+        .get(0))
+}
+
 /// Records a failed step (after its transaction rolled back).
 pub async fn record_failure(
     client: &Client,

@@ -198,6 +198,18 @@ impl Fleet {
                 continue;
             };
             let f = f.inert();
+            // What the refused step left outside its schema is removed now, by the operator,
+            // so that it is never blamed on a later step.
+            if let Some(role) = self.roles.get(schema) {
+                match control::remove_leftovers(op, role).await {
+                    Ok(said) => {
+                        for s in said {
+                            tracing::warn!("{schema}: {}", crate::text::inert(&s, 300));
+                        }
+                    }
+                    Err(e) => tracing::warn!("{schema}: {e}"),
+                }
+            }
             if let Err(e) = control::record_failure(
                 op,
                 run.run_id,
