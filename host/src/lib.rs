@@ -24,6 +24,7 @@
 //! - `files`: atomic file writes with the right mode (`0600` for data).
 //! - [`secret`]: role passwords and step tokens.
 //! - [`interrupt`]: SIGINT / SIGTERM: a clean stop, then a hard one.
+//! - [`logging`]: log records on stderr, one safe line each.
 //! - `rollout`: waves (`--waves`, `[[env.NAME.rollout]]`), the tenant order, the wave plan.
 //! - `report`: human and JSON output; `out`: the stdout/stderr writers (a closed pipe
 //!   ends the output quietly).
@@ -37,6 +38,7 @@ pub(crate) mod exec;
 pub(crate) mod files;
 pub mod interrupt;
 pub(crate) mod labels;
+pub mod logging;
 pub(crate) mod names;
 pub(crate) mod ops;
 #[doc(hidden)]
@@ -104,6 +106,25 @@ fn sqlstate_of(e: &anyhow::Error) -> Option<&str> {
             _ => None,
         }
     })
+}
+
+/// Debug builds only (the integration tests): with `WASMIG_TEST_PEAK_MEMORY` set, prints the
+/// process's peak resident memory (`VmHWM`) on stderr before it exits, so a test can bound
+/// what a hostile plugin made the host hold. Release builds print nothing.
+pub fn report_peak_memory_for_tests() {
+    if !cfg!(debug_assertions) || std::env::var_os("WASMIG_TEST_PEAK_MEMORY").is_none() {
+        return;
+    }
+    if let Some(kb) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
+        })
+    {
+        errln!("peak memory: {kb} kB");
+    }
 }
 
 /// Runs a parsed command line in `process` (its arguments and environment).

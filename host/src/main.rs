@@ -1,9 +1,7 @@
 //! The `wasmig` binary: parse arguments, set up logging, run, map the result to an exit code.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use tracing_subscriber::EnvFilter;
 use wasmig::{Exit, cli::Cli};
 
 fn main() -> ExitCode {
@@ -14,16 +12,7 @@ fn main() -> ExitCode {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_env("WASMIG_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("wasmig={level},warn")));
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+    wasmig::logging::init(std::env::var("WASMIG_LOG").ok().as_deref(), level);
     if let Err(e) = wasmig::interrupt::install() {
         wasmig::errln!("error: cannot listen for SIGINT and SIGTERM: {e}");
         return ExitCode::from(Exit::Error as u8);
@@ -47,7 +36,9 @@ fn main() -> ExitCode {
             .collect(),
     };
     let json = cli.command.wants_json();
-    match runtime.block_on(wasmig::run(cli, &process)) {
+    let result = runtime.block_on(wasmig::run(cli, &process));
+    wasmig::report_peak_memory_for_tests();
+    match result {
         // Output the command owed that could not be written is a failure, not a success.
         Ok(_) if wasmig::out::stdout_failed() => ExitCode::from(Exit::Error as u8),
         Ok(code) => ExitCode::from(code as u8),

@@ -2,7 +2,10 @@
 //! (`wasmig status | head -1`) ends the output quietly instead of panicking, and any other
 //! write failure (a full disk behind `> file`) is reported once and fails the command.
 //! Every line wasmig prints goes through [`outln!`](crate::outln), [`out!`](crate::out) or
-//! [`errln!`](crate::errln).
+//! [`errln!`](crate::errln), and on its way every character that could change how a terminal
+//! shows the text (escape sequences, carriage returns, bidirectional overrides) becomes a
+//! visible escape ([`crate::text::terminal_safe`]): whatever a plugin, a file name or a
+//! server message put in an error chain or a report, it cannot forge what the operator reads.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +18,10 @@ pub fn stdout(args: std::fmt::Arguments<'_>) {
     if STDOUT_GONE.load(Ordering::Relaxed) {
         return;
     }
+    let text = args.to_string();
+    let text = crate::text::terminal_safe(&text, crate::text::Breaks::Keep);
     let mut o = std::io::stdout().lock();
-    if let Err(e) = o.write_fmt(args).and_then(|()| o.flush()) {
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
         STDOUT_GONE.store(true, Ordering::Relaxed);
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             STDOUT_FAILED.store(true, Ordering::Relaxed);
@@ -27,8 +32,10 @@ pub fn stdout(args: std::fmt::Arguments<'_>) {
 
 /// Writes to stderr; a closed stderr is ignored (there is nowhere left to say so).
 pub fn stderr(args: std::fmt::Arguments<'_>) {
+    let text = args.to_string();
+    let text = crate::text::terminal_safe(&text, crate::text::Breaks::Keep);
     let mut e = std::io::stderr().lock();
-    let _ = e.write_fmt(args).and_then(|()| e.flush());
+    let _ = e.write_all(text.as_bytes()).and_then(|()| e.flush());
 }
 
 /// Whether writing to stdout failed for a reason other than a closed pipe: the output the

@@ -27,6 +27,71 @@ fn is_unsafe(c: char) -> bool {
         )
 }
 
+/// What [`terminal_safe`] does with line breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breaks {
+    /// `\n` (and `\t`) stay: wasmig's own multi-line output.
+    Keep,
+    /// Every line break is escaped but a final one: a log record stays on its line.
+    Escape,
+}
+
+/// `text` with every character that could change how a terminal shows it (what
+/// [`inert`] escapes) replaced by the same visible escape, except line breaks as `breaks`
+/// says. Backslashes stay as they are, so text already made inert is unchanged. Every line
+/// wasmig writes passes through it (`out.rs`, the log writer).
+pub fn terminal_safe(text: &str, breaks: Breaks) -> std::borrow::Cow<'_, str> {
+    let last = text.len().saturating_sub(1);
+    let keep = |at: usize, c: char| match (breaks, c) {
+        (Breaks::Keep, '\n' | '\t') => true,
+        (Breaks::Escape, '\n') => at == last,
+        (Breaks::Escape, '\t') => true,
+        _ => !is_unsafe(c),
+    };
+    if text.char_indices().all(|(at, c)| keep(at, c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for (at, c) in text.char_indices() {
+        match c {
+            c if keep(at, c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A JSON document with every character that could change how a terminal shows it written as
+/// a JSON escape (`\u0085`, `\u202e`, a surrogate pair beyond the first plane), so that no
+/// document carries one raw, whatever a plugin put in it. Such characters occur only inside
+/// strings (and serde already escapes the C0 controls), so the document means the same.
+pub fn json_safe(json: String) -> String {
+    // Whitespace between tokens (a pretty document's line breaks and indentation) stays.
+    let escape = |c: char| is_unsafe(c) && !matches!(c, '\n' | '\r' | '\t');
+    if !json.chars().any(escape) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if escape(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `text` on one line with every unsafe character escaped (`\n`, `\r`, `\t`, `\x1b`,
 /// `\u{202e}`, and `\\` for a backslash so an escape cannot be imitated), cut after
 /// `max_chars` characters with a note of how many bytes were left out.
@@ -65,24 +130,36 @@ pub fn inert(text: &str, max_chars: usize) -> String {
 /// The line is made inert (the statement is plugin text) and, when long, cut to a window
 /// around the caret. `None` when the position is outside the statement.
 pub fn caret(statement: &str, position: u32) -> Option<String> {
+    // Works on the statement in place: it may be a hundred megabytes long, and only the
+    // window around the caret is copied.
     const WINDOW: usize = 60;
-    let chars: Vec<char> = statement.chars().collect();
-    let at = usize::try_from(position).ok()?.checked_sub(1)?;
-    if at > chars.len() {
-        return None;
-    }
-    let line_start = chars[..at]
+    let at_char = usize::try_from(position).ok()?.checked_sub(1)?;
+    let at = match statement.char_indices().nth(at_char) {
+        Some((i, _)) => i,
+        None if statement.chars().count() == at_char => statement.len(),
+        None => return None,
+    };
+    let line_start = statement[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = statement[at..]
+        .find(['\n', '\r'])
+        .map_or(statement.len(), |i| at + i);
+    let line_no = statement.as_bytes()[..line_start]
         .iter()
-        .rposition(|&c| c == '\n')
-        .map_or(0, |i| i + 1);
-    let line_end = chars[at..]
-        .iter()
-        .position(|&c| c == '\n' || c == '\r')
-        .map_or(chars.len(), |i| at + i);
-    let line_no = chars[..line_start].iter().filter(|&&c| c == '\n').count() + 1;
-    let from = line_start.max(at.saturating_sub(WINDOW / 2));
-    let to = line_end.min(from + WINDOW);
-    let part = |a: usize, b: usize| inert(&chars[a..b].iter().collect::<String>(), WINDOW * 2);
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1;
+    // Up to half the window before the caret, on its line; then up to the window's end.
+    let before_chars = statement[line_start..at].chars().count();
+    let skip = before_chars.saturating_sub(WINDOW / 2);
+    let from = statement[line_start..at]
+        .char_indices()
+        .nth(skip)
+        .map_or(at, |(i, _)| line_start + i);
+    let to = statement[from..line_end]
+        .char_indices()
+        .nth(WINDOW)
+        .map_or(line_end, |(i, _)| from + i);
+    let part = |a: usize, b: usize| inert(&statement[a..b], WINDOW * 2);
     let (lead, tail) = (
         if from > line_start { "..." } else { "" },
         if to < line_end { "..." } else { "" },
@@ -150,6 +227,36 @@ mod tests {
         assert!(check_manifest_text("\u{1b}[8m", 100).is_err());
         assert!(check_manifest_text("\u{202e}", 100).is_err());
         assert!(check_manifest_text(&"x".repeat(101), 100).is_err());
+    }
+
+    #[test]
+    fn terminal_safe_text_escapes_what_a_terminal_would_act_on() {
+        let t = "run 1: ok\n\u{1b}[2K\rforged \u{85}\u{2028}\u{202e} \\x1b stays\n";
+        let kept = terminal_safe(t, Breaks::Keep);
+        assert_eq!(
+            kept,
+            "run 1: ok\n\\x1b[2K\\rforged \\x85\\u{2028}\\u{202e} \\x1b stays\n"
+        );
+        let record = terminal_safe(t, Breaks::Escape);
+        assert!(record.ends_with("stays\n") && record.matches('\n').count() == 1);
+        assert!(matches!(
+            terminal_safe("plain\n", Breaks::Keep),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn json_stays_json_without_raw_controls() {
+        let doc = serde_json::to_string(
+            &serde_json::json!({"t": "a\u{85}b\u{2028}\u{202e}\u{e0041}\u{1b}"}),
+        )
+        .unwrap();
+        let safe = json_safe(doc);
+        assert!(!safe.chars().any(is_unsafe), "{safe}");
+        let pretty = serde_json::to_string_pretty(&serde_json::json!({"a": 1})).unwrap();
+        assert_eq!(json_safe(pretty.clone()), pretty, "layout stays");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["t"], "a\u{85}b\u{2028}\u{202e}\u{e0041}\u{1b}");
     }
 
     #[test]

@@ -480,13 +480,18 @@ BEGIN
            write_limit = EXCLUDED.write_limit, open = true, end_bytes = NULL,
            catalog_bytes = 0, group_oids = EXCLUDED.group_oids,
            owned_before = EXCLUDED.owned_before;
-    -- The step's own temp_file_limit (its plugin's `max_temp_mb`), for the session, so that
-    -- it holds for a non-transactional step too. Only a superuser may set it (this function
-    -- runs as its owner, the operator); the role cannot raise it, and its `RESET ALL` goes
-    -- back to the role's limit, never above.
+    -- The step's temporary files (its plugin's `max_temp_mb`, else the role's limit), for the
+    -- session, so that it holds for a non-transactional step too. PostgreSQL bounds them per
+    -- process, and one query may start up to max_worker_processes parallel workers, each with
+    -- the session's limit: the step's budget is shared among them all. Only a superuser may
+    -- set it (this function runs as its owner, the operator); the role cannot raise it, and
+    -- its `RESET ALL` goes back to the role's limit.
     IF g_super THEN
         IF g.temp_limit_kb IS NOT NULL THEN
-            PERFORM pg_catalog.set_config('temp_file_limit', g.temp_limit_kb || 'kB', false);
+            PERFORM pg_catalog.set_config('temp_file_limit',
+                greatest(g.temp_limit_kb
+                         / (1 + pg_catalog.current_setting('max_worker_processes')::int), 64)
+                || 'kB', false);
         ELSE
             RESET temp_file_limit;
         END IF;

@@ -379,17 +379,91 @@ impl DbTarget {
         self.connect_with(self.config.clone()).await
     }
 
-    /// Connects as another role (a schema's own role) to the same server and database, with
-    /// `options` (e.g. `-c search_path=...`) applied at startup.
-    pub async fn connect_as(
+    /// Connects a plugin session: as a schema's own role, with `options` at startup, over a
+    /// connection whose server messages are cut ([`super::cut`]: errors and notices to a
+    /// bounded size, result rows over `row_cap` bytes refused) before the driver holds them.
+    /// The server's notices are logged inert, never printed. Tries the configured hosts in
+    /// order, the whole attempt bounded like the operator's.
+    pub async fn connect_session(
         &self,
         role: &str,
         password: &str,
         options: &str,
+        row_cap: usize,
     ) -> Result<Client, ConnectError> {
-        let mut c = self.config.clone();
-        c.user(role).password(password).options(options);
-        self.connect_with(c).await
+        if let Some(a) = &self.announcement {
+            a.0.call_once(|| crate::errln!("{}", a.1));
+        }
+        let mut config = self.config.clone();
+        config.user(role).password(password).options(options);
+        let hosts = config.get_hosts().len().max(1) as u64;
+        let bound = Duration::from_secs(self.connect_timeout.secs * hosts);
+        let attempt = async {
+            let mut last = None;
+            for (i, host) in config.get_hosts().iter().enumerate() {
+                let port = config
+                    .get_ports()
+                    .get(i)
+                    .or_else(|| config.get_ports().first())
+                    .copied()
+                    .unwrap_or(5432);
+                match self.session_on(&config, host, port, row_cap).await {
+                    Ok(client) => return Ok(client),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| PgError::client("no host to connect to".to_owned())))
+        };
+        match tokio::time::timeout(bound, attempt).await {
+            Ok(r) => r.map_err(|e| ConnectError::Connect {
+                target: self.described.clone(),
+                user: role.to_owned(),
+                error: Box::new(e),
+            }),
+            Err(_) => Err(ConnectError::Timeout {
+                target: self.described.clone(),
+                user: role.to_owned(),
+                secs: bound.as_secs(),
+                origin: self.connect_timeout.origin,
+            }),
+        }
+    }
+
+    /// One plugin session on `host`:`port`.
+    async fn session_on(
+        &self,
+        config: &Config,
+        host: &Host,
+        port: u16,
+        row_cap: usize,
+    ) -> Result<Client, PgError> {
+        let socket = super::cut::Socket::open(host, port, config)
+            .await
+            .map_err(|e| PgError::client(e.to_string()))?;
+        let stream = super::cut::Cut::new(socket, row_cap);
+        match &self.connector {
+            Some(tls) => {
+                let mut make = super::cut::CutTls::new(tls.clone(), row_cap);
+                let name = match host {
+                    Host::Tcp(name) => name.as_str(),
+                    #[cfg(unix)]
+                    Host::Unix(_) => "",
+                };
+                let connect =
+                    MakeTlsConnect::<super::cut::Cut<super::cut::Socket>>::make_tls_connect(
+                        &mut make, name,
+                    )
+                    .map_err(|e| PgError::client(format!("TLS: {e}")))?;
+                let (client, connection) = config.connect_raw(stream, connect).await?;
+                super::cut::drive(connection);
+                Ok(client)
+            }
+            None => {
+                let (client, connection) = config.connect_raw(stream, NoTls).await?;
+                super::cut::drive(connection);
+                Ok(client)
+            }
+        }
     }
 
     async fn connect_with(&self, config: Config) -> Result<Client, ConnectError> {

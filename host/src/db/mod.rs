@@ -1,10 +1,12 @@
-//! Everything that talks to PostgreSQL: connection settings ([`connect`]), connection-string
+//! Everything that talks to PostgreSQL: connection settings ([`connect`]), plugin sessions'
+//! connections with their server messages cut to bounded sizes ([`cut`]), connection-string
 //! parameters ([`conninfo`]), password redaction ([`redact`]) and TLS ([`tls`]), identifier and
 //! literal quoting plus statement splitting ([`quote`]), value decoding ([`value`]), and the
 //! error type for this boundary.
 
 pub mod connect;
 pub mod conninfo;
+pub mod cut;
 pub mod quote;
 pub mod redact;
 pub mod tls;
@@ -24,6 +26,18 @@ pub struct PgError {
     pub detail: Option<String>,
     /// Hint line.
     pub hint: Option<String>,
+}
+
+impl PgError {
+    /// An error of the client's own (no SQLSTATE).
+    pub fn client(message: String) -> Self {
+        PgError {
+            sqlstate: None,
+            message,
+            detail: None,
+            hint: None,
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for PgError {

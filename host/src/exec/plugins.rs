@@ -80,6 +80,17 @@ impl RunPlugins {
         &self.plugins[i].limits
     }
 
+    /// The longest result row any of the run's plugins may receive (its `max_result_bytes`,
+    /// plus the row's framing): what a plugin session's connection lets through.
+    pub fn row_cap(&self) -> usize {
+        self.plugins
+            .iter()
+            .map(|p| p.limits.max_result_bytes)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(64 * 1024)
+    }
+
     /// Plugin `i`'s capability tier.
     pub fn tier(&self, i: usize) -> Tier {
         self.plugins[i].tier

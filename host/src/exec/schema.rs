@@ -315,11 +315,13 @@ impl Fleet {
             mac,
             action,
             tier: self.plugins.tier(p.plugin),
-            temp_limit_kb: self
-                .plugins
-                .limits(p.plugin)
-                .max_temp_mb
-                .map(|mb| i64::try_from(mb.saturating_mul(1024)).unwrap_or(i64::MAX)),
+            temp_limit_kb: Some({
+                let limits = self.plugins.limits(p.plugin);
+                limits.max_temp_mb.map_or(
+                    i64::try_from(limits.session.temp_file_limit_kb).unwrap_or(i64::MAX),
+                    |mb| i64::try_from(mb.saturating_mul(1024)).unwrap_or(i64::MAX),
+                )
+            }),
             write_limit: i64::try_from(
                 self.plugins
                     .limits(p.plugin)
@@ -352,7 +354,7 @@ impl Fleet {
             let (password, options) = fleet.login_for(role, &schema);
             let client = fleet
                 .target
-                .connect_as(role, &password, &options)
+                .connect_session(role, &password, &options, fleet.plugins.row_cap())
                 .await
                 .ok()?;
             if let Err(e) = client.batch_execute(control::WARM_UP_SQL).await {
@@ -373,7 +375,12 @@ impl Fleet {
         schema: &SchemaName,
     ) -> Result<Client, String> {
         let (password, options) = self.login_for(role, schema);
-        match self.target.connect_as(role, &password, &options).await {
+        let row_cap = self.plugins.row_cap();
+        match self
+            .target
+            .connect_session(role, &password, &options, row_cap)
+            .await
+        {
             Ok(c) => Ok(c),
             Err(crate::db::connect::ConnectError::Connect { error, .. })
                 if error.sqlstate.as_deref() == Some("28P01") =>
@@ -383,7 +390,7 @@ impl Fleet {
                     .await
                     .map_err(|e| e.to_string())?;
                 self.target
-                    .connect_as(role, &password, &options)
+                    .connect_session(role, &password, &options, row_cap)
                     .await
                     .map_err(|e| e.to_string())
             }

@@ -201,11 +201,14 @@ impl Fleet {
             let Some(gid_lit) = crate::db::quote::literal(&gid) else {
                 continue;
             };
-            let sql = format!(
-                "SET ROLE {}; ROLLBACK PREPARED {gid_lit}; RESET ROLE",
-                crate::db::quote::ident(&owner)
-            );
-            match self.bounded(client, &[Piece::Simple(sql)]).await {
+            // Each its own statement: `ROLLBACK PREPARED` may not run in a transaction block,
+            // which a multi-statement query is.
+            let pieces = [
+                Piece::Simple(format!("SET ROLE {}", crate::db::quote::ident(&owner))),
+                Piece::Simple(format!("ROLLBACK PREPARED {gid_lit}")),
+                Piece::simple("RESET ROLE"),
+            ];
+            match self.bounded(client, &pieces).await {
                 Ok(()) => tracing::warn!(
                     "{schema}: rolled back a transaction the plugin prepared ({})",
                     crate::text::inert(&gid, 80)
@@ -309,7 +312,7 @@ fn step_error(e: StepError, placed: Option<&FailedStatement>) -> StepFailure {
         StepError::Sql(s) => {
             let context = placed
                 .filter(|f| f.message == s.message)
-                .and_then(|f| crate::text::caret(&f.text, f.position));
+                .map(|f| f.caret.clone());
             StepFailure {
                 sqlstate: s.sqlstate,
                 message: s.message,

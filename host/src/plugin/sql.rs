@@ -125,16 +125,14 @@ fn text_filter_off_for_tests() -> bool {
     cfg!(debug_assertions) && std::env::var_os("WASMIG_TEST_SKIP_TEXT_FILTER").is_some()
 }
 
-/// The statement PostgreSQL last placed an error in, with the position, so the host can show
-/// the failing line with a caret. Kept by the host (the plugin only ever sees the message),
-/// so what the operator reads about where a step failed cannot be forged by the plugin.
+/// Where PostgreSQL placed the last error of a step's statements: the failing line with a
+/// caret, rendered when the error arrives (only a window of the statement is kept, however
+/// long the statement). Kept by the host (the plugin only ever sees the message), so what the
+/// operator reads about where a step failed cannot be forged by the plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedStatement {
-    /// The text the position counts in (the statement, or the script run inside
-    /// `wasmig_api.run_script`).
-    pub text: String,
-    /// 1-based character position.
-    pub position: u32,
+    /// The line with its caret (`text::caret`), inert.
+    pub caret: String,
     /// The server's message, to match the error the plugin returned.
     pub message: String,
 }
@@ -150,18 +148,18 @@ impl FailureSlot {
         move |e| {
             if let Some(db) = e.as_db_error() {
                 let at = match db.position() {
-                    Some(tokio_postgres::error::ErrorPosition::Original(p)) => {
-                        Some((sent.to_owned(), *p))
-                    }
+                    Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some((sent, *p)),
                     Some(tokio_postgres::error::ErrorPosition::Internal { position, query }) => {
-                        Some((query.clone(), *position))
+                        Some((query.as_str(), *position))
                     }
                     None => None,
                 };
-                if let (Some((text, position)), Ok(mut slot)) = (at, self.0.lock()) {
+                if let Some((text, position)) = at
+                    && let Some(caret) = crate::text::caret(text, position)
+                    && let Ok(mut slot) = self.0.lock()
+                {
                     *slot = Some(FailedStatement {
-                        text,
-                        position,
+                        caret,
                         message: db.message().to_owned(),
                     });
                 }

@@ -75,7 +75,7 @@ struct Doc<'a, T: Serialize> {
 /// The text of a JSON document of kind `format` (e.g. `wasmig.status/1`).
 fn document<T: Serialize>(format: &str, body: T) -> String {
     // Serialising plain data (strings, numbers, vectors) into memory cannot fail.
-    serde_json::to_string_pretty(&Doc { format, body }).unwrap_or_default()
+    crate::text::json_safe(serde_json::to_string_pretty(&Doc { format, body }).unwrap_or_default())
 }
 
 /// Prints a JSON document on stdout.

@@ -408,6 +408,189 @@ pub fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
             db,
             "CREATE TABLE uniq (id int PRIMARY KEY); INSERT INTO uniq VALUES (1), (1);",
         ),
+        // Third pass. Views that would read with the rights of whoever queries them.
+        "view_pg_stats" => sql(
+            db,
+            "CREATE TABLE customer (email text); ALTER TABLE customer RENAME TO customer_old;
+             CREATE VIEW customer AS SELECT most_common_vals::text AS email FROM pg_catalog.pg_stats",
+        ),
+        "view_pg_stat_activity" => sql(
+            db,
+            "CREATE VIEW customer AS SELECT query AS email FROM pg_catalog.pg_stat_activity",
+        ),
+        "view_information_schema" => sql(
+            db,
+            "CREATE VIEW customer AS SELECT table_name::text AS email FROM information_schema.tables",
+        ),
+        "view_in_subquery" => sql(
+            db,
+            "CREATE VIEW customer AS SELECT (SELECT max(query) FROM pg_stat_activity) AS email",
+        ),
+        "view_in_cte" => sql(
+            db,
+            "CREATE VIEW customer AS WITH a AS (SELECT usename::text AS u FROM pg_stat_activity) SELECT u AS email FROM a",
+        ),
+        "view_replaced" => sql(
+            db,
+            "CREATE TABLE customer_base (email text);
+             CREATE VIEW customer AS SELECT email FROM customer_base;
+             CREATE OR REPLACE VIEW customer AS SELECT query AS email FROM pg_stat_activity",
+        ),
+        "matview_pg_stats" => sql(
+            db,
+            "CREATE MATERIALIZED VIEW customer AS SELECT most_common_vals::text AS email FROM pg_stats",
+        ),
+        "view_invoker_shared" => sql(
+            db,
+            &format!("CREATE VIEW customer WITH (security_invoker = true) AS SELECT * FROM {t}.currency"),
+        ),
+        "view_alter_invoker" => sql(
+            db,
+            "CREATE TABLE customer_base (email text);
+             CREATE VIEW customer AS SELECT email FROM customer_base;
+             ALTER VIEW customer SET (security_invoker = on)",
+        ),
+        "view_alter_table_invoker" => sql(
+            db,
+            "CREATE TABLE customer_base (email text);
+             CREATE VIEW customer AS SELECT email FROM customer_base;
+             ALTER TABLE customer SET (security_invoker = 1)",
+        ),
+        // Allowed: a shared table granted to tenants, read as the tenant.
+        "view_granted_shared" => sql(
+            db,
+            &format!("CREATE VIEW money AS SELECT * FROM {t}.currency"),
+        ),
+        // Transaction control spelt past a first-keyword filter.
+        "commit_empty_statement" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.execute(";COMMIT", &[]).map(drop)
+        }
+        "commit_and_chain_commented" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.execute("/* x */ ;; -- y\n COMMIT AND CHAIN", &[])
+                .map(drop)
+        }
+        "end_in_query" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.query(";END", &[]).map(drop)
+        }
+        "commit_in_batch_piece" => sql(db, "CREATE TABLE leaked (id int);\n;COMMIT;"),
+        "prepare_as_group" => {
+            sql(db, "CREATE TABLE leaked (id int)")?;
+            db.query(
+                "SELECT set_config('role', current_setting('wasmig.tenant_group'), false)",
+                &[],
+            )?;
+            db.execute(";PREPARE TRANSACTION 'wasmig_evil'", &[])
+                .map(drop)
+        }
+        // What one backend may allocate, and what it holds until commit.
+        "set_work_mem" => db.execute("SET LOCAL work_mem = '64GB'", &[]).map(drop),
+        "set_config_hash_mem" => db
+            .query("SELECT set_config('hash_mem_multiplier', '1000', true)", &[])
+            .map(drop),
+        "notify_flood" => db
+            .query(
+                "SELECT pg_notify('c', g::text) FROM generate_series(1, 700000) g",
+                &[],
+            )
+            .map(drop),
+        "notify_statement" => db.execute("NOTIFY c, 'x'", &[]).map(drop),
+        "memory_do_notify" => sql(
+            db,
+            "DO $$ BEGIN FOR i IN 1..400000 LOOP
+               EXECUTE format('NOTIFY c, %L', i::text || repeat('n', 7000));
+             END LOOP; END $$",
+        ),
+        // Temporary files: many parallel workers, each with the session's temp_file_limit.
+        "temp_parallel" => sql(
+            db,
+            "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g + 1)::text) AS pad
+               FROM generate_series(1, 400000) g;
+             ANALYZE big;
+             DO $$ BEGIN
+               SET LOCAL max_parallel_workers_per_gather = 4;
+               SET LOCAL parallel_setup_cost = 0;
+               SET LOCAL parallel_tuple_cost = 0;
+               SET LOCAL min_parallel_table_scan_size = 0;
+               SET LOCAL work_mem = '64kB';
+               PERFORM count(*) FROM (SELECT * FROM big ORDER BY pad DESC) s;
+             END $$",
+        ),
+        // The write bound: catalog text is written too.
+        "comment_huge" => sql(
+            db,
+            "DO $$ BEGIN EXECUTE format('COMMENT ON TABLE attack_plan IS %L', repeat('c', 40000000)); END $$",
+        ),
+        "comment_many" => sql(
+            db,
+            "CREATE TABLE commented (id int);
+             DO $$ BEGIN FOR i IN 1..200 LOOP
+               EXECUTE format('COMMENT ON TABLE commented IS %L', i::text || repeat('c', 60000));
+             END LOOP; END $$",
+        ),
+        "view_huge_definition" => sql(
+            db,
+            "DO $$ BEGIN EXECUTE format('CREATE VIEW wide AS SELECT %L AS v', repeat('v', 3000000)); END $$",
+        ),
+        // The one-time token: never in a query text the plugin can read.
+        "token_from_query" => sql(
+            db,
+            "SELECT wasmig_api.begin_step(decode(substring(current_query() from '[0-9a-f]{64}'), 'hex'))",
+        ),
+        // Code that would run at COMMIT, after the checks.
+        "cursor_with_hold" => sql(
+            db,
+            "CREATE SEQUENCE held;
+             DECLARE c CURSOR WITH HOLD FOR SELECT nextval('held') FROM generate_series(1, 100000)",
+        ),
+        // Types nested deeper than the host's driver can resolve.
+        "deep_domains" => sql(
+            db,
+            "CREATE DOMAIN d0 AS int;
+             DO $$ BEGIN FOR i IN 1..200 LOOP
+               EXECUTE format('CREATE DOMAIN d%s AS d%s[]', i, i - 1);
+             END LOOP; END $$;
+             SELECT NULL::d200",
+        ),
+        "deep_composites" => sql(
+            db,
+            "CREATE TYPE c0 AS (x int);
+             DO $$ BEGIN FOR i IN 1..200 LOOP
+               EXECUTE format('CREATE TYPE c%s AS (x c%s)', i, i - 1);
+             END LOOP; END $$;
+             SELECT NULL::c200",
+        ),
+        "deep_tables" => sql(
+            db,
+            "CREATE TABLE t0 (x int);
+             DO $$ BEGIN FOR i IN 1..200 LOOP
+               EXECUTE format('CREATE TABLE t%s (x t%s)', i, i - 1);
+             END LOOP; END $$;
+             SELECT NULL::t200",
+        ),
+        // Error and notice text the server sends: each field a plugin can make huge.
+        "huge_raise_fields" => sql(
+            db,
+            "DO $$ BEGIN RAISE EXCEPTION '%', repeat('M', 90000000)
+               USING DETAIL = repeat('D', 90000000), HINT = repeat('H', 90000000); END $$",
+        ),
+        "huge_syntax_error" => {
+            let mut statement = String::with_capacity((100 << 20) + 16);
+            statement.push_str("SELECT 1");
+            statement.extend(std::iter::repeat_n(' ', 100 << 20));
+            statement.push_str(" +");
+            db.execute(&statement, &[]).map(drop)
+        }
+        "notice_flood" => sql(
+            db,
+            "DO $$ BEGIN FOR i IN 1..300 LOOP RAISE NOTICE '%', repeat(E'n\\n', 500000); END LOOP; END $$;
+             CREATE TABLE noticed (id int)",
+        ),
+        "huge_row" => db
+            .query("SELECT repeat('x', 200000000)", &[])
+            .map(drop),
         other => Err(Error::msg(format!("unknown attack `{other}`"))),
     }
 }
