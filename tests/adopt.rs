@@ -499,3 +499,38 @@ fn an_operator_that_does_not_act_for_the_owner_is_told_what_to_grant_and_changes
         Some(true)
     );
 }
+
+#[test]
+fn adopted_tenants_get_application_roles_of_their_own() {
+    // `init --tenant-app-roles`, then adoption: each adopted tenant has its application role,
+    // which the application takes with the tenant switch README shows for django-tenants.
+    let db = restored("adopt_app_roles");
+    let plugins = PluginDir::new(APPS);
+    let p = plugins.path();
+    db.wasmig(p, &wasmig_args(&["init", "--tenant-app-roles"]))
+        .expect(Exit::Ok);
+    db.wasmig(p, &wasmig_args(&["tenant", "adopt", "--shared"]))
+        .expect(Exit::Ok);
+    db.wasmig(
+        p,
+        &wasmig_args(&["tenant", "adopt", "--from-query", FROM_QUERY]),
+    )
+    .expect(Exit::Ok);
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(*) FROM wasmig.managed_schema WHERE scope = 'tenant' AND app_role IS NOT NULL"
+        ),
+        TENANTS.len() as i64
+    );
+    let app = db.session_as("django_app", DJANGO_APP_PASSWORD);
+    app.exec("SELECT wasmig_api.use_tenant('acme'); SET search_path = acme, public")
+        .expect("the tenant switch");
+    assert!(app.scalar_i64("SELECT count(*) FROM carriers_carrier") > 0);
+    let other = app
+        .exec("SELECT count(*) FROM globex.carriers_carrier")
+        .expect_err("another tenant is out of reach");
+    assert!(other.contains("permission denied"), "{other}");
+    app.exec("SELECT wasmig_api.use_tenant('public'); SET search_path = public")
+        .expect("back to the shared schema");
+    assert!(app.scalar_i64("SELECT count(*) FROM globex.carriers_carrier") > 0);
+}

@@ -4,6 +4,7 @@
 mod support;
 
 mod adopt;
+mod app_roles;
 mod authoring;
 mod bad_input;
 mod conflicts;

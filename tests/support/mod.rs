@@ -365,6 +365,15 @@ impl Session {
             .get(0)
     }
 
+    /// One `text` value (`""` for NULL).
+    pub fn scalar_text(&self, sql: &str) -> String {
+        self.rt
+            .block_on(self.client.query_one(sql, &[]))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get::<_, Option<String>>(0)
+            .unwrap_or_default()
+    }
+
     /// Whether the server ended this session.
     pub fn is_closed(&self) -> bool {
         self.client.is_closed() || self.exec("SELECT 1").is_err()

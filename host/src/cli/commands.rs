@@ -51,7 +51,14 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
         Command::New { .. } | Command::Build { .. } | Command::Plugin(_) => {
             unreachable!("handled above")
         }
-        Command::Init => ops::init::init(&s).await.map(|()| Exit::Ok),
+        Command::Init(a) => ops::init::init(
+            &s,
+            &ops::init::InitOptions {
+                tenant_app_roles: a.tenant_app_roles,
+            },
+        )
+        .await
+        .map(|()| Exit::Ok),
         Command::Tenant(t) => tenant(&s, t).await,
         Command::Migrate(a) => ops::migrate::migrate(&s, &migrate_options(&s, a)?).await,
         Command::Status(a) => {

@@ -219,11 +219,23 @@ impl Command {
     }
 }
 
+/// `wasmig init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Give every tenant an application role of its own (recommended): the application's data
+    /// rights on that tenant's schema alone, which the application role (`--app-role`) may
+    /// `SET ROLE` to when it switches tenant (`SELECT wasmig_api.use_tenant('acme')`), so that
+    /// whatever a tenant planted runs with that tenant's rights only. Kept for the database:
+    /// tenants created or adopted later get theirs too.
+    #[arg(long)]
+    pub tenant_app_roles: bool,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create (or upgrade) the control schema `wasmig` and the shared schema. Idempotent.
-    Init,
+    Init(InitArgs),
     /// Create, list or drop tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),

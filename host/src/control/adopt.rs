@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use tokio_postgres::Transaction;
 
 use super::registry::{
-    AppObjects, Existing, add_labels, create_schema_and_role, grant_app_role, lock_schema_and_find,
+    AppObjects, Existing, add_labels, create_schema_and_role, ensure_tenant_app_role,
+    grant_app_role, lock_schema_and_find, tenant_app_role_for, tenant_app_roles_on,
 };
 use super::{ControlError, EnsureSchema, pg};
 
@@ -353,6 +354,12 @@ pub async fn adopt_schema(
     if let Some(app) = opts.app_role {
         let grants = app_grants(objects, app);
         grant_app_role(&tx, schema, &role, app, AppObjects::Named(&grants)).await?;
+        if tenant_app_roles_on(&tx).await? {
+            let tapp = tenant_app_role_for(opts.dbname, schema);
+            ensure_tenant_app_role(&tx, schema, &tapp, app, opts.dbname).await?;
+            let grants = app_grants(objects, &tapp);
+            grant_app_role(&tx, schema, &role, &tapp, AppObjects::Named(&grants)).await?;
+        }
     }
     tx.commit().await.map_err(pg(what()))?;
     Ok(Adopted::Done {

@@ -103,6 +103,11 @@ pub async fn init(
         .await
         .map_err(pg(format!("granting role `{role}` the ledger functions")))?;
     }
+    if super::registry::tenant_app_roles_on(&tx).await? {
+        tx.batch_execute(super::registry::TENANT_SWITCH_GRANTS)
+            .await
+            .map_err(pg("letting every role call the tenant switch"))?;
+    }
     if operator_is_superuser(&tx).await? {
         tx.batch_execute(
             "DROP EVENT TRIGGER IF EXISTS wasmig_guard_tenant_ddl;

@@ -23,6 +23,9 @@ CREATE INDEX IF NOT EXISTS managed_schema_shared ON wasmig.managed_schema (scope
 ALTER TABLE wasmig.managed_schema
     ADD COLUMN IF NOT EXISTS labels jsonb NOT NULL DEFAULT '{}'
         CHECK (jsonb_typeof(labels) = 'object');
+-- The tenant's own application role (`init --tenant-app-roles`): the application's data
+-- rights on this schema alone, which the application role may `SET ROLE` to.
+ALTER TABLE wasmig.managed_schema ADD COLUMN IF NOT EXISTS app_role text;
 CREATE OR REPLACE VIEW wasmig.tenant AS
     SELECT schema_name, display_name AS name, domain, role_name, created_at, labels
     FROM wasmig.managed_schema WHERE scope = 'tenant';
@@ -618,6 +621,37 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.remove_leftovers(text) FROM PUBLIC;
+-- The application role of tenant `p_schema` (`init --tenant-app-roles`), for the
+-- application's tenant switch (`wasmig_api.use_tenant`): '' for the shared schema, NULL for a
+-- schema wasmig does not manage as a tenant with such a role.
+CREATE OR REPLACE FUNCTION wasmig_api.tenant_app_role(p_schema text) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE WHEN m.scope = 'shared' THEN '' ELSE m.app_role END
+      FROM wasmig.managed_schema m WHERE m.schema_name = p_schema
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.tenant_app_role(text) FROM PUBLIC;
+-- The application's tenant switch: `SET ROLE` to tenant `p_schema`'s application role (the
+-- shared schema: back to the application role itself). With its caller's rights, so the
+-- server checks that the caller may take that role; whatever the tenant planted (a view, a
+-- default, a function) then runs with that tenant's rights alone. Returns the role taken.
+CREATE OR REPLACE FUNCTION wasmig_api.use_tenant(p_schema text) RETURNS text
+LANGUAGE plpgsql
+AS $fn$
+DECLARE
+    r text := wasmig_api.tenant_app_role(p_schema);
+BEGIN
+    IF r IS NULL THEN
+        RAISE EXCEPTION 'wasmig: schema % is not a tenant with an application role of its own', pg_catalog.quote_ident(p_schema)
+            USING ERRCODE = '42704',
+                  HINT = 'tenants get one when the database was initialised with `wasmig init --tenant-app-roles`';
+    END IF;
+    PERFORM pg_catalog.set_config('role', CASE WHEN r = '' THEN 'none' ELSE r END, false);
+    RETURN r;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig_api.use_tenant(text) FROM PUBLIC;
 -- Runs a step's script inside the step's transaction, with the caller's own rights (not a
 -- SECURITY DEFINER: it grants nothing a role could not do itself). One statement on the
 -- wire however long the script, and PostgreSQL itself refuses COMMIT, ROLLBACK, BEGIN and

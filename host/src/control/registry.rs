@@ -159,6 +159,13 @@ fn readable_or_hashed(dbname: &str, name: &str, prefix: &str) -> String {
     format!("{prefix}{}", &h.to_hex()[..24])
 }
 
+/// The tenant's own application role (`init --tenant-app-roles`): `<database>_wasmig_app_<schema>`
+/// when that fits, otherwise `wasmig_a_` plus a hash. Schema names cannot start with `wasmig`,
+/// so it never collides with a schema's role.
+pub fn tenant_app_role_for(dbname: &str, schema: &SchemaName) -> String {
+    readable_or_hashed(dbname, &format!("wasmig_app_{schema}"), "wasmig_a_")
+}
+
 /// The group role every tenant role belongs to; shared plugins grant it read access to
 /// shared tables. Schema names starting with `wasmig` are reserved, so this cannot collide
 /// with a schema role.
@@ -271,6 +278,11 @@ pub async fn ensure_schema(
             AppObjects::AllInSchema
         };
         grant_app_role(&tx, schema, &role, app, on).await?;
+        if opts.scope == Scope::Tenant && tenant_app_roles_on(&tx).await? {
+            let tapp = tenant_app_role_for(opts.dbname, schema);
+            ensure_tenant_app_role(&tx, schema, &tapp, app, opts.dbname).await?;
+            grant_app_role(&tx, schema, &role, &tapp, on).await?;
+        }
     }
     tx.commit().await.map_err(pg(what()))?;
     Ok((ensured, role))
@@ -508,6 +520,124 @@ pub(super) async fn grant_app_role(
     .map_err(pg(what()))
 }
 
+/// Whether this database gives each tenant an application role of its own (`init
+/// --tenant-app-roles`).
+pub(super) async fn tenant_app_roles_on(
+    c: &impl tokio_postgres::GenericClient,
+) -> Result<bool, ControlError> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM wasmig.meta WHERE key = 'tenant_app_roles' AND value = 'on'",
+        &[],
+    )
+    .await
+    .map_err(pg("reading whether tenants have application roles"))?
+    .is_some())
+}
+
+/// Creates tenant `schema`'s application role `tapp` if it is missing: no login, the reads of
+/// shared tables tenants are granted (through the tenant group), and the application role
+/// `app` may `SET ROLE` to it. Records it in the registry. Its data rights on the schema are
+/// [`grant_app_role`]'s, given by the caller.
+pub(super) async fn ensure_tenant_app_role(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &SchemaName,
+    tapp: &str,
+    app: &str,
+    dbname: &str,
+) -> Result<(), ControlError> {
+    let what = || format!("creating the application role of tenant `{schema}`");
+    let exists: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&tapp],
+        )
+        .await
+        .map_err(pg(what()))?
+        .get(0);
+    let (t, a, g) = (ident(tapp), ident(app), ident(&tenant_group_for(dbname)));
+    let comment = literal(&format!(
+        "wasmig: the application's rights on tenant {schema} alone"
+    ))
+    .expect("no NUL");
+    let create = if exists {
+        String::new()
+    } else {
+        format!(
+            "CREATE ROLE {t} NOLOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+             COMMENT ON ROLE {t} IS {comment};"
+        )
+    };
+    tx.batch_execute(&format!(
+        "{create}
+         GRANT {g} TO {t};
+         GRANT {t} TO {a};"
+    ))
+    .await
+    .map_err(pg(what()))?;
+    tx.execute(
+        "UPDATE wasmig.managed_schema SET app_role = $2 WHERE schema_name = $1",
+        &[&schema.as_str(), &tapp],
+    )
+    .await
+    .map_err(pg(what()))?;
+    Ok(())
+}
+
+/// What lets every role call the tenant switch (`init` repeats it while tenant application
+/// roles are on, since the control schema's DDL revokes everything from `PUBLIC` first).
+pub(super) const TENANT_SWITCH_GRANTS: &str = "GRANT USAGE ON SCHEMA wasmig_api TO PUBLIC;
+     GRANT EXECUTE ON FUNCTION wasmig_api.use_tenant(text), wasmig_api.tenant_app_role(text) TO PUBLIC;";
+
+/// Turns tenant application roles on for this database (`init --tenant-app-roles`): every role
+/// may call the tenant switch (it takes only a role the session's user belongs to, and the
+/// application switches from one tenant's role to the next), and every tenant that has no application role
+/// yet gets one, each in a transaction of its own under the schema's lock. Returns how many
+/// got one.
+pub async fn enable_tenant_app_roles(
+    client: &mut Client,
+    dbname: &str,
+    app: &str,
+) -> Result<usize, ControlError> {
+    let what = "turning tenant application roles on";
+    client
+        .batch_execute(&format!(
+            "INSERT INTO wasmig.meta (key, value) VALUES ('tenant_app_roles', 'on')
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+             {TENANT_SWITCH_GRANTS}"
+        ))
+        .await
+        .map_err(pg(what))?;
+    let missing: Vec<(String, String)> = client
+        .query(
+            "SELECT schema_name, role_name FROM wasmig.managed_schema
+              WHERE scope = 'tenant' AND app_role IS NULL ORDER BY schema_name",
+            &[],
+        )
+        .await
+        .map_err(pg(what))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (name, role) in &missing {
+        let schema = SchemaName::parse(name).map_err(|e| ControlError::Host {
+            what: what.into(),
+            reason: e.to_string(),
+        })?;
+        let tx = client.transaction().await.map_err(pg(what))?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&LOCK_CLASS, &schema_lock_key(&schema)],
+        )
+        .await
+        .map_err(pg(what))?;
+        let tapp = tenant_app_role_for(dbname, &schema);
+        ensure_tenant_app_role(&tx, &schema, &tapp, app, dbname).await?;
+        grant_app_role(&tx, &schema, role, &tapp, AppObjects::AllInSchema).await?;
+        tx.commit().await.map_err(pg(what))?;
+    }
+    Ok(missing.len())
+}
+
 /// Re-sets a schema role's password to the derived one (a plugin may change its own role's
 /// password; PostgreSQL lets any role do that).
 pub async fn reset_role_password(
@@ -580,19 +710,24 @@ pub async fn drop_tenant(
     .map_err(pg(what()))?;
     let row = tx
         .query_opt(
-            "SELECT role_name FROM wasmig.managed_schema WHERE schema_name = $1 AND scope = 'tenant'",
+            "SELECT role_name, app_role FROM wasmig.managed_schema WHERE schema_name = $1 AND scope = 'tenant'",
             &[&schema.as_str()],
         )
         .await
         .map_err(pg(what()))?
         .ok_or_else(|| ControlError::UnknownTenant(schema.to_string()))?;
     let role: String = row.get(0);
+    let tapp: Option<String> = row.get(1);
     let ddl = format!(
         "DROP SCHEMA IF EXISTS {s} CASCADE;
          DROP OWNED BY {r};
-         DROP ROLE IF EXISTS {r};",
+         DROP ROLE IF EXISTS {r};
+         {drop_tapp}",
         s = ident(schema.as_str()),
-        r = ident(&role)
+        r = ident(&role),
+        drop_tapp = tapp
+            .map(|t| format!("DROP ROLE IF EXISTS {};", ident(&t)))
+            .unwrap_or_default()
     );
     tx.batch_execute(&ddl).await.map_err(pg(what()))?;
     for table in ["ledger", "step_grant", "failure", "managed_schema"] {

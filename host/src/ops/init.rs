@@ -6,8 +6,20 @@ use super::Settings;
 use crate::control::{self, EnsureSchema};
 use crate::plan::Scope;
 
+/// Options of `wasmig init`.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// Give every tenant an application role of its own (kept for the database).
+    pub tenant_app_roles: bool,
+}
+
 /// Creates or upgrades the control schema and the shared schema (idempotent).
-pub async fn init(s: &Settings) -> Result<()> {
+pub async fn init(s: &Settings, o: &InitOptions) -> Result<()> {
+    if o.tenant_app_roles && s.app_role.is_none() {
+        anyhow::bail!(
+            "--tenant-app-roles needs the application role: pass --app-role ROLE (or `app_role` in wasmig.toml)"
+        );
+    }
     let mut client = s.target.connect().await?;
     control::init(&mut client, s.target.dbname(), s.app_role.as_deref()).await?;
     let (ensured, role) = control::ensure_schema(
@@ -26,5 +38,9 @@ pub async fn init(s: &Settings) -> Result<()> {
     )
     .await?;
     crate::report::notes::init_done(&s.shared_schema, ensured, &role);
+    if let (true, Some(app)) = (o.tenant_app_roles, s.app_role.as_deref()) {
+        let given = control::enable_tenant_app_roles(&mut client, s.target.dbname(), app).await?;
+        crate::report::notes::tenant_app_roles_on(app, given);
+    }
     Ok(())
 }

@@ -281,3 +281,11 @@ pub fn stale_component(file: &Path, name: &str) {
         file.display()
     );
 }
+
+/// `init --tenant-app-roles`: every tenant has an application role of its own; `given` of them
+/// got theirs now.
+pub fn tenant_app_roles_on(app: &str, given: usize) {
+    crate::outln!(
+        "tenant application roles on: `{app}` may SET ROLE to each tenant's own (wasmig_api.use_tenant); {given} tenant(s) got theirs now"
+    );
+}
