@@ -6,7 +6,9 @@
 //! side by side in one run, wasmig against the lower bound of sending the same SQL directly
 //! (no WebAssembly, no ledger, one connection per job):
 //! 1. the reference workload (12 migrations) into N fresh tenants, N in {100, 1000}, jobs 1, 2;
-//! 2. one pending step (finance 0004) on all N tenants;
+//! 2. one pending step (finance 0004) on all N tenants; with each, the server's CPU time per
+//!    tenant, and the fleet-scale gate: at 1,000 tenants (jobs 2) it may be at most 1.15x what
+//!    it is at 100 (the bench fails otherwise; `--quick` runs this case too);
 //! 3. no-op `migrate`, `verify` and `status` over 10,000 tenants x 12 steps, and
 //!    `verify --structure` over 10,000 tenants holding the workload's objects (against
 //!    `status` and `pg_dump --schema-only` of the same database; `--only structure` runs
@@ -98,6 +100,11 @@ struct ResultRow {
     before_s: Option<f64>,
     /// wasmig / before, medians of interleaved runs.
     ratio_before: Option<f64>,
+    /// Server CPU time (every PostgreSQL process, the run's backends included) per tenant,
+    /// milliseconds, median: wasmig's run.
+    wasmig_server_ms_per_tenant: Option<f64>,
+    /// The same for direct SQL with one fresh login per tenant.
+    login_server_ms_per_tenant: Option<f64>,
     /// Peak RSS of the wasmig process, MiB.
     wasmig_peak_rss_mib: f64,
     runs: usize,
@@ -248,6 +255,67 @@ impl Bench {
         }
         self.checkpoint().await?;
         Ok(us)
+    }
+
+    /// CPU time PostgreSQL has used so far, milliseconds: the postmaster's own and that of the
+    /// children it reaped (every backend that ended), plus its children alive now (the
+    /// checkpointer, the WAL writer, ...). Read from /proc; taken once the measured run's
+    /// backends have exited (see [`Bench::server_cpu_after`]).
+    fn server_cpu_ms(&self) -> Result<f64> {
+        let pid_file = self.server.dir.join("data/postmaster.pid");
+        let pm: u32 = std::fs::read_to_string(&pid_file)?
+            .lines()
+            .next()
+            .context("postmaster.pid is empty")?
+            .trim()
+            .parse()?;
+        let ticks = |stat: &str, own_only: bool| -> Option<(u32, f64)> {
+            // Fields after the command name in parentheses: state is field 3.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ppid: u32 = f.get(1)?.parse().ok()?;
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            // utime 14, stime 15, cutime 16, cstime 17 (1-based over the whole line).
+            let own = n(11) + n(12);
+            Some((ppid, if own_only { own } else { own + n(13) + n(14) }))
+        };
+        let mut total = ticks(&std::fs::read_to_string(format!("/proc/{pm}/stat"))?, false)
+            .map_or(0.0, |(_, t)| t);
+        for e in std::fs::read_dir("/proc")? {
+            let e = e?;
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                && let Some((ppid, t)) = ticks(&stat, true)
+                && ppid == pm
+            {
+                total += t;
+            }
+        }
+        // Clock ticks are 10 ms on Linux (USER_HZ = 100).
+        Ok(total * 10.0)
+    }
+
+    /// [`Bench::server_cpu_ms`] once no client of database `db` but the bench's own is left
+    /// (a backend's CPU is counted when it exits).
+    async fn server_cpu_after(&self, db: &str) -> Result<f64> {
+        let c = connect(&self.server.url("postgres")).await?;
+        for _ in 0..200 {
+            let left: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
+                    &[&db],
+                )
+                .await?
+                .get(0);
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        drop(c);
+        self.server_cpu_ms()
     }
 
     /// Runs wasmig under GNU time to read its peak RSS.
@@ -405,13 +473,16 @@ impl Bench {
         let (mut l_full, mut l_pend) = (vec![], vec![]);
         let (mut o_full, mut o_pend) = (vec![], vec![]);
         let (mut rss_full, mut rss_pend) = (0f64, 0f64);
+        // Server CPU ms of each timed run: wasmig's and login-per-tenant's, full and pending.
+        let (mut wcpu_full, mut wcpu_pend, mut lcpu_full, mut lcpu_pend) =
+            (vec![], vec![], vec![], vec![]);
         let (mut fs_full, mut fs_pend) = (0f64, 0f64);
         for rep in 0..reps {
             eprintln!("workload: {n} tenants, jobs {jobs}, run {}/{reps}", rep + 1);
             let plugins = self.plugin_dir("workload", WORKLOAD_PLUGINS)?;
             let wdb = self.wasmig_db("w", n, &plugins).await?;
             let (_, durl) = self.direct_db("d", n).await?;
-            let (_, lurl) = self.direct_db("l", n).await?;
+            let (ldb, lurl) = self.direct_db("l", n).await?;
             let odb = match self.before.is_some() {
                 true => Some(self.wasmig_db("o", n, &plugins).await?),
                 false => None,
@@ -442,16 +513,19 @@ impl Bench {
                         &mut fs_full
                     };
                     *fs_max = fs_max.max(fs);
+                    let cpu_before = self.server_cpu_ms()?;
                     match (side, pending_case) {
                         ('A', false) => {
                             let t = self.wasmig(&wdb, &plugins, &migrate)?;
                             w_full.push(t.secs);
                             rss_full = rss_full.max(t.rss_mib);
+                            wcpu_full.push(self.server_cpu_after(&wdb).await? - cpu_before);
                         }
                         ('A', true) => {
                             let t = self.wasmig(&wdb, &next, &migrate)?;
                             w_pend.push(t.secs);
                             rss_pend = rss_pend.max(t.rss_mib);
+                            wcpu_pend.push(self.server_cpu_after(&wdb).await? - cpu_before);
                         }
                         ('O', _) => {
                             let (Some(bin), Some(odb)) = (&self.before, &odb) else {
@@ -472,10 +546,12 @@ impl Bench {
                             d_pend.push(self.direct(&durl, n, jobs, &pending, false).await?)
                         }
                         (_, false) => {
-                            l_full.push(self.direct(&lurl, n, jobs, &scripts, true).await?)
+                            l_full.push(self.direct(&lurl, n, jobs, &scripts, true).await?);
+                            lcpu_full.push(self.server_cpu_after(&ldb).await? - cpu_before);
                         }
                         (_, true) => {
-                            l_pend.push(self.direct(&lurl, n, jobs, &pending, true).await?)
+                            l_pend.push(self.direct(&lurl, n, jobs, &pending, true).await?);
+                            lcpu_pend.push(self.server_cpu_after(&ldb).await? - cpu_before);
                         }
                     }
                 }
@@ -483,7 +559,7 @@ impl Bench {
             // The databases stay until the server is removed: dropping them would delete
             // thousands of files and slow down the next run's file creation.
         }
-        for (case, w, d, l, o, rss, fs) in [
+        for (case, w, d, l, o, rss, fs, wcpu, lcpu) in [
             (
                 "full workload (12 migrations)",
                 w_full,
@@ -492,6 +568,8 @@ impl Bench {
                 o_full,
                 rss_full,
                 fs_full,
+                wcpu_full,
+                lcpu_full,
             ),
             (
                 "one pending step (finance 0004)",
@@ -501,9 +579,12 @@ impl Bench {
                 o_pend,
                 rss_pend,
                 fs_pend,
+                wcpu_pend,
+                lcpu_pend,
             ),
         ] {
             let (wm, dm, lm) = (median(w), median(d), median(l));
+            let per_tenant = |v: Vec<f64>| (!v.is_empty()).then(|| median(v) / n as f64);
             let om = (!o.is_empty()).then(|| median(o));
             self.rows.push(ResultRow {
                 case: case.into(),
@@ -516,6 +597,8 @@ impl Bench {
                 ratio_login: Some(wm / lm),
                 before_s: om,
                 ratio_before: om.map(|o| wm / o),
+                wasmig_server_ms_per_tenant: per_tenant(wcpu),
+                login_server_ms_per_tenant: per_tenant(lcpu),
                 wasmig_peak_rss_mib: rss,
                 runs: reps,
                 fs_create_us: fs,
@@ -560,6 +643,8 @@ impl Bench {
                 ratio_login: None,
                 before_s: None,
                 ratio_before: None,
+                wasmig_server_ms_per_tenant: None,
+                login_server_ms_per_tenant: None,
                 wasmig_peak_rss_mib: rss,
                 runs: reps,
                 fs_create_us: fs,
@@ -637,6 +722,8 @@ impl Bench {
             ratio_login: dump_s.map(|d| st / d),
             before_s: None,
             ratio_before: None,
+            wasmig_server_ms_per_tenant: None,
+            login_server_ms_per_tenant: None,
             wasmig_peak_rss_mib: rss,
             runs: reps,
             fs_create_us: fs,
@@ -681,6 +768,8 @@ impl Bench {
             ratio_login: None,
             before_s: None,
             ratio_before: None,
+            wasmig_server_ms_per_tenant: None,
+            login_server_ms_per_tenant: None,
             wasmig_peak_rss_mib: rss,
             runs: reps,
             fs_create_us: fs,
@@ -732,6 +821,8 @@ impl Bench {
             ratio_login: None,
                 before_s: None,
                 ratio_before: None,
+            wasmig_server_ms_per_tenant: None,
+            login_server_ms_per_tenant: None,
             wasmig_peak_rss_mib: 0.0,
             runs: 100,
             fs_create_us,
@@ -806,14 +897,16 @@ async fn main() -> Result<()> {
     let only_structure = args
         .windows(2)
         .any(|w| w[0] == "--only" && w[1] == "structure");
+    // The fleet-scale gate: the workload into 1,000 tenants runs in the quick bench too.
     let sizes: &[(usize, usize)] = if quick {
-        &[(100, 1)]
+        &[(100, 1), (1000, 1)]
     } else {
         &[(100, 3), (1000, 2)]
     };
     for &(n, reps) in sizes.iter().filter(|_| !only_structure) {
         let reps = reps_override.unwrap_or(reps);
-        for jobs in [1, 2] {
+        let jobs: &[usize] = if quick && n > 100 { &[2] } else { &[1, 2] };
+        for &jobs in jobs {
             b.workload_case(n, jobs, reps).await?;
         }
     }
@@ -830,7 +923,7 @@ async fn main() -> Result<()> {
     println!();
     let opt = |v: Option<f64>, p: usize| v.map_or_else(|| "-".to_owned(), |d| format!("{d:.p$}"));
     println!(
-        "{:<38} {:>7} {:>4} {:>9} {:>9} {:>6} {:>9} {:>6} {:>9} {:>6} {:>8} {:>6}  note",
+        "{:<38} {:>7} {:>4} {:>9} {:>9} {:>6} {:>9} {:>6} {:>9} {:>6} {:>9} {:>9} {:>8} {:>6}  note",
         "case",
         "tenants",
         "jobs",
@@ -841,12 +934,14 @@ async fn main() -> Result<()> {
         "ratio",
         "before s",
         "ratio",
+        "srv ms/t",
+        "login ms/t",
         "RSS MiB",
         "fs us"
     );
     for r in &b.rows {
         println!(
-            "{:<38} {:>7} {:>4} {:>9.3} {:>9} {:>6} {:>9} {:>6} {:>9} {:>6} {:>8.1} {:>6.0}  {}",
+            "{:<38} {:>7} {:>4} {:>9.3} {:>9} {:>6} {:>9} {:>6} {:>9} {:>6} {:>9} {:>9} {:>8.1} {:>6.0}  {}",
             r.case,
             r.tenants,
             r.jobs,
@@ -857,6 +952,8 @@ async fn main() -> Result<()> {
             opt(r.ratio_login, 2),
             opt(r.before_s, 3),
             opt(r.ratio_before, 3),
+            opt(r.wasmig_server_ms_per_tenant, 1),
+            opt(r.login_server_ms_per_tenant, 1),
             r.wasmig_peak_rss_mib,
             r.fs_create_us,
             r.note
@@ -868,7 +965,29 @@ async fn main() -> Result<()> {
     println!(
         "fs us: the slowest file creation timed before a run of the case (normal here is under 40 us; more means files deleted shortly before slowed the run)"
     );
+    println!(
+        "srv ms/t: CPU time of every PostgreSQL process during the run, per tenant (median); login ms/t: the same for the login-per-tenant side"
+    );
     println!("instantiate + one apply call per step: {us:.1} us (median of 5 x 2000, in process)");
+    // The fleet-scale gate: server work per tenant may not grow with the fleet.
+    let per_tenant_at = |n: usize| {
+        b.rows
+            .iter()
+            .find(|r| r.case.starts_with("full workload") && r.tenants == n && r.jobs == 2)
+            .and_then(|r| r.wasmig_server_ms_per_tenant)
+    };
+    let gate = match (per_tenant_at(100), per_tenant_at(1000)) {
+        (Some(small), Some(large)) => {
+            let ratio = large / small;
+            let pass = ratio <= 1.15;
+            println!(
+                "fleet-scale gate: {large:.1} ms of server time per tenant at 1,000 tenants against {small:.1} at 100: {ratio:.2}x (limit 1.15x): {}",
+                if pass { "PASS" } else { "FAIL" }
+            );
+            pass
+        }
+        _ => true,
+    };
     let out = Output {
         format: "wasmig-bench/1",
         postgres: version,
@@ -883,5 +1002,8 @@ async fn main() -> Result<()> {
     std::fs::write(&file, serde_json::to_string_pretty(&out)?)?;
     println!("results: {}", file.display());
     drop(b.work);
+    if !gate {
+        bail!("the fleet-scale gate failed: per-tenant server work grows with the fleet");
+    }
     Ok(())
 }

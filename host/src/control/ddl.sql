@@ -214,14 +214,22 @@ DROP FUNCTION IF EXISTS wasmig_api.require_step_record();
 DROP FUNCTION IF EXISTS wasmig_api.leftover();
 DROP FUNCTION IF EXISTS wasmig_api.check_step(text);
 DROP FUNCTION IF EXISTS wasmig.enforce_write_limit();
+DROP FUNCTION IF EXISTS wasmig.my_step();
 CREATE OR REPLACE FUNCTION wasmig.my_step() RETURNS wasmig.active_step
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT s.* FROM wasmig.active_step s
-     WHERE s.pid = pg_catalog.pg_backend_pid() AND s.open
-       AND s.backend_start = (SELECT b.backend_start
-                                FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b)
+DECLARE
+    s wasmig.active_step;
+BEGIN
+    -- PL/pgSQL rather than SQL: the plan is kept for the session (a SQL function with a SET
+    -- clause is planned at every call, and this one runs once per DDL command).
+    SELECT a.* INTO s FROM wasmig.active_step a
+     WHERE a.pid = pg_catalog.pg_backend_pid() AND a.open
+       AND a.backend_start = (SELECT b.backend_start
+                                FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) b);
+    RETURN s;
+END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.my_step() FROM PUBLIC;
 -- What the roles `p_roles` (a step's role and its groups) own in this database that is not
@@ -229,11 +237,14 @@ REVOKE ALL ON FUNCTION wasmig.my_step() FROM PUBLIC;
 -- would survive `tenant drop`) and anything a group owns. Looked up through
 -- `pg_shdepend`'s reference index, one role at a time: the cost is what these roles own,
 -- never what the fleet owns.
+DROP FUNCTION IF EXISTS wasmig.owned_outside(oid, oid[]);
 CREATE OR REPLACE FUNCTION wasmig.owned_outside(p_role oid, p_roles oid[]) RETURNS oid[]
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
 AS $fn$
+BEGIN
+    RETURN (
     SELECT coalesce(array_agg(d.objid), '{}')
       FROM pg_catalog.pg_shdepend d
      WHERE d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
@@ -242,16 +253,20 @@ AS $fn$
        -- Compared as a number, so no plan can take the database's own index (which lists
        -- every object of the fleet) instead of the owner's.
        AND d.dbid::int8 = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())::int8
-       AND (d.refobjid <> p_role OR d.classid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass)
+       AND (d.refobjid <> p_role OR d.classid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass));
+END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.owned_outside(oid, oid[]) FROM PUBLIC;
 -- What the open step `s` left outside its schema that was not there when it began, named for
 -- the error, or NULL. Inside a transactional step's transaction, so it is rolled back with it.
+DROP FUNCTION IF EXISTS wasmig.leftover(wasmig.active_step);
 CREATE OR REPLACE FUNCTION wasmig.leftover(s wasmig.active_step) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET enable_seqscan = off
 AS $fn$
+BEGIN
+    RETURN (
     SELECT format('%s (owned by role %s)',
                   pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), d.refobjid::regrole)
       FROM pg_catalog.pg_shdepend d
@@ -261,7 +276,8 @@ AS $fn$
        AND d.dbid::int8 = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())::int8
        AND (d.refobjid <> s.role_oid OR d.classid = 'pg_catalog.pg_largeobject'::pg_catalog.regclass)
        AND d.objid <> ALL (coalesce(s.owned_before, '{}'))
-     LIMIT 1
+     LIMIT 1);
+END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.leftover(wasmig.active_step) FROM PUBLIC;
 -- Refuses a step that grew its schema, with the catalog text it stored, by more than its write
@@ -434,15 +450,16 @@ DECLARE
     n_oid oid;
     groups oid[];
     start bigint;
-    -- The write bound and temp_file_limit need a superuser owner (file sizes, a superuser
-    -- setting); without one neither is taken (the host says so before the run).
-    g_super boolean := (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user);
+    g_super boolean;
 BEGIN
     IF p_token IS NULL THEN
         UPDATE wasmig.active_step SET open = false, end_bytes = NULL
          WHERE pid = pg_catalog.pg_backend_pid();
         RETURN;
     END IF;
+    -- The write bound and temp_file_limit need a superuser owner (file sizes, a superuser
+    -- setting); without one neither is taken (the host says so before the run).
+    SELECT rolsuper INTO g_super FROM pg_catalog.pg_roles WHERE rolname = current_user;
     UPDATE wasmig.step_grant SET begun = true
      WHERE token_hash = sha256(p_token) AND role_name = session_user
        AND NOT begun AND expires_at > clock_timestamp()
@@ -683,10 +700,15 @@ $fn$;
 -- How deeply a type nests other types (a domain its base type, an array its element, a range
 -- its subtype, a composite type its fields), counting only types that are not built in and
 -- stopping past 40 levels. Each lookup is by a type's own key.
+DROP FUNCTION IF EXISTS wasmig.type_depth(oid);
 CREATE OR REPLACE FUNCTION wasmig.type_depth(p_type oid) RETURNS int
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    depth int;
+BEGIN
+    -- PL/pgSQL, so the recursive query is planned once per session.
     WITH RECURSIVE walk(t, depth) AS (
         SELECT p_type, 1
         UNION
@@ -707,7 +729,9 @@ AS $fn$
           ) n
          WHERE w.depth <= 40 AND n.t >= 16384
     )
-    SELECT max(depth) FROM walk
+    SELECT max(walk.depth) INTO depth FROM walk;
+    RETURN depth;
+END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.type_depth(oid) FROM PUBLIC;
 -- The object guard (an event trigger at the end of every DDL command, installed by a
@@ -747,13 +771,25 @@ BEGIN
     -- (it looks a type up recursively when a statement returns or takes it, so a chain of
     -- thousands of domains would overflow the stack of the step's plugin call).
     IF stepping THEN
+        -- Only a type made of types that are not built in can nest at all: the walk runs
+        -- for those (a table of built-in column types costs one lookup of its columns).
         SELECT format('%s is nested %s levels deep (domains, arrays, ranges and composite types within each other); at most 16 are allowed',
-                      pg_catalog.format_type(t.t, NULL), wasmig.type_depth(t.t)) INTO bad
-          FROM (SELECT CASE WHEN c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass THEN c.objid
-                            ELSE (SELECT r.reltype FROM pg_catalog.pg_class r WHERE r.oid = c.objid) END AS t
-                  FROM pg_catalog.pg_event_trigger_ddl_commands() c
-                 WHERE c.classid IN ('pg_catalog.pg_type'::pg_catalog.regclass, 'pg_catalog.pg_class'::pg_catalog.regclass)) t
-         WHERE t.t IS NOT NULL AND t.t <> 0 AND wasmig.type_depth(t.t) > 16
+                      pg_catalog.format_type(t.t, NULL), t.depth) INTO bad
+          FROM (SELECT t.t, wasmig.type_depth(t.t) AS depth
+                  FROM (SELECT CASE WHEN c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass THEN c.objid
+                                    ELSE (SELECT r.reltype FROM pg_catalog.pg_class r WHERE r.oid = c.objid) END AS t
+                          FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                         WHERE c.classid IN ('pg_catalog.pg_type'::pg_catalog.regclass,
+                                             'pg_catalog.pg_class'::pg_catalog.regclass)) t
+                 WHERE t.t IS NOT NULL AND t.t <> 0
+                   AND EXISTS (SELECT 1 FROM pg_catalog.pg_type ty
+                                WHERE ty.oid = t.t
+                                  AND (ty.typbasetype >= 16384 OR ty.typelem >= 16384
+                                       OR ty.typtype IN ('r', 'm')
+                                       OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute at
+                                                   WHERE at.attrelid = ty.typrelid AND at.attnum > 0
+                                                     AND at.atttypid >= 16384)))) t
+         WHERE t.depth > 16
          LIMIT 1;
         IF bad IS NOT NULL THEN
             RAISE EXCEPTION 'wasmig: plugin `%` (step `%`): %', a.plugin, a.step_id, bad
