@@ -28,7 +28,7 @@ fn a_view_that_would_read_as_whoever_queries_it_is_refused() {
             attack,
             "",
             &[],
-            "which is neither in schema att nor a shared relation granted to tenants",
+            "which is neither in schema att nor a shared table granted to tenants",
         );
     }
     for attack in [
@@ -233,7 +233,12 @@ fn a_type_nested_deeper_than_the_driver_resolves_is_refused_in_every_tier() {
     // The host's driver looks a type up recursively when a statement returns it: thousands
     // of nested domains would overflow the stack of the step's call and end the process for
     // every tenant. No tier may create one.
-    for attack in ["deep_domains", "deep_composites", "deep_tables"] {
+    for attack in [
+        "deep_domains",
+        "deep_composites",
+        "deep_tables",
+        "deep_graft",
+    ] {
         fails_with(attack, "", &[], "levels deep");
         fails_in(
             "hostile_full",
@@ -243,6 +248,59 @@ fn a_type_nested_deeper_than_the_driver_resolves_is_refused_in_every_tier() {
             "levels deep",
         );
     }
+}
+
+#[test]
+fn an_enum_the_driver_would_read_whole_is_bounded() {
+    fails_with("huge_enum", "", &[], "has more than 10000 labels");
+}
+
+#[test]
+fn catalog_rows_and_statistics_targets_count_against_the_write_bound() {
+    // 60 empty tables of 1,600 columns are no file space and 96,000 rows of pg_attribute.
+    fails_with(
+        "wide_tables",
+        "",
+        &["--plugin-limit", "hostile:max_write_mb=5"],
+        "more than its limit of 5 MiB (max_write_mb)",
+    );
+    fails_with(
+        "statistics_target",
+        "",
+        &[],
+        "has a statistics target above 1000",
+    );
+}
+
+#[test]
+fn copy_and_alter_role_are_refused_before_the_server() {
+    fails_with(
+        "copy_out",
+        "",
+        &[],
+        "`COPY` to or from the client is not allowed",
+    );
+    fails_with(
+        "alter_role_statement",
+        "",
+        &[],
+        "`ALTER ROLE` is not allowed in a step",
+    );
+}
+
+#[test]
+fn a_non_transactional_scripts_results_are_never_collected() {
+    // 40 rows of 60 MB each: read and dropped one by one, never held together.
+    let a = Arena::with("nontx_rows", "hostile_nontx");
+    let run = a.attack_env(
+        "nontx_big_rows",
+        "",
+        &[],
+        &[("WASMIG_TEST_PEAK_MEMORY", "1")],
+        Exit::Ok,
+    );
+    let kb = peak_kb(&run);
+    assert!(kb < 600 * 1024, "the host peaked at {kb} kB");
 }
 
 /// The peak memory `wasmig` reports with `WASMIG_TEST_PEAK_MEMORY` (debug builds).

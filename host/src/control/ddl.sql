@@ -183,6 +183,9 @@ ALTER TABLE wasmig.active_step ADD COLUMN IF NOT EXISTS open boolean NOT NULL DE
                                ADD COLUMN IF NOT EXISTS catalog_bytes bigint NOT NULL DEFAULT 0,
                                ADD COLUMN IF NOT EXISTS group_oids oid[],
                                ADD COLUMN IF NOT EXISTS owned_before oid[];
+-- Version 7: the step role's password and settings when the step began (`wasmig.role_state`):
+-- `ALTER ROLE` on itself would outlive the step.
+ALTER TABLE wasmig.active_step ADD COLUMN IF NOT EXISTS role_state text;
 -- A grant opens one step, once (`begin_step`): a plugin that learnt its token cannot restart
 -- its step's write bound. Rolled back with the step's transaction, so a retry may open it.
 ALTER TABLE wasmig.step_grant ADD COLUMN IF NOT EXISTS begun boolean NOT NULL DEFAULT false;
@@ -306,6 +309,26 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.enforce_write_limit(wasmig.active_step) FROM PUBLIC;
+-- What a role may change about itself with `ALTER ROLE` (its password, with a superuser owner
+-- who may read it, marked `p:`; its settings in every database), as one text to compare.
+CREATE OR REPLACE FUNCTION wasmig.role_state(p_role oid, p_with_password boolean) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    pw text := '';
+BEGIN
+    -- Only a superuser may read pg_authid: without one, the settings alone.
+    IF p_with_password THEN
+        SELECT coalesce(rolpassword, '') INTO pw FROM pg_catalog.pg_authid WHERE oid = p_role;
+    END IF;
+    RETURN CASE WHEN p_with_password THEN 'p:' ELSE '' END
+        || pg_catalog.md5(pw || '|' || coalesce(
+               (SELECT string_agg(setdatabase::text || ':' || setconfig::text, ',' ORDER BY setdatabase)
+                  FROM pg_catalog.pg_db_role_setting WHERE setrole = p_role), ''));
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.role_state(oid, boolean) FROM PUBLIC;
 -- The checks before a step's ledger write, and its close: the step must still be open (a
 -- plugin that closed its own step with `begin_step(NULL)` dropped its bounds), its
 -- transaction must be the one its SQL ran in (`p_xid`, when the host knows it), it must have
@@ -328,6 +351,14 @@ BEGIN
     IF p_xid IS NOT NULL AND p_xid <> pg_catalog.txid_current()::text THEN
         RAISE EXCEPTION 'wasmig: the step''s transaction ended before the step was recorded'
             USING ERRCODE = '25000';
+    END IF;
+    -- A role's password and settings outlive the step: a step may not change them (a
+    -- transactional step's change rolls back with it; the operator restores a
+    -- non-transactional one's).
+    IF s.role_state IS NOT NULL
+       AND wasmig.role_state(s.role_oid, s.role_state LIKE 'p:%') <> s.role_state THEN
+        RAISE EXCEPTION 'wasmig: the step changed its own role (ALTER ROLE: its password or settings), which would outlive the step'
+            USING ERRCODE = '42501';
     END IF;
     left_behind := wasmig.leftover(s);
     IF left_behind IS NOT NULL THEN
@@ -483,14 +514,14 @@ BEGIN
     INSERT INTO wasmig.active_step AS s
            (pid, txid, backend_start, role_name, role_oid, schema_name, home_nsp, shared_nsp,
             tier, plugin, step_id, start_bytes, write_limit, open, end_bytes, catalog_bytes,
-            group_oids, owned_before)
+            group_oids, owned_before, role_state)
     VALUES (pg_catalog.pg_backend_pid(), pg_catalog.txid_current(), me_start, session_user,
             r_oid, g.schema_name, n_oid,
             (SELECT sn.oid FROM wasmig.managed_schema m
                JOIN pg_catalog.pg_namespace sn ON sn.nspname = m.schema_name
               WHERE m.scope = 'shared' LIMIT 1),
             g.tier, g.plugin, g.step_id, start, g.write_limit, true, NULL, 0, groups,
-            wasmig.owned_outside(r_oid, r_oid || groups))
+            wasmig.owned_outside(r_oid, r_oid || groups), wasmig.role_state(r_oid, g_super))
     ON CONFLICT (pid) DO UPDATE
        SET txid = EXCLUDED.txid, backend_start = EXCLUDED.backend_start,
            role_name = EXCLUDED.role_name, role_oid = EXCLUDED.role_oid,
@@ -499,7 +530,7 @@ BEGIN
            step_id = EXCLUDED.step_id, start_bytes = EXCLUDED.start_bytes,
            write_limit = EXCLUDED.write_limit, open = true, end_bytes = NULL,
            catalog_bytes = 0, group_oids = EXCLUDED.group_oids,
-           owned_before = EXCLUDED.owned_before;
+           owned_before = EXCLUDED.owned_before, role_state = EXCLUDED.role_state;
     -- The step's temporary files (its plugin's `max_temp_mb`, else the role's limit), for the
     -- session, so that it holds for a non-transactional step too. PostgreSQL bounds them per
     -- process, and one query may start up to max_worker_processes parallel workers, each with
@@ -734,6 +765,41 @@ BEGIN
 END
 $fn$;
 REVOKE ALL ON FUNCTION wasmig.type_depth(oid) FROM PUBLIC;
+-- How many types contain `p_type` above it, counting itself (a domain over it, an array or a
+-- range of it, a table or composite type with a column of it, and so on up), stopping past 40:
+-- a chain is as deep as the longest path through a type, which a change to the type at the
+-- bottom of one chain (`ALTER TYPE ... ADD ATTRIBUTE`) lengthens for every type above it.
+-- Walked through the dependencies recorded on each type (`pg_depend`'s reference index).
+CREATE OR REPLACE FUNCTION wasmig.type_height(p_type oid) RETURNS int
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    height int;
+BEGIN
+    WITH RECURSIVE up(t, height) AS (
+        SELECT p_type, 1
+        UNION
+        SELECT n.t, u.height + 1
+          FROM up u
+          CROSS JOIN LATERAL (
+              SELECT d.objid AS t FROM pg_catalog.pg_depend d
+               WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid = u.t
+                 AND d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+              UNION ALL
+              SELECT r.reltype FROM pg_catalog.pg_depend d
+                JOIN pg_catalog.pg_class r ON r.oid = d.objid
+               WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid = u.t
+                 AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid > 0
+                 AND r.reltype <> 0
+          ) n
+         WHERE u.height <= 40
+    )
+    SELECT max(up.height) INTO height FROM up;
+    RETURN height;
+END
+$fn$;
+REVOKE ALL ON FUNCTION wasmig.type_height(oid) FROM PUBLIC;
 -- The object guard (an event trigger at the end of every DDL command, installed by a
 -- superuser `init`): in a step of a tenant plugin with the `data` tier no DDL at all; with the
 -- `schema` tier only commands that create no code, and no object whose expressions call a
@@ -761,9 +827,11 @@ DECLARE
     x record;
     stepping boolean;
     bad text;
-    -- Catalog text this command stored (expression trees, view definitions, comments), which
-    -- counts against the step's write bound: it is not in the schema's files.
+    -- Catalog text this command stored (expression trees, view definitions, comments, rows
+    -- of columns and labels), which counts against the step's write bound: it is not in the
+    -- schema's files.
     stored bigint := 0;
+    k_rows bigint;
 BEGIN
     a := wasmig.my_step();
     stepping := a.pid IS NOT NULL AND a.role_name = session_user;
@@ -775,7 +843,7 @@ BEGIN
         -- for those (a table of built-in column types costs one lookup of its columns).
         SELECT format('%s is nested %s levels deep (domains, arrays, ranges and composite types within each other); at most 16 are allowed',
                       pg_catalog.format_type(t.t, NULL), t.depth) INTO bad
-          FROM (SELECT t.t, wasmig.type_depth(t.t) AS depth
+          FROM (SELECT t.t, wasmig.type_depth(t.t) + wasmig.type_height(t.t) - 1 AS depth
                   FROM (SELECT CASE WHEN c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass THEN c.objid
                                     ELSE (SELECT r.reltype FROM pg_catalog.pg_class r WHERE r.oid = c.objid) END AS t
                           FROM pg_catalog.pg_event_trigger_ddl_commands() c
@@ -791,6 +859,15 @@ BEGIN
                                                      AND at.atttypid >= 16384)))) t
          WHERE t.depth > 16
          LIMIT 1;
+        -- The driver reads every label of an enum a statement returns: at most 10,000.
+        IF bad IS NULL THEN
+            SELECT format('%s has more than 10000 labels', pg_catalog.format_type(c.objid, NULL)) INTO bad
+              FROM pg_catalog.pg_event_trigger_ddl_commands() c
+             WHERE c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass
+               AND (SELECT count(*) FROM (SELECT 1 FROM pg_catalog.pg_enum e
+                                           WHERE e.enumtypid = c.objid LIMIT 10001) l) > 10000
+             LIMIT 1;
+        END IF;
         IF bad IS NOT NULL THEN
             RAISE EXCEPTION 'wasmig: plugin `%` (step `%`): %', a.plugin, a.step_id, bad
                 USING ERRCODE = '54001';
@@ -879,6 +956,32 @@ BEGIN
             bad := format('%s is named like %s.%s of the shared schema, which it would shadow on a search_path',
                           pg_catalog.pg_describe_object(o.classid, o.objid, 0), a.shared_nsp::regnamespace, k_name);
         END IF;
+        -- The catalog rows an object holds count as written (an empty table of 1,600 columns
+        -- is 0 bytes of files and 1,600 rows of pg_attribute), and statistics targets stay
+        -- near the default (what ANALYZE keeps per column grows with them, after any check).
+        IF bad IS NULL AND k_kind IN ('r', 'p', 'm', 'f', 'v') THEN
+            SELECT 256 * count(*),
+                   min(CASE WHEN at.attstattarget > 1000
+                            THEN format('column %s of %s has a statistics target above 1000',
+                                        pg_catalog.quote_ident(at.attname),
+                                        pg_catalog.pg_describe_object(o.classid, o.objid, 0)) END)
+              INTO k_rows, bad
+              FROM pg_catalog.pg_attribute at WHERE at.attrelid = o.objid AND at.attnum > 0;
+            stored := stored + k_rows;
+        ELSIF bad IS NULL AND k_kind = 'type e' THEN
+            stored := stored + 128 * (SELECT count(*) FROM pg_catalog.pg_enum e WHERE e.enumtypid = o.objid);
+        END IF;
+        IF bad IS NULL AND o.classid = 'pg_catalog.pg_statistic_ext'::regclass THEN
+            SELECT CASE WHEN se.stxstattarget > 1000
+                        THEN format('statistics object %s has a statistics target above 1000',
+                                    pg_catalog.quote_ident(se.stxname))
+                        WHEN (SELECT count(*) FROM pg_catalog.pg_statistic_ext s2
+                               WHERE s2.stxrelid = se.stxrelid) > 32
+                        THEN format('%s has more than 32 statistics objects',
+                                    se.stxrelid::pg_catalog.regclass) END
+              INTO bad
+              FROM pg_catalog.pg_statistic_ext se WHERE se.oid = o.objid;
+        END IF;
         -- Sequences, toast tables, enum, composite, base and pseudo types hold no expressions.
         CONTINUE WHEN bad IS NULL AND (k_kind IN ('S', 't', 'type e', 'type c', 'type b', 'type p')
                                        OR (k_kind IN ('i', 'I') AND NOT k_exprs
@@ -913,7 +1016,7 @@ BEGIN
              WHERE c.oid = o.objid AND opt.option_name = 'security_invoker'
                AND opt.option_value::boolean;
             IF bad IS NULL THEN
-                SELECT format('%s reads %s, which is neither in schema %s nor a shared relation granted to tenants',
+                SELECT format('%s reads %s, which is neither in schema %s nor a shared table granted to tenants (without row security)',
                               pg_catalog.pg_describe_object(o.classid, o.objid, 0),
                               pg_catalog.pg_describe_object('pg_catalog.pg_class'::regclass, r.oid, 0),
                               a.schema_name) INTO bad
@@ -924,7 +1027,10 @@ BEGIN
                   JOIN pg_catalog.pg_class r ON r.oid = d.refobjid
                  WHERE rw.ev_class = o.objid
                    AND r.relnamespace <> a.home_nsp
-                   AND NOT (r.relnamespace = a.shared_nsp
+                   -- A shared table (not a view, whose own reads may depend on its reader,
+                   -- nor one with row security, whose policies run as the reader).
+                   AND NOT (r.relnamespace = a.shared_nsp AND r.relkind IN ('r', 'p', 'm')
+                            AND NOT r.relrowsecurity
                             AND pg_catalog.has_table_privilege(a.role_oid, r.oid, 'SELECT'))
                  LIMIT 1;
             END IF;

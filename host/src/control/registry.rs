@@ -418,7 +418,6 @@ pub(super) async fn create_schema_and_role(
              GRANT EXECUTE ON FUNCTION {FUNCTIONS_OF_SCHEMA_ROLES} TO {r};"
         ),
     };
-    let sl = opts.session;
     let ddl = format!(
         "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT NOREPLICATION NOBYPASSRLS
              CONNECTION LIMIT {limit} PASSWORD {verifier};
@@ -426,25 +425,12 @@ pub(super) async fn create_schema_and_role(
          GRANT {r} TO CURRENT_USER;
          {create_schema}
          REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
-         ALTER ROLE {r} SET search_path = {s};
-         ALTER ROLE {r} SET statement_timeout = {st};
-         ALTER ROLE {r} SET lock_timeout = {lt};
-         ALTER ROLE {r} SET idle_in_transaction_session_timeout = {it};
+         {settings}
          {scope_ddl}",
         limit = opts.connection_limit,
-        st = sl.statement_timeout_ms,
-        lt = sl.lock_timeout_ms,
-        it = sl.idle_in_transaction_ms,
+        settings = role_settings(&role, schema, opts.session, operator_is_superuser(tx).await?),
     );
     tx.batch_execute(&ddl).await.map_err(pg(what()))?;
-    if operator_is_superuser(tx).await? {
-        tx.batch_execute(&format!(
-            "ALTER ROLE {r} SET temp_file_limit = '{}kB'",
-            sl.temp_file_limit_kb
-        ))
-        .await
-        .map_err(pg(what()))?;
-    }
     tx.execute(
         "INSERT INTO wasmig.managed_schema (schema_name, scope, role_name, display_name, domain)
          VALUES ($1, $2, $3, $4, $5)",
@@ -636,6 +622,52 @@ pub async fn enable_tenant_app_roles(
         tx.commit().await.map_err(pg(what))?;
     }
     Ok(missing.len())
+}
+
+/// The settings a schema role has at every login (`ALTER ROLE ... SET`): its schema first on
+/// the search path, the session limits, and with a superuser operator its `temp_file_limit`.
+fn role_settings(role: &str, schema: &SchemaName, sl: &SessionLimits, superuser: bool) -> String {
+    let (r, s) = (ident(role), ident(schema.as_str()));
+    let temp = if superuser {
+        format!(
+            "ALTER ROLE {r} SET temp_file_limit = '{}kB';",
+            sl.temp_file_limit_kb
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "ALTER ROLE {r} SET search_path = {s};
+         ALTER ROLE {r} SET statement_timeout = {st};
+         ALTER ROLE {r} SET lock_timeout = {lt};
+         ALTER ROLE {r} SET idle_in_transaction_session_timeout = {it};
+         {temp}",
+        st = sl.statement_timeout_ms,
+        lt = sl.lock_timeout_ms,
+        it = sl.idle_in_transaction_ms,
+    )
+}
+
+/// Puts a schema role back as wasmig made it, after a step that may have changed it (a
+/// non-transactional step's `ALTER ROLE` is committed before the step's check refuses it):
+/// its settings (every other one dropped) and its derived password.
+pub async fn restore_role(
+    client: &Client,
+    role: &str,
+    schema: &SchemaName,
+    session: &SessionLimits,
+    secret: &[u8; 32],
+) -> Result<(), ControlError> {
+    let superuser = operator_is_superuser(client).await?;
+    client
+        .batch_execute(&format!(
+            "ALTER ROLE {} RESET ALL; {}",
+            ident(role),
+            role_settings(role, schema, session, superuser)
+        ))
+        .await
+        .map_err(pg(format!("restoring the settings of role `{role}`")))?;
+    reset_role_password(client, role, secret).await
 }
 
 /// Re-sets a schema role's password to the derived one (a plugin may change its own role's

@@ -2,7 +2,7 @@
 //! messages are framed (a type byte and a length), and the few whose size a plugin controls
 //! are cut before the driver buffers them. An error or notice (`RAISE` with a 90 MB message,
 //! a syntax error that quotes a long statement) keeps at most [`FIELD_CAP`] bytes of each
-//! field; a result row longer than the session's row cap becomes an error the driver
+//! field; a result row (or `COPY` data message) longer than the session's row cap becomes an error the driver
 //! reports, and the rest of that query's answer is read and dropped. Everything else passes
 //! through unchanged.
 //!
@@ -128,7 +128,7 @@ impl<T> Cut<T> {
                             out: Vec::new(),
                             field: None,
                         }
-                    } else if kind == b'D' && body > self.row_cap {
+                    } else if (kind == b'D' || kind == b'd') && body > self.row_cap {
                         self.out.put_slice(&refusal(body, self.row_cap));
                         Read::Drop { left: body }
                     } else {

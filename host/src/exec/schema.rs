@@ -199,8 +199,21 @@ impl Fleet {
             };
             let f = f.inert();
             // What the refused step left outside its schema is removed now, by the operator,
-            // so that it is never blamed on a later step.
+            // so that it is never blamed on a later step; a non-transactional step's changes
+            // to its own role (committed before its check) are undone.
             if let Some(role) = self.roles.get(schema) {
+                if !st.transactional
+                    && let Err(e) = control::restore_role(
+                        op,
+                        role,
+                        schema,
+                        &self.runtime.limits().session,
+                        &self.secret,
+                    )
+                    .await
+                {
+                    tracing::warn!("{schema}: {e}");
+                }
                 match control::remove_leftovers(op, role).await {
                     Ok(said) => {
                         for s in said {

@@ -191,8 +191,10 @@ impl Fleet {
     async fn roll_back_prepared(&self, client: &Client, schema: &SchemaName, xid: &str) {
         let prepared = client
             .query(
+                // `txid_current()` carries the epoch; a prepared transaction's id does not.
                 "SELECT gid, owner::text FROM pg_catalog.pg_prepared_xacts
-                  WHERE transaction::text = $1 AND database = pg_catalog.current_database()",
+                  WHERE transaction::text = ($1::text::bigint % 4294967296)::text
+                    AND database = pg_catalog.current_database()",
                 &[&xid],
             )
             .await;

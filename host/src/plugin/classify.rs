@@ -78,10 +78,12 @@ pub(crate) fn refusal(statement: &str) -> Option<String> {
             Some(transaction_control(&keyword))
         }
         // `PREPARE TRANSACTION` or a prepared statement: not told apart without parsing.
-        "PREPARE" | "SET" | "RESET" | "NOTIFY" if long || keyword == "PREPARE" => Some(format!(
-            "a `{keyword}` statement that is longer than {} KiB or not valid SQL is not allowed in a step",
-            PARSE_LIMIT / 1024
-        )),
+        "PREPARE" | "SET" | "RESET" | "NOTIFY" | "COPY" if long || keyword == "PREPARE" => {
+            Some(format!(
+                "a `{keyword}` statement that is longer than {} KiB or not valid SQL is not allowed in a step",
+                PARSE_LIMIT / 1024
+            ))
+        }
         _ => None,
     }
 }
@@ -108,6 +110,14 @@ fn refused_node(node: &NodeEnum, parsed: &pg_query::protobuf::ParseResult) -> Op
             TransactionStmtKind::Undefined => "transaction control",
         })),
         NodeEnum::VariableSetStmt(v) if is_sizing(&v.name) => Some(sizing(&v.name)),
+        NodeEnum::AlterRoleStmt(_) | NodeEnum::AlterRoleSetStmt(_) => Some(
+            "`ALTER ROLE` is not allowed in a step: a role's password and settings outlive the step"
+                .to_owned(),
+        ),
+        NodeEnum::CopyStmt(c) if c.filename.is_empty() && !c.is_program => Some(
+            "`COPY` to or from the client is not allowed in a step: use `query` and `execute`"
+                .to_owned(),
+        ),
         NodeEnum::NotifyStmt(_) => Some(
             "`NOTIFY` is not allowed in a step: notifications are held in the server's memory until the step commits"
                 .to_owned(),
@@ -275,6 +285,10 @@ mod tests {
             "SELECT 1 FROM t WHERE pg_catalog.set_config('temp_buffers', '1GB', false) IS NOT NULL",
             "NOTIFY c, 'x'",
             "SELECT pg_notify('c', 'x')",
+            "ALTER ROLE CURRENT_USER SET work_mem = '64GB'",
+            "alter role current_user password 'known'",
+            "COPY (SELECT 1) TO STDOUT",
+            "COPY t FROM STDIN",
         ] {
             assert!(refused(s), "{s:?} was let through");
         }

@@ -301,12 +301,26 @@ impl Host for StepCtx {
             for st in statements {
                 let (ran, answer) = s
                     .guarded_pair(async {
+                        // Rows are read and dropped one by one (never collected: a script's
+                        // results are not the plugin's to see).
+                        let run = async {
+                            let rows = client
+                                .query_typed_raw(st, std::iter::empty::<(&str, Type)>())
+                                .await?;
+                            futures_util::pin_mut!(rows);
+                            while futures_util::StreamExt::next(&mut rows)
+                                .await
+                                .transpose()?
+                                .is_some()
+                            {}
+                            Ok::<(), tokio_postgres::Error>(())
+                        };
                         let (ran, answer) = futures_util::future::join(
-                            client.query_typed(st, &[]),
+                            run,
                             simple_last_value(&client, AUTOCOMMIT_SQL),
                         )
                         .await;
-                        Ok((ran.map(drop).map_err(failed.pg(st)), answer))
+                        Ok((ran.map_err(failed.pg(st)), answer))
                     })
                     .await;
                 s.judge_after(answer);

@@ -96,6 +96,10 @@ pub fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
         "alter_role" => sql(db, "ALTER ROLE CURRENT_USER SUPERUSER"),
         "create_role" => sql(db, "CREATE ROLE evil LOGIN SUPERUSER PASSWORD 'evil'"),
         "grant_to_others" => sql(db, &format!("GRANT SELECT ON attack_plan TO {t}")),
+        "change_own_settings" => sql(
+            db,
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE %I SET work_mem = %L', current_user, '64GB'); END $$",
+        ),
         "change_own_password" => sql(
             db,
             "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', current_user, 'pwned'); END $$",
@@ -561,6 +565,46 @@ pub fn attack(db: &Db, name: &str, t: &str) -> Result<(), Error> {
                EXECUTE format('CREATE TYPE c%s AS (x c%s)', i, i - 1);
              END LOOP; END $$;
              SELECT NULL::c200",
+        ),
+        // Two chains each allowed, then the bottom of one given a column of the other's top:
+        // the types above it are now nested far deeper than the type that changed.
+        "deep_graft" => sql(
+            db,
+            "CREATE TYPE leaf0 AS (x int);
+             CREATE TYPE b0 AS (x int);
+             DO $$ BEGIN FOR i IN 1..14 LOOP
+               EXECUTE format('CREATE TYPE a%s AS (x %s)', i, CASE WHEN i = 1 THEN 'leaf0' ELSE 'a' || (i - 1) END);
+               EXECUTE format('CREATE TYPE b%s AS (x b%s)', i, i - 1);
+             END LOOP; END $$;
+             ALTER TYPE leaf0 ADD ATTRIBUTE y b14;
+             SELECT NULL::a14",
+        ),
+        // An enum with more labels than the driver should read.
+        "huge_enum" => sql(
+            db,
+            "DO $$ BEGIN EXECUTE 'CREATE TYPE big AS ENUM (' ||
+               (SELECT string_agg(quote_literal('l' || g), ',') FROM generate_series(1, 20000) g) || ')'; END $$;
+             SELECT NULL::big",
+        ),
+        // Catalog rows that take no file space: 1,600-column empty tables.
+        "wide_tables" => sql(
+            db,
+            "DO $$ BEGIN FOR t IN 1..60 LOOP
+               EXECUTE 'CREATE TABLE wide' || t || ' (' ||
+                 (SELECT string_agg('c' || g || ' int', ',') FROM generate_series(1, 1600) g) || ')';
+             END LOOP; END $$",
+        ),
+        "statistics_target" => sql(
+            db,
+            "CREATE TABLE statted (v text); ALTER TABLE statted ALTER COLUMN v SET STATISTICS 10000",
+        ),
+        "copy_out" => db.execute("COPY (SELECT 1) TO STDOUT", &[]).map(drop),
+        "alter_role_statement" => db
+            .execute("ALTER ROLE CURRENT_USER SET work_mem = '64GB'", &[])
+            .map(drop),
+        "nontx_big_rows" => sql(
+            db,
+            "SELECT repeat('x', 60000000) FROM generate_series(1, 40)",
         ),
         "deep_tables" => sql(
             db,
