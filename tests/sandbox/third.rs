@@ -415,3 +415,37 @@ fn json_documents_carry_no_raw_control_characters() {
     }
     assert!(run.stdout.contains("\\u202e"), "{}", run.stdout);
 }
+
+#[test]
+fn a_components_own_names_cannot_forge_the_operators_screen() {
+    // A component whose interface names are escape sequences fails validation, and the
+    // validator's message quotes the name: `plugin check` and `status` print it made safe.
+    let plugins = PluginDir::new(&[]);
+    let bytes = std::fs::read(crate::support::built_plugins().join("notes_v1.wasm"))
+        .expect("notes_v1.wasm");
+    let forged_name = b"\x1b[2K\r";
+    let mut patched = bytes.clone();
+    let mut at = 0;
+    let mut found = 0;
+    while let Some(i) = patched[at..].windows(5).position(|w| w == b"apply") {
+        patched[at + i..at + i + 5].copy_from_slice(forged_name);
+        at += i + 5;
+        found += 1;
+    }
+    assert!(found > 0, "the component names its `apply` export");
+    std::fs::write(plugins.path().join("forged.wasm"), &patched).expect("write");
+    let db = TestDb::new("forged_names");
+    for args in [&["plugin", "check"][..], &["status"][..]] {
+        let run = db.wasmig(plugins.path(), args);
+        assert_ne!(run.code, 0, "{args:?}: the component is refused");
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            !all.contains('\u{1b}') && !all.contains('\r'),
+            "{args:?}: {all:?}"
+        );
+        assert!(
+            all.contains("\\x1b"),
+            "{args:?}: the name is shown escaped: {all}"
+        );
+    }
+}

@@ -217,7 +217,6 @@ DROP FUNCTION IF EXISTS wasmig_api.require_step_record();
 DROP FUNCTION IF EXISTS wasmig_api.leftover();
 DROP FUNCTION IF EXISTS wasmig_api.check_step(text);
 DROP FUNCTION IF EXISTS wasmig.enforce_write_limit();
-DROP FUNCTION IF EXISTS wasmig.my_step();
 CREATE OR REPLACE FUNCTION wasmig.my_step() RETURNS wasmig.active_step
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -240,7 +239,6 @@ REVOKE ALL ON FUNCTION wasmig.my_step() FROM PUBLIC;
 -- would survive `tenant drop`) and anything a group owns. Looked up through
 -- `pg_shdepend`'s reference index, one role at a time: the cost is what these roles own,
 -- never what the fleet owns.
-DROP FUNCTION IF EXISTS wasmig.owned_outside(oid, oid[]);
 CREATE OR REPLACE FUNCTION wasmig.owned_outside(p_role oid, p_roles oid[]) RETURNS oid[]
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -262,7 +260,6 @@ $fn$;
 REVOKE ALL ON FUNCTION wasmig.owned_outside(oid, oid[]) FROM PUBLIC;
 -- What the open step `s` left outside its schema that was not there when it began, named for
 -- the error, or NULL. Inside a transactional step's transaction, so it is rolled back with it.
-DROP FUNCTION IF EXISTS wasmig.leftover(wasmig.active_step);
 CREATE OR REPLACE FUNCTION wasmig.leftover(s wasmig.active_step) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -731,7 +728,6 @@ $fn$;
 -- How deeply a type nests other types (a domain its base type, an array its element, a range
 -- its subtype, a composite type its fields), counting only types that are not built in and
 -- stopping past 40 levels. Each lookup is by a type's own key.
-DROP FUNCTION IF EXISTS wasmig.type_depth(oid);
 CREATE OR REPLACE FUNCTION wasmig.type_depth(p_type oid) RETURNS int
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
