@@ -8,6 +8,7 @@ mod app_roles;
 mod authoring;
 mod bad_input;
 mod conflicts;
+mod day_two;
 mod foundation;
 mod operations;
 mod operator;

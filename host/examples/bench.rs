@@ -361,13 +361,26 @@ impl Bench {
 
     /// A database with `n` registered tenants (`t00001`...), nothing applied.
     async fn wasmig_db(&mut self, label: &str, n: usize, plugins: &Path) -> Result<String> {
+        let bin = self.wasmig.clone();
+        self.wasmig_db_of(&bin, label, n, plugins).await
+    }
+
+    /// [`Bench::wasmig_db`] set up by the build `bin` (an earlier build's control schema may
+    /// be of an older version).
+    async fn wasmig_db_of(
+        &mut self,
+        bin: &Path,
+        label: &str,
+        n: usize,
+        plugins: &Path,
+    ) -> Result<String> {
         let db = self.new_db(label).await?;
-        self.wasmig(&db, plugins, &["init"])?;
+        self.run_binary(bin, &db, plugins, &["init"])?;
         let names: Vec<String> = (1..=n).map(|i| format!("t{i:05}")).collect();
         for chunk in names.chunks(2000) {
             let mut args = vec!["-q", "tenant", "create", "--no-migrate"];
             args.extend(chunk.iter().map(String::as_str));
-            self.wasmig(&db, plugins, &args)?;
+            self.run_binary(bin, &db, plugins, &args)?;
         }
         Ok(db)
     }
@@ -483,9 +496,9 @@ impl Bench {
             let wdb = self.wasmig_db("w", n, &plugins).await?;
             let (_, durl) = self.direct_db("d", n).await?;
             let (ldb, lurl) = self.direct_db("l", n).await?;
-            let odb = match self.before.is_some() {
-                true => Some(self.wasmig_db("o", n, &plugins).await?),
-                false => None,
+            let odb = match self.before.clone() {
+                Some(bin) => Some(self.wasmig_db_of(&bin, "o", n, &plugins).await?),
+                None => None,
             };
             let migrate = ["-q", "migrate", "--tenants", "--jobs", &jobs_s];
             let next = self.plugin_dir(

@@ -10,7 +10,7 @@ use super::Settings;
 use super::status::{Which, collect};
 use crate::Exit;
 use crate::control;
-use crate::plan::Selection;
+use crate::plan::{Scope, Selection};
 use crate::report::{self, Health};
 
 /// Prints the health report.
@@ -32,9 +32,15 @@ pub async fn health(s: &Settings, out: report::Output) -> Result<Exit> {
     if h.control_version.is_none() {
         problems.push("the control schema is missing: run `wasmig init`".to_owned());
     } else {
-        let (_, rows) = collect(s, Which::Tenants(&[], None), &Selection::default()).await?;
-        h.tenant_count = rows.len();
+        // The shared schema is part of the fleet: every count covers it too.
+        let (_, rows) = collect(s, Which::All, &Selection::default()).await?;
+        h.tenant_count = rows.iter().filter(|r| r.scope == Scope::Tenant).count();
         h.pending_count = rows.iter().map(|r| r.pending.len()).sum();
+        h.shared_pending_count = rows
+            .iter()
+            .filter(|r| r.scope == Scope::Shared)
+            .map(|r| r.pending.len())
+            .sum();
         h.drift_count = rows.iter().map(|r| r.drift.len()).sum();
         h.forged_count = rows.iter().map(|r| r.forged.len()).sum();
         h.failed_schema_count = rows.iter().filter(|r| r.last_failure.is_some()).count();
@@ -42,7 +48,14 @@ pub async fn health(s: &Settings, out: report::Output) -> Result<Exit> {
         h.locks = control::held_locks(&client, &reg).await?;
         h.last_run = control::runs(&client, 1).await?.into_iter().next();
         if h.pending_count > 0 {
-            problems.push(format!("{} step(s) pending", h.pending_count));
+            problems.push(if h.shared_pending_count > 0 {
+                format!(
+                    "{} step(s) pending, {} of them in the shared schema `{}`",
+                    h.pending_count, h.shared_pending_count, s.shared_schema
+                )
+            } else {
+                format!("{} step(s) pending", h.pending_count)
+            });
         }
         if h.drift_count > 0 {
             problems.push(format!("{} applied step(s) drifted", h.drift_count));

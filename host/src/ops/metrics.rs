@@ -9,7 +9,7 @@ use super::Settings;
 use super::status::{Which, collect};
 use crate::Exit;
 use crate::control;
-use crate::plan::Selection;
+use crate::plan::{Scope, Selection};
 use crate::report::{self, Metrics};
 
 /// Output format.
@@ -23,13 +23,21 @@ pub enum Format {
 
 /// Computes and prints (or writes) the metrics.
 pub async fn metrics(s: &Settings, format: Format, output: Option<&Path>) -> Result<Exit> {
-    let (_, rows) = collect(s, Which::Tenants(&[], None), &Selection::default()).await?;
+    // The shared schema is part of the fleet: its pending steps count, and are also shown on
+    // their own.
+    let (_, rows) = collect(s, Which::All, &Selection::default()).await?;
     let client = s.connect_initialised().await?;
     let last = control::runs(&client, 1).await?.into_iter().next();
+    let tenants = || rows.iter().filter(|r| r.scope == Scope::Tenant);
     let m = Metrics {
-        tenant_count: rows.len(),
-        tenants_with_pending_count: rows.iter().filter(|r| !r.pending.is_empty()).count(),
+        tenant_count: tenants().count(),
+        tenants_with_pending_count: tenants().filter(|r| !r.pending.is_empty()).count(),
         pending_count: rows.iter().map(|r| r.pending.len()).sum(),
+        shared_pending_count: rows
+            .iter()
+            .filter(|r| r.scope == Scope::Shared)
+            .map(|r| r.pending.len())
+            .sum(),
         drift_count: rows.iter().map(|r| r.drift.len()).sum(),
         forged_count: rows.iter().map(|r| r.forged.len()).sum(),
         failed_schema_count: rows.iter().filter(|r| r.last_failure.is_some()).count(),

@@ -32,9 +32,16 @@ pub struct VerifyOptions {
 
 /// Checks tenants; with `fix`, migrates them first.
 pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
+    // The shared schema is part of the fleet: verified (and fixed) with it, unless only some
+    // tenants were asked for.
+    let whole_fleet = o.tenants.is_empty() && o.selector.is_none();
     if o.fix {
         let fix = MigrateOptions {
-            scope: ScopeFilter::TenantsOnly,
+            scope: if whole_fleet {
+                ScopeFilter::All
+            } else {
+                ScopeFilter::TenantsOnly
+            },
             schemas: o.tenants.clone(),
             selector: o.selector.clone(),
             selection: o.selection.clone(),
@@ -52,7 +59,11 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
         };
         migrate(&quiet, &fix).await?;
     }
-    let which = Which::Tenants(&o.tenants, o.selector.as_ref());
+    let which = if whole_fleet {
+        Which::All
+    } else {
+        Which::Tenants(&o.tenants, o.selector.as_ref())
+    };
     let (_, rows) = collect(s, which, &o.selection).await?;
     if let Some(sel) = &o.selector
         && rows.is_empty()

@@ -90,13 +90,15 @@ pub struct Health {
     pub control_version: Option<i32>,
     /// Registered tenants.
     pub tenant_count: usize,
-    /// Steps pending over all tenants.
+    /// Steps pending over the shared schema and all tenants.
     pub pending_count: usize,
-    /// Drifted steps over all tenants.
+    /// Of those, in the shared schema.
+    pub shared_pending_count: usize,
+    /// Drifted steps over the shared schema and all tenants.
     pub drift_count: usize,
-    /// Forged ledger rows over all tenants.
+    /// Forged ledger rows over the shared schema and all tenants.
     pub forged_count: usize,
-    /// Tenants with an unresolved failed step.
+    /// Schemas (the shared one included) with an unresolved failed step.
     pub failed_schema_count: usize,
     /// wasmig's advisory locks and their holders.
     pub locks: Vec<HeldLock>,
@@ -123,6 +125,7 @@ struct HealthJson<'a> {
     control_version: Option<i32>,
     tenant_count: usize,
     pending_count: usize,
+    shared_pending_count: usize,
     drift_count: usize,
     forged_count: usize,
     failed_schema_count: usize,
@@ -143,6 +146,7 @@ pub fn print_health(h: &Health, out: Output) {
             control_version: h.control_version,
             tenant_count: h.tenant_count,
             pending_count: h.pending_count,
+            shared_pending_count: h.shared_pending_count,
             drift_count: h.drift_count,
             forged_count: h.forged_count,
             failed_schema_count: h.failed_schema_count,
@@ -174,9 +178,10 @@ pub fn print_health(h: &Health, out: Output) {
             .map_or("missing".to_owned(), |v| format!("version {v}"))
     );
     crate::outln!(
-        "tenants:         {} ({} pending step(s), {} drifted, {} forged row(s), {} failed schema(s))",
+        "fleet:           {} tenant(s) and the shared schema ({} pending step(s), {} of them shared, {} drifted, {} forged row(s), {} failed schema(s))",
         h.tenant_count,
         h.pending_count,
+        h.shared_pending_count,
         h.drift_count,
         h.forged_count,
         h.failed_schema_count
@@ -323,13 +328,15 @@ pub struct Metrics {
     pub tenant_count: usize,
     /// Tenants with at least one pending step.
     pub tenants_with_pending_count: usize,
-    /// Pending steps over all tenants.
+    /// Pending steps over the shared schema and all tenants.
     pub pending_count: usize,
-    /// Drifted steps over all tenants.
+    /// Of those, in the shared schema.
+    pub shared_pending_count: usize,
+    /// Drifted steps over the shared schema and all tenants.
     pub drift_count: usize,
-    /// Forged ledger rows over all tenants.
+    /// Forged ledger rows over the shared schema and all tenants.
     pub forged_count: usize,
-    /// Tenants whose last attempt at a step failed.
+    /// Schemas (the shared one included) whose last attempt at a step failed.
     pub failed_schema_count: usize,
     /// Duration of the last run, seconds.
     pub last_run_duration_seconds: Option<f64>,
@@ -355,6 +362,7 @@ struct MetricsJson {
     tenant_count: usize,
     tenants_with_pending_count: usize,
     pending_count: usize,
+    shared_pending_count: usize,
     drift_count: usize,
     forged_count: usize,
     failed_schema_count: usize,
@@ -371,6 +379,7 @@ pub fn metrics_json(m: &Metrics) -> String {
         tenant_count: m.tenant_count,
         tenants_with_pending_count: m.tenants_with_pending_count,
         pending_count: m.pending_count,
+        shared_pending_count: m.shared_pending_count,
         drift_count: m.drift_count,
         forged_count: m.forged_count,
         failed_schema_count: m.failed_schema_count,
@@ -409,8 +418,13 @@ pub fn prometheus(m: &Metrics) -> String {
     );
     gauge(
         "pending_steps",
-        "Steps not yet applied, over all tenants.",
+        "Steps not yet applied, over the shared schema and all tenants.",
         n(m.pending_count),
+    );
+    gauge(
+        "shared_pending_steps",
+        "Steps not yet applied in the shared schema.",
+        n(m.shared_pending_count),
     );
     gauge(
         "drifted_steps",
@@ -424,7 +438,7 @@ pub fn prometheus(m: &Metrics) -> String {
     );
     gauge(
         "failed_schemas",
-        "Tenants whose last attempt at a step failed.",
+        "Schemas, the shared one included, whose last attempt at a step failed.",
         n(m.failed_schema_count),
     );
     gauge(

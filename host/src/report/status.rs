@@ -233,22 +233,30 @@ struct VerifyJson<'a> {
     tenant_count: usize,
     ok_count: usize,
     issue_count: usize,
+    /// The shared schema, when it was verified too (absent when only tenants were asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared: Option<SchemaStatusJson<'a>>,
     tenants: Vec<SchemaStatusJson<'a>>,
 }
 
-/// `wasmig verify` output; returns whether every tenant is fully applied.
+/// `wasmig verify` output; returns whether every schema verified (the shared schema among
+/// them, when it is in `rows`) is fully applied.
 pub fn print_verify(rows: &[SchemaStatus], out: Output, quiet: bool) -> bool {
-    let ok = rows.iter().filter(|r| r.is_ok()).count();
-    let issues = rows.len() - ok;
+    let shared = rows.iter().find(|r| r.scope == Scope::Shared);
+    let tenants: Vec<&SchemaStatus> = rows.iter().filter(|r| r.scope == Scope::Tenant).collect();
+    let ok = tenants.iter().filter(|r| r.is_ok()).count();
+    let issues = tenants.len() - ok;
+    let shared_ok = shared.is_none_or(|r| r.is_ok());
     if out.json() {
         let j = VerifyJson {
-            tenant_count: rows.len(),
+            tenant_count: tenants.len(),
             ok_count: ok,
             issue_count: issues,
-            tenants: rows.iter().map(SchemaStatusJson::new).collect(),
+            shared: shared.map(SchemaStatusJson::new),
+            tenants: tenants.iter().map(|r| SchemaStatusJson::new(r)).collect(),
         };
         print_document("wasmig.verify/1", j);
-        return issues == 0;
+        return issues == 0 && shared_ok;
     }
     if !quiet {
         for r in rows.iter().filter(|r| !r.is_ok()) {
@@ -270,14 +278,26 @@ pub fn print_verify(rows: &[SchemaStatus], out: Output, quiet: bool) -> bool {
             if let Some(f) = &r.last_failure {
                 parts.push(format!("failed {f}"));
             }
-            crate::outln!("{}: {}", r.schema, parts.join("; "));
+            let what = if r.scope == Scope::Shared {
+                format!("shared schema {}", r.schema)
+            } else {
+                r.schema.clone()
+            };
+            crate::outln!("{what}: {}", parts.join("; "));
         }
+    }
+    if let Some(r) = shared {
+        crate::outln!(
+            "shared schema {}: {}",
+            r.schema,
+            if r.is_ok() { "ok" } else { "with issues" }
+        );
     }
     crate::outln!(
         "{} tenant(s): {} ok, {} with issues",
-        rows.len(),
+        tenants.len(),
         ok,
         issues
     );
-    issues == 0
+    issues == 0 && shared_ok
 }
