@@ -12,9 +12,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
+static STDOUT_DIVERTED: AtomicBool = AtomicBool::new(false);
+
+/// While `divert` is on, what would go to stdout goes to stderr: a command whose stdout is
+/// one JSON document (`verify --fix --json`) runs another's human report (the fix's run
+/// summary) where people still read it, without breaking the document.
+pub fn divert_stdout_to_stderr(divert: bool) {
+    STDOUT_DIVERTED.store(divert, Ordering::Relaxed);
+}
 
 /// Writes to stdout; after the reader closed the pipe, writes nothing more.
 pub fn stdout(args: std::fmt::Arguments<'_>) {
+    if STDOUT_DIVERTED.load(Ordering::Relaxed) {
+        stderr(args);
+        return;
+    }
     if STDOUT_GONE.load(Ordering::Relaxed) {
         return;
     }

@@ -13,15 +13,34 @@ use crate::control;
 use crate::plan::{Scope, Selection};
 use crate::report::{self, Health};
 
-/// Prints the health report.
+/// Prints the health report. An unreachable database is a report too (`reachable` false,
+/// the reason among the problems), with the same fields as any other, and exit 2.
 pub async fn health(s: &Settings, out: report::Output) -> Result<Exit> {
     let started = Instant::now();
-    let client = s.target.connect().await?;
-    client
-        .simple_query("SELECT 1")
-        .await
-        .map_err(crate::db::PgError::from)?;
+    let reached = async {
+        let client = s.target.connect().await?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(crate::db::PgError::from)?;
+        anyhow::Ok(client)
+    };
+    let client = match reached.await {
+        Ok(c) => c,
+        Err(e) => {
+            let h = Health {
+                reachable: false,
+                latency: started.elapsed(),
+                database: s.target.to_string(),
+                problems: vec![format!("the database cannot be reached: {e:#}")],
+                ..Health::default()
+            };
+            report::print_health(&h, out);
+            return Ok(Exit::Error);
+        }
+    };
     let mut h = Health {
+        reachable: true,
         latency: started.elapsed(),
         database: s.target.to_string(),
         server_version: control::server_version(&client).await?,

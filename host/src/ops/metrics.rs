@@ -21,8 +21,45 @@ pub enum Format {
     Json,
 }
 
-/// Computes and prints (or writes) the metrics.
+/// Computes and prints (or writes) the metrics. When the fleet cannot be read (the database
+/// is down), the Prometheus exposition still goes out, saying so (`wasmig_up 0`), so a
+/// dashboard never keeps showing the last good values; the command then fails (exit 2).
 pub async fn metrics(s: &Settings, format: Format, output: Option<&Path>) -> Result<Exit> {
+    match fleet_metrics(s).await {
+        Ok(m) => {
+            emit(format, output, &m)?;
+            Ok(Exit::Ok)
+        }
+        Err(e) => {
+            if format == Format::Prometheus {
+                emit_text(output, &report::prometheus_down())?;
+            }
+            Err(e)
+        }
+    }
+}
+
+fn emit(format: Format, output: Option<&Path>, m: &Metrics) -> Result<()> {
+    let text = match format {
+        Format::Json => report::metrics_json(m),
+        Format::Prometheus => report::prometheus(m),
+    };
+    emit_text(output, &text)
+}
+
+fn emit_text(output: Option<&Path>, text: &str) -> Result<()> {
+    match output {
+        None => crate::out!("{text}"),
+        Some(path) => {
+            // Read by a collector that usually runs as another user; counts, not data.
+            crate::files::write_atomic(path, text.as_bytes(), crate::files::Access::Readable)
+                .with_context(|| format!("cannot write `{}`", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn fleet_metrics(s: &Settings) -> Result<Metrics> {
     // The shared schema is part of the fleet: its pending steps count, and are also shown on
     // their own.
     let (_, rows) = collect(s, Which::All, &Selection::default()).await?;
@@ -48,17 +85,5 @@ pub async fn metrics(s: &Settings, format: Format, output: Option<&Path>) -> Res
             .and_then(|r| r.outcome.as_deref().map(|o| o == "ok")),
         step_duration: control::step_durations(&client).await?,
     };
-    let text = match format {
-        Format::Json => report::metrics_json(&m),
-        Format::Prometheus => report::prometheus(&m),
-    };
-    match output {
-        None => crate::out!("{text}"),
-        Some(path) => {
-            // Read by a collector that usually runs as another user; counts, not data.
-            crate::files::write_atomic(path, text.as_bytes(), crate::files::Access::Readable)
-                .with_context(|| format!("cannot write `{}`", path.display()))?;
-        }
-    }
-    Ok(Exit::Ok)
+    Ok(m)
 }

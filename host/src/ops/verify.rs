@@ -57,7 +57,12 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
             quiet: s.quiet || o.output == report::Output::Json,
             ..s.clone()
         };
-        migrate(&quiet, &fix).await?;
+        // With --json, stdout carries the one verify document: the fix's report goes to
+        // stderr.
+        crate::out::divert_stdout_to_stderr(o.output == report::Output::Json);
+        let fixed = migrate(&quiet, &fix).await;
+        crate::out::divert_stdout_to_stderr(false);
+        fixed?;
     }
     let which = if whole_fleet {
         Which::All

@@ -80,6 +80,8 @@ pub fn print_tenants(tenants: &[ManagedSchema], out: Output) {
 /// What `wasmig health` found.
 #[derive(Debug, Default)]
 pub struct Health {
+    /// Whether the database answered.
+    pub reachable: bool,
     /// Database, password redacted.
     pub database: String,
     /// Time to connect and answer `SELECT 1`.
@@ -119,6 +121,7 @@ struct LockJson<'a> {
 #[derive(Serialize)]
 struct HealthJson<'a> {
     healthy: bool,
+    reachable: bool,
     database: &'a str,
     latency_seconds: f64,
     server_version: &'a str,
@@ -140,6 +143,7 @@ pub fn print_health(h: &Health, out: Output) {
     if out.json() {
         let j = HealthJson {
             healthy,
+            reachable: h.reachable,
             database: &h.database,
             latency_seconds: round3(h.latency.as_secs_f64()),
             server_version: &h.server_version,
@@ -164,6 +168,14 @@ pub fn print_health(h: &Health, out: Output) {
             problems: &h.problems,
         };
         print_document("wasmig.health/1", j);
+        return;
+    }
+    if !h.reachable {
+        crate::outln!("database:        {} (unreachable)", h.database);
+        for p in &h.problems {
+            crate::outln!("problem:         {p}");
+        }
+        crate::outln!("NOT healthy");
         return;
     }
     crate::outln!(
@@ -397,9 +409,18 @@ pub fn metrics_json(m: &Metrics) -> String {
     document("wasmig.metrics/1", j) + "\n"
 }
 
+/// `wasmig_up`'s help and type lines.
+const UP: &str = "# HELP wasmig_up 1 if wasmig could read the fleet for these metrics, 0 if it could not (every other series is then absent).\n# TYPE wasmig_up gauge";
+
+/// The exposition when the fleet could not be read: only `wasmig_up 0`.
+pub fn prometheus_down() -> String {
+    format!("{UP}\nwasmig_up 0\n")
+}
+
 /// The metrics in Prometheus' text exposition format.
 pub fn prometheus(m: &Metrics) -> String {
     let mut out = String::new();
+    let _ = writeln!(out, "{UP}\nwasmig_up 1");
     let mut gauge = |name: &str, help: &str, value: Option<f64>| {
         if let Some(v) = value {
             // Writing to a String cannot fail.

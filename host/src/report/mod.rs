@@ -21,6 +21,7 @@ pub use author::{print_checked, print_inspected};
 pub use diff::print_diff;
 pub use fleet::{
     Health, Metrics, metrics_json, print_health, print_history, print_tenants, prometheus,
+    prometheus_down,
 };
 pub use history::print_run_detail;
 pub use progress::Progress;
