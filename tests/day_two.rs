@@ -156,3 +156,205 @@ fn metrics_and_health_say_when_the_database_cannot_be_read() {
         assert!(doc.get(field).is_some(), "{field} in {doc}");
     }
 }
+
+#[test]
+fn an_untrusted_shared_plugin_is_a_problem_for_monitoring_not_a_blackout() {
+    let (db, plugins) = Fleet::new("untrusted_shared")
+        .plugins(&["reference", "notes_v1"])
+        .shared_first()
+        .tenants(&["u1"])
+        .build();
+    let p = plugins.path();
+    let untrusted = |args: &[&str]| {
+        let out = db
+            .wasmig_command(p, args)
+            .env("WASMIG_TRUSTED", "")
+            .output()
+            .expect("run wasmig");
+        crate::support::Run::from(out, args)
+    };
+    let not_trusted = "plugin `reference` (";
+    let status = untrusted(&["status"]).expect(Exit::Ok);
+    assert!(status.stderr.contains(not_trusted), "{}", status.stderr);
+    assert!(status.stdout.contains("u1"), "{}", status.stdout);
+    let verify = untrusted(&["verify"]).expect(Exit::Problems);
+    assert!(verify.stdout.contains(not_trusted), "{}", verify.stdout);
+    let health = untrusted(&["health", "--json"])
+        .expect(Exit::Problems)
+        .doc("wasmig.health/1");
+    assert!(
+        health["problems"][0]
+            .as_str()
+            .expect("a problem")
+            .contains("not trusted")
+    );
+    let metrics = untrusted(&["metrics"]).expect(Exit::Ok).stdout;
+    assert!(
+        metrics.lines().any(|l| l == "wasmig_plugin_problems 1"),
+        "{metrics}"
+    );
+    // A command that would run it still refuses.
+    let migrate = untrusted(&["migrate"]).expect(Exit::Error);
+    assert!(
+        migrate.stderr.contains("is not trusted"),
+        "{}",
+        migrate.stderr
+    );
+}
+
+#[test]
+fn trust_on_the_command_line_adds_to_the_config_file_unless_told_otherwise() {
+    let (db, plugins) = Fleet::new("trust_adds")
+        .plugins(&["reference", "notes_v1"])
+        .shared_first()
+        .tenants(&["a1"])
+        .build();
+    plugins.set(&["reference_next", "notes_v1"]);
+    let config = plugins.path().join("wasmig.toml");
+    std::fs::write(&config, "[defaults]\ntrusted = [\"reference\"]\n").expect("config");
+    let cfg = config.to_str().expect("utf8");
+    let run = |args: &[&str]| {
+        let out = db
+            .wasmig_command(plugins.path(), args)
+            .env_remove("WASMIG_TRUSTED")
+            .output()
+            .expect("run wasmig");
+        crate::support::Run::from(out, args)
+    };
+    // `--trust notes` keeps the file's `reference`.
+    run(&["--config", cfg, "--trust", "notes", "migrate", "--dry-run"]).expect(Exit::Ok);
+    // `--trust-only` makes the given list the whole of it.
+    let only = run(&[
+        "--config",
+        cfg,
+        "--trust-only",
+        "--trust",
+        "notes",
+        "migrate",
+        "--dry-run",
+    ])
+    .expect(Exit::Error);
+    assert!(only.stderr.contains("is not trusted"), "{}", only.stderr);
+}
+
+#[test]
+fn a_failure_clears_when_its_step_is_gone_or_an_operator_resolves_it() {
+    let (db, plugins) = Fleet::new("failures_clear")
+        .plugins(&["notes_v1"])
+        .tenants(&["f1", "f2"])
+        .build();
+    // Duplicate titles make notes 0003 (a unique constraint) fail in f1.
+    db.exec("INSERT INTO f1.notes (title) VALUES ('same'), ('same')");
+    plugins.set(&["notes_v2_added"]);
+    let p = plugins.path();
+    db.wasmig(p, &["migrate"]).expect(Exit::Problems);
+    let failed = |db: &crate::support::TestDb| {
+        db.wasmig(p, &["health", "--json"]).doc("wasmig.health/1")["failed_schema_count"]
+            .as_i64()
+            .expect("a count")
+    };
+    assert_eq!(failed(&db), 1);
+
+    // The failing step is taken out of its plugin: nothing can run it again, so its failure
+    // no longer counts, and the fleet is healthy.
+    plugins.set(&["notes_v1"]);
+    assert_eq!(failed(&db), 0);
+    db.wasmig(p, &["verify"]).expect(Exit::Ok);
+    db.wasmig(p, &["health"]).expect(Exit::Ok);
+
+    // Back, and failing again: an operator resolves it, with a reason, recorded as a run.
+    plugins.set(&["notes_v2_added"]);
+    db.wasmig(p, &["migrate", "--schema", "f1"])
+        .expect(Exit::Problems);
+    assert_eq!(failed(&db), 1);
+    let resolved = db
+        .wasmig(
+            p,
+            &[
+                "resolve",
+                "--schema",
+                "f1",
+                "--reason",
+                "titles to be deduplicated by support",
+            ],
+        )
+        .expect(Exit::Ok);
+    // Both failures of f1 (the first run's, which counted again once its step was back, and
+    // this one) are resolved.
+    assert!(
+        resolved.stdout.contains("f1: 2 failure(s) resolved"),
+        "{}",
+        resolved.stdout
+    );
+    assert_eq!(failed(&db), 0);
+    assert_eq!(
+        db.scalar_text(
+            "SELECT resolution FROM wasmig.failure WHERE schema_name = 'f1' AND resolved_at IS NOT NULL LIMIT 1"
+        )
+        .as_deref(),
+        Some("titles to be deduplicated by support")
+    );
+    let history = db.wasmig(p, &["history"]).expect(Exit::Ok).stdout;
+    assert!(history.contains("resolve"), "{history}");
+    // Several schemas need --yes.
+    db.wasmig(p, &["resolve", "--all-tenants", "--reason", "x"])
+        .expect(Exit::Error);
+}
+
+#[test]
+fn an_edited_step_is_held_for_the_whole_fleet_until_reviewed() {
+    let (db, plugins) = Fleet::new("edited_held")
+        .plugins(&["notes_v1"])
+        .tenants(&["d1", "d2", "d3"])
+        .build();
+    let p = plugins.path();
+    db.wasmig(p, &["tenant", "create", "--no-migrate", "d4"])
+        .expect(Exit::Ok);
+    // Step 0002 is edited after d1..d3 applied it.
+    plugins.set(&["notes_v2_edited"]);
+    let run = db.wasmig(p, &["migrate"]).expect(Exit::Problems);
+    // d4 never ran it: it does not get the edited text while the others are refused.
+    assert!(!db.table_exists("d4", "notes"), "the fleet must not split");
+    assert!(
+        run.stderr.contains("step `0002_note_body` of plugin `notes` was changed after it was applied (drift in 3 schema(s): d1, d2, d3)"),
+        "{}",
+        run.stderr
+    );
+    // The drift is said once for the three schemas, not three times.
+    assert_eq!(
+        run.stderr
+            .matches("applied step changed (recorded checksum")
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("3 schemas (d1, d2, d3) refused"),
+        "{}",
+        run.stderr
+    );
+    // Accepting it says it changed the record only, and points to the structure check.
+    let repaired = db
+        .wasmig(
+            p,
+            &[
+                "repair",
+                "--all-tenants",
+                "--plugin",
+                "notes",
+                "--step",
+                "0002_note_body",
+                "--yes",
+            ],
+        )
+        .expect(Exit::Problems);
+    assert!(
+        repaired.stderr.contains("repair changed only the record")
+            && repaired.stderr.contains("wasmig verify --structure"),
+        "{}",
+        repaired.stderr
+    );
+    db.wasmig(p, &["migrate"]).expect(Exit::Ok);
+    assert!(db.table_exists("d4", "notes"));
+}

@@ -173,6 +173,33 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             };
             ops::ledger::repair(&s, &o).await
         }
+        Command::Resolve {
+            pick,
+            plugin,
+            step,
+            reason,
+            yes,
+        } => {
+            let schemas = schema_pick(pick)?;
+            if schemas.many() {
+                ops::confirm(yes, || {
+                    format!(
+                        "resolving the failures of {} stops them counting as problems",
+                        pick_text(&schemas)
+                    )
+                })?;
+            }
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason is empty: say why the failures are resolved");
+            }
+            let o = ops::ledger::ResolveOptions {
+                schemas,
+                plugin,
+                step,
+                reason,
+            };
+            ops::ledger::resolve(&s, &o).await
+        }
         Command::Diff {
             schemas,
             plugin,
@@ -403,6 +430,7 @@ fn migrate_options(s: &Settings, a: MigrateArgs) -> Result<ops::migrate::Migrate
         selector: selector(a.selector.as_deref())?,
         selection: plan::Selection {
             plugins: a.only_plugins,
+            ..Default::default()
         },
         dry_run: a.dry_run,
         output: Output::from_json_flag(a.json),
@@ -450,6 +478,7 @@ fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOpti
         selector: selector(a.selector.as_deref())?,
         selection: plan::Selection {
             plugins: a.only_plugins,
+            ..Default::default()
         },
     })
 }

@@ -81,9 +81,10 @@ pub struct Global {
     )]
     pub retries: Option<u32>,
 
-    /// Plugins trusted by name (repeatable, or comma-separated in WASMIG_TRUSTED): shared-scope
-    /// plugins run only when trusted; a trusted tenant plugin gets `full` rights (it may create
-    /// functions, triggers, policies: code that runs as whoever touches its tables).
+    /// Plugins trusted by name (repeatable, or comma-separated in WASMIG_TRUSTED), added to the
+    /// config file's `trusted`: shared-scope plugins run only when trusted; a trusted tenant
+    /// plugin gets `full` rights (it may create functions, triggers, policies: code that runs
+    /// as whoever touches its tables).
     #[arg(help_heading = PLUG,
         long = "trust",
         global = true,
@@ -92,6 +93,11 @@ pub struct Global {
         value_name = "PLUGIN"
     )]
     pub trusted: Vec<String>,
+
+    /// The plugins of --trust (or WASMIG_TRUSTED) are the only ones trusted: the config file's
+    /// `trusted` is left out.
+    #[arg(help_heading = PLUG, long, global = true)]
+    pub trust_only: bool,
 
     /// What a tenant plugin may do, granted by name: `PLUGIN=data|schema|full` (repeatable,
     /// or comma-separated in WASMIG_GRANTS). Without a grant a seed gets `data` (rows only)
@@ -322,6 +328,28 @@ pub enum Command {
         #[arg(long)]
         step: String,
         /// Confirm a repair of more than one schema.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Mark failed steps resolved, once a person dealt with them (a step removed or fixed by
+    /// hand, a failure that no longer matters): they stop counting in `verify`, `health` and
+    /// `metrics`, and the resolution is recorded (`wasmig history`). A failure also resolves on
+    /// its own when the schema later applies that step, or its plugin no longer declares it.
+    #[command(group(clap::ArgGroup::new("resolve_picked").required(true).multiple(true).args(["schemas", "all_tenants", "pick_where"])))]
+    Resolve {
+        /// Which schemas.
+        #[command(flatten)]
+        pick: PickArgs,
+        /// Only this plugin's failures.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Only this step's failures.
+        #[arg(long, requires = "plugin")]
+        step: Option<String>,
+        /// Why (kept with each failure resolved).
+        #[arg(long)]
+        reason: String,
+        /// Confirm resolving failures in more than one schema.
         #[arg(long)]
         yes: bool,
     },

@@ -137,21 +137,36 @@ fn trust_and_grants(
     config_name: &str,
     name_refs: &mut Vec<NameRef>,
 ) -> Result<(Vec<String>, Vec<Grant>)> {
-    let trusted = layer_list(&g.trusted, &file.value(|e| &e.trusted));
     let from = |flag_given: bool, from_env: bool, flag, var, key: &str| match (flag_given, from_env)
     {
         (false, _) => NameOrigin::Config(format!("`{key}` in {config_name}")),
         (true, true) => NameOrigin::Env(var),
         (true, false) => NameOrigin::Flag(flag),
     };
-    let trusted_from = from(
-        !g.trusted.is_empty(),
+    // `--trust` (or WASMIG_TRUSTED) adds to the config file's `trusted`, unless
+    // `--trust-only` says the given list is the whole of it.
+    let given = layer_list(&g.trusted, &None);
+    let from_file = if g.trust_only {
+        Vec::new()
+    } else {
+        layer_list(&[], &file.value(|e| &e.trusted))
+    };
+    let given_from = from(
+        true,
         g.from_env.trusted,
         "--trust",
         "WASMIG_TRUSTED",
         "trusted",
     );
-    name_refs.extend(trusted.iter().map(|t| name_ref(t, &trusted_from)));
+    let file_from = from(false, false, "--trust", "WASMIG_TRUSTED", "trusted");
+    name_refs.extend(from_file.iter().map(|t| name_ref(t, &file_from)));
+    name_refs.extend(given.iter().map(|t| name_ref(t, &given_from)));
+    let mut trusted = from_file;
+    for t in given {
+        if !trusted.contains(&t) {
+            trusted.push(t);
+        }
+    }
     let grants = layer_list(&g.grants, &file.value(|e| &e.grants))
         .iter()
         .map(|t| parse_grant(t))

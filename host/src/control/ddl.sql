@@ -77,6 +77,10 @@ CREATE TABLE IF NOT EXISTS wasmig.failure (
     failed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX IF NOT EXISTS failure_schema_idx ON wasmig.failure (schema_name, failed_at);
+-- A failure an operator resolved (`wasmig resolve`): when, by whom (run), and why.
+ALTER TABLE wasmig.failure ADD COLUMN IF NOT EXISTS resolved_at timestamptz,
+                           ADD COLUMN IF NOT EXISTS resolved_run bigint,
+                           ADD COLUMN IF NOT EXISTS resolution text;
 -- What each schema a run worked on came to (`wasmig history --run N`), written at its end;
 -- schemas that were already up to date are not listed.
 CREATE TABLE IF NOT EXISTS wasmig.run_schema (

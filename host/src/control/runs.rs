@@ -23,7 +23,8 @@ pub struct StepFailureRecord {
     pub message: String,
 }
 
-/// The most recent unfixed failure per schema.
+/// The most recent unfixed failure per schema: not resolved by an operator (`wasmig
+/// resolve`), and the schema has not applied that step since.
 pub async fn last_failures(
     client: &Client,
 ) -> Result<HashMap<String, StepFailureRecord>, ControlError> {
@@ -31,7 +32,8 @@ pub async fn last_failures(
         .query(
             "SELECT DISTINCT ON (f.schema_name) f.schema_name, f.plugin, f.step_id, f.sqlstate, f.message
              FROM wasmig.failure f
-             WHERE NOT EXISTS (SELECT 1 FROM wasmig.ledger l WHERE l.schema_name = f.schema_name
+             WHERE f.resolved_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM wasmig.ledger l WHERE l.schema_name = f.schema_name
                                AND l.plugin = f.plugin AND l.step_id = f.step_id)
              ORDER BY f.schema_name, f.failed_at DESC",
             &[],
@@ -267,6 +269,27 @@ pub async fn finish_run(
         .await
         .map_err(pg("closing the run record"))?;
     Ok(())
+}
+
+/// Marks the unresolved failures of `schema` (of `plugin`, of its step `step`, when given)
+/// resolved by run `run_id` for `reason`; returns how many.
+pub async fn resolve_failures(
+    client: &Client,
+    schema: &SchemaName,
+    plugin: Option<&str>,
+    step: Option<&str>,
+    reason: &str,
+    run_id: i64,
+) -> Result<u64, ControlError> {
+    client
+        .execute(
+            "UPDATE wasmig.failure SET resolved_at = clock_timestamp(), resolved_run = $5, resolution = $4
+              WHERE schema_name = $1 AND resolved_at IS NULL
+                AND ($2::text IS NULL OR plugin = $2) AND ($3::text IS NULL OR step_id = $3)",
+            &[&schema.as_str(), &plugin, &step, &reason, &run_id],
+        )
+        .await
+        .map_err(pg(format!("resolving the failures of `{schema}`")))
 }
 
 /// Removes what a refused step of role `role` left outside its schema (large objects owned by

@@ -10,6 +10,51 @@ use crate::control::{self, GrantAction, RunOutcome, StepGrant};
 use crate::names::SchemaName;
 use crate::plan::{PendingStep, Scope};
 
+/// Options of `wasmig resolve`.
+#[derive(Debug, Clone)]
+pub struct ResolveOptions {
+    /// Where.
+    pub schemas: super::SchemaPick,
+    /// Only this plugin's failures.
+    pub plugin: Option<String>,
+    /// Only this step's failures.
+    pub step: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// `wasmig resolve`: marks the unresolved failures of the schemas picked resolved, in a run
+/// of its own (so `history` shows who resolved what, when, and why). Exit 0, also when
+/// there was nothing to resolve (it says so).
+pub async fn resolve(s: &Settings, o: &ResolveOptions) -> Result<Exit> {
+    let op = s.connect_initialised().await?;
+    let reg = registry(&op, s).await?;
+    let schemas = o.schemas.resolve(&reg)?;
+    if let Some(sel) = &o.schemas.selector
+        && schemas.is_empty()
+    {
+        return Ok(super::nothing_picked(sel));
+    }
+    let run_id = control::start_run(&op, "resolve", &s.args).await?;
+    let mut total = 0;
+    for m in &schemas {
+        let n = control::resolve_failures(
+            &op,
+            &m.schema,
+            o.plugin.as_deref(),
+            o.step.as_deref(),
+            &o.reason,
+            run_id,
+        )
+        .await?;
+        crate::report::notes::resolved(&m.schema, n);
+        total += n;
+    }
+    control::finish_run(&op, run_id, RunOutcome::Ok, 0, 0).await?;
+    crate::report::notes::resolved_total(run_id, total, schemas.len());
+    Ok(Exit::Ok)
+}
+
 /// Options of `wasmig repair`.
 #[derive(Debug, Clone)]
 pub struct RepairOptions {
@@ -99,6 +144,10 @@ pub async fn repair(s: &Settings, o: &RepairOptions) -> Result<Exit> {
     if let Err(e) = control::finish_run(&op, run_id, outcome, repaired as i32, failed as i32).await
     {
         tracing::warn!("could not record the end of run {run_id}: {e}");
+    }
+    if repaired > 0 {
+        let touched: Vec<&str> = schemas.iter().map(|m| m.schema.as_str()).collect();
+        crate::report::notes::repair_changes_the_record_only(&touched);
     }
     if let (1, Some(why)) = (schemas.len(), last_error) {
         bail!("schema `{}`: {why}", schemas[0].schema);

@@ -62,7 +62,8 @@ fn emit_text(output: Option<&Path>, text: &str) -> Result<()> {
 async fn fleet_metrics(s: &Settings) -> Result<Metrics> {
     // The shared schema is part of the fleet: its pending steps count, and are also shown on
     // their own.
-    let (_, rows) = collect(s, Which::All, &Selection::default()).await?;
+    let c = collect(s, Which::All, &Selection::default()).await?;
+    let rows = c.rows;
     let client = s.connect_initialised().await?;
     let last = control::runs(&client, 1).await?.into_iter().next();
     let tenants = || rows.iter().filter(|r| r.scope == Scope::Tenant);
@@ -84,6 +85,7 @@ async fn fleet_metrics(s: &Settings) -> Result<Metrics> {
             .as_ref()
             .and_then(|r| r.outcome.as_deref().map(|o| o == "ok")),
         step_duration: control::step_durations(&client).await?,
+        plugin_problem_count: c.plugin_problems.len(),
     };
     Ok(m)
 }

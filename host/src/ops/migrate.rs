@@ -170,6 +170,23 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         .cloned()
         .collect();
     super::check_tiers_granted(s, &runnable)?;
+    // A step edited after it was applied somewhere (drift, in any schema of the fleet, not
+    // only this run's) is held everywhere until a person reviews it: see
+    // `plan::held_edited_steps`.
+    let fleet_plans: Vec<(&str, crate::plan::SchemaPlan)> = reg
+        .iter()
+        .map(|m| {
+            let l = ledger.get(m.schema.as_str()).map_or(&[][..], Vec::as_slice);
+            let all = crate::plan::Selection::default();
+            let plan = plan_schema(&plugins.specs, &plugins.order, m.scope, &all, l);
+            (m.schema.as_str(), plan)
+        })
+        .collect();
+    let selection = crate::plan::Selection {
+        held: crate::plan::held_edited_steps(fleet_plans.iter().map(|(s, p)| (*s, p))),
+        ..o.selection.clone()
+    };
+    drop(fleet_plans);
     // Every target planned once from the snapshot: for the waves, the dry run and the texts
     // to keep (the fleet plans again under each schema's lock).
     let empty = Vec::new();
@@ -177,7 +194,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         .iter()
         .map(|t| {
             let l = ledger.get(t.schema.as_str()).unwrap_or(&empty);
-            plan_schema(&plugins.specs, &plugins.order, t.scope, &o.selection, l)
+            plan_schema(&plugins.specs, &plugins.order, t.scope, &selection, l)
         })
         .collect();
     let total = targets.len();
@@ -209,7 +226,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     let fleet = super::fleet(s, plugins, secret, &reg, backups, enforcement);
     let opts = RunOptions {
         run_id,
-        selection: o.selection.clone(),
+        selection: selection.clone(),
         jobs,
         max_failures: o.max_failures.map(|b| b.of(total)),
         failed_before: 0,
@@ -229,7 +246,7 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
                 ledger: &ledger,
                 opts: &opts,
                 on_done: &on_done,
-                selection: &o.selection,
+                selection: &selection,
                 waves: &r.waves,
                 // In waves, a failure stops the rollout unless a budget says otherwise.
                 allowed: o.max_failures.map_or(0, |b| b.of(total)),

@@ -179,28 +179,47 @@ pub struct Plugins {
 /// orders them; any bad plugin refuses the run.
 pub async fn load_plugins(s: &Settings) -> Result<Plugins> {
     let plugins = load_unchecked(s).await?;
+    if let Some(problem) = policy_problems(s, &plugins)?.into_iter().next() {
+        anyhow::bail!(problem);
+    }
+    Ok(plugins)
+}
+
+/// [`load_plugins`] for commands that only read (`status`, `verify`, `health`, `metrics`): a
+/// plugin the trust policy or the lock file would refuse is a problem to report, not a reason
+/// to stop reporting on the fleet. Only commands that would run it refuse.
+pub async fn load_plugins_to_read(s: &Settings) -> Result<(Plugins, Vec<String>)> {
+    let plugins = load_unchecked(s).await?;
+    let problems = policy_problems(s, &plugins)?;
+    Ok((plugins, problems))
+}
+
+/// What the trust policy and the lock file say against the loaded plugins, each with what to
+/// do about it.
+fn policy_problems(s: &Settings, plugins: &Plugins) -> Result<Vec<String>> {
     let lock = s.read_lock()?;
+    let mut problems = Vec::new();
     for p in &plugins.loaded {
         let (name, file) = (&p.spec.name, p.path.display());
         if p.spec.scope == crate::plan::Scope::Shared && !s.trusted.iter().any(|t| t == name) {
-            anyhow::bail!(
+            problems.push(format!(
                 "plugin `{name}` ({file}) runs in the shared schema but is not trusted; review it, then trust it with --trust {name} (or WASMIG_TRUSTED)"
-            );
+            ));
         }
         match lock.as_ref().and_then(|l| l.plugins.get(name)) {
-            Some(pin) if *pin != p.spec.artifact_checksum => anyhow::bail!(
+            Some(pin) if *pin != p.spec.artifact_checksum => problems.push(format!(
                 "plugin `{name}` ({file}) has blake3 {}, but {} pins {pin}; review the new artifact, then run `wasmig pin {name}`",
                 p.spec.artifact_checksum,
                 s.lock_file.display()
-            ),
-            None if s.locked => anyhow::bail!(
+            )),
+            None if s.locked => problems.push(format!(
                 "plugin `{name}` ({file}) is not pinned in {} and --locked is set; review it, then run `wasmig pin {name}`",
                 s.lock_file.display()
-            ),
+            )),
             _ => {}
         }
     }
-    Ok(plugins)
+    Ok(problems)
 }
 
 /// Loads and orders plugins without the trust and lock checks (for `wasmig pin`).

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use super::{Settings, load_plugins, registry};
+use super::{Settings, load_plugins_to_read, registry};
 use crate::Exit;
 use crate::control;
 use crate::labels::Selector;
@@ -21,13 +21,21 @@ pub enum Which<'a> {
     Tenants(&'a [SchemaName], Option<&'a Selector>),
 }
 
+/// What [`collect`] found: the plugins' manifests, one status row per schema, and what the
+/// trust policy or the lock file say against the loaded plugins (reported, never refused,
+/// by commands that only read).
+pub struct Collected {
+    /// Every manifest.
+    pub specs: Vec<PluginSpec>,
+    /// One row per selected schema.
+    pub rows: Vec<SchemaStatus>,
+    /// Plugin problems, each with what to do.
+    pub plugin_problems: Vec<String>,
+}
+
 /// Plans every selected schema against its ledger rows and returns one status row each.
-pub async fn collect(
-    s: &Settings,
-    which: Which<'_>,
-    selection: &Selection,
-) -> Result<(Vec<PluginSpec>, Vec<SchemaStatus>)> {
-    let plugins = load_plugins(s).await?;
+pub async fn collect(s: &Settings, which: Which<'_>, selection: &Selection) -> Result<Collected> {
+    let (plugins, plugin_problems) = load_plugins_to_read(s).await?;
     selection.validate(&plugins.specs)?;
     let db_started = std::time::Instant::now();
     let client = s.connect_initialised().await?;
@@ -52,10 +60,26 @@ pub async fn collect(
         .map(|m| {
             let l = ledger.get(m.schema.as_str()).unwrap_or(&empty);
             let plan = plan_schema(&plugins.specs, &plugins.order, m.scope, selection, l);
-            SchemaStatus::new(m, &plugins.specs, &plan, failures.get(m.schema.as_str()))
+            let failure = failures
+                .get(m.schema.as_str())
+                .filter(|f| still_declared(&plugins.specs, f));
+            SchemaStatus::new(m, &plugins.specs, &plan, failure)
         })
         .collect();
-    Ok((plugins.specs, rows))
+    Ok(Collected {
+        specs: plugins.specs,
+        rows,
+        plugin_problems,
+    })
+}
+
+/// Whether a failure still counts: a step its plugin no longer declares cannot be run again,
+/// so its failure is resolved (a plugin that is not loaded cannot say, so its failures stay).
+fn still_declared(specs: &[PluginSpec], f: &control::StepFailureRecord) -> bool {
+    specs
+        .iter()
+        .find(|p| p.name == f.plugin)
+        .is_none_or(|p| p.steps.iter().any(|st| st.id == f.step))
 }
 
 /// Prints the status of every managed schema (of the tenants `--where` picks, if given).
@@ -68,12 +92,15 @@ pub async fn status(
         Some(sel) => Which::Tenants(&[], Some(sel)),
         None => Which::All,
     };
-    let (specs, rows) = collect(s, which, &Selection::default()).await?;
+    let c = collect(s, which, &Selection::default()).await?;
     if let Some(sel) = selector
-        && rows.is_empty()
+        && c.rows.is_empty()
     {
         return Ok(super::nothing_picked(sel));
     }
-    report::print_status(&specs, &rows, out);
+    for p in &c.plugin_problems {
+        crate::errln!("problem: {p}");
+    }
+    report::print_status(&c.specs, &c.rows, out);
     Ok(Exit::Ok)
 }

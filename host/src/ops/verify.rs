@@ -69,13 +69,13 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
     } else {
         Which::Tenants(&o.tenants, o.selector.as_ref())
     };
-    let (_, rows) = collect(s, which, &o.selection).await?;
+    let c = collect(s, which, &o.selection).await?;
     if let Some(sel) = &o.selector
-        && rows.is_empty()
+        && c.rows.is_empty()
     {
         return Ok(super::nothing_picked(sel));
     }
-    let ok = report::print_verify(&rows, o.output, s.quiet);
+    let ok = report::print_verify(&c.rows, &c.plugin_problems, o.output, s.quiet);
     Ok(if ok { Exit::Ok } else { Exit::Problems })
 }
 

@@ -265,7 +265,7 @@ pub struct PendingStep {
 }
 
 /// A step by name, as reports and documents name it (`plugin/step` in text).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct StepRef {
     /// Plugin name.
     pub plugin: String,
@@ -327,6 +327,10 @@ pub struct SchemaPlan {
 pub struct Selection {
     /// Only these plugins (empty = all).
     pub plugins: Vec<String>,
+    /// Steps no schema may apply now, each with why: a step edited after it was applied
+    /// somewhere (see [`held_edited_steps`]) would otherwise reach the schemas that had not
+    /// run it with its new text while the others are refused, splitting the fleet.
+    pub held: Vec<(StepRef, String)>,
 }
 
 impl Selection {
@@ -353,6 +357,45 @@ impl Selection {
         }
         Ok(())
     }
+}
+
+/// The steps to hold fleet-wide: every applied step whose text changed (drift) in some
+/// schema, with why, naming up to five of those schemas. `plans` are every schema's plans from
+/// one ledger snapshot. Until a person reviews the change (`wasmig diff`) and accepts it
+/// (`wasmig repair`) or restores the step, no schema applies it: the edited text would
+/// otherwise reach the schemas that had not run it yet while the others are refused.
+pub fn held_edited_steps<'a>(
+    plans: impl IntoIterator<Item = (&'a str, &'a SchemaPlan)>,
+) -> Vec<(StepRef, String)> {
+    let mut edited: std::collections::BTreeMap<StepRef, Vec<&str>> = Default::default();
+    for (schema, plan) in plans {
+        for d in &plan.drift {
+            edited
+                .entry(StepRef::new(&d.plugin, &d.step))
+                .or_default()
+                .push(schema);
+        }
+    }
+    edited
+        .into_iter()
+        .map(|(step, schemas)| {
+            let why = format!(
+                "step `{}` of plugin `{}` was changed after it was applied (drift in {} schema(s): {}), so its new text is applied nowhere until a person reviews it: see `wasmig diff --plugin {}`, then restore the step as it was applied, or accept the change with `wasmig repair`",
+                step.step,
+                step.plugin,
+                schemas.len(),
+                {
+                    let shown = schemas.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+                    match schemas.len().saturating_sub(5) {
+                        0 => shown,
+                        more => format!("{shown} and {more} more"),
+                    }
+                },
+                step.plugin
+            );
+            (step, why)
+        })
+        .collect()
 }
 
 /// Plans one schema of `scope`: `order` from [`order_plugins`], `ledger` = this schema's rows.
@@ -426,6 +469,14 @@ pub fn plan_schema(
         if !known {
             plan.unknown.push(StepRef::new(&e.plugin, &e.step_id));
         }
+    }
+    if plan.blocked.is_none()
+        && let Some((_, why)) = plan.pending.iter().find_map(|p| {
+            let r = StepRef::new(&plugins[p.plugin].name, &plugins[p.plugin].steps[p.step].id);
+            selection.held.iter().find(|(h, _)| *h == r)
+        })
+    {
+        plan.blocked = Some(why.clone());
     }
     if !selection.plugins.is_empty() {
         'outer: for step in &plan.pending {

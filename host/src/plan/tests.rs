@@ -250,6 +250,7 @@ fn selection_is_blocked_by_pending_requirements() {
     let order = order_plugins(&p).unwrap();
     let sel = Selection {
         plugins: vec!["customers".into()],
+        ..Default::default()
     };
     let blocked = plan_schema(&p, &order, Scope::Tenant, &sel, &[]);
     assert!(
@@ -265,7 +266,8 @@ fn selection_is_blocked_by_pending_requirements() {
     assert_eq!(ok.pending.len(), 1);
     assert!(
         Selection {
-            plugins: vec!["nope".into()]
+            plugins: vec!["nope".into()],
+            ..Default::default()
         }
         .validate(&p)
         .is_err()

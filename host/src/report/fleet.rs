@@ -358,6 +358,8 @@ pub struct Metrics {
     pub last_run_success: Option<bool>,
     /// Durations of applied steps, seconds.
     pub step_duration: DurationSummary,
+    /// Plugins the trust policy or the lock file would refuse to run.
+    pub plugin_problem_count: usize,
 }
 
 #[derive(Serialize)]
@@ -378,6 +380,7 @@ struct MetricsJson {
     drift_count: usize,
     forged_count: usize,
     failed_schema_count: usize,
+    plugin_problem_count: usize,
     last_run_duration_seconds: Option<f64>,
     last_run_timestamp_seconds: Option<f64>,
     last_run_success: Option<bool>,
@@ -395,6 +398,7 @@ pub fn metrics_json(m: &Metrics) -> String {
         drift_count: m.drift_count,
         forged_count: m.forged_count,
         failed_schema_count: m.failed_schema_count,
+        plugin_problem_count: m.plugin_problem_count,
         last_run_duration_seconds: m.last_run_duration_seconds.map(round3),
         last_run_timestamp_seconds: m.last_run_timestamp_seconds.map(round3),
         last_run_success: m.last_run_success,
@@ -446,6 +450,11 @@ pub fn prometheus(m: &Metrics) -> String {
         "shared_pending_steps",
         "Steps not yet applied in the shared schema.",
         n(m.shared_pending_count),
+    );
+    gauge(
+        "plugin_problems",
+        "Plugins the trust policy or the lock file would refuse to run.",
+        n(m.plugin_problem_count),
     );
     gauge(
         "drifted_steps",

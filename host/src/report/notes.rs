@@ -289,3 +289,22 @@ pub fn tenant_app_roles_on(app: &str, given: usize) {
         "tenant application roles on: `{app}` may SET ROLE to each tenant's own (wasmig_api.use_tenant); {given} tenant(s) got theirs now"
     );
 }
+
+/// `resolve`: one schema's failures marked resolved.
+pub fn resolved(schema: &SchemaName, count: u64) {
+    crate::outln!("{schema}: {count} failure(s) resolved");
+}
+
+/// `resolve`: what the run did.
+pub fn resolved_total(run_id: i64, count: u64, schemas: usize) {
+    crate::outln!("run {run_id}: {count} failure(s) resolved in {schemas} schema(s)");
+}
+
+/// After `repair`: it changed the ledger, not the schemas, which may still differ from the
+/// ones that applied the step as it is now.
+pub fn repair_changes_the_record_only(schemas: &[&str]) {
+    crate::errln!(
+        "note: repair changed only the record of the step in {} schema(s), not the schemas: one that applied the step's earlier text still has what that text made. Compare every tenant at the same ledger state with `wasmig verify --structure`",
+        schemas.len()
+    );
+}

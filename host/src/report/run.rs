@@ -258,6 +258,9 @@ const NAMED_IN_GROUP: usize = 5;
 enum Alike<'a> {
     Failed(&'a str, &'a str, Option<&'a str>, &'a str),
     Skipped(&'a str),
+    Blocked(&'a str),
+    /// The same applied steps changed the same way (the same recorded and current checksums).
+    Drift(&'a [Drift]),
 }
 
 fn alike(r: &SchemaReport) -> Option<Alike<'_>> {
@@ -270,6 +273,8 @@ fn alike(r: &SchemaReport) -> Option<Alike<'_>> {
             ..
         } => Some(Alike::Failed(plugin, step, sqlstate.as_deref(), message)),
         Outcome::Skipped { reason } => Some(Alike::Skipped(reason)),
+        Outcome::Blocked { reason } => Some(Alike::Blocked(reason)),
+        Outcome::Drift { drift } => Some(Alike::Drift(drift)),
         _ => None,
     }
 }
@@ -324,6 +329,19 @@ fn print_failure_group(group: &[&SchemaReport]) {
             failure_text(message, code.as_deref())
         ),
         Outcome::Skipped { reason } => crate::errln!("error: {who} skipped: {reason}"),
+        Outcome::Blocked { reason } => crate::errln!("error: {who}: {reason}"),
+        Outcome::Drift { drift } => {
+            for d in drift {
+                crate::errln!(
+                    "error: {who} refused: plugin `{}`, step `{}`: applied step changed (recorded checksum {}, current {}); see what changed with `wasmig diff --plugin {}`, then restore the step as it was applied and add a new step instead, or accept it with `wasmig repair`",
+                    d.plugin,
+                    d.step,
+                    d.recorded,
+                    d.current,
+                    d.plugin
+                );
+            }
+        }
         _ => {}
     }
 }

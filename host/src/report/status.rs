@@ -236,23 +236,31 @@ struct VerifyJson<'a> {
     /// The shared schema, when it was verified too (absent when only tenants were asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
     shared: Option<SchemaStatusJson<'a>>,
+    /// Plugins the trust policy or the lock file would refuse to run.
+    plugin_problems: &'a [String],
     tenants: Vec<SchemaStatusJson<'a>>,
 }
 
 /// `wasmig verify` output; returns whether every schema verified (the shared schema among
 /// them, when it is in `rows`) is fully applied.
-pub fn print_verify(rows: &[SchemaStatus], out: Output, quiet: bool) -> bool {
+pub fn print_verify(
+    rows: &[SchemaStatus],
+    plugin_problems: &[String],
+    out: Output,
+    quiet: bool,
+) -> bool {
     let shared = rows.iter().find(|r| r.scope == Scope::Shared);
     let tenants: Vec<&SchemaStatus> = rows.iter().filter(|r| r.scope == Scope::Tenant).collect();
     let ok = tenants.iter().filter(|r| r.is_ok()).count();
     let issues = tenants.len() - ok;
-    let shared_ok = shared.is_none_or(|r| r.is_ok());
+    let shared_ok = shared.is_none_or(|r| r.is_ok()) && plugin_problems.is_empty();
     if out.json() {
         let j = VerifyJson {
             tenant_count: tenants.len(),
             ok_count: ok,
             issue_count: issues,
             shared: shared.map(SchemaStatusJson::new),
+            plugin_problems,
             tenants: tenants.iter().map(|r| SchemaStatusJson::new(r)).collect(),
         };
         print_document("wasmig.verify/1", j);
@@ -285,6 +293,9 @@ pub fn print_verify(rows: &[SchemaStatus], out: Output, quiet: bool) -> bool {
             };
             crate::outln!("{what}: {}", parts.join("; "));
         }
+    }
+    for p in plugin_problems {
+        crate::outln!("problem: {p}");
     }
     if let Some(r) = shared {
         crate::outln!(
