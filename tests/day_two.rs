@@ -358,3 +358,220 @@ fn an_edited_step_is_held_for_the_whole_fleet_until_reviewed() {
     db.wasmig(p, &["migrate"]).expect(Exit::Ok);
     assert!(db.table_exists("d4", "notes"));
 }
+
+#[test]
+fn a_hold_keeps_a_restored_tenant_where_it_is_until_released() {
+    let (db, plugins) = Fleet::new("holds")
+        .plugins(&["notes_v1"])
+        .tenants(&["h1", "h2"])
+        .build();
+    let p = plugins.path();
+    let ledger_rows = |t: &str| {
+        db.scalar_i64(&format!(
+            "SELECT count(*) FROM wasmig.ledger WHERE schema_name = '{t}'"
+        ))
+    };
+    let failed = || {
+        db.wasmig(p, &["health", "--json"]).doc("wasmig.health/1")["failed_schema_count"]
+            .as_i64()
+            .expect("a count")
+    };
+    // 0003 fails in h1 first (duplicate titles), then succeeds once the data is fixed, with a
+    // backup taken before it.
+    db.exec("INSERT INTO h1.notes (title) VALUES ('same'), ('same')");
+    plugins.set(&["notes_v2_added"]);
+    db.wasmig(p, &["migrate"]).expect(Exit::Problems);
+    db.exec("DELETE FROM h1.notes WHERE id = (SELECT max(id) FROM h1.notes)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backups = dir.path().join("b");
+    let backups = backups.to_str().expect("utf8");
+    db.wasmig(p, &["migrate", "--schema", "h1", "--backup-dir", backups])
+        .expect(Exit::Ok);
+    assert_eq!(ledger_rows("h1"), 3);
+    assert_eq!(failed(), 0);
+    let dump = std::fs::read_dir(backups)
+        .expect("backups")
+        .map(|e| e.expect("entry").path())
+        .find(|f| f.extension().is_some_and(|e| e == "dump"))
+        .expect("a dump");
+    let dump = dump.to_str().expect("utf8");
+
+    // A restore without --hold says that the next fix would undo it; the failure the later
+    // success answered does not come back with the restored ledger.
+    let restored = db
+        .wasmig(p, &["restore", dump, "--schema", "h1", "--yes"])
+        .expect(Exit::Ok);
+    assert!(
+        restored.stderr.contains("wasmig hold --schema h1 --reason"),
+        "{}",
+        restored.stderr
+    );
+    assert_eq!(ledger_rows("h1"), 2);
+    assert_eq!(
+        failed(),
+        0,
+        "a restore must not bring back an answered failure"
+    );
+
+    // Held: verify --fix and migrate leave it where it is, and every check shows the hold
+    // without calling it a problem.
+    db.wasmig(
+        p,
+        &[
+            "hold",
+            "--schema",
+            "h1",
+            "--reason",
+            "customer stays on 0002",
+        ],
+    )
+    .expect(Exit::Ok);
+    let fixed = db.wasmig(p, &["verify", "--fix"]).expect(Exit::Ok);
+    assert!(
+        fixed.stdout.contains("1 schema(s) held"),
+        "{}",
+        fixed.stdout
+    );
+    assert!(
+        fixed.stdout.contains("h1: held: customer stays on 0002"),
+        "{}",
+        fixed.stdout
+    );
+    let run = db.wasmig(p, &["migrate"]).expect(Exit::Ok);
+    assert!(
+        run.stderr
+            .contains("held: 1 schema(s), 1 step(s) not applied: h1 (customer stays on 0002)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ledger_rows("h1"), 2);
+    let status = db
+        .wasmig(p, &["status", "--json"])
+        .expect(Exit::Ok)
+        .doc("wasmig.status/1");
+    let h1 = status["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .find(|s| s["schema"] == "h1")
+        .expect("h1")
+        .clone();
+    assert_eq!(h1["holds"][0]["reason"], "customer stays on 0002");
+    assert_eq!(h1["pending"], serde_json::json!([]));
+    assert_eq!(
+        h1["held"],
+        serde_json::json!([{"plugin": "notes", "step": "0003_tags_unique_titles"}])
+    );
+    let health = db
+        .wasmig(p, &["health", "--json"])
+        .expect(Exit::Ok)
+        .doc("wasmig.health/1");
+    assert_eq!(health["healthy"], true);
+    assert_eq!(health["held_schema_count"], 1);
+    assert_eq!(health["held_step_count"], 1);
+    let metrics = db.wasmig(p, &["metrics"]).expect(Exit::Ok).stdout;
+    assert!(metrics.contains("\nwasmig_held_schemas 1\n"), "{metrics}");
+    assert!(metrics.contains("\nwasmig_held_steps 1\n"), "{metrics}");
+    assert!(metrics.contains("\nwasmig_pending_steps 0\n"), "{metrics}");
+
+    // A hold on a plugin no one loaded would hold nothing: refused.
+    let typo = db
+        .wasmig(
+            p,
+            &[
+                "hold", "--schema", "h2", "--plugin", "nots", "--reason", "x",
+            ],
+        )
+        .expect(Exit::Error);
+    assert!(typo.stderr.contains("nots"), "{}", typo.stderr);
+
+    // Released, the next run applies it; both are in the history.
+    let released = db
+        .wasmig(p, &["release", "--schema", "h1"])
+        .expect(Exit::Ok);
+    assert!(
+        released.stdout.contains("h1: 1 hold(s) released"),
+        "{}",
+        released.stdout
+    );
+    db.wasmig(p, &["migrate"]).expect(Exit::Ok);
+    assert_eq!(ledger_rows("h1"), 3);
+    let history = db.wasmig(p, &["history"]).expect(Exit::Ok).stdout;
+    assert!(
+        history.contains("hold") && history.contains("release"),
+        "{history}"
+    );
+
+    // `restore --hold` holds the schema in the same command.
+    db.wasmig(
+        p,
+        &[
+            "restore",
+            dump,
+            "--schema",
+            "h1",
+            "--hold",
+            "rolled back",
+            "--yes",
+        ],
+    )
+    .expect(Exit::Ok);
+    db.wasmig(p, &["verify", "--fix"]).expect(Exit::Ok);
+    assert_eq!(ledger_rows("h1"), 2);
+}
+
+#[test]
+fn revert_with_hold_keeps_the_reverted_steps_from_coming_back() {
+    let (db, plugins) = Fleet::new("revert_hold")
+        .plugins(&["carriers", "customers", "suppliers", "finance"])
+        .shared_first()
+        .tenants(&["v1", "v2"])
+        .build();
+    let p = plugins.path();
+    plugins.set(&["carriers", "customers", "suppliers", "finance_next"]);
+    let run = db
+        .wasmig(p, &["migrate", "--json"])
+        .expect(Exit::Ok)
+        .doc("wasmig.migrate/1")["run_id"]
+        .as_i64()
+        .expect("run_id")
+        .to_string();
+    let applied = |t: &str| {
+        db.scalar_i64(&format!(
+            "SELECT count(*) FROM wasmig.ledger WHERE schema_name = '{t}' AND run_id = {run}"
+        ))
+    };
+    assert_eq!(applied("v1"), 1);
+    db.wasmig(
+        p,
+        &[
+            "revert",
+            "--run",
+            &run,
+            "--schema",
+            "v1",
+            "--hold",
+            "invoice refs wrong",
+            "--yes",
+        ],
+    )
+    .expect(Exit::Ok);
+    assert_eq!(applied("v1"), 0);
+    db.wasmig(p, &["verify", "--fix"]).expect(Exit::Ok);
+    assert_eq!(
+        db.scalar_i64(
+            "SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'v1' AND plugin = 'finance' AND step_id LIKE '0004%'"
+        ),
+        0,
+        "a held schema is not fixed"
+    );
+    // Without --hold the command says how to keep it.
+    let plain = db
+        .wasmig(p, &["revert", "--run", &run, "--schema", "v2", "--yes"])
+        .expect(Exit::Ok);
+    assert!(
+        plain.stderr.contains("wasmig hold --schema v2"),
+        "{}",
+        plain.stderr
+    );
+}

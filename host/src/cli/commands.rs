@@ -70,7 +70,12 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
         }
         Command::Verify(a) => ops::verify::verify(&s, &verify_options(&s, a)?).await,
         Command::Pin { names } => ops::pin::pin(&s, &names).await,
-        Command::Restore { file, schema, yes } => {
+        Command::Restore {
+            file,
+            schema,
+            hold,
+            yes,
+        } => {
             let schema = SchemaName::parse_shared(&schema)?;
             ops::confirm(yes, || {
                 format!(
@@ -78,16 +83,24 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
                     file.display()
                 )
             })?;
-            ops::ledger::restore(&s, &file, &schema).await
+            if hold.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                anyhow::bail!("--hold is empty: say why the schema is held");
+            }
+            let o = ops::ledger::RestoreOptions { file, schema, hold };
+            ops::ledger::restore(&s, &o).await
         }
         Command::Revert {
             pick,
             plugin,
             to,
             run,
+            hold,
             yes,
         } => {
             let pick = schema_pick(pick)?;
+            if hold.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                anyhow::bail!("--hold is empty: say why what is reverted is held");
+            }
             let what = match (plugin, run) {
                 (_, Some(run)) => ops::revert::RevertWhat::Run(run),
                 (Some(plugin), None) => {
@@ -117,6 +130,7 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
                 &ops::revert::RevertOptions {
                     what,
                     schemas: pick,
+                    hold,
                 },
             )
             .await
@@ -199,6 +213,48 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
                 reason,
             };
             ops::ledger::resolve(&s, &o).await
+        }
+        Command::Hold {
+            pick,
+            plugin,
+            reason,
+            yes,
+        } => {
+            let schemas = schema_pick(pick)?;
+            if schemas.many() {
+                ops::confirm(yes, || {
+                    format!(
+                        "holding {} keeps `migrate` and `verify --fix` from applying steps there until released",
+                        pick_text(&schemas)
+                    )
+                })?;
+            }
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason is empty: say why the schemas are held");
+            }
+            let o = ops::hold::HoldOptions {
+                schemas,
+                plugin,
+                reason,
+            };
+            ops::hold::hold(&s, &o).await
+        }
+        Command::Release { pick, plugin, yes } => {
+            let schemas = schema_pick(pick)?;
+            if schemas.many() {
+                ops::confirm(yes, || {
+                    format!(
+                        "releasing {} lets `migrate` and `verify --fix` apply their pending steps again",
+                        pick_text(&schemas)
+                    )
+                })?;
+            }
+            let o = ops::hold::HoldOptions {
+                schemas,
+                plugin,
+                reason: String::new(),
+            };
+            ops::hold::release(&s, &o).await
         }
         Command::Diff {
             schemas,

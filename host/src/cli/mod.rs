@@ -259,6 +259,11 @@ pub enum Command {
         /// Schema to restore.
         #[arg(long)]
         schema: String,
+        /// Hold the schema where the dump puts it, with this reason, so that `migrate` and
+        /// `verify --fix` do not apply again what the restore took away (`wasmig release`
+        /// ends it).
+        #[arg(long, value_name = "REASON")]
+        hold: Option<String>,
         /// Confirm: the schema's current data is replaced by the dump's.
         #[arg(long)]
         yes: bool,
@@ -281,6 +286,11 @@ pub enum Command {
         /// dependency order; --schema/--all-tenants/--where narrow it.
         #[arg(long, value_name = "N")]
         run: Option<i64>,
+        /// Hold what was reverted, with this reason (with --plugin, that plugin in each
+        /// schema; with --run, each schema), so that `migrate` and `verify --fix` do not apply
+        /// it again (`wasmig release` ends it).
+        #[arg(long, value_name = "REASON")]
+        hold: Option<String>,
         /// Confirm: revert steps may drop tables and the data in them.
         #[arg(long)]
         yes: bool,
@@ -350,6 +360,38 @@ pub enum Command {
         #[arg(long)]
         reason: String,
         /// Confirm resolving failures in more than one schema.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Keep schemas where they are, with a reason, until released: `migrate` and `verify
+    /// --fix` apply nothing the hold covers (a plugin that requires a held plugin waits too),
+    /// and `status`, `verify`, `health` and `metrics` show the hold. `--plugin P` holds only
+    /// that plugin's steps. Recorded as a run (`wasmig history`).
+    #[command(group(clap::ArgGroup::new("hold_picked").required(true).multiple(true).args(["schemas", "all_tenants", "pick_where"])))]
+    Hold {
+        /// Which schemas.
+        #[command(flatten)]
+        pick: PickArgs,
+        /// Only this plugin's steps [default: the whole schema].
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Why (shown wherever the hold is).
+        #[arg(long)]
+        reason: String,
+        /// Confirm holding more than one schema.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Release holds set by `wasmig hold` (with `--plugin P`, only the hold on that plugin).
+    #[command(group(clap::ArgGroup::new("release_picked").required(true).multiple(true).args(["schemas", "all_tenants", "pick_where"])))]
+    Release {
+        /// Which schemas.
+        #[command(flatten)]
+        pick: PickArgs,
+        /// Only the hold on this plugin [default: every hold of the schema].
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Confirm releasing more than one schema.
         #[arg(long)]
         yes: bool,
     },

@@ -81,6 +81,16 @@ CREATE INDEX IF NOT EXISTS failure_schema_idx ON wasmig.failure (schema_name, fa
 ALTER TABLE wasmig.failure ADD COLUMN IF NOT EXISTS resolved_at timestamptz,
                            ADD COLUMN IF NOT EXISTS resolved_run bigint,
                            ADD COLUMN IF NOT EXISTS resolution text;
+-- An operator's hold (`wasmig hold`): the schema (only `plugin`'s steps there, when not '')
+-- stays where it is until released; `migrate` and `verify --fix` plan around it.
+CREATE TABLE IF NOT EXISTS wasmig.hold (
+    schema_name text NOT NULL,
+    plugin text NOT NULL DEFAULT '',
+    reason text NOT NULL,
+    held_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    run_id bigint,
+    PRIMARY KEY (schema_name, plugin)
+);
 -- What each schema a run worked on came to (`wasmig history --run N`), written at its end;
 -- schemas that were already up to date are not listed.
 CREATE TABLE IF NOT EXISTS wasmig.run_schema (

@@ -1,6 +1,6 @@
 //! The control schema `wasmig`, one concept per file: its layout and `init` ([`ddl`]), the
 //! registry of managed schemas and their roles ([`registry`]), the ledger ([`ledger`]), runs
-//! and failures ([`runs`]), step grants ([`grants`]), advisory locks ([`locks`]), the
+//! and failures ([`runs`]), operators' holds ([`holds`]), step grants ([`grants`]), advisory locks ([`locks`]), the
 //! control secret ([`secret`]), the control side of backups and restores ([`restore`]), what a schema is made
 //! of as the catalogs say ([`structure`], for `verify --structure`) and the statements schema roles run in a step ([`step_sql`]).
 //! Every function runs on the operator's connection, except the [`step_sql`] statements, which
@@ -14,6 +14,7 @@
 mod adopt;
 mod ddl;
 mod grants;
+mod holds;
 mod ledger;
 mod locks;
 mod registry;
@@ -27,6 +28,7 @@ mod structure;
 pub use adopt::*;
 pub use ddl::*;
 pub use grants::*;
+pub use holds::*;
 pub use ledger::*;
 pub use locks::*;
 pub use registry::*;

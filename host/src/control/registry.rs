@@ -762,7 +762,7 @@ pub async fn drop_tenant(
             .unwrap_or_default()
     );
     tx.batch_execute(&ddl).await.map_err(pg(what()))?;
-    for table in ["ledger", "step_grant", "failure", "managed_schema"] {
+    for table in ["ledger", "step_grant", "failure", "hold", "managed_schema"] {
         tx.execute(
             &format!("DELETE FROM wasmig.{table} WHERE schema_name = $1"),
             &[&schema.as_str()],

@@ -454,3 +454,24 @@ fn schema_entry(schemas: &mut Vec<RunSchema>, schema: String) -> usize {
     });
     schemas.len() - 1
 }
+
+/// Marks resolved the failures of `schema` that a later success already answers (the step
+/// is in the ledger now), before a `restore` or `revert` takes ledger rows away: otherwise
+/// the old failure would count again once its step's row is gone.
+pub async fn settle_answered_failures(
+    client: &Client,
+    schema: &SchemaName,
+    run_id: i64,
+) -> Result<u64, ControlError> {
+    client
+        .execute(
+            "UPDATE wasmig.failure f SET resolved_at = clock_timestamp(), resolved_run = $2,
+                    resolution = 'applied by a later run'
+              WHERE f.schema_name = $1 AND f.resolved_at IS NULL
+                AND EXISTS (SELECT 1 FROM wasmig.ledger l WHERE l.schema_name = f.schema_name
+                            AND l.plugin = f.plugin AND l.step_id = f.step_id)",
+            &[&schema.as_str(), &run_id],
+        )
+        .await
+        .map_err(pg(format!("settling the answered failures of `{schema}`")))
+}

@@ -214,7 +214,9 @@ impl Fleet {
         let empty = Vec::new();
         for t in targets {
             let ledger = snapshot.get(t.schema.as_str()).unwrap_or(&empty);
-            let plan = self.plugins.plan(t.scope, &opts.selection, ledger);
+            let plan = self
+                .plugins
+                .plan((t.schema.as_str(), t.scope), &opts.selection, ledger);
             // Steps are only ever added to a ledger, so a schema complete in the snapshot is
             // complete now; anything else is re-checked under the schema's lock.
             let settled = if plan.refused() {
@@ -354,7 +356,9 @@ impl Fleet {
         let mut grants: Grants = HashMap::new();
         for t in work {
             let ledger = snapshot.get(t.schema.as_str()).unwrap_or(&empty);
-            let plan = self.plugins.plan(t.scope, &opts.selection, ledger);
+            let plan = self
+                .plugins
+                .plan((t.schema.as_str(), t.scope), &opts.selection, ledger);
             let list = plan
                 .pending
                 .iter()

@@ -46,8 +46,13 @@ impl RunPlugins {
     }
 
     /// What is pending, drifted or refused in a schema of `scope` with these `ledger` rows.
-    pub fn plan(&self, scope: Scope, selection: &Selection, ledger: &[LedgerEntry]) -> SchemaPlan {
-        plan_schema(&self.specs, &self.order, scope, selection, ledger)
+    pub fn plan(
+        &self,
+        at: (&str, Scope),
+        selection: &Selection,
+        ledger: &[LedgerEntry],
+    ) -> SchemaPlan {
+        plan_schema(&self.specs, &self.order, at, selection, ledger)
     }
 
     /// The steps to revert in a schema with `ledger`, newest first, or why not (see

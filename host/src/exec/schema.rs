@@ -59,7 +59,9 @@ impl Fleet {
         login: Prefetch,
         opts: &RunOptions,
     ) -> Outcome {
-        let plan = self.plugins.plan(t.scope, &opts.selection, &ledger);
+        let plan = self
+            .plugins
+            .plan((t.schema.as_str(), t.scope), &opts.selection, &ledger);
         if plan.refused() || plan.pending.is_empty() {
             login.abort();
             return if plan.refused() {

@@ -72,7 +72,7 @@ pub async fn diff(s: &Settings, o: &DiffOptions) -> Result<Exit> {
         let plan = crate::plan::plan_schema(
             &plugins.specs,
             &plugins.order,
-            m.scope,
+            (m.schema.as_str(), m.scope),
             &Selection::default(),
             l,
         );

@@ -64,6 +64,8 @@ pub async fn health(s: &Settings, out: report::Output) -> Result<Exit> {
         h.drift_count = rows.iter().map(|r| r.drift.len()).sum();
         h.forged_count = rows.iter().map(|r| r.forged.len()).sum();
         h.failed_schema_count = rows.iter().filter(|r| r.last_failure.is_some()).count();
+        h.held_schema_count = rows.iter().filter(|r| !r.holds.is_empty()).count();
+        h.held_step_count = rows.iter().map(|r| r.held.len()).sum();
         let reg = control::list_schemas(&client).await?;
         h.locks = control::held_locks(&client, &reg).await?;
         h.last_run = control::runs(&client, 1).await?.into_iter().next();

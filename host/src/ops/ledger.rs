@@ -209,9 +209,23 @@ async fn repair_one(
     result
 }
 
+/// Options of `wasmig restore`.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The `.dump` file.
+    pub file: std::path::PathBuf,
+    /// The tenant schema restored.
+    pub schema: SchemaName,
+    /// Hold the schema where the dump puts it, with this reason.
+    pub hold: Option<String>,
+}
+
 /// `wasmig restore FILE --schema S`: puts back a tenant schema and its ledger rows from a dump
-/// made by `migrate --backup-dir`.
-pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) -> Result<Exit> {
+/// made by `migrate --backup-dir`. Failures that a later success had answered stay resolved;
+/// with `hold`, the schema is held where the dump puts it (otherwise the next run that
+/// applies steps would bring back what the restore took away, and the command says so).
+pub async fn restore(s: &Settings, o: &RestoreOptions) -> Result<Exit> {
+    let (file, schema) = (o.file.as_path(), &o.schema);
     if !file.is_file() {
         bail!("backup file `{}` does not exist", file.display());
     }
@@ -237,6 +251,7 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
     let run_id = control::start_run(&op, "restore", &s.args).await?;
     // One unit: a signal while pg_restore runs is answered once the restore is complete.
     let _clean_stop = crate::interrupt::CleanStop::begin();
+    control::settle_answered_failures(&op, schema, run_id).await?;
     let password = crate::secret::role_password(&secret, &managed.role);
     let who = crate::backup::RestoreAs {
         schema,
@@ -265,6 +280,12 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
     if let Err(e) = control::release_schema(&op, schema).await {
         tracing::warn!("{e}");
     }
+    let result = match (result, &o.hold) {
+        (Ok(()), Some(reason)) => {
+            super::hold::hold_in_run(&op, std::slice::from_ref(schema), None, reason, run_id).await
+        }
+        (result, _) => result.map_err(anyhow::Error::from),
+    };
     let outcome = if result.is_ok() {
         RunOutcome::Ok
     } else {
@@ -275,5 +296,8 @@ pub async fn restore(s: &Settings, file: &std::path::Path, schema: &SchemaName) 
     }
     result?;
     crate::report::notes::restored(schema, file);
+    if o.hold.is_none() {
+        crate::report::notes::rolled_back_not_held(&[schema.as_str()]);
+    }
     Ok(crate::interrupt::received().map_or(Exit::Ok, Exit::from_signal))
 }

@@ -86,6 +86,8 @@ async fn fleet_metrics(s: &Settings) -> Result<Metrics> {
             .and_then(|r| r.outcome.as_deref().map(|o| o == "ok")),
         step_duration: control::step_durations(&client).await?,
         plugin_problem_count: c.plugin_problems.len(),
+        held_schema_count: rows.iter().filter(|r| !r.holds.is_empty()).count(),
+        held_step_count: rows.iter().map(|r| r.held.len()).sum(),
     };
     Ok(m)
 }

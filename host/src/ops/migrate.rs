@@ -178,12 +178,19 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         .map(|m| {
             let l = ledger.get(m.schema.as_str()).map_or(&[][..], Vec::as_slice);
             let all = crate::plan::Selection::default();
-            let plan = plan_schema(&plugins.specs, &plugins.order, m.scope, &all, l);
+            let plan = plan_schema(
+                &plugins.specs,
+                &plugins.order,
+                (m.schema.as_str(), m.scope),
+                &all,
+                l,
+            );
             (m.schema.as_str(), plan)
         })
         .collect();
     let selection = crate::plan::Selection {
         held: crate::plan::held_edited_steps(fleet_plans.iter().map(|(s, p)| (*s, p))),
+        holds: control::read_holds(&op).await?,
         ..o.selection.clone()
     };
     drop(fleet_plans);
@@ -194,10 +201,24 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         .iter()
         .map(|t| {
             let l = ledger.get(t.schema.as_str()).unwrap_or(&empty);
-            plan_schema(&plugins.specs, &plugins.order, t.scope, &selection, l)
+            plan_schema(
+                &plugins.specs,
+                &plugins.order,
+                (t.schema.as_str(), t.scope),
+                &selection,
+                l,
+            )
         })
         .collect();
     let total = targets.len();
+    report::notes::held_back(
+        targets
+            .iter()
+            .zip(&plans)
+            .filter(|(_, p)| !p.on_hold.is_empty())
+            .map(|(t, p)| (t.schema.as_str(), p.on_hold.len())),
+        &selection.holds,
+    );
     let waves = o.rollout.as_ref().map(|r| {
         let needs_work: std::collections::HashSet<&SchemaName> = targets
             .iter()

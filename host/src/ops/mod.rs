@@ -7,6 +7,7 @@ pub mod baseline;
 pub mod diff;
 pub mod health;
 pub mod history;
+pub mod hold;
 pub mod init;
 pub mod ledger;
 pub mod metrics;

@@ -37,6 +37,8 @@ pub struct RevertOptions {
     pub what: RevertWhat,
     /// Where (with `--run`, narrows the schemas the run touched; may be empty).
     pub schemas: SchemaPick,
+    /// Hold what was reverted, with this reason (see `wasmig hold`).
+    pub hold: Option<String>,
 }
 
 /// Checks every schema, locks them all and checks again, then reverts each (tenants before
@@ -230,6 +232,27 @@ async fn revert_locked(
     if let Err(e) = control::clear_run_grants(op, run_id).await {
         tracing::warn!("{e}");
     }
+    let touched: Vec<SchemaName> = work[..done]
+        .iter()
+        .map(|w| w.schema.schema.clone())
+        .collect();
+    // Said (or failed) before the run is closed; an error here is raised once it is.
+    let held = match &o.hold {
+        Some(reason) => {
+            let plugin = match &o.what {
+                RevertWhat::Plugin { plugin, .. } => Some(plugin.as_str()),
+                RevertWhat::Run(_) => None,
+            };
+            super::hold::hold_in_run(op, &touched, plugin, reason, run_id).await
+        }
+        None => {
+            if !touched.is_empty() {
+                let names: Vec<&str> = touched.iter().map(SchemaName::as_str).collect();
+                crate::report::notes::rolled_back_not_held(&names);
+            }
+            Ok(())
+        }
+    };
     let signal = crate::interrupt::received();
     let outcome = match (signal, failed) {
         (Some(_), _) => RunOutcome::Interrupted,
@@ -243,6 +266,7 @@ async fn revert_locked(
     if work.len() > 1 || done < work.len() {
         crate::report::notes::reverted(run_id, reverted, done - failed, work.len() - done);
     }
+    held?;
     Ok(match (signal, failed) {
         (Some(sig), _) => Exit::from_signal(sig),
         (None, 0) => Exit::Ok,
@@ -353,6 +377,11 @@ async fn revert_one(
     run_id: i64,
 ) -> Outcome {
     let m = w.schema;
+    if let Err(e) = control::settle_answered_failures(op, &m.schema, run_id).await {
+        return Outcome::Error {
+            message: e.to_string(),
+        };
+    }
     let todo: Vec<_> = w
         .steps
         .iter()

@@ -221,7 +221,10 @@ async fn verify_wave(w: &WaveRun<'_>, reports: &[SchemaReport]) -> Vec<String> {
         .filter(|r| r.scope == Scope::Tenant && !r.outcome.is_problem())
         .filter_map(|r| {
             let l = ledger.get(r.schema.as_str()).unwrap_or(&empty);
-            let plan = w.fleet.plugins.plan(Scope::Tenant, w.selection, l);
+            let plan = w
+                .fleet
+                .plugins
+                .plan((r.schema.as_str(), Scope::Tenant), w.selection, l);
             if plan.refused() {
                 Some(format!(
                     "`{}`: its ledger has drifted or forged rows",

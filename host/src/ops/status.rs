@@ -46,6 +46,10 @@ pub async fn collect(s: &Settings, which: Which<'_>, selection: &Selection) -> R
     let secret = control::read_secret(&client).await?;
     let ledger = control::read_ledger(&client, None, &secret).await?;
     let failures = control::last_failures(&client).await?;
+    let selection = &Selection {
+        holds: control::read_holds(&client).await?,
+        ..selection.clone()
+    };
     tracing::debug!(
         "database work took {:.1} ms",
         db_started.elapsed().as_secs_f64() * 1000.0
@@ -59,11 +63,21 @@ pub async fn collect(s: &Settings, which: Which<'_>, selection: &Selection) -> R
         })
         .map(|m| {
             let l = ledger.get(m.schema.as_str()).unwrap_or(&empty);
-            let plan = plan_schema(&plugins.specs, &plugins.order, m.scope, selection, l);
+            let plan = plan_schema(
+                &plugins.specs,
+                &plugins.order,
+                (m.schema.as_str(), m.scope),
+                selection,
+                l,
+            );
             let failure = failures
                 .get(m.schema.as_str())
                 .filter(|f| still_declared(&plugins.specs, f));
-            SchemaStatus::new(m, &plugins.specs, &plan, failure)
+            let holds = selection
+                .holds
+                .iter()
+                .filter(|h| h.schema == m.schema.as_str());
+            SchemaStatus::new(m, &plugins.specs, &plan, failure).with_holds(holds)
         })
         .collect();
     Ok(Collected {

@@ -318,6 +318,9 @@ pub struct SchemaPlan {
     pub applied: usize,
     /// Why the schema cannot run its selection (e.g. a required plugin is not selected).
     pub blocked: Option<String>,
+    /// Steps an operator's hold keeps from running here (see [`Hold`]), in order: not
+    /// pending, not a problem, shown as held.
+    pub on_hold: Vec<PendingStep>,
     /// Ledger rows whose MAC does not verify: not written by wasmig.
     pub forged: Vec<StepRef>,
 }
@@ -331,6 +334,31 @@ pub struct Selection {
     /// somewhere (see [`held_edited_steps`]) would otherwise reach the schemas that had not
     /// run it with its new text while the others are refused, splitting the fleet.
     pub held: Vec<(StepRef, String)>,
+    /// The operators' holds (`wasmig hold`), of any schema: a held schema (or plugin in a
+    /// schema) stays where it is until released.
+    pub holds: Vec<Hold>,
+}
+
+/// An operator's hold: `schema` (only `plugin`'s steps there, when given) stays where it is
+/// until released, whatever `migrate` or `verify --fix` would apply. A plugin that requires
+/// a held plugin with steps waiting waits too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    /// The schema held.
+    pub schema: String,
+    /// Only this plugin's steps (the whole schema when none).
+    pub plugin: Option<String>,
+    /// Why, as the operator said it.
+    pub reason: String,
+    /// When it was set (RFC 3339).
+    pub since: String,
+}
+
+impl Hold {
+    /// Whether this hold keeps plugin `name`'s steps from running.
+    pub fn covers(&self, name: &str) -> bool {
+        self.plugin.as_deref().is_none_or(|p| p == name)
+    }
 }
 
 impl Selection {
@@ -398,11 +426,12 @@ pub fn held_edited_steps<'a>(
         .collect()
 }
 
-/// Plans one schema of `scope`: `order` from [`order_plugins`], `ledger` = this schema's rows.
+/// Plans schema `schema` of `scope`: `order` from [`order_plugins`], `ledger` = this schema's
+/// rows.
 pub fn plan_schema(
     plugins: &[PluginSpec],
     order: &[usize],
-    scope: Scope,
+    (schema, scope): (&str, Scope),
     selection: &Selection,
     ledger: &[LedgerEntry],
 ) -> SchemaPlan {
@@ -470,6 +499,7 @@ pub fn plan_schema(
             plan.unknown.push(StepRef::new(&e.plugin, &e.step_id));
         }
     }
+    hold_back(&mut plan, plugins, schema, &selection.holds);
     if plan.blocked.is_none()
         && let Some((_, why)) = plan.pending.iter().find_map(|p| {
             let r = StepRef::new(&plugins[p.plugin].name, &plugins[p.plugin].steps[p.step].id);
@@ -492,6 +522,33 @@ pub fn plan_schema(
         }
     }
     plan
+}
+
+/// Moves the pending steps `holds` keep from running in `schema` to `plan.on_hold`: those of
+/// a held plugin (every plugin when the schema is held whole), and of any plugin that
+/// requires a plugin with steps on hold. `pending` is in dependency order, so one pass finds
+/// the plugins that wait on others.
+fn hold_back(plan: &mut SchemaPlan, plugins: &[PluginSpec], schema: &str, holds: &[Hold]) {
+    let here: Vec<&Hold> = holds.iter().filter(|h| h.schema == schema).collect();
+    if here.is_empty() {
+        return;
+    }
+    let mut waiting: BTreeSet<&str> = BTreeSet::new();
+    let (mut keep, mut hold) = (Vec::new(), Vec::new());
+    for p in std::mem::take(&mut plan.pending) {
+        let spec = &plugins[p.plugin];
+        let held = here.iter().any(|h| h.covers(&spec.name))
+            || spec.requires.iter().any(|r| waiting.contains(r.as_str()));
+        if held {
+            waiting.insert(spec.name.as_str());
+            hold.push(p);
+        } else {
+            keep.push(p);
+        }
+    }
+    plan.reruns.retain(|r| !hold.contains(r));
+    plan.pending = keep;
+    plan.on_hold = hold;
 }
 
 impl SchemaPlan {

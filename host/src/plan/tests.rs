@@ -199,13 +199,13 @@ fn pending_drift_and_unknown() {
     let p = workload();
     let order = order_plugins(&p).unwrap();
     let all = Selection::default();
-    let fresh = plan_schema(&p, &order, Scope::Tenant, &all, &[]);
+    let fresh = plan_schema(&p, &order, ("t", Scope::Tenant), &all, &[]);
     assert_eq!(fresh.pending.len(), 6);
     assert_eq!(p[fresh.pending[0].plugin].name, "carriers");
 
     let carriers = &p[4];
     let ledger = vec![entry(carriers, 0)];
-    let partial = plan_schema(&p, &order, Scope::Tenant, &all, &ledger);
+    let partial = plan_schema(&p, &order, ("t", Scope::Tenant), &all, &ledger);
     assert_eq!(partial.applied, 1);
     assert_eq!(partial.pending.len(), 5);
     assert_eq!(partial.pending[0], PendingStep { plugin: 4, step: 1 });
@@ -220,14 +220,14 @@ fn pending_drift_and_unknown() {
         run_id: None,
         artifact_checksum: String::new(),
     });
-    let d = plan_schema(&p, &order, Scope::Tenant, &all, &drifted);
+    let d = plan_schema(&p, &order, ("t", Scope::Tenant), &all, &drifted);
     assert!(d.refused(), "a drifted schema runs nothing");
     assert_eq!(d.pending.len(), 5, "the drifted step itself is not pending");
     assert_eq!(d.drift.len(), 1);
     assert_eq!(d.drift[0].recorded, "0".repeat(64));
     assert_eq!(d.unknown, vec![StepRef::new("gone", "x")]);
 
-    let shared = plan_schema(&p, &order, Scope::Shared, &all, &[]);
+    let shared = plan_schema(&p, &order, ("t", Scope::Shared), &all, &[]);
     assert_eq!(shared.pending.len(), 1);
 }
 
@@ -237,7 +237,13 @@ fn forged_rows_refuse_the_schema_and_count_as_not_applied() {
     let order = order_plugins(&p).unwrap();
     let mut forged = entry(&p[4], 0);
     forged.authentic = false;
-    let plan = plan_schema(&p, &order, Scope::Tenant, &Selection::default(), &[forged]);
+    let plan = plan_schema(
+        &p,
+        &order,
+        ("t", Scope::Tenant),
+        &Selection::default(),
+        &[forged],
+    );
     assert_eq!(plan.forged, vec![StepRef::new("carriers", "1")]);
     assert!(plan.refused());
     assert_eq!(plan.applied, 0);
@@ -252,7 +258,7 @@ fn selection_is_blocked_by_pending_requirements() {
         plugins: vec!["customers".into()],
         ..Default::default()
     };
-    let blocked = plan_schema(&p, &order, Scope::Tenant, &sel, &[]);
+    let blocked = plan_schema(&p, &order, ("t", Scope::Tenant), &sel, &[]);
     assert!(
         blocked
             .blocked
@@ -261,7 +267,7 @@ fn selection_is_blocked_by_pending_requirements() {
             .contains("--plugin carriers")
     );
     let ledger: Vec<_> = (0..2).map(|s| entry(&p[4], s)).collect();
-    let ok = plan_schema(&p, &order, Scope::Tenant, &sel, &ledger);
+    let ok = plan_schema(&p, &order, ("t", Scope::Tenant), &sel, &ledger);
     assert!(ok.blocked.is_none());
     assert_eq!(ok.pending.len(), 1);
     assert!(
@@ -407,7 +413,7 @@ fn accepted_fingerprints_repeatable_steps_and_a_manifest_that_is_not_determinist
     let mut row = entry(&p[carriers], 0);
     row.checksum = "earlier".into();
     p[carriers].steps[0].accepts = vec!["earlier".into()];
-    let plan = plan_schema(&p, &order, Scope::Tenant, &all, &[row.clone()]);
+    let plan = plan_schema(&p, &order, ("t", Scope::Tenant), &all, &[row.clone()]);
     assert!(plan.drift.is_empty(), "{:?}", plan.drift);
     // The seed's step changed: repeatable, it is pending again and marked as a re-run.
     let seed = 0;
@@ -416,7 +422,7 @@ fn accepted_fingerprints_repeatable_steps_and_a_manifest_that_is_not_determinist
     let mut seeded = entry(&p[seed], 0);
     seeded.checksum = "older content".into();
     seeded.artifact_checksum = "old artifact".into();
-    let plan = plan_schema(&p, &order, Scope::Tenant, &all, &[seeded.clone()]);
+    let plan = plan_schema(&p, &order, ("t", Scope::Tenant), &all, &[seeded.clone()]);
     let rerun = PendingStep {
         plugin: seed,
         step: 0,
@@ -426,7 +432,66 @@ fn accepted_fingerprints_repeatable_steps_and_a_manifest_that_is_not_determinist
     // The same artifact that recorded the row now says another fingerprint: drift, never an
     // endless re-run.
     seeded.artifact_checksum = "new artifact".into();
-    let plan = plan_schema(&p, &order, Scope::Tenant, &all, &[seeded]);
+    let plan = plan_schema(&p, &order, ("t", Scope::Tenant), &all, &[seeded]);
     assert!(plan.reruns.is_empty());
     assert_eq!(plan.drift.len(), 1);
+}
+
+#[test]
+fn a_hold_keeps_its_plugin_and_those_that_require_it_waiting_in_its_schema_only() {
+    let p = workload();
+    let order = order_plugins(&p).unwrap();
+    let hold = |plugin: Option<&str>| Selection {
+        holds: vec![Hold {
+            schema: "t".into(),
+            plugin: plugin.map(Into::into),
+            reason: "why".into(),
+            since: "2026-12-08T00:00:00Z".into(),
+        }],
+        ..Default::default()
+    };
+    let names = |steps: &[PendingStep]| -> Vec<&str> {
+        steps.iter().map(|s| p[s.plugin].name.as_str()).collect()
+    };
+    // `customers` held: it and what requires it (`seed`, `finance`) wait; `carriers` and
+    // `suppliers` run.
+    let plan = plan_schema(
+        &p,
+        &order,
+        ("t", Scope::Tenant),
+        &hold(Some("customers")),
+        &[],
+    );
+    assert!(!plan.refused(), "a hold is not a refusal");
+    let mut running = names(&plan.pending);
+    running.dedup();
+    assert_eq!(running, ["carriers", "suppliers"]);
+    let mut waiting = names(&plan.on_hold);
+    waiting.sort_unstable();
+    assert_eq!(waiting, ["customers", "finance", "seed"]);
+    // Another schema is not held.
+    let other = plan_schema(
+        &p,
+        &order,
+        ("u", Scope::Tenant),
+        &hold(Some("customers")),
+        &[],
+    );
+    assert_eq!(other.pending.len(), 6);
+    assert!(other.on_hold.is_empty());
+    // The whole schema held: nothing runs.
+    let whole = plan_schema(&p, &order, ("t", Scope::Tenant), &hold(None), &[]);
+    assert!(whole.pending.is_empty());
+    assert_eq!(whole.on_hold.len(), 6);
+    // A held plugin with nothing pending holds nothing back.
+    let ledger: Vec<_> = (0..1).map(|s| entry(&p[3], s)).collect();
+    let done = plan_schema(
+        &p,
+        &order,
+        ("t", Scope::Tenant),
+        &hold(Some("customers")),
+        &ledger,
+    );
+    assert!(done.on_hold.is_empty());
+    assert_eq!(done.pending.len(), 5);
 }

@@ -102,6 +102,10 @@ pub struct Health {
     pub forged_count: usize,
     /// Schemas (the shared one included) with an unresolved failed step.
     pub failed_schema_count: usize,
+    /// Schemas an operator holds (`wasmig hold`).
+    pub held_schema_count: usize,
+    /// Steps those holds keep from running (not in `pending_count`).
+    pub held_step_count: usize,
     /// wasmig's advisory locks and their holders.
     pub locks: Vec<HeldLock>,
     /// The newest run.
@@ -132,6 +136,8 @@ struct HealthJson<'a> {
     drift_count: usize,
     forged_count: usize,
     failed_schema_count: usize,
+    held_schema_count: usize,
+    held_step_count: usize,
     locks: Vec<LockJson<'a>>,
     last_run: Option<RunJson<'a>>,
     problems: &'a [String],
@@ -154,6 +160,8 @@ pub fn print_health(h: &Health, out: Output) {
             drift_count: h.drift_count,
             forged_count: h.forged_count,
             failed_schema_count: h.failed_schema_count,
+            held_schema_count: h.held_schema_count,
+            held_step_count: h.held_step_count,
             locks: h
                 .locks
                 .iter()
@@ -198,6 +206,13 @@ pub fn print_health(h: &Health, out: Output) {
         h.forged_count,
         h.failed_schema_count
     );
+    if h.held_schema_count > 0 {
+        crate::outln!(
+            "held:            {} schema(s) held by an operator, {} step(s) waiting (`wasmig status` shows why; `wasmig release` lets them run)",
+            h.held_schema_count,
+            h.held_step_count
+        );
+    }
     for l in &h.locks {
         crate::outln!(
             "lock:            schema `{}` held by server process {} (application_name `{}`) for {:.1}s",
@@ -360,6 +375,10 @@ pub struct Metrics {
     pub step_duration: DurationSummary,
     /// Plugins the trust policy or the lock file would refuse to run.
     pub plugin_problem_count: usize,
+    /// Schemas an operator holds.
+    pub held_schema_count: usize,
+    /// Steps those holds keep from running (not in `pending_count`).
+    pub held_step_count: usize,
 }
 
 #[derive(Serialize)]
@@ -381,6 +400,8 @@ struct MetricsJson {
     forged_count: usize,
     failed_schema_count: usize,
     plugin_problem_count: usize,
+    held_schema_count: usize,
+    held_step_count: usize,
     last_run_duration_seconds: Option<f64>,
     last_run_timestamp_seconds: Option<f64>,
     last_run_success: Option<bool>,
@@ -399,6 +420,8 @@ pub fn metrics_json(m: &Metrics) -> String {
         forged_count: m.forged_count,
         failed_schema_count: m.failed_schema_count,
         plugin_problem_count: m.plugin_problem_count,
+        held_schema_count: m.held_schema_count,
+        held_step_count: m.held_step_count,
         last_run_duration_seconds: m.last_run_duration_seconds.map(round3),
         last_run_timestamp_seconds: m.last_run_timestamp_seconds.map(round3),
         last_run_success: m.last_run_success,
@@ -450,6 +473,16 @@ pub fn prometheus(m: &Metrics) -> String {
         "shared_pending_steps",
         "Steps not yet applied in the shared schema.",
         n(m.shared_pending_count),
+    );
+    gauge(
+        "held_schemas",
+        "Schemas an operator holds where they are (wasmig hold).",
+        n(m.held_schema_count),
+    );
+    gauge(
+        "held_steps",
+        "Steps a hold keeps from running (not counted as pending).",
+        n(m.held_step_count),
     );
     gauge(
         "plugin_problems",

@@ -308,3 +308,63 @@ pub fn repair_changes_the_record_only(schemas: &[&str]) {
         schemas.len()
     );
 }
+
+/// `hold`: one schema held (or its hold's reason changed).
+pub fn held(schema: &SchemaName, plugin: Option<&str>, new: bool) {
+    let what = plugin.map_or_else(String::new, |p| format!(" (plugin `{p}`)"));
+    if new {
+        crate::outln!("{schema}{what}: held");
+    } else {
+        crate::outln!("{schema}{what}: already held; the reason is updated");
+    }
+}
+
+/// `release`: one schema's holds released.
+pub fn released(schema: &SchemaName, count: u64) {
+    if count == 0 {
+        crate::outln!("{schema}: not held; nothing to release");
+    } else {
+        crate::outln!("{schema}: {count} hold(s) released");
+    }
+}
+
+/// After `restore` or `revert` without `--hold`: what was rolled back comes back with the
+/// next run that applies steps, unless it is held.
+pub fn rolled_back_not_held(schemas: &[&str]) {
+    let shown = crate::text::inert(&schemas.join(" --schema "), 300);
+    crate::errln!(
+        "note: the next `wasmig migrate` or `wasmig verify --fix` applies again what was rolled back in {} schema(s); to keep them where they are: `wasmig hold --schema {shown} --reason TEXT` (or pass --hold REASON)",
+        schemas.len()
+    );
+}
+
+/// Before a run: the schemas whose steps wait on an operator's hold (`schemas`: each with how
+/// many steps wait), with the holds' reasons. Nothing when none.
+pub fn held_back<'a>(schemas: impl Iterator<Item = (&'a str, usize)>, holds: &[crate::plan::Hold]) {
+    let schemas: Vec<(&str, usize)> = schemas.collect();
+    if schemas.is_empty() {
+        return;
+    }
+    let steps: usize = schemas.iter().map(|(_, n)| n).sum();
+    let shown: Vec<String> = schemas
+        .iter()
+        .take(5)
+        .map(|(s, _)| {
+            let why: Vec<&str> = holds
+                .iter()
+                .filter(|h| h.schema == *s)
+                .map(|h| h.reason.as_str())
+                .collect();
+            format!("{s} ({})", crate::text::inert(&why.join("; "), 200))
+        })
+        .collect();
+    let more = match schemas.len().saturating_sub(5) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    crate::errln!(
+        "held: {} schema(s), {steps} step(s) not applied: {}{more}; `wasmig release --schema S` lets them run",
+        schemas.len(),
+        shown.join(", ")
+    );
+}

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::run::{drift_line, forged_line};
 use super::{FailureJson, Output, print_document, sqlstate_note};
 use crate::control::{ManagedSchema, StepFailureRecord};
-use crate::plan::{Drift, PluginSpec, SchemaPlan, Scope, StepRef};
+use crate::plan::{Drift, Hold, PluginSpec, SchemaPlan, Scope, StepRef};
 
 /// The last failure of a schema not since fixed, shown on one line.
 #[derive(Debug, Clone)]
@@ -55,6 +55,10 @@ pub struct SchemaStatus {
     pub forged: Vec<StepRef>,
     /// Last failure not since fixed.
     pub last_failure: Option<LastFailure>,
+    /// Operators' holds on this schema.
+    pub holds: Vec<Hold>,
+    /// Steps not pending because a hold keeps them (not a problem; shown as held).
+    pub held: Vec<StepRef>,
 }
 
 impl SchemaStatus {
@@ -76,6 +80,12 @@ impl SchemaStatus {
                 .iter()
                 .map(|p| StepRef::new(&specs[p.plugin].name, &specs[p.plugin].steps[p.step].id))
                 .collect(),
+            held: plan
+                .on_hold
+                .iter()
+                .map(|p| StepRef::new(&specs[p.plugin].name, &specs[p.plugin].steps[p.step].id))
+                .collect(),
+            holds: Vec::new(),
             rerun: plan
                 .reruns
                 .iter()
@@ -97,7 +107,25 @@ impl SchemaStatus {
         }
     }
 
-    /// Nothing pending, drifted, forged or failed.
+    /// With the holds on this schema.
+    pub fn with_holds<'a>(mut self, holds: impl Iterator<Item = &'a Hold>) -> Self {
+        self.holds = holds.cloned().collect();
+        self
+    }
+
+    /// The holds, in words: `reason (since …)` per hold, plugin named when it is one.
+    pub fn holds_text(&self) -> String {
+        self.holds
+            .iter()
+            .map(|h| match &h.plugin {
+                Some(p) => format!("plugin `{p}` held: {} (since {})", h.reason, h.since),
+                None => format!("held: {} (since {})", h.reason, h.since),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Nothing pending, drifted, forged or failed (steps an operator holds are not pending).
     pub fn is_ok(&self) -> bool {
         self.pending.is_empty()
             && self.drift.is_empty()
@@ -120,6 +148,10 @@ struct SchemaStatusJson<'a> {
     unknown: &'a [StepRef],
     forged: &'a [StepRef],
     last_failure: Option<FailureJson<'a>>,
+    /// Operators' holds on the schema (`wasmig hold`).
+    holds: &'a [Hold],
+    /// Steps a hold keeps from running (not in `pending`).
+    held: &'a [StepRef],
 }
 
 impl<'a> SchemaStatusJson<'a> {
@@ -140,6 +172,8 @@ impl<'a> SchemaStatusJson<'a> {
                 sqlstate: f.sqlstate.as_deref(),
                 message: &f.message,
             }),
+            holds: &r.holds,
+            held: &r.held,
         }
     }
 }
@@ -225,6 +259,9 @@ pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], out: Output) {
         if let Some(f) = &r.last_failure {
             crate::outln!("  last failure: {f}");
         }
+        if !r.holds.is_empty() {
+            crate::outln!("  {}; {} step(s) waiting", r.holds_text(), r.held.len());
+        }
     }
 }
 
@@ -233,6 +270,8 @@ struct VerifyJson<'a> {
     tenant_count: usize,
     ok_count: usize,
     issue_count: usize,
+    /// Schemas with an operator's hold (`holds` and `held` in their rows).
+    held_count: usize,
     /// The shared schema, when it was verified too (absent when only tenants were asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
     shared: Option<SchemaStatusJson<'a>>,
@@ -259,6 +298,7 @@ pub fn print_verify(
             tenant_count: tenants.len(),
             ok_count: ok,
             issue_count: issues,
+            held_count: rows.iter().filter(|r| !r.holds.is_empty()).count(),
             shared: shared.map(SchemaStatusJson::new),
             plugin_problems,
             tenants: tenants.iter().map(|r| SchemaStatusJson::new(r)).collect(),
@@ -293,6 +333,15 @@ pub fn print_verify(
             };
             crate::outln!("{what}: {}", parts.join("; "));
         }
+        for r in rows.iter().filter(|r| !r.holds.is_empty()) {
+            crate::outln!(
+                "{}: {}; {} step(s) waiting (`wasmig release --schema {}` lets them run)",
+                r.schema,
+                r.holds_text(),
+                r.held.len(),
+                r.schema
+            );
+        }
     }
     for p in plugin_problems {
         crate::outln!("problem: {p}");
@@ -304,11 +353,17 @@ pub fn print_verify(
             if r.is_ok() { "ok" } else { "with issues" }
         );
     }
+    let held = rows.iter().filter(|r| !r.holds.is_empty()).count();
     crate::outln!(
-        "{} tenant(s): {} ok, {} with issues",
+        "{} tenant(s): {} ok, {} with issues{}",
         tenants.len(),
         ok,
-        issues
+        issues,
+        if held > 0 {
+            format!("; {held} schema(s) held")
+        } else {
+            String::new()
+        }
     );
     issues == 0 && shared_ok
 }
