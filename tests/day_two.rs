@@ -575,3 +575,111 @@ fn revert_with_hold_keeps_the_reverted_steps_from_coming_back() {
         plain.stderr
     );
 }
+
+#[test]
+fn every_command_that_applies_steps_backs_up_from_flags_or_config_and_keeps_dumps_for_days() {
+    let (db, plugins) = Fleet::new("backups_everywhere")
+        .plugins(&["reference", "notes_v1"])
+        .shared_first()
+        .tenants(&["k1", "k2"])
+        .build();
+    let p = plugins.path();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dumps = dir.path().join("dumps");
+    std::fs::create_dir(&dumps).expect("dumps");
+    // An old dump of k1 (with its ledger rows), an old one of a schema long dropped (the
+    // newest of its schema: kept), and a file that is not wasmig's.
+    for f in [
+        "k1-20200101T000000000000Z.dump",
+        "k1-20200101T000000000000Z.ledger.json",
+        "gone-20200101T000000000000Z.dump",
+        "notes.txt",
+    ] {
+        std::fs::write(dumps.join(f), "x").expect("plant");
+    }
+    let config = dir.path().join("wasmig.toml");
+    std::fs::write(
+        &config,
+        "[defaults]\nbackup_dir = \"dumps\"\nbackup_keep_days = 7\n",
+    )
+    .expect("config");
+    let cfg = config.to_str().expect("utf8");
+    let files = || {
+        let mut v: Vec<String> = std::fs::read_dir(&dumps)
+            .expect("dumps")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // The shared schema and both tenants have a step pending: `verify --fix` dumps each of
+    // them first (the config's directory), then prunes.
+    plugins.set(&["reference_next", "notes_v2_added"]);
+    let fixed = db
+        .wasmig(p, &["--config", cfg, "verify", "--fix"])
+        .expect(Exit::Ok);
+    let now = files();
+    for schema in ["shared", "k1", "k2"] {
+        assert!(
+            now.iter().any(|f| f.starts_with(&format!("{schema}-"))
+                && f.ends_with(".dump")
+                && !f.contains("2020")),
+            "no dump of {schema}: {now:?}"
+        );
+    }
+    assert!(
+        !now.contains(&"k1-20200101T000000000000Z.dump".to_owned()),
+        "{now:?}"
+    );
+    assert!(
+        !now.contains(&"k1-20200101T000000000000Z.ledger.json".to_owned()),
+        "{now:?}"
+    );
+    assert!(
+        now.contains(&"gone-20200101T000000000000Z.dump".to_owned()),
+        "{now:?}"
+    );
+    assert!(now.contains(&"notes.txt".to_owned()), "{now:?}");
+    assert!(
+        fixed
+            .stderr
+            .contains("backups: 1 dump(s) older than 7 day(s) removed"),
+        "{}",
+        fixed.stderr
+    );
+
+    // `--no-backup` overrides the config; `tenant create` of a new tenant follows it too.
+    let before = files().len();
+    db.wasmig(
+        p,
+        &["--config", cfg, "tenant", "create", "k3", "--no-backup"],
+    )
+    .expect(Exit::Ok);
+    assert_eq!(files().len(), before);
+    db.wasmig(p, &["--config", cfg, "tenant", "create", "k4"])
+        .expect(Exit::Ok);
+    assert!(
+        files().iter().any(|f| f.starts_with("k4-")),
+        "{:?}",
+        files()
+    );
+
+    // Flags without their command, or days without a directory, are refused with the fix.
+    let plain = db
+        .wasmig(p, &["verify", "--backup-dir", "x"])
+        .expect(Exit::Error);
+    assert!(
+        plain.stderr.contains("apply to `verify --fix`"),
+        "{}",
+        plain.stderr
+    );
+    let nowhere = db
+        .wasmig(p, &["migrate", "--backup-keep-days", "3"])
+        .expect(Exit::Error);
+    assert!(
+        nowhere.stderr.contains("no backup directory"),
+        "{}",
+        nowhere.stderr
+    );
+}

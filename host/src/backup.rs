@@ -384,3 +384,163 @@ mod tests {
         assert!(restore_list("216; 1259 16391 TABLE b1 notes t\n", &s).is_err());
     }
 }
+
+/// Where a run's dumps go and how long they are kept, from the command's flags over the
+/// config file's `backup_dir` and `backup_keep_days`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The backup directory.
+    pub dir: PathBuf,
+    /// After a run, dumps older than this many days are removed (the newest of each schema
+    /// is always kept); none: kept for ever.
+    pub keep_days: Option<u32>,
+}
+
+/// Seconds since the Unix epoch of a dump's stamp (`YYYYMMDDTHHMMSSffffffZ`, as
+/// [`Backups::dump`] names files), or none when it is not one.
+fn stamp_seconds(stamp: &str) -> Option<i64> {
+    let b = stamp.as_bytes();
+    if b.len() != 22 || b[8] != b'T' || b[21] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = stamp.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    num(15..21)?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Of the file names in a backup directory, the dumps to remove: those named as wasmig names
+/// them (`<schema>-<stamp>.dump`) and stamped before `cutoff` (Unix seconds), except the
+/// newest dump of each schema. Files of any other name are never chosen.
+pub fn expired<'a>(names: &'a [String], cutoff: i64) -> Vec<&'a str> {
+    let mut by_schema: std::collections::BTreeMap<&str, Vec<(i64, &str)>> = Default::default();
+    for name in names {
+        let Some(stem) = name.strip_suffix(".dump") else {
+            continue;
+        };
+        let Some((schema, stamp)) = stem.rsplit_once('-') else {
+            continue;
+        };
+        if SchemaName::parse_shared(schema).is_err() {
+            continue;
+        }
+        if let Some(at) = stamp_seconds(stamp) {
+            by_schema.entry(schema).or_default().push((at, name));
+        }
+    }
+    let mut out = Vec::new();
+    for (_, mut dumps) in by_schema {
+        dumps.sort_unstable();
+        dumps.pop();
+        out.extend(
+            dumps
+                .into_iter()
+                .filter(|(at, _)| *at < cutoff)
+                .map(|(_, n)| n),
+        );
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Removes from `dir` the dumps (and their ledger sidecars) older than `keep_days` days, the
+/// newest of each schema kept; returns how many dumps went.
+pub fn prune(dir: &Path, keep_days: u32) -> Result<usize, BackupError> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |e: std::io::Error| BackupError::Io {
+            what,
+            path,
+            reason: e.to_string(),
+        }
+    };
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(io("cannot list the backup directory", dir))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let cutoff = now - i64::from(keep_days) * 86_400;
+    let gone = expired(&names, cutoff);
+    for name in &gone {
+        let dump = dir.join(name);
+        // The sidecar first: a dump left without one could not be restored.
+        let side = sidecar(&dump);
+        match std::fs::remove_file(&side) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("cannot remove", &side)(e));
+            }
+            _ => {}
+        }
+        std::fs::remove_file(&dump).map_err(io("cannot remove", &dump))?;
+    }
+    Ok(gone.len())
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::{expired, stamp_seconds};
+
+    #[test]
+    fn stamps_read_as_utc_seconds() {
+        assert_eq!(stamp_seconds("19700101T000000000000Z"), Some(0));
+        assert_eq!(stamp_seconds("20000301T000000000000Z"), Some(951_868_800));
+        assert_eq!(stamp_seconds("20261208T013500123456Z"), Some(1_796_693_700));
+        for bad in [
+            "2026120T013500123456Z",
+            "20261308T013500123456Z",
+            "20261208X013500123456Z",
+            "2026120a013500123456Z",
+        ] {
+            assert_eq!(stamp_seconds(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_older_dumps_of_wasmigs_naming_go_and_the_newest_of_each_schema_stays() {
+        let names: Vec<String> = [
+            "acme-20200101T000000000000Z.dump",
+            "acme-20200102T000000000000Z.dump",
+            "acme-20200102T000000000000Z.ledger.json",
+            "acme-20261201T000000000000Z.dump",
+            "old_only-20190101T000000000000Z.dump",
+            "old_only-20180101T000000000000Z.dump",
+            "notes.txt",
+            "Not-A-Schema-20100101T000000000000Z.dump",
+            "x-2010.dump",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let cutoff = stamp_seconds("20261101T000000000000Z").unwrap();
+        assert_eq!(
+            expired(&names, cutoff),
+            [
+                "acme-20200101T000000000000Z.dump",
+                "acme-20200102T000000000000Z.dump",
+                "old_only-20180101T000000000000Z.dump",
+            ]
+        );
+    }
+}

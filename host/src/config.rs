@@ -204,6 +204,12 @@ pub struct EnvSettings {
     pub limits: Option<BTreeMap<String, BTreeMap<String, Spanned<toml::Value>>>>,
     /// The waves `migrate` rolls out in: `[[env.prod.rollout]] size = "10%"`.
     pub rollout: Option<Vec<crate::rollout::RolloutEntry>>,
+    /// Where every command that applies steps dumps each schema first (relative to the
+    /// config file).
+    pub backup_dir: Option<PathBuf>,
+    /// Dumps older than this many days are removed after a run (the newest of each schema
+    /// is always kept).
+    pub backup_keep_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +247,8 @@ pub struct FileSettings {
     pub limits: Vec<LimitOverride>,
     /// The waves `migrate` rolls out in.
     pub rollout: Option<Vec<crate::rollout::Wave>>,
+    /// Backup directory, resolved against the file's directory.
+    pub backup_dir: Option<PathBuf>,
     /// The environment used, if any.
     pub env_name: Option<String>,
 }
@@ -356,6 +364,7 @@ impl FileSettings {
         }
         out.plugins = pick!(plugins).map(|(p, _)| base.join(p));
         out.lock_file = pick!(lock_file).map(|(p, _)| base.join(p));
+        out.backup_dir = pick!(backup_dir).map(|(p, _)| base.join(p));
         for (key, slot) in [
             ("step_timeout", &mut out.step_timeout),
             ("lock_timeout", &mut out.lock_timeout),

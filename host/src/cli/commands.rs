@@ -298,6 +298,7 @@ async fn tenant(s: &Settings, command: TenantCommand) -> Result<Exit> {
             domain,
             no_migrate,
             labels,
+            backup,
         } => {
             let schemas = schemas
                 .iter()
@@ -314,6 +315,7 @@ async fn tenant(s: &Settings, command: TenantCommand) -> Result<Exit> {
                 domain,
                 migrate: !no_migrate,
                 labels: parse_labels(&labels)?,
+                backup: backup_policy(s, &backup)?,
             };
             ops::tenant::create(s, &o).await
         }
@@ -491,7 +493,7 @@ fn migrate_options(s: &Settings, a: MigrateArgs) -> Result<ops::migrate::Migrate
         dry_run: a.dry_run,
         output: Output::from_json_flag(a.json),
         command: "migrate".into(),
-        backup_dir: a.backup_dir,
+        backup: backup_policy(s, &a.backup)?,
         max_failures: a
             .max_failures
             .as_deref()
@@ -521,7 +523,30 @@ fn rollout(
     Ok(waves.map(|waves| ops::rollout::RolloutOptions { waves, order }))
 }
 
+/// The backup policy of a command that applies steps: its flags over the config file's
+/// `backup_dir` and `backup_keep_days`; none with `--no-backup`.
+fn backup_policy(s: &Settings, a: &super::BackupArgs) -> Result<Option<crate::backup::Policy>> {
+    if a.no_backup {
+        return Ok(None);
+    }
+    let dir = a.backup_dir.clone().or_else(|| s.backup.0.clone());
+    let keep_days = a.backup_keep_days.or(s.backup.1);
+    match (dir, keep_days) {
+        (Some(dir), keep_days) => Ok(Some(crate::backup::Policy { dir, keep_days })),
+        (None, Some(_)) => anyhow::bail!(
+            "backups are to be kept for a number of days, but there is no backup directory: give --backup-dir DIR or `backup_dir` in the config file"
+        ),
+        (None, None) => Ok(None),
+    }
+}
+
 fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOptions> {
+    let explicit = a.backup.backup_dir.is_some() || a.backup.backup_keep_days.is_some();
+    if explicit && !a.fix {
+        anyhow::bail!(
+            "--backup-dir and --backup-keep-days apply to `verify --fix` (plain verify changes nothing)"
+        );
+    }
     let tenants = a
         .tenants
         .iter()
@@ -529,6 +554,11 @@ fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOpti
         .collect::<Result<Vec<_>>>()?;
     Ok(ops::verify::VerifyOptions {
         fix: a.fix,
+        backup: if a.fix {
+            backup_policy(s, &a.backup)?
+        } else {
+            None
+        },
         output: Output::from_json_flag(a.json),
         tenants,
         selector: selector(a.selector.as_deref())?,

@@ -539,6 +539,9 @@ pub enum TenantCommand {
         /// A label for each tenant: KEY=VALUE (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Backups before an existing tenant is migrated.
+        #[command(flatten)]
+        backup: BackupArgs,
     },
     /// Take over schemas another tool created (e.g. django-tenants): give each its own role,
     /// make that role the owner of the schema and of every object in it, grant the
@@ -644,13 +647,31 @@ pub struct MigrateArgs {
     /// The order waves take tenants in: `created` (oldest first), `name` or `label:KEY`.
     #[arg(long, value_name = "ORDER", default_value = "created")]
     pub order_by: String,
-    /// Before migrating a schema, dump it (pg_dump, custom format) and its ledger rows here;
-    /// a schema whose dump fails is not migrated.
-    #[arg(long, value_name = "DIR")]
-    pub backup_dir: Option<PathBuf>,
+    /// Backups before migrating.
+    #[command(flatten)]
+    pub backup: BackupArgs,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The backup flags every command that applies steps takes (over the config file's
+/// `backup_dir` and `backup_keep_days`).
+#[derive(Debug, Args, Default)]
+pub struct BackupArgs {
+    /// Before applying steps to a schema (the shared one too), dump it (pg_dump, custom
+    /// format) and its ledger rows here; a schema whose dump fails is not migrated [config:
+    /// backup_dir].
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// After the run, remove dumps older than DAYS from the backup directory; the newest dump
+    /// of each schema is always kept, and files wasmig did not name are never touched
+    /// [config: backup_keep_days; default: keep every dump].
+    #[arg(long, value_name = "DAYS")]
+    pub backup_keep_days: Option<u32>,
+    /// Take no backup, whatever the config file says.
+    #[arg(long, conflicts_with_all = ["backup_dir", "backup_keep_days"])]
+    pub no_backup: bool,
 }
 
 /// `wasmig verify`
@@ -685,6 +706,9 @@ pub struct VerifyArgs {
         conflicts_with = "structure"
     )]
     pub only_plugins: Vec<String>,
+    /// Backups before --fix applies steps.
+    #[command(flatten)]
+    pub backup: BackupArgs,
 }
 
 /// `wasmig status`

@@ -105,6 +105,7 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         locked: g.locked,
         app_role,
         rollout: file.rollout.clone(),
+        backup: (file.backup_dir.clone(), file.value(|e| &e.backup_keep_days)),
     })
 }
 

@@ -77,8 +77,8 @@ pub struct MigrateOptions {
     pub output: report::Output,
     /// What to record as the run's command.
     pub command: String,
-    /// Dump each schema with pending steps here first.
-    pub backup_dir: Option<std::path::PathBuf>,
+    /// Dump each schema with pending steps first, and prune old dumps after.
+    pub backup: Option<crate::backup::Policy>,
     /// Once more schemas than this failed, no new schema starts (none: no limit; in waves,
     /// none).
     pub max_failures: Option<FailureBudget>,
@@ -143,8 +143,8 @@ async fn jobs_that_fit(op: &tokio_postgres::Client, jobs: usize, targets: usize)
 pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     // Long: the run record, the lock watch, progress and the summary wrap one run; each step of the story is a call.
     // Before any I/O on the database: a missing pg_dump refuses the whole run.
-    let backups = match &o.backup_dir {
-        Some(dir) if !o.dry_run => Some(crate::backup::Backups::new(dir)?),
+    let backups = match &o.backup {
+        Some(b) if !o.dry_run => Some(crate::backup::Backups::new(&b.dir)?),
         _ => None,
     };
     let plugins = load_plugins(s).await?;
@@ -320,6 +320,17 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         o.output,
         rollout.as_ref(),
     );
+    if let Some(crate::backup::Policy {
+        dir,
+        keep_days: Some(days),
+    }) = &o.backup
+    {
+        // Retention never fails the run: what it could not remove is said.
+        match crate::backup::prune(dir, *days) {
+            Ok(n) => report::notes::backups_pruned(dir, n, *days),
+            Err(e) => crate::errln!("warning: backups were not pruned: {e}"),
+        }
+    }
     if let Some(sig) = signal {
         return Ok(Exit::from_signal(sig));
     }

@@ -123,6 +123,8 @@ pub struct Settings {
     pub app_role: Option<String>,
     /// The waves `migrate` rolls out in, from the config file (`--waves` overrides them).
     pub rollout: Option<Vec<crate::rollout::Wave>>,
+    /// The config file's `backup_dir` and `backup_keep_days` (flags override them).
+    pub backup: (Option<PathBuf>, Option<u32>),
 }
 
 impl Settings {

@@ -23,6 +23,8 @@ pub struct CreateOptions {
     pub migrate: bool,
     /// Labels added to each tenant.
     pub labels: Labels,
+    /// Dump each schema before it is migrated (one that already existed has data to lose).
+    pub backup: Option<crate::backup::Policy>,
 }
 
 /// Validates a tenant schema name against the generic rules and the shared schema.
@@ -70,7 +72,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
             dry_run: false,
             output: crate::report::Output::Text,
             command: "tenant create".into(),
-            backup_dir: None,
+            backup: o.backup.clone(),
             max_failures: None,
             rollout: None,
         },

@@ -28,6 +28,8 @@ pub struct VerifyOptions {
     pub selector: Option<Selector>,
     /// Only these plugins.
     pub selection: Selection,
+    /// With `fix`: dump each schema first, prune old dumps after.
+    pub backup: Option<crate::backup::Policy>,
 }
 
 /// Checks tenants; with `fix`, migrates them first.
@@ -48,7 +50,7 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
             dry_run: false,
             output: crate::report::Output::Text,
             command: "verify --fix".into(),
-            backup_dir: None,
+            backup: o.backup.clone(),
             max_failures: None,
             rollout: None,
         };

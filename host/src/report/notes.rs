@@ -368,3 +368,13 @@ pub fn held_back<'a>(schemas: impl Iterator<Item = (&'a str, usize)>, holds: &[c
         shown.join(", ")
     );
 }
+
+/// After a run with `--backup-keep-days`: how many old dumps went.
+pub fn backups_pruned(dir: &Path, count: usize, days: u32) {
+    if count > 0 {
+        crate::errln!(
+            "backups: {count} dump(s) older than {days} day(s) removed from {} (the newest of each schema is kept)",
+            dir.display()
+        );
+    }
+}
