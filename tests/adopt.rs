@@ -176,6 +176,26 @@ fn a_django_tenants_fleet_is_adopted_baselined_from_its_own_history_and_migrated
         "{}",
         again.stdout
     );
+    assert!(!again.stdout.contains("changed"), "{}", again.stdout);
+    // Adopting one schema again with another domain changes it, and says so.
+    let moved = db
+        .wasmig(
+            p,
+            &wasmig_args(&["tenant", "adopt", "acme", "--domain", "acme.example.org"]),
+        )
+        .expect(Exit::Ok);
+    assert!(
+        moved
+            .stdout
+            .contains("changed domain `acme.example.com` -> `acme.example.org`"),
+        "{}",
+        moved.stdout
+    );
+    assert_eq!(
+        db.scalar_text("SELECT domain FROM wasmig.managed_schema WHERE schema_name = 'acme'")
+            .as_deref(),
+        Some("acme.example.org")
+    );
 
     // Baseline from each schema's own Django history: more than one schema needs --yes.
     db.wasmig(

@@ -683,3 +683,45 @@ fn every_command_that_applies_steps_backs_up_from_flags_or_config_and_keeps_dump
         nowhere.stderr
     );
 }
+
+#[test]
+fn creating_an_existing_tenant_converges_its_name_and_domain_and_says_what_changed() {
+    let (db, plugins) = Fleet::new("tenant_converges")
+        .plugins(&["notes_v1"])
+        .tenants::<&str>(&[])
+        .build();
+    let p = plugins.path();
+    let create = |args: &[&str]| {
+        let mut all = vec!["tenant", "create", "acme"];
+        all.extend_from_slice(args);
+        db.wasmig(p, &all).expect(Exit::Ok).stdout
+    };
+    let first = create(&["--name", "Acme", "--domain", "acme.example.com"]);
+    assert!(first.contains("tenant `acme` created"), "{first}");
+    let same = create(&["--domain", "acme.example.com"]);
+    assert!(
+        same.contains("already exists") && same.contains("nothing changed"),
+        "{same}"
+    );
+    let moved = create(&["--domain", "acme.example.org", "--name", "Acme Inc"]);
+    assert!(
+        moved.contains(
+            "changed name `Acme` -> `Acme Inc`, domain `acme.example.com` -> `acme.example.org`"
+        ),
+        "{moved}"
+    );
+    let list = db
+        .wasmig(p, &["tenant", "list", "--json"])
+        .expect(Exit::Ok)
+        .doc("wasmig.tenants/1");
+    let acme = &list["tenants"][0];
+    assert_eq!(acme["name"], "Acme Inc");
+    assert_eq!(acme["domain"], "acme.example.org");
+    // What is not given stays.
+    create(&[]);
+    assert_eq!(
+        db.scalar_text("SELECT domain FROM wasmig.managed_schema WHERE schema_name = 'acme'")
+            .as_deref(),
+        Some("acme.example.org")
+    );
+}

@@ -35,6 +35,8 @@ pub enum Adopted {
         registered: bool,
         /// The objects whose owner changed, described (`table acme.notes`).
         transferred: Vec<String>,
+        /// What changed in an existing registration (name, domain), in words.
+        changed: Vec<String>,
     },
     /// Nothing was changed; this is what would be.
     Planned {
@@ -350,6 +352,11 @@ pub async fn adopt_schema(
             .await
             .map_err(pg(what()))?;
     }
+    let changed = if register {
+        Vec::new()
+    } else {
+        super::registry::update_identity(&tx, schema, opts.name, opts.domain).await?
+    };
     add_labels(&tx, schema, opts.labels).await?;
     if let Some(app) = opts.app_role {
         let grants = app_grants(objects, app);
@@ -366,6 +373,7 @@ pub async fn adopt_schema(
         role,
         registered: register,
         transferred: described,
+        changed,
     })
 }
 

@@ -248,13 +248,15 @@ pub enum Ensured {
     Existed,
 }
 
-/// Get-or-create a managed schema: its own role (login, no privileges beyond the schema),
-/// the schema owned by that role, and the registry row, all in one transaction. The
-/// application role's privileges are (re)applied every time.
+/// Get-or-create-or-update a managed schema: its own role (login, no privileges beyond the
+/// schema), the schema owned by that role, and the registry row, all in one transaction; an
+/// existing registration takes the display name and domain given. The application role's
+/// privileges are (re)applied every time. Returns what changed in an existing registration,
+/// in words.
 pub async fn ensure_schema(
     client: &mut Client,
     opts: &EnsureSchema<'_>,
-) -> Result<(Ensured, String), ControlError> {
+) -> Result<(Ensured, String, Vec<String>), ControlError> {
     let schema = opts.schema;
     let what = || format!("creating schema `{schema}`");
     let tx = client.transaction().await.map_err(pg(what()))?;
@@ -268,6 +270,11 @@ pub async fn ensure_schema(
             Ensured::Created,
             create_schema_and_role(&tx, opts, Existing::Refuse).await?,
         )
+    };
+    let changed = if ensured == Ensured::Existed {
+        update_identity(&tx, schema, opts.name, opts.domain).await?
+    } else {
+        Vec::new()
     };
     add_labels(&tx, schema, opts.labels).await?;
     if let Some(app) = opts.app_role {
@@ -285,7 +292,56 @@ pub async fn ensure_schema(
         }
     }
     tx.commit().await.map_err(pg(what()))?;
-    Ok((ensured, role))
+    Ok((ensured, role, changed))
+}
+
+/// Gives the registration of `schema` the display name and domain given (those not given
+/// stay); returns what changed, in words (`domain `a.example` -> `b.example``).
+pub(super) async fn update_identity(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &SchemaName,
+    name: Option<&str>,
+    domain: Option<&str>,
+) -> Result<Vec<String>, ControlError> {
+    if name.is_none() && domain.is_none() {
+        return Ok(Vec::new());
+    }
+    let what = || format!("changing the name or domain of `{schema}`");
+    let row = tx
+        .query_one(
+            "SELECT display_name, domain FROM wasmig.managed_schema WHERE schema_name = $1",
+            &[&schema.as_str()],
+        )
+        .await
+        .map_err(pg(what()))?;
+    let (old_name, old_domain): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+    let mut changed = Vec::new();
+    let shown = |v: &Option<String>| {
+        v.as_deref().map_or("none".to_owned(), |v| {
+            format!("`{}`", crate::text::inert(v, 200))
+        })
+    };
+    for (label, old, new) in [("name", &old_name, name), ("domain", &old_domain, domain)] {
+        if let Some(new) = new
+            && old.as_deref() != Some(new)
+        {
+            changed.push(format!(
+                "{label} {} -> `{}`",
+                shown(old),
+                crate::text::inert(new, 200)
+            ));
+        }
+    }
+    if !changed.is_empty() {
+        tx.execute(
+            "UPDATE wasmig.managed_schema SET display_name = coalesce($2, display_name), domain = coalesce($3, domain)
+              WHERE schema_name = $1",
+            &[&schema.as_str(), &name, &domain],
+        )
+        .await
+        .map_err(pg(what()))?;
+    }
+    Ok(changed)
 }
 
 /// Takes the registry lock for the rest of `tx` and reads the registration of `schema`: its

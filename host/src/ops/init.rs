@@ -22,7 +22,7 @@ pub async fn init(s: &Settings, o: &InitOptions) -> Result<()> {
     }
     let mut client = s.target.connect().await?;
     control::init(&mut client, s.target.dbname(), s.app_role.as_deref()).await?;
-    let (ensured, role) = control::ensure_schema(
+    let (ensured, role, _) = control::ensure_schema(
         &mut client,
         &EnsureSchema {
             schema: &s.shared_schema,

@@ -40,7 +40,7 @@ pub fn tenant_name(s: &Settings, raw: &str) -> Result<SchemaName> {
 pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
     let mut client = s.connect_initialised().await?;
     for schema in &o.schemas {
-        let (ensured, role) = control::ensure_schema(
+        let (ensured, role, changed) = control::ensure_schema(
             &mut client,
             &EnsureSchema {
                 schema,
@@ -56,7 +56,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
         )
         .await?;
         if !s.quiet {
-            crate::report::notes::tenant_ensured(schema, ensured, &role);
+            crate::report::notes::tenant_ensured(schema, ensured, &role, &changed);
         }
     }
     if !o.migrate {

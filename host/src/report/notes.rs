@@ -16,10 +16,16 @@ pub fn init_done(shared: &SchemaName, ensured: Ensured, role: &str) {
 }
 
 /// A tenant of `tenant create` exists now.
-pub fn tenant_ensured(schema: &SchemaName, ensured: Ensured, role: &str) {
+pub fn tenant_ensured(schema: &SchemaName, ensured: Ensured, role: &str, changed: &[String]) {
     match ensured {
         Ensured::Created => crate::outln!("tenant `{schema}` created (role `{role}`)"),
-        Ensured::Existed => crate::outln!("tenant `{schema}` already exists (role `{role}`)"),
+        Ensured::Existed if changed.is_empty() => {
+            crate::outln!("tenant `{schema}` already exists (role `{role}`); nothing changed")
+        }
+        Ensured::Existed => crate::outln!(
+            "tenant `{schema}` already exists (role `{role}`); changed {}",
+            changed.join(", ")
+        ),
     }
 }
 
@@ -177,10 +183,16 @@ pub fn adopted(p: &super::Progress, schema: &SchemaName, adopted: &Adopted) {
             role,
             registered,
             transferred,
+            changed,
         } => p.out(&format!(
-            "{schema}: adopted{} (role `{role}`; {} object(s) given to it)",
+            "{schema}: adopted{} (role `{role}`; {} object(s) given to it){}",
             if *registered { "" } else { " already" },
-            transferred.len()
+            transferred.len(),
+            if changed.is_empty() {
+                String::new()
+            } else {
+                format!("; changed {}", changed.join(", "))
+            }
         )),
         Adopted::Planned {
             role,
