@@ -247,7 +247,23 @@ fn a_failure_clears_when_its_step_is_gone_or_an_operator_resolves_it() {
     db.exec("INSERT INTO f1.notes (title) VALUES ('same'), ('same')");
     plugins.set(&["notes_v2_added"]);
     let p = plugins.path();
-    db.wasmig(p, &["migrate"]).expect(Exit::Problems);
+    let run = db.wasmig(p, &["migrate"]).expect(Exit::Problems);
+    // PostgreSQL gives no position for this DDL error; the name it quotes stands once in
+    // the script, so the failing line is shown with a caret under it.
+    let caret = run
+        .stderr
+        .lines()
+        .skip_while(|l| {
+            !(l.contains("LINE 3: ") && l.contains("ADD CONSTRAINT \"notes_title_key\""))
+        })
+        .nth(1)
+        .unwrap_or_else(|| panic!("no caret line:\n{}", run.stderr));
+    assert_eq!(
+        caret.trim_start().len(),
+        1,
+        "a caret under the name: {caret:?}\n{}",
+        run.stderr
+    );
     let failed = |db: &crate::support::TestDb| {
         db.wasmig(p, &["health", "--json"]).doc("wasmig.health/1")["failed_schema_count"]
             .as_i64()

@@ -179,6 +179,33 @@ pub fn caret(statement: &str, position: u32) -> Option<String> {
     ))
 }
 
+/// Where in `statement` the object an error message names stands, for the errors PostgreSQL
+/// gives no position for (most DDL: `column "asignee" does not exist` from `CREATE INDEX`):
+/// the first name the message quotes, found exactly once in the statement as a whole word
+/// (ASCII case folded, as unquoted names are). A 1-based character position for [`caret`],
+/// or `None` when the name is not there, is there more than once, or the statement is over
+/// 1 MiB (never guessed, never a copy of a huge statement).
+pub fn locate_named(statement: &str, message: &str) -> Option<u32> {
+    const MAX: usize = 1 << 20;
+    if statement.len() > MAX {
+        return None;
+    }
+    let name = message.split('"').nth(1).filter(|n| !n.is_empty())?;
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let hay = statement.to_ascii_lowercase();
+    let needle = name.to_ascii_lowercase();
+    let mut found = hay.match_indices(&needle).filter(|(i, _)| {
+        let before = hay[..*i].chars().next_back();
+        let after = hay[i + needle.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    });
+    let (at, _) = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    u32::try_from(statement[..at].chars().count() + 1).ok()
+}
+
 /// Why a line of manifest text (a description, a version) is refused, if it is: such text
 /// is shown as it is, so it may hold no control characters and must fit `max_chars`.
 pub fn check_manifest_text(text: &str, max_chars: usize) -> Result<(), String> {
@@ -198,6 +225,27 @@ pub fn check_manifest_text(text: &str, max_chars: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_the_message_quotes_is_located_once_or_not_at_all() {
+        let ddl = "CREATE TABLE t (assignee int);\nCREATE INDEX ON t (Asignee);";
+        let at = locate_named(ddl, "column \"asignee\" does not exist").expect("found");
+        assert_eq!(
+            caret(ddl, at).as_deref(),
+            Some("LINE 2: CREATE INDEX ON t (Asignee);\n                           ^")
+        );
+        // Twice, inside another word only, or not at all: no caret rather than a wrong one.
+        assert_eq!(
+            locate_named("SELECT a, a FROM t", "column \"a\" does not exist"),
+            None
+        );
+        assert_eq!(
+            locate_named("SELECT ab FROM t", "column \"a\" does not exist"),
+            None
+        );
+        assert_eq!(locate_named("SELECT 1", "relation does not exist"), None);
+        assert_eq!(locate_named("é \"x\"", "column \"x\""), Some(4));
+    }
 
     #[test]
     fn control_characters_become_visible_escapes() {

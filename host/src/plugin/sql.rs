@@ -143,8 +143,14 @@ struct FailureSlot(Arc<std::sync::Mutex<Option<FailedStatement>>>);
 
 impl FailureSlot {
     /// Converts a driver error for the plugin, noting where in `sent` (or in the query run
-    /// inside it) the server placed it.
-    fn pg<'a>(&'a self, sent: &'a str) -> impl Fn(tokio_postgres::Error) -> SqlError + 'a {
+    /// inside it) the server placed it; when the server gave no position (most DDL), where
+    /// in `source` (the plugin's own text: `sent`, or the script `sent` runs) the name the
+    /// message quotes stands, if it stands there once.
+    fn pg<'a>(
+        &'a self,
+        sent: &'a str,
+        source: &'a str,
+    ) -> impl Fn(tokio_postgres::Error) -> SqlError + 'a {
         move |e| {
             if let Some(db) = e.as_db_error() {
                 let at = match db.position() {
@@ -152,7 +158,7 @@ impl FailureSlot {
                     Some(tokio_postgres::error::ErrorPosition::Internal { position, query }) => {
                         Some((query.as_str(), *position))
                     }
-                    None => None,
+                    None => crate::text::locate_named(source, db.message()).map(|p| (source, p)),
                 };
                 if let Some((text, position)) = at
                     && let Some(caret) = crate::text::caret(text, position)
@@ -228,14 +234,14 @@ impl Host for StepCtx {
                 let stmt = client
                     .prepare(&statement)
                     .await
-                    .map_err(failed.pg(&statement))?;
+                    .map_err(failed.pg(&statement, &statement))?;
                 // The check is queued right behind the statement: one round trip for both.
                 let (ran, answer) = futures_util::future::join(
                     client.execute(&stmt, &refs),
                     simple_last_value(&client, check),
                 )
                 .await;
-                Ok((ran.map_err(failed.pg(&statement)), answer))
+                Ok((ran.map_err(failed.pg(&statement, &statement)), answer))
             })
             .await;
         s.judge_after(answer);
@@ -261,7 +267,7 @@ impl Host for StepCtx {
                 let stmt = client
                     .prepare(&statement)
                     .await
-                    .map_err(failed.pg(&statement))?;
+                    .map_err(failed.pg(&statement, &statement))?;
                 let (ran, answer) = futures_util::future::join(
                     run_query(
                         &client,
@@ -269,7 +275,7 @@ impl Host for StepCtx {
                         &ps,
                         max_rows,
                         max_bytes,
-                        failed.pg(&statement),
+                        failed.pg(&statement, &statement),
                     ),
                     simple_last_value(&client, check),
                 )
@@ -320,7 +326,7 @@ impl Host for StepCtx {
                             simple_last_value(&client, AUTOCOMMIT_SQL),
                         )
                         .await;
-                        Ok((ran.map_err(failed.pg(st)), answer))
+                        Ok((ran.map_err(failed.pg(st, st)), answer))
                     })
                     .await;
                 s.judge_after(answer);
@@ -343,7 +349,7 @@ impl Host for StepCtx {
                 .query_typed(crate::control::RUN_SCRIPT_SQL, &params)
                 .await
                 .map(drop)
-                .map_err(failed.pg(crate::control::RUN_SCRIPT_SQL))
+                .map_err(failed.pg(crate::control::RUN_SCRIPT_SQL, &script))
         })
         .await)
     }
