@@ -430,6 +430,16 @@ fn sigkill_in_the_middle_of_a_fleet_migration_loses_nothing() {
     child.wait().expect("reap");
     let partial = db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name LIKE 'k%'");
     assert!(partial < 50 * 14, "killed before the end ({partial} steps)");
+    // The history shows the dead run as abandoned, with the steps its rows say it applied.
+    let shared_rows =
+        db.scalar_i64("SELECT count(*) FROM wasmig.ledger WHERE schema_name = 'shared'");
+    let history = db
+        .wasmig(plugins.path(), &["history", "--json"])
+        .expect(Exit::Ok)
+        .doc("wasmig.history/1");
+    let dead = &history["runs"][0];
+    assert_eq!(dead["outcome"], "abandoned", "{dead}");
+    assert_eq!(dead["applied_count"], partial + shared_rows, "{dead}");
     // Every recorded step is really applied: the ledger and the schemas agree.
     db.wasmig(plugins.path(), &["migrate"]).expect(Exit::Ok);
     assert_eq!(

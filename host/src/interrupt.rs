@@ -3,7 +3,8 @@
 //! or step, lets the running steps finish (each is bounded by its step deadline, after which
 //! it rolls back), records the run as `interrupted` with its counts, prints the summary and
 //! exits 130 (SIGINT) or 143 (SIGTERM). A second signal stops the process at once: the server
-//! rolls back the open transactions of the sessions that close with it. Any other command
+//! rolls back the open transactions of the sessions that close with it, and the run shows as
+//! `abandoned` with the counts its ledger and failure rows give. Any other command
 //! stops at the first signal (it holds nothing that needs finishing).
 //!
 //! Signals are received on a thread of their own, so a second Ctrl-C works even while the

@@ -165,8 +165,12 @@ async fn run_records(
                                                           WHERE datname = current_database()))
                          THEN NULL
                          ELSE 'abandoned' END,
-                    applied, failed
-             FROM wasmig.run WHERE $3::int8 IS NULL OR run_id = $3
+                    -- A run without an end (running, or stopped at once by a second signal
+                    -- or a kill) shows what its rows say so far.
+                    coalesce(applied, (SELECT count(*) FROM wasmig.ledger l WHERE l.run_id = r.run_id)::int),
+                    coalesce(failed, (SELECT count(DISTINCT f.schema_name) FROM wasmig.failure f
+                                      WHERE f.run_id = r.run_id)::int)
+             FROM wasmig.run r WHERE $3::int8 IS NULL OR run_id = $3
              ORDER BY run_id DESC LIMIT $1",
             &[&limit, &RUN_LOCK_CLASS, &only],
         )
