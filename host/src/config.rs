@@ -20,7 +20,8 @@ pub enum ConfigError {
     Duration(String),
     /// A malformed `--plugin-limit`.
     #[error(
-        "invalid limit `{0}`: use PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb, max_result_rows, max_result_bytes, max_statements, max_locks, max_temp_mb, max_write_mb"
+        "invalid limit `{0}`: use PLUGIN:KEY=VALUE with KEY one of {keys}",
+        keys = limit_key_names()
     )]
     Limit(String),
 }
@@ -57,16 +58,47 @@ pub struct LimitOverride {
     value: u64,
 }
 
+/// A per-plugin limit (see [`LIMIT_KEYS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LimitKey {
+pub enum LimitKey {
+    /// `step_timeout`, in milliseconds.
     StepTimeoutMs,
+    /// `memory_mb`.
     MemoryMb,
+    /// `max_result_rows`.
     MaxResultRows,
+    /// `max_result_bytes`.
     MaxResultBytes,
+    /// `max_statements`.
     MaxStatements,
+    /// `max_locks`.
     MaxLocks,
+    /// `max_temp_mb`.
     MaxTempMb,
+    /// `max_write_mb`.
     MaxWriteMb,
+}
+
+/// Every per-plugin limit key, as `--plugin-limit` and the config file's `limits` spell it:
+/// the one list `--help`, the parse errors and (checked by a test) README name.
+pub const LIMIT_KEYS: &[(&str, LimitKey)] = &[
+    ("step_timeout", LimitKey::StepTimeoutMs),
+    ("memory_mb", LimitKey::MemoryMb),
+    ("max_result_rows", LimitKey::MaxResultRows),
+    ("max_result_bytes", LimitKey::MaxResultBytes),
+    ("max_statements", LimitKey::MaxStatements),
+    ("max_locks", LimitKey::MaxLocks),
+    ("max_temp_mb", LimitKey::MaxTempMb),
+    ("max_write_mb", LimitKey::MaxWriteMb),
+];
+
+/// The limit keys, comma-separated.
+pub fn limit_key_names() -> String {
+    LIMIT_KEYS
+        .iter()
+        .map(|(k, _)| *k)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl LimitOverride {
@@ -75,25 +107,14 @@ impl LimitOverride {
         let bad = || ConfigError::Limit(s.to_owned());
         let (plugin, kv) = s.split_once(':').ok_or_else(bad)?;
         let (key, value) = kv.split_once('=').ok_or_else(bad)?;
-        let (key, value) = match key.trim() {
-            "step_timeout" => (
-                LimitKey::StepTimeoutMs,
-                parse_duration(value).map_err(|_| bad())?.as_millis() as u64,
-            ),
-            k => {
-                let v: u64 = value.trim().parse().map_err(|_| bad())?;
-                let key = match k {
-                    "memory_mb" => LimitKey::MemoryMb,
-                    "max_result_rows" => LimitKey::MaxResultRows,
-                    "max_result_bytes" => LimitKey::MaxResultBytes,
-                    "max_statements" => LimitKey::MaxStatements,
-                    "max_locks" => LimitKey::MaxLocks,
-                    "max_temp_mb" => LimitKey::MaxTempMb,
-                    "max_write_mb" => LimitKey::MaxWriteMb,
-                    _ => return Err(bad()),
-                };
-                (key, v)
-            }
+        let key = LIMIT_KEYS
+            .iter()
+            .find(|(k, _)| *k == key.trim())
+            .map(|(_, key)| *key)
+            .ok_or_else(bad)?;
+        let value = match key {
+            LimitKey::StepTimeoutMs => parse_duration(value).map_err(|_| bad())?.as_millis() as u64,
+            _ => value.trim().parse().map_err(|_| bad())?,
         };
         if plugin.trim().is_empty() || value == 0 {
             return Err(bad());

@@ -151,9 +151,17 @@ pub struct Global {
     )]
     pub lock_timeout: Option<String>,
 
-    /// Per-plugin limit, PLUGIN:KEY=VALUE with KEY one of step_timeout, memory_mb,
-    /// max_result_rows, max_result_bytes, max_statements (repeatable).
-    #[arg(help_heading = LIM, long = "plugin-limit", global = true, value_name = "PLUGIN:KEY=VALUE")]
+    /// Per-plugin limit, PLUGIN:KEY=VALUE (repeatable); KEY is one of the limit keys.
+    #[arg(
+        help_heading = LIM,
+        long = "plugin-limit",
+        global = true,
+        value_name = "PLUGIN:KEY=VALUE",
+        help = format!(
+            "Per-plugin limit, PLUGIN:KEY=VALUE with KEY one of {} (repeatable)",
+            crate::config::limit_key_names()
+        )
+    )]
     pub limits: Vec<String>,
 
     /// Print more (plugin debug logs, per-step timings). Repeat for more.

@@ -179,3 +179,24 @@ fn every_command_parses_into_its_options() {
         super::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     }
 }
+
+#[test]
+fn the_plugin_limit_keys_are_one_list_in_help_errors_and_readme() {
+    let help = super::Cli::command().render_help().to_string();
+    let readme = include_str!("../../../README.md");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `--plugin-limit PLUGIN:KEY=VALUE`"))
+        .expect("README's --plugin-limit row");
+    let err = crate::config::LimitOverride::parse("p:nope=1")
+        .expect_err("unknown key")
+        .to_string();
+    for (key, _) in crate::config::LIMIT_KEYS {
+        assert!(help.contains(key), "--help lacks `{key}`");
+        assert!(
+            row.contains(&format!("`{key}`")),
+            "README lacks `{key}`: {row}"
+        );
+        assert!(err.contains(key), "the error lacks `{key}`: {err}");
+    }
+}
