@@ -430,7 +430,7 @@ fn stamp_seconds(stamp: &str) -> Option<i64> {
 /// Of the file names in a backup directory, the dumps to remove: those named as wasmig names
 /// them (`<schema>-<stamp>.dump`) and stamped before `cutoff` (Unix seconds), except the
 /// newest dump of each schema. Files of any other name are never chosen.
-pub fn expired<'a>(names: &'a [String], cutoff: i64) -> Vec<&'a str> {
+pub fn expired(names: &[String], cutoff: i64) -> Vec<&str> {
     let mut by_schema: std::collections::BTreeMap<&str, Vec<(i64, &str)>> = Default::default();
     for name in names {
         let Some(stem) = name.strip_suffix(".dump") else {
