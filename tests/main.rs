@@ -15,6 +15,7 @@ mod operator;
 mod rollout;
 mod sandbox;
 mod scale;
+mod serve;
 mod tls;
 mod undo;
 mod waves;

@@ -26,6 +26,7 @@
 //! - [`interrupt`]: SIGINT / SIGTERM: a clean stop, then a hard one.
 //! - [`logging`]: log records on stderr, one safe line each.
 //! - `rollout`: waves (`--waves`, `[[env.NAME.rollout]]`), the tenant order, the wave plan.
+//! - `serve`: `wasmig serve` (HTTP: metrics, probes, the JSON API, the dashboard, healing).
 //! - `report`: human and JSON output; `out`: the stdout/stderr writers (a closed pipe
 //!   ends the output quietly).
 
@@ -48,6 +49,7 @@ pub mod plugin;
 pub(crate) mod report;
 pub(crate) mod rollout;
 pub mod secret;
+pub(crate) mod serve;
 pub(crate) mod structure;
 pub(crate) mod text;
 pub(crate) mod watch;

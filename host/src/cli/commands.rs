@@ -62,8 +62,20 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
         Command::Tenant(t) => tenant(&s, t).await,
         Command::Migrate(a) => ops::migrate::migrate(&s, &migrate_options(&s, a)?).await,
         Command::Status(a) => {
-            let sel = selector(a.selector.as_deref())?;
-            ops::status::status(&s, Output::from_json_flag(a.json), sel.as_ref()).await
+            let o = ops::status::StatusOptions {
+                output: Output::from_json_flag(a.json),
+                schemas: a
+                    .schemas
+                    .iter()
+                    .map(|raw| ops::tenant::tenant_name(&s, raw))
+                    .collect::<Result<Vec<_>>>()?,
+                selector: selector(a.selector.as_deref())?,
+                plugins: a.plugins,
+                problems: a.problems,
+                all: a.all,
+                limit: a.limit,
+            };
+            ops::status::status(&s, &o).await
         }
         Command::Verify(a) if a.structure => {
             ops::verify::verify_structure(&s, &structure_options(&s, a)?).await
@@ -277,6 +289,35 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             ops::wait::wait(&s, timeout).await
         }
         Command::Health { json } => ops::health::health(&s, Output::from_json_flag(json)).await,
+        Command::Serve {
+            listen,
+            heal_every,
+            cache_for,
+            backup,
+        } => {
+            let duration = |flag: &str, raw: &str| {
+                crate::config::parse_duration(raw)
+                    .map_err(|e| anyhow::anyhow!("invalid {flag} `{raw}`: {e}"))
+            };
+            let heal_every = heal_every
+                .as_deref()
+                .map(|raw| duration("--heal-every", raw))
+                .transpose()?;
+            if heal_every.is_some_and(|d| d < std::time::Duration::from_secs(1)) {
+                anyhow::bail!("--heal-every must be at least 1s");
+            }
+            let o = crate::serve::ServeOptions {
+                listen,
+                heal_every,
+                // 0 reads the fleet for every request.
+                cache_for: match cache_for.trim() {
+                    "0" | "0s" | "0ms" => std::time::Duration::ZERO,
+                    raw => duration("--cache-for", raw)?,
+                },
+                backup: backup_policy(&s, &backup)?,
+            };
+            crate::serve::serve(&s, &o).await
+        }
         Command::Metrics { format, output } => {
             let format = match format {
                 MetricsFormat::Prometheus => ops::metrics::Format::Prometheus,
@@ -559,6 +600,7 @@ fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOpti
         } else {
             None
         },
+        command: "verify --fix".into(),
         output: Output::from_json_flag(a.json),
         tenants,
         selector: selector(a.selector.as_deref())?,

@@ -462,6 +462,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the fleet over HTTP until SIGINT or SIGTERM: `/metrics` (Prometheus), `/livez`
+    /// and `/readyz` (probes), `/api/status`, `/api/history`, `/api/runs/N` (the `--json`
+    /// documents) and a dashboard at `/`. Read-only unless `--heal-every` is given.
+    Serve {
+        /// Where to listen. Anything but loopback exposes tenant names to whoever can reach
+        /// it: put it behind a proxy that authenticates.
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9187")]
+        listen: std::net::SocketAddr,
+        /// Run `verify --fix` this often (e.g. `15m`), as runs of its own (`history`), under
+        /// the same locks as any run; plugins are read afresh each time [default: never write].
+        #[arg(long, value_name = "DURATION")]
+        heal_every: Option<String>,
+        /// How long one read of the fleet answers requests (a scrape every 15 s costs one
+        /// read per interval whatever the fleet's size).
+        #[arg(long, value_name = "DURATION", default_value = "5s")]
+        cache_for: String,
+        /// Backups before a heal applies steps.
+        #[command(flatten)]
+        backup: BackupArgs,
+    },
     /// Fleet metrics for Prometheus (text format) or JSON.
     Metrics {
         /// Output format.
@@ -722,13 +742,29 @@ pub struct VerifyArgs {
 /// `wasmig status`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print JSON.
+    /// Print JSON (the summary, and every schema when they are listed).
     #[arg(long)]
     pub json: bool,
     /// Only tenants whose labels match: `key=value`, `key!=value`, `key` (has the label),
     /// `!key`, comma-separated; all must hold.
     #[arg(long = "where", id = "status_where", value_name = "SELECTOR")]
     pub selector: Option<String>,
+    /// Only this tenant (repeatable).
+    #[arg(long = "schema", id = "status_schema", value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Only this plugin's steps count (repeatable).
+    #[arg(long = "plugin", id = "status_plugin", value_name = "PLUGIN")]
+    pub plugins: Vec<String>,
+    /// Only schemas that are not up to date (pending, held, failed, drifted, forged).
+    #[arg(long)]
+    pub problems: bool,
+    /// A line per schema however many there are (above 50 schemas the default is the
+    /// fleet's summary: per plugin, schemas by last applied step; counts by state; outliers).
+    #[arg(long)]
+    pub all: bool,
+    /// At most this many outliers in the summary.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[cfg(test)]

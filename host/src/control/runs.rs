@@ -479,3 +479,15 @@ pub async fn settle_answered_failures(
         .await
         .map_err(pg(format!("settling the answered failures of `{schema}`")))
 }
+
+/// When the newest run that ended ok started, Unix seconds.
+pub async fn last_ok_run_epoch(client: &Client) -> Result<Option<f64>, ControlError> {
+    Ok(client
+        .query_one(
+            "SELECT extract(epoch FROM max(started_at))::float8 FROM wasmig.run WHERE outcome = 'ok'",
+            &[],
+        )
+        .await
+        .map_err(pg("reading the last successful run"))?
+        .get(0))
+}

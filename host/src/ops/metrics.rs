@@ -39,6 +39,28 @@ pub async fn metrics(s: &Settings, format: Format, output: Option<&Path>) -> Res
     }
 }
 
+/// Per plugin, the schemas of its scope in each state (every state, zeros included, so a
+/// series never vanishes when its count drops to zero).
+fn plugin_states(
+    specs: &[crate::plan::PluginSpec],
+    rows: &[report::SchemaStatus],
+) -> Vec<(String, &'static str, usize)> {
+    let mut out = Vec::new();
+    for p in specs {
+        let mut counts = [0usize; report::State::ALL.len()];
+        for r in rows.iter().filter(|r| r.scope == p.scope) {
+            let st = report::State::of_plugin(r, &p.name);
+            if let Some(i) = report::State::ALL.iter().position(|s| *s == st) {
+                counts[i] += 1;
+            }
+        }
+        for (st, n) in report::State::ALL.iter().zip(counts) {
+            out.push((p.name.clone(), st.as_str(), n));
+        }
+    }
+    out
+}
+
 fn emit(format: Format, output: Option<&Path>, m: &Metrics) -> Result<()> {
     let text = match format {
         Format::Json => report::metrics_json(m),
@@ -63,8 +85,17 @@ async fn fleet_metrics(s: &Settings) -> Result<Metrics> {
     // The shared schema is part of the fleet: its pending steps count, and are also shown on
     // their own.
     let c = collect(s, Which::All, &Selection::default()).await?;
-    let rows = c.rows;
     let client = s.connect_initialised().await?;
+    metrics_of(&c, &client).await
+}
+
+/// The fleet's gauges from what [`collect`] found, with the run history's (a bounded number
+/// of queries, whatever the fleet's size).
+pub async fn metrics_of(
+    c: &super::status::Collected,
+    client: &tokio_postgres::Client,
+) -> Result<Metrics> {
+    let rows = &c.rows;
     let last = control::runs(&client, 1).await?.into_iter().next();
     let tenants = || rows.iter().filter(|r| r.scope == Scope::Tenant);
     let m = Metrics {
@@ -88,6 +119,9 @@ async fn fleet_metrics(s: &Settings) -> Result<Metrics> {
         plugin_problem_count: c.plugin_problems.len(),
         held_schema_count: rows.iter().filter(|r| !r.holds.is_empty()).count(),
         held_step_count: rows.iter().map(|r| r.held.len()).sum(),
+        plugin_states: plugin_states(&c.specs, rows),
+        last_success_timestamp_seconds: control::last_ok_run_epoch(client).await?,
+        heal: None,
     };
     Ok(m)
 }

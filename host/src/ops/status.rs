@@ -96,25 +96,63 @@ fn still_declared(specs: &[PluginSpec], f: &control::StepFailureRecord) -> bool 
         .is_none_or(|p| p.steps.iter().any(|st| st.id == f.step))
 }
 
-/// Prints the status of every managed schema (of the tenants `--where` picks, if given).
-pub async fn status(
-    s: &Settings,
-    out: report::Output,
-    selector: Option<&Selector>,
-) -> Result<Exit> {
-    let which = match selector {
-        Some(sel) => Which::Tenants(&[], Some(sel)),
-        None => Which::All,
+/// Above this many schemas, `status` prints the fleet's summary unless `--all` is given.
+pub const SUMMARY_ABOVE: usize = 50;
+
+/// Options of `wasmig status`.
+#[derive(Debug, Clone, Default)]
+pub struct StatusOptions {
+    /// JSON output.
+    pub output: report::Output,
+    /// Only these tenants (the shared schema too when none is named and no selector given).
+    pub schemas: Vec<SchemaName>,
+    /// Only the tenants whose labels match.
+    pub selector: Option<Selector>,
+    /// Only these plugins' steps count.
+    pub plugins: Vec<String>,
+    /// Only schemas that are not up to date.
+    pub problems: bool,
+    /// Every schema, however many.
+    pub all: bool,
+    /// At most this many outliers in the summary.
+    pub limit: usize,
+}
+
+/// Prints the status of the schemas picked: a row each up to [`SUMMARY_ABOVE`] schemas (or
+/// with `--all`), else the fleet's summary (per plugin, schemas by last applied step; counts
+/// by state; the outliers).
+pub async fn status(s: &Settings, o: &StatusOptions) -> Result<Exit> {
+    let which = if o.schemas.is_empty() && o.selector.is_none() {
+        Which::All
+    } else {
+        Which::Tenants(&o.schemas, o.selector.as_ref())
     };
     let c = collect(s, which, &Selection::default()).await?;
-    if let Some(sel) = selector
+    if let Some(sel) = &o.selector
         && c.rows.is_empty()
     {
         return Ok(super::nothing_picked(sel));
     }
+    let known: Vec<&str> = c.specs.iter().map(|p| p.name.as_str()).collect();
+    if let Some(unknown) = o.plugins.iter().find(|p| !known.contains(&p.as_str())) {
+        anyhow::bail!(
+            "`--plugin {unknown}`: no loaded plugin has that name (loaded: {})",
+            known.join(", ")
+        );
+    }
+    let mut rows: Vec<SchemaStatus> = if o.plugins.is_empty() {
+        c.rows
+    } else {
+        c.rows.iter().map(|r| r.only_plugins(&o.plugins)).collect()
+    };
+    if o.problems {
+        rows.retain(|r| report::State::of(r) != report::State::UpToDate);
+    }
     for p in &c.plugin_problems {
         crate::errln!("problem: {p}");
     }
-    report::print_status(&c.specs, &c.rows, out);
+    let summary = report::summarise(&c.specs, &rows, &o.plugins, o.limit);
+    let whole = o.all || rows.len() <= SUMMARY_ABOVE;
+    report::print_status(&c.specs, &rows, &summary, whole, o.output);
     Ok(Exit::Ok)
 }

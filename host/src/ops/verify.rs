@@ -30,6 +30,8 @@ pub struct VerifyOptions {
     pub selection: Selection,
     /// With `fix`: dump each schema first, prune old dumps after.
     pub backup: Option<crate::backup::Policy>,
+    /// What the fix's run records as its command (`verify --fix`, `serve --heal-every`).
+    pub command: String,
 }
 
 /// Checks tenants; with `fix`, migrates them first.
@@ -49,7 +51,7 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
             selection: o.selection.clone(),
             dry_run: false,
             output: crate::report::Output::Text,
-            command: "verify --fix".into(),
+            command: o.command.clone(),
             backup: o.backup.clone(),
             max_failures: None,
             rollout: None,

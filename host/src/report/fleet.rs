@@ -281,11 +281,16 @@ struct HistoryJson<'a> {
     runs: Vec<RunJson<'a>>,
 }
 
+/// The `wasmig.history/1` document, newest run first.
+pub fn history_json(runs: &[RunRecord]) -> String {
+    let runs = runs.iter().map(RunJson::new).collect();
+    super::document("wasmig.history/1", HistoryJson { runs })
+}
+
 /// `wasmig history` output, newest run first.
 pub fn print_history(runs: &[RunRecord], out: Output) {
     if out.json() {
-        let runs = runs.iter().map(RunJson::new).collect();
-        print_document("wasmig.history/1", HistoryJson { runs });
+        crate::outln!("{}", history_json(runs));
         return;
     }
     if runs.is_empty() {
@@ -349,7 +354,7 @@ fn shell_quote(a: &str) -> String {
 }
 
 /// The fleet's gauges, as `wasmig metrics` reports them.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Metrics {
     /// Registered tenants.
     pub tenant_count: usize,
@@ -379,6 +384,30 @@ pub struct Metrics {
     pub held_schema_count: usize,
     /// Steps those holds keep from running (not in `pending_count`).
     pub held_step_count: usize,
+    /// Per plugin and state, the schemas of its scope in that state as far as its steps
+    /// go (bounded labels: plugins x states, never a series per tenant).
+    pub plugin_states: Vec<(String, &'static str, usize)>,
+    /// Start of the newest run that ended ok, Unix seconds.
+    pub last_success_timestamp_seconds: Option<f64>,
+    /// `serve --heal-every`'s own counters, when serving.
+    pub heal: Option<HealCounters>,
+}
+
+/// What `serve --heal-every` counted since it started.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HealCounters {
+    /// The schedule, seconds.
+    pub interval_seconds: f64,
+    /// When the server started, Unix seconds.
+    pub started_timestamp_seconds: f64,
+    /// Heal runs started.
+    pub runs: u64,
+    /// Heal runs that did not end ok.
+    pub failures: u64,
+    /// When the last heal ended, Unix seconds.
+    pub last_timestamp_seconds: Option<f64>,
+    /// When the last heal that ended ok ended, Unix seconds.
+    pub last_success_timestamp_seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -444,6 +473,13 @@ pub fn prometheus_down() -> String {
     format!("{UP}\nwasmig_up 0\n")
 }
 
+/// A label value as the exposition format wants it: backslash, quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// The metrics in Prometheus' text exposition format.
 pub fn prometheus(m: &Metrics) -> String {
     let mut out = String::new();
@@ -458,7 +494,7 @@ pub fn prometheus(m: &Metrics) -> String {
         }
     };
     let n = |v: usize| Some(v as f64);
-    gauge("tenants_total", "Tenants registered.", n(m.tenant_count));
+    gauge("tenants", "Tenants registered.", n(m.tenant_count));
     gauge(
         "tenants_with_pending",
         "Tenants with at least one pending step.",
@@ -518,6 +554,71 @@ pub fn prometheus(m: &Metrics) -> String {
         "last_run_success",
         "1 if the last run ended ok.",
         m.last_run_success.map(|b| f64::from(u8::from(b))),
+    );
+    gauge(
+        "last_successful_run_timestamp_seconds",
+        "Start of the newest run that ended ok, Unix time.",
+        m.last_success_timestamp_seconds.map(round3),
+    );
+    if let Some(h) = &m.heal {
+        let _ = writeln!(
+            out,
+            "# HELP wasmig_heal_runs_total Heal runs (serve --heal-every) started since the server started.\n# TYPE wasmig_heal_runs_total counter\nwasmig_heal_runs_total {}",
+            h.runs
+        );
+        let _ = writeln!(
+            out,
+            "# HELP wasmig_heal_failures_total Heal runs that did not end ok since the server started.\n# TYPE wasmig_heal_failures_total counter\nwasmig_heal_failures_total {}",
+            h.failures
+        );
+        for (name, help, v) in [
+            (
+                "heal_interval_seconds",
+                "How often serve --heal-every runs verify --fix.",
+                Some(h.interval_seconds),
+            ),
+            (
+                "serve_start_timestamp_seconds",
+                "When this wasmig serve started, Unix time.",
+                Some(h.started_timestamp_seconds),
+            ),
+            (
+                "last_heal_timestamp_seconds",
+                "When the last heal run ended, Unix time.",
+                h.last_timestamp_seconds,
+            ),
+            (
+                "last_successful_heal_timestamp_seconds",
+                "When the last heal run that ended ok ended, Unix time.",
+                h.last_success_timestamp_seconds,
+            ),
+        ] {
+            if let Some(v) = v {
+                let _ = writeln!(
+                    out,
+                    "# HELP wasmig_{name} {help}\n# TYPE wasmig_{name} gauge\nwasmig_{name} {}",
+                    round3(v)
+                );
+            }
+        }
+    }
+    if !m.plugin_states.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP wasmig_plugin_schemas Schemas of a plugin's scope by state, as far as that plugin's steps go.\n# TYPE wasmig_plugin_schemas gauge"
+        );
+        for (plugin, state, count) in &m.plugin_states {
+            let _ = writeln!(
+                out,
+                "wasmig_plugin_schemas{{plugin=\"{}\",state=\"{state}\"}} {count}",
+                label_value(plugin)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wasmig_build_info The wasmig build serving these metrics.\n# TYPE wasmig_build_info gauge\nwasmig_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
     );
     let d = &m.step_duration;
     let _ = writeln!(

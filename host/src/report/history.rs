@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::fleet::RunJson;
-use super::{FailureJson, Output, print_document, round3};
+use super::{FailureJson, Output, round3};
 use crate::control::{RunRecord, RunSchema};
 
 #[derive(Serialize)]
@@ -32,45 +32,50 @@ struct AppliedJson<'a> {
     duration_seconds: f64,
 }
 
+/// The `wasmig.run/1` document of one run.
+pub fn run_detail_json(run: &RunRecord, schemas: &[RunSchema]) -> String {
+    let schemas: Vec<RunSchemaJson<'_>> = schemas
+        .iter()
+        .map(|s| RunSchemaJson {
+            schema: &s.schema,
+            outcome: (!s.outcome.is_empty()).then_some(s.outcome.as_str()),
+            retry_count: s.retries,
+            duration_seconds: round3(s.duration_s),
+            applied: s
+                .steps
+                .iter()
+                .map(|(plugin, step, secs)| AppliedJson {
+                    plugin,
+                    step,
+                    duration_seconds: round3(*secs),
+                })
+                .collect(),
+            failures: s
+                .failures
+                .iter()
+                .map(|(plugin, step, sqlstate, message)| FailureJson {
+                    plugin,
+                    step,
+                    sqlstate: sqlstate.as_deref(),
+                    message,
+                })
+                .collect(),
+        })
+        .collect();
+    super::document(
+        "wasmig.run/1",
+        RunDetailJson {
+            run: RunJson::new(run),
+            schema_count: schemas.len(),
+            schemas,
+        },
+    )
+}
+
 /// One run in detail. Failure messages were stored inert; they are printed as stored.
 pub fn print_run_detail(run: &RunRecord, schemas: &[RunSchema], out: Output) {
     if out.json() {
-        let schemas: Vec<RunSchemaJson<'_>> = schemas
-            .iter()
-            .map(|s| RunSchemaJson {
-                schema: &s.schema,
-                outcome: (!s.outcome.is_empty()).then_some(s.outcome.as_str()),
-                retry_count: s.retries,
-                duration_seconds: round3(s.duration_s),
-                applied: s
-                    .steps
-                    .iter()
-                    .map(|(plugin, step, secs)| AppliedJson {
-                        plugin,
-                        step,
-                        duration_seconds: round3(*secs),
-                    })
-                    .collect(),
-                failures: s
-                    .failures
-                    .iter()
-                    .map(|(plugin, step, sqlstate, message)| FailureJson {
-                        plugin,
-                        step,
-                        sqlstate: sqlstate.as_deref(),
-                        message,
-                    })
-                    .collect(),
-            })
-            .collect();
-        print_document(
-            "wasmig.run/1",
-            RunDetailJson {
-                run: RunJson::new(run),
-                schema_count: schemas.len(),
-                schemas,
-            },
-        );
+        crate::outln!("{}", run_detail_json(run, schemas));
         return;
     }
     crate::outln!(

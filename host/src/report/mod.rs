@@ -16,28 +16,31 @@ mod rollout;
 mod run;
 mod status;
 mod structure;
+mod summary;
 
 pub use author::{print_checked, print_inspected};
 pub use diff::print_diff;
 pub use fleet::{
-    Health, Metrics, metrics_json, print_health, print_history, print_tenants, prometheus,
-    prometheus_down,
+    HealCounters, Health, Metrics, history_json, metrics_json, print_health, print_history,
+    print_tenants, prometheus, prometheus_down,
 };
-pub use history::print_run_detail;
+pub use history::{print_run_detail, run_detail_json};
 pub use progress::Progress;
 pub use rollout::{wave_gate, wave_pause, wave_start};
 pub use run::{
     applied_steps, applied_steps_of, print_plan, print_revert, print_run_summary, schema_line,
 };
-pub use status::{SchemaStatus, print_status, print_verify};
+pub use status::{SchemaStatus, print_status, print_verify, status_json};
 pub use structure::print_structure;
+pub use summary::{State, Summary, summarise, what_is_wrong};
 
 use serde::Serialize;
 
 /// How a command prints its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Output {
     /// Lines and tables for people.
+    #[default]
     Text,
     /// One JSON document on stdout.
     Json,
@@ -77,6 +80,11 @@ struct Doc<'a, T: Serialize> {
 fn document<T: Serialize>(format: &str, body: T) -> String {
     // Serialising plain data (strings, numbers, vectors) into memory cannot fail.
     crate::text::json_safe(serde_json::to_string_pretty(&Doc { format, body }).unwrap_or_default())
+}
+
+/// The text of a JSON document of kind `format`, for callers outside `report` (`serve`).
+pub fn json_document<T: Serialize>(format: &str, body: T) -> String {
+    document(format, body)
 }
 
 /// Prints a JSON document on stdout.

@@ -59,6 +59,9 @@ pub struct SchemaStatus {
     pub holds: Vec<Hold>,
     /// Steps not pending because a hold keeps them (not a problem; shown as held).
     pub held: Vec<StepRef>,
+    /// Per plugin of the schema's scope, its last applied step (`None`: none yet), as the
+    /// plan of every plugin says (a drifted step counts as applied).
+    pub at: Vec<(String, Option<String>)>,
 }
 
 impl SchemaStatus {
@@ -86,6 +89,26 @@ impl SchemaStatus {
                 .map(|p| StepRef::new(&specs[p.plugin].name, &specs[p.plugin].steps[p.step].id))
                 .collect(),
             holds: Vec::new(),
+            at: specs
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.scope == m.scope)
+                .map(|(pi, p)| {
+                    let waiting = plan
+                        .pending
+                        .iter()
+                        .chain(&plan.on_hold)
+                        .filter(|s| s.plugin == pi)
+                        .map(|s| s.step)
+                        .min();
+                    let last = match waiting {
+                        Some(0) => None,
+                        Some(i) => Some(i - 1),
+                        None => p.steps.len().checked_sub(1),
+                    };
+                    (p.name.clone(), last.map(|i| p.steps[i].id.clone()))
+                })
+                .collect(),
             rerun: plan
                 .reruns
                 .iter()
@@ -105,6 +128,45 @@ impl SchemaStatus {
                 ),
             }),
         }
+    }
+
+    /// The row as if only `plugins` were loaded: pending, held, drifted, forged steps and the
+    /// last failure of the others left out.
+    pub fn only_plugins(&self, plugins: &[String]) -> SchemaStatus {
+        let keep = |p: &str| plugins.iter().any(|n| n == p);
+        let steps = |v: &[StepRef]| -> Vec<StepRef> {
+            v.iter().filter(|s| keep(&s.plugin)).cloned().collect()
+        };
+        SchemaStatus {
+            pending: steps(&self.pending),
+            rerun: steps(&self.rerun),
+            held: steps(&self.held),
+            forged: steps(&self.forged),
+            unknown: steps(&self.unknown),
+            drift: self
+                .drift
+                .iter()
+                .filter(|d| keep(&d.plugin))
+                .cloned()
+                .collect(),
+            last_failure: self.last_failure.clone().filter(|f| keep(&f.step.plugin)),
+            holds: self
+                .holds
+                .iter()
+                .filter(|h| h.plugin.as_deref().is_none_or(keep))
+                .cloned()
+                .collect(),
+            at: self.at.iter().filter(|(p, _)| keep(p)).cloned().collect(),
+            ..self.clone()
+        }
+    }
+
+    /// The last applied step of `plugin` here (`None`: none yet, or not of this scope).
+    pub fn last_applied(&self, plugin: &str) -> Option<&str> {
+        self.at
+            .iter()
+            .find(|(p, _)| p == plugin)
+            .and_then(|(_, s)| s.as_deref())
     }
 
     /// With the holds on this schema.
@@ -191,27 +253,51 @@ struct PluginJson<'a> {
 #[derive(Serialize)]
 struct StatusJson<'a> {
     plugins: Vec<PluginJson<'a>>,
-    schemas: Vec<SchemaStatusJson<'a>>,
+    summary: &'a super::Summary,
+    /// Every schema picked (absent when only the summary was asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schemas: Option<Vec<SchemaStatusJson<'a>>>,
 }
 
-/// `wasmig status` output.
-pub fn print_status(specs: &[PluginSpec], rows: &[SchemaStatus], out: Output) {
+/// The `wasmig.status/1` document: the plugins, the summary and, when `whole`, every row.
+pub fn status_json(
+    specs: &[PluginSpec],
+    rows: &[SchemaStatus],
+    summary: &super::Summary,
+    whole: bool,
+) -> String {
+    let j = StatusJson {
+        plugins: specs
+            .iter()
+            .map(|p| PluginJson {
+                plugin: &p.name,
+                version: &p.version,
+                kind: p.kind,
+                scope: p.scope,
+                step_count: p.steps.len(),
+                artifact_blake3: &p.artifact_checksum,
+            })
+            .collect(),
+        summary,
+        schemas: whole.then(|| rows.iter().map(SchemaStatusJson::new).collect()),
+    };
+    super::document("wasmig.status/1", j)
+}
+
+/// `wasmig status` output: a row per schema when `whole`, else the summary.
+pub fn print_status(
+    specs: &[PluginSpec],
+    rows: &[SchemaStatus],
+    summary: &super::Summary,
+    whole: bool,
+    out: Output,
+) {
     if out.json() {
-        let j = StatusJson {
-            plugins: specs
-                .iter()
-                .map(|p| PluginJson {
-                    plugin: &p.name,
-                    version: &p.version,
-                    kind: p.kind,
-                    scope: p.scope,
-                    step_count: p.steps.len(),
-                    artifact_blake3: &p.artifact_checksum,
-                })
-                .collect(),
-            schemas: rows.iter().map(SchemaStatusJson::new).collect(),
-        };
-        print_document("wasmig.status/1", j);
+        crate::outln!("{}", status_json(specs, rows, summary, whole));
+        return;
+    }
+    if !whole {
+        super::summary::print_summary(summary);
         return;
     }
     crate::outln!(
