@@ -159,7 +159,7 @@ fn health_metrics_and_history() {
         .expect(Exit::Ok)
         .stdout;
     for line in [
-        "wasmig_tenants_total 2",
+        "wasmig_tenants 2",
         "wasmig_tenants_with_pending 2",
         "wasmig_pending_steps 2",
         "wasmig_drifted_steps 0",
