@@ -436,3 +436,89 @@ fn the_dashboard_renders_the_fleet_in_a_real_browser_and_escapes_what_tenants_na
     assert_eq!(code, 200);
     assert!(run.contains("Run 1"), "{run}");
 }
+
+#[test]
+fn status_summarises_a_fleet_above_fifty_schemas_and_filters_it() {
+    let names: Vec<String> = (0..55).map(|i| format!("t{i:02}")).collect();
+    let (db, plugins) = Fleet::new("status_summary")
+        .plugins(&["notes_v1"])
+        .tenants(&names)
+        .build();
+    let p = plugins.path();
+    let status = |args: &[&str]| {
+        let mut all = vec!["status"];
+        all.extend_from_slice(args);
+        db.wasmig(p, &all).expect(Exit::Ok).stdout
+    };
+    let all_done = status(&[]);
+    assert!(
+        all_done.starts_with("56 schema(s): 56 up to date, 0 pending"),
+        "{all_done}"
+    );
+    assert!(
+        all_done.lines().any(|l| l.starts_with("notes")
+            && l.contains("0002_note_body (latest)")
+            && l.ends_with(" 55")),
+        "{all_done}"
+    );
+    plugins.set(&["notes_v2_added"]);
+    db.exec("UPDATE wasmig.ledger SET checksum = repeat('0', 64) WHERE schema_name = 't07' AND step_id = '0001_notes'");
+    let behind = status(&[]);
+    assert!(
+        behind.starts_with(
+            "56 schema(s): 1 up to date, 54 pending, 0 held, 0 failed, 0 drifted, 1 forged"
+        ),
+        "{behind}"
+    );
+    // Worst first, 20 by default.
+    assert!(
+        behind.contains("not up to date (20 of 55; --limit N shows more, --all every schema):"),
+        "{behind}"
+    );
+    let first = behind
+        .lines()
+        .skip_while(|l| !l.starts_with("not up to date"))
+        .nth(1)
+        .expect("an outlier");
+    assert!(first.contains("t07") && first.contains("forged"), "{first}");
+    // Every schema with --all; two named ones as rows.
+    assert_eq!(
+        status(&["--all"])
+            .lines()
+            .filter(|l| l.starts_with('t'))
+            .count(),
+        55
+    );
+    let two = status(&["--schema", "t03", "--schema", "t04"]);
+    assert!(two.starts_with("SCHEMA"), "{two}");
+    assert_eq!(
+        two.lines().filter(|l| l.starts_with("t0")).count(),
+        2,
+        "{two}"
+    );
+    // JSON: the summary always, the rows only when listed.
+    let doc: serde_json::Value =
+        serde_json::from_str(&status(&["--json", "--problems", "--limit", "5"]))
+            .expect("status JSON");
+    assert_eq!(doc["summary"]["outlier_count"], 55);
+    assert_eq!(
+        doc["summary"]["outliers"]
+            .as_array()
+            .expect("outliers")
+            .len(),
+        5
+    );
+    assert_eq!(doc["summary"]["states"]["pending"], 54);
+    assert!(doc.get("schemas").is_none(), "{doc}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&status(&["--json", "--all"])).expect("status JSON");
+    assert_eq!(listed["schemas"].as_array().expect("schemas").len(), 56);
+    let unknown = db
+        .wasmig(p, &["status", "--plugin", "nots"])
+        .expect(Exit::Error);
+    assert!(
+        unknown.stderr.contains("`--plugin nots`"),
+        "{}",
+        unknown.stderr
+    );
+}
