@@ -522,3 +522,105 @@ fn status_summarises_a_fleet_above_fifty_schemas_and_filters_it() {
         unknown.stderr
     );
 }
+
+/// A local webhook: accepts connections, answers 200, and hands each request's body over.
+fn webhook() -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("webhook");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_failed_run_is_notified_and_an_unreachable_webhook_does_not_fail_the_run() {
+    let (db, plugins) = Fleet::new("notify")
+        .plugins(&["notes_v1"])
+        .tenants(&["n1", "n2"])
+        .build();
+    db.exec("INSERT INTO n1.notes (title) VALUES ('same'), ('same')");
+    plugins.set(&["notes_v2_added"]);
+    let (port, bodies) = webhook();
+    let url = format!("http://127.0.0.1:{port}/hooks/T0/SECRET-TOKEN");
+    let run = db
+        .wasmig(plugins.path(), &["migrate", "--notify", &url])
+        .expect(Exit::Problems);
+    let body = bodies
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a notification");
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("notification JSON");
+    let text = doc["text"].as_str().expect("text");
+    assert!(
+        text.contains("ended failed") && text.contains("(n1)"),
+        "{text}"
+    );
+    assert_eq!(doc["run"]["format"], "wasmig.run/1");
+    let n1 = doc["run"]["schemas"]
+        .as_array()
+        .expect("schemas")
+        .iter()
+        .find(|s| s["schema"] == "n1")
+        .expect("n1");
+    assert_eq!(n1["failures"][0]["step"], "0003_tags_unique_titles");
+    assert!(!run.stderr.contains("SECRET"), "{}", run.stderr);
+
+    // Nobody listening (the config file's URL this time): said, bounded, and the run's own
+    // exit code stands (n1 fails again).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = tempfile::tempdir().expect("config dir");
+    let file = config.path().join("wasmig.toml");
+    std::fs::write(
+        &file,
+        format!("[defaults]\nnotify = \"http://127.0.0.1:{dead}/${{HOOK_PATH}}\"\n"),
+    )
+    .expect("config");
+    let started = Instant::now();
+    let out = db
+        .wasmig_command(
+            plugins.path(),
+            &["--config", file.to_str().expect("utf8"), "verify", "--fix"],
+        )
+        .env("HOOK_PATH", "SECRET-PATH")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the notification to http://127.0.0.1:")
+            && stderr.contains("was not delivered after 3 attempts"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SECRET-PATH"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // A run that ends ok notifies nobody.
+    db.exec("DELETE FROM n1.notes WHERE id = (SELECT max(id) FROM n1.notes)");
+    db.wasmig(plugins.path(), &["migrate", "--notify", &url])
+        .expect(Exit::Ok);
+    assert!(bodies.recv_timeout(Duration::from_secs(2)).is_err());
+}

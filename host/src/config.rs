@@ -231,6 +231,9 @@ pub struct EnvSettings {
     /// Dumps older than this many days are removed after a run (the newest of each schema
     /// is always kept).
     pub backup_keep_days: Option<u32>,
+    /// Where a failed or interrupted run is notified (POST); `${VAR}` is replaced from the
+    /// environment (webhook URLs carry secrets).
+    pub notify: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +273,8 @@ pub struct FileSettings {
     pub rollout: Option<Vec<crate::rollout::Wave>>,
     /// Backup directory, resolved against the file's directory.
     pub backup_dir: Option<PathBuf>,
+    /// Notification URL, interpolated.
+    pub notify: Option<String>,
     /// The environment used, if any.
     pub env_name: Option<String>,
 }
@@ -386,6 +391,13 @@ impl FileSettings {
         out.plugins = pick!(plugins).map(|(p, _)| base.join(p));
         out.lock_file = pick!(lock_file).map(|(p, _)| base.join(p));
         out.backup_dir = pick!(backup_dir).map(|(p, _)| base.join(p));
+        if let Some((url, from_env)) = pick!(notify) {
+            let span = url.span();
+            out.notify = Some(
+                interpolate(url.get_ref(), env)
+                    .map_err(|r| value_err(prefix("notify", from_env), span, r))?,
+            );
+        }
         for (key, slot) in [
             ("step_timeout", &mut out.step_timeout),
             ("lock_timeout", &mut out.lock_timeout),

@@ -41,6 +41,7 @@ pub mod interrupt;
 pub(crate) mod labels;
 pub mod logging;
 pub(crate) mod names;
+pub(crate) mod notify;
 pub(crate) mod ops;
 #[doc(hidden)]
 pub mod out;

@@ -294,6 +294,7 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             heal_every,
             cache_for,
             backup,
+            notify: notify_url,
         } => {
             let duration = |flag: &str, raw: &str| {
                 crate::config::parse_duration(raw)
@@ -315,6 +316,7 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
                     raw => duration("--cache-for", raw)?,
                 },
                 backup: backup_policy(&s, &backup)?,
+                notify: notify(&s, notify_url.as_deref())?,
             };
             crate::serve::serve(&s, &o).await
         }
@@ -541,6 +543,7 @@ fn migrate_options(s: &Settings, a: MigrateArgs) -> Result<ops::migrate::Migrate
             .map(ops::migrate::FailureBudget::parse)
             .transpose()?,
         rollout: rollout(s, a.waves.as_deref(), &a.order_by, a.shared)?,
+        notify: notify(s, a.notify.as_deref())?,
     })
 }
 
@@ -562,6 +565,15 @@ fn rollout(
     };
     let order = crate::rollout::OrderBy::parse(order_by).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(waves.map(|waves| ops::rollout::RolloutOptions { waves, order }))
+}
+
+/// Where a failed or interrupted run is notified: `--notify` over the config file's
+/// `notify`.
+fn notify(s: &Settings, flag: Option<&str>) -> Result<Option<crate::notify::Notify>> {
+    match flag {
+        Some(url) => Ok(Some(crate::notify::Notify::parse(url)?)),
+        None => Ok(s.notify.clone()),
+    }
 }
 
 /// The backup policy of a command that applies steps: its flags over the config file's
@@ -601,6 +613,11 @@ fn verify_options(s: &Settings, a: VerifyArgs) -> Result<ops::verify::VerifyOpti
             None
         },
         command: "verify --fix".into(),
+        notify: if a.fix {
+            notify(s, a.notify.as_deref())?
+        } else {
+            None
+        },
         output: Output::from_json_flag(a.json),
         tenants,
         selector: selector(a.selector.as_deref())?,

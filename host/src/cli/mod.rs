@@ -481,6 +481,9 @@ pub enum Command {
         /// Backups before a heal applies steps.
         #[command(flatten)]
         backup: BackupArgs,
+        /// POST a JSON summary here when a heal run fails or is interrupted [config: notify].
+        #[arg(long, value_name = "URL")]
+        notify: Option<String>,
     },
     /// Fleet metrics for Prometheus (text format) or JSON.
     Metrics {
@@ -678,6 +681,11 @@ pub struct MigrateArgs {
     /// Backups before migrating.
     #[command(flatten)]
     pub backup: BackupArgs,
+    /// When the run fails or is interrupted, POST a JSON summary here (a Slack-compatible
+    /// `text` and the `wasmig.run/1` document; 5 s a try, 3 tries; never fails the run)
+    /// [config: notify].
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -737,6 +745,10 @@ pub struct VerifyArgs {
     /// Backups before --fix applies steps.
     #[command(flatten)]
     pub backup: BackupArgs,
+    /// With --fix: when the fix fails or is interrupted, POST a JSON summary here [config:
+    /// notify].
+    #[arg(long, value_name = "URL", id = "verify_notify")]
+    pub notify: Option<String>,
 }
 
 /// `wasmig status`

@@ -106,6 +106,12 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
         app_role,
         rollout: file.rollout.clone(),
         backup: (file.backup_dir.clone(), file.value(|e| &e.backup_keep_days)),
+        notify: file
+            .notify
+            .as_deref()
+            .map(crate::notify::Notify::parse)
+            .transpose()
+            .with_context(|| format!("`notify` in {config_name}"))?,
     })
 }
 

@@ -96,7 +96,7 @@ pub async fn metrics_of(
     client: &tokio_postgres::Client,
 ) -> Result<Metrics> {
     let rows = &c.rows;
-    let last = control::runs(&client, 1).await?.into_iter().next();
+    let last = control::runs(client, 1).await?.into_iter().next();
     let tenants = || rows.iter().filter(|r| r.scope == Scope::Tenant);
     let m = Metrics {
         tenant_count: tenants().count(),
@@ -115,7 +115,7 @@ pub async fn metrics_of(
         last_run_success: last
             .as_ref()
             .and_then(|r| r.outcome.as_deref().map(|o| o == "ok")),
-        step_duration: control::step_durations(&client).await?,
+        step_duration: control::step_durations(client).await?,
         plugin_problem_count: c.plugin_problems.len(),
         held_schema_count: rows.iter().filter(|r| !r.holds.is_empty()).count(),
         held_step_count: rows.iter().map(|r| r.held.len()).sum(),

@@ -84,6 +84,8 @@ pub struct MigrateOptions {
     pub max_failures: Option<FailureBudget>,
     /// Roll out in waves (none: every schema at once).
     pub rollout: Option<super::rollout::RolloutOptions>,
+    /// Where a failed or interrupted run is notified.
+    pub notify: Option<crate::notify::Notify>,
 }
 
 fn targets(s: &Settings, reg: &[ManagedSchema], o: &MigrateOptions) -> Result<Vec<Target>> {
@@ -320,6 +322,11 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
         o.output,
         rollout.as_ref(),
     );
+    if let Some(n) = &o.notify
+        && outcome != control::RunOutcome::Ok
+    {
+        notify_run(n, &op, run_id, &s.target.to_string(), outcome).await;
+    }
     if let Some(crate::backup::Policy {
         dir,
         keep_days: Some(days),
@@ -339,4 +346,55 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     } else {
         Exit::Problems
     })
+}
+
+/// Posts run `run_id`'s summary and document to `n` (never fails the run: see `notify`).
+async fn notify_run(
+    n: &crate::notify::Notify,
+    op: &tokio_postgres::Client,
+    run_id: i64,
+    database: &str,
+    outcome: control::RunOutcome,
+) {
+    let detail = match control::run_detail(op, run_id).await {
+        Ok(Some((run, schemas))) => {
+            let failed: Vec<&str> = schemas
+                .iter()
+                .filter(|s| !s.failures.is_empty() || s.outcome != "applied")
+                .map(|s| s.schema.as_str())
+                .collect();
+            let text = format!(
+                "wasmig run {run_id} (`{}`) on {database} ended {}: {} step(s) applied, {} schema(s) not done{}. See `wasmig history --run {run_id}`.",
+                run.command,
+                outcome.as_str(),
+                run.applied.unwrap_or(0),
+                failed.len(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        crate::text::inert(
+                            &failed
+                                .iter()
+                                .take(10)
+                                .copied()
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            400
+                        )
+                    )
+                }
+            );
+            crate::notify::body(&text, &report::run_detail_json(&run, &schemas))
+        }
+        Ok(None) | Err(_) => crate::notify::body(
+            &format!(
+                "wasmig run {run_id} on {database} ended {}; its record could not be read",
+                outcome.as_str()
+            ),
+            "null",
+        ),
+    };
+    n.send(detail).await;
 }

@@ -125,6 +125,8 @@ pub struct Settings {
     pub rollout: Option<Vec<crate::rollout::Wave>>,
     /// The config file's `backup_dir` and `backup_keep_days` (flags override them).
     pub backup: (Option<PathBuf>, Option<u32>),
+    /// The config file's `notify` (the `--notify` flag overrides it).
+    pub notify: Option<crate::notify::Notify>,
 }
 
 impl Settings {

@@ -75,6 +75,7 @@ pub async fn create(s: &Settings, o: &CreateOptions) -> Result<Exit> {
             backup: o.backup.clone(),
             max_failures: None,
             rollout: None,
+            notify: s.notify.clone(),
         },
     )
     .await

@@ -32,6 +32,8 @@ pub struct VerifyOptions {
     pub backup: Option<crate::backup::Policy>,
     /// What the fix's run records as its command (`verify --fix`, `serve --heal-every`).
     pub command: String,
+    /// Where a fix that failed or was interrupted is notified.
+    pub notify: Option<crate::notify::Notify>,
 }
 
 /// Checks tenants; with `fix`, migrates them first.
@@ -55,6 +57,7 @@ pub async fn verify(s: &Settings, o: &VerifyOptions) -> Result<Exit> {
             backup: o.backup.clone(),
             max_failures: None,
             rollout: None,
+            notify: o.notify.clone(),
         };
         // Failures are reported by the run and show up again in the verification below.
         let quiet = Settings {

@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub cache_for: Duration,
     /// Backups for the heal runs.
     pub backup: Option<crate::backup::Policy>,
+    /// Where a heal run that failed is notified.
+    pub notify: Option<crate::notify::Notify>,
 }
 
 /// One read of the fleet, shared by every request until it is older than `cache_for`.
@@ -198,6 +200,7 @@ async fn heal_loop(app: Arc<App>, every: Duration) {
             selection: Selection::default(),
             backup: app.options.backup.clone(),
             command: "serve --heal-every".into(),
+            notify: app.options.notify.clone(),
         };
         let result = crate::ops::verify::verify(&app.settings, &o).await;
         let ok = matches!(result, Ok(Exit::Ok));
