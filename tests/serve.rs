@@ -624,3 +624,82 @@ fn a_failed_run_is_notified_and_an_unreachable_webhook_does_not_fail_the_run() {
         .expect(Exit::Ok);
     assert!(bodies.recv_timeout(Duration::from_secs(2)).is_err());
 }
+
+#[test]
+fn a_report_compares_a_window_with_the_one_before_and_metrics_cover_a_window() {
+    let (db, plugins) = Fleet::new("report")
+        .plugins(&["notes_v1"])
+        .tenants(&["r1", "r2"])
+        .build();
+    let p = plugins.path();
+    db.exec("INSERT INTO r1.notes (title) VALUES ('same'), ('same')");
+    plugins.set(&["notes_v2_added"]);
+    db.wasmig(p, &["migrate"]).expect(Exit::Problems);
+    let runs = db.scalar_i64("SELECT count(*) FROM wasmig.run");
+    let text = db
+        .wasmig(p, &["report", "--since", "1d"])
+        .expect(Exit::Ok)
+        .stdout;
+    assert!(
+        text.contains(&format!("runs: {runs} (previous 0, up)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("notes/0003_tags_unique_titles (SQLSTATE 23505) x1 in 1 schema(s): could not create unique index"),
+        "{text}"
+    );
+    assert!(
+        text.contains("slowest schemas:") && text.contains("r2"),
+        "{text}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(
+        &db.wasmig(p, &["report", "--since", "24h", "--json"])
+            .expect(Exit::Ok)
+            .stdout,
+    )
+    .expect("report JSON");
+    assert_eq!(doc["format"], "wasmig.report/1");
+    assert_eq!(doc["current"]["failure_count"], 1);
+    assert_eq!(doc["current"]["runs"]["failed"], 1);
+    assert_eq!(doc["previous"]["run_count"], 0);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("weekly.html");
+    db.wasmig(p, &["report", "--html", file.to_str().expect("utf8")])
+        .expect(Exit::Ok);
+    let html = std::fs::read_to_string(&file).expect("the report");
+    assert!(
+        html.contains("id=\"report\"") && html.contains(">r1<"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("href=\"/runs/"),
+        "no link to a page a file does not have"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+
+    let m = db
+        .wasmig(p, &["metrics", "--window", "24h"])
+        .expect(Exit::Ok)
+        .stdout;
+    for line in [
+        "wasmig_window_seconds 86400",
+        "wasmig_window_runs{outcome=\"failed\"} 1",
+        "wasmig_window_failed_steps 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no `{line}` in:\n{m}");
+    }
+    promtool_check(&m, "metrics --window 24h");
+    let bad = db
+        .wasmig(p, &["report", "--since", "0d"])
+        .expect(Exit::Error);
+    assert!(
+        bad.stderr.contains("--since: invalid window `0d`"),
+        "{}",
+        bad.stderr
+    );
+}

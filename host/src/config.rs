@@ -49,6 +49,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses a window of history: `30m`, `24h`, `7d` (1 minute to 366 days).
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "invalid window `{s}`: use a number with a unit, m, h or d (30m, 24h, 7d), up to 366d"
+        )
+    };
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    if !(60..=366 * 86_400).contains(&secs) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 /// One `--plugin-limit PLUGIN:KEY=VALUE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitOverride {

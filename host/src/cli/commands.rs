@@ -320,12 +320,31 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             };
             crate::serve::serve(&s, &o).await
         }
-        Command::Metrics { format, output } => {
+        Command::Metrics {
+            format,
+            output,
+            window,
+        } => {
             let format = match format {
                 MetricsFormat::Prometheus => ops::metrics::Format::Prometheus,
                 MetricsFormat::Json => ops::metrics::Format::Json,
             };
-            ops::metrics::metrics(&s, format, output.as_deref()).await
+            let window = window
+                .as_deref()
+                .map(crate::config::parse_window)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--window: {e}"))?;
+            ops::metrics::metrics(&s, format, output.as_deref(), window).await
+        }
+        Command::Report { since, json, html } => {
+            let o = ops::report::ReportOptions {
+                since: crate::config::parse_window(&since)
+                    .map_err(|e| anyhow::anyhow!("--since: {e}"))?,
+                since_text: since,
+                output: Output::from_json_flag(json),
+                html,
+            };
+            ops::report::report(&s, &o).await
         }
         Command::History { json, limit, run } => {
             ops::history::history(&s, Output::from_json_flag(json), limit, run).await

@@ -225,9 +225,10 @@ impl Command {
             Command::Verify(a) => a.json,
             Command::Tenant(TenantCommand::List { json }) => *json,
             Command::Health { json } | Command::History { json, .. } => *json,
-            Command::Metrics { format, output } => {
+            Command::Metrics { format, output, .. } => {
                 *format == MetricsFormat::Json && output.is_none()
             }
+            Command::Report { json, .. } => *json,
             _ => false,
         }
     }
@@ -493,6 +494,24 @@ pub enum Command {
         /// Write atomically to this file (for a node-exporter textfile collector).
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Add gauges of the run history over this window (30m, 24h, 7d): runs by outcome,
+        /// steps applied and their duration quantiles, failures, heal runs and their failures.
+        #[arg(long, value_name = "WINDOW")]
+        window: Option<String>,
+    },
+    /// A window of run history against the one before it: runs, steps applied and their
+    /// durations, failures by step and message, drift found and repaired, heal runs, the
+    /// slowest schemas. Text, `--json`, or `--html FILE`: one static page with the dashboard.
+    Report {
+        /// The window: 30m, 24h, 7d, ... (up to 366d).
+        #[arg(long, value_name = "WINDOW", default_value = "7d")]
+        since: String,
+        /// Print JSON (`wasmig.report/1`).
+        #[arg(long, conflicts_with = "html")]
+        json: bool,
+        /// Write one self-contained HTML file (the report and the dashboard) here, 0600.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Past runs: who, where, when, arguments, duration, outcome, counts.
     History {

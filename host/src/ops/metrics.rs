@@ -24,8 +24,13 @@ pub enum Format {
 /// Computes and prints (or writes) the metrics. When the fleet cannot be read (the database
 /// is down), the Prometheus exposition still goes out, saying so (`wasmig_up 0`), so a
 /// dashboard never keeps showing the last good values; the command then fails (exit 2).
-pub async fn metrics(s: &Settings, format: Format, output: Option<&Path>) -> Result<Exit> {
-    match fleet_metrics(s).await {
+pub async fn metrics(
+    s: &Settings,
+    format: Format,
+    output: Option<&Path>,
+    window: Option<std::time::Duration>,
+) -> Result<Exit> {
+    match fleet_metrics(s, window).await {
         Ok(m) => {
             emit(format, output, &m)?;
             Ok(Exit::Ok)
@@ -81,12 +86,25 @@ fn emit_text(output: Option<&Path>, text: &str) -> Result<()> {
     Ok(())
 }
 
-async fn fleet_metrics(s: &Settings) -> Result<Metrics> {
+async fn fleet_metrics(s: &Settings, window: Option<std::time::Duration>) -> Result<Metrics> {
     // The shared schema is part of the fleet: its pending steps count, and are also shown on
     // their own.
     let c = collect(s, Which::All, &Selection::default()).await?;
     let client = s.connect_initialised().await?;
-    metrics_of(&c, &client).await
+    let mut m = metrics_of(&c, &client).await?;
+    if let Some(w) = window {
+        let secs = w.as_secs_f64();
+        let period = control::period(
+            &client,
+            control::Window {
+                from_s: secs,
+                to_s: 0.0,
+            },
+        )
+        .await?;
+        m.window = Some((secs, period));
+    }
+    Ok(m)
 }
 
 /// The fleet's gauges from what [`collect`] found, with the run history's (a bounded number
@@ -122,6 +140,7 @@ pub async fn metrics_of(
         plugin_states: plugin_states(&c.specs, rows),
         last_success_timestamp_seconds: control::last_ok_run_epoch(client).await?,
         heal: None,
+        window: None,
     };
     Ok(m)
 }

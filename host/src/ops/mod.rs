@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod migrate;
 pub mod pin;
+pub mod report;
 pub mod revert;
 pub mod rollout;
 pub mod scaffold;

@@ -391,6 +391,8 @@ pub struct Metrics {
     pub last_success_timestamp_seconds: Option<f64>,
     /// `serve --heal-every`'s own counters, when serving.
     pub heal: Option<HealCounters>,
+    /// `--window`: its length in seconds and what the run history says about it.
+    pub window: Option<(f64, crate::control::Period)>,
 }
 
 /// What `serve --heal-every` counted since it started.
@@ -435,6 +437,9 @@ struct MetricsJson {
     last_run_timestamp_seconds: Option<f64>,
     last_run_success: Option<bool>,
     step_duration: SummaryJson,
+    /// With `--window`: `seconds` and what the run history says about them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<serde_json::Value>,
 }
 
 /// The `wasmig.metrics/1` document, as text.
@@ -461,6 +466,10 @@ pub fn metrics_json(m: &Metrics) -> String {
             p90_seconds: d.p90.map(round3),
             p99_seconds: d.p99.map(round3),
         },
+        window: m
+            .window
+            .as_ref()
+            .map(|(secs, p)| serde_json::json!({ "seconds": secs, "history": p })),
     };
     document("wasmig.metrics/1", j) + "\n"
 }
@@ -471,6 +480,69 @@ const UP: &str = "# HELP wasmig_up 1 if wasmig could read the fleet for these me
 /// The exposition when the fleet could not be read: only `wasmig_up 0`.
 pub fn prometheus_down() -> String {
     format!("{UP}\nwasmig_up 0\n")
+}
+
+/// The `--window` gauges: what the run history says about the last `secs` seconds.
+fn window_exposition(out: &mut String, secs: f64, p: &crate::control::Period) {
+    let mut gauge = |name: &str, help: &str, v: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP wasmig_window_{name} {help}\n# TYPE wasmig_window_{name} gauge\nwasmig_window_{name} {v}"
+        );
+    };
+    gauge(
+        "seconds",
+        "The window the wasmig_window_ series cover.",
+        secs,
+    );
+    gauge(
+        "applied_steps",
+        "Steps applied by runs started in the window.",
+        p.applied_step_count as f64,
+    );
+    gauge(
+        "failed_steps",
+        "Failed steps recorded in the window.",
+        p.failure_count as f64,
+    );
+    gauge(
+        "heal_runs",
+        "Heal runs (serve --heal-every) started in the window.",
+        p.heal_run_count as f64,
+    );
+    gauge(
+        "heal_failures",
+        "Heal runs started in the window that did not end ok.",
+        p.heal_failure_count as f64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP wasmig_window_runs Runs started in the window, by outcome.\n# TYPE wasmig_window_runs gauge"
+    );
+    for outcome in ["ok", "failed", "interrupted", "unfinished"] {
+        let n = p.runs.get(outcome).copied().unwrap_or(0);
+        let _ = writeln!(out, "wasmig_window_runs{{outcome=\"{outcome}\"}} {n}");
+    }
+    let d = &p.step_duration;
+    let _ = writeln!(
+        out,
+        "# HELP wasmig_window_step_duration_seconds Duration of the steps applied in the window.\n# TYPE wasmig_window_step_duration_seconds summary"
+    );
+    for (q, v) in [("0.5", d.p50), ("0.9", d.p90), ("0.99", d.p99)] {
+        if let Some(v) = v {
+            let _ = writeln!(
+                out,
+                "wasmig_window_step_duration_seconds{{quantile=\"{q}\"}} {}",
+                round3(v)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "wasmig_window_step_duration_seconds_sum {}\nwasmig_window_step_duration_seconds_count {}",
+        round3(d.sum),
+        d.count
+    );
 }
 
 /// A label value as the exposition format wants it: backslash, quote and newline escaped.
@@ -614,6 +686,9 @@ pub fn prometheus(m: &Metrics) -> String {
                 label_value(plugin)
             );
         }
+    }
+    if let Some((secs, p)) = &m.window {
+        window_exposition(&mut out, *secs, p);
     }
     let _ = writeln!(
         out,

@@ -17,6 +17,7 @@ mod run;
 mod status;
 mod structure;
 mod summary;
+mod window;
 
 pub use author::{print_checked, print_inspected};
 pub use diff::print_diff;
@@ -33,6 +34,7 @@ pub use run::{
 pub use status::{SchemaStatus, print_status, print_verify, status_json};
 pub use structure::print_structure;
 pub use summary::{State, Summary, summarise, what_is_wrong};
+pub use window::{Report, print_report, report_section};
 
 use serde::Serialize;
 

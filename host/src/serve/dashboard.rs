@@ -96,9 +96,23 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
+/// How a page is rendered: served (filters, pages, links) or as one static file (`wasmig
+/// report --html`: every schema, no links to pages that do not exist in a file), with a
+/// report section first.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Render<'a> {
+    /// A section to show first (escaped already).
+    pub report: Option<&'a str>,
+    /// One static file.
+    pub static_file: bool,
+}
+
 /// The dashboard.
-pub fn page(snap: &Snapshot, q: &PageQuery, heal: Option<HealCounters>) -> String {
+pub fn page(snap: &Snapshot, q: &PageQuery, heal: Option<HealCounters>, how: Render<'_>) -> String {
     let mut body = String::new();
+    if let Some(section) = how.report {
+        body.push_str(section);
+    }
     let fleet = match &snap.fleet {
         Ok(f) => f,
         Err(e) => {
@@ -171,9 +185,16 @@ pub fn page(snap: &Snapshot, q: &PageQuery, heal: Option<HealCounters>) -> Strin
     }
     body.push_str("</table></section>");
 
-    schemas_section(&mut body, &c.specs, &c.rows, q);
-    runs_section(&mut body, &fleet.runs);
-    head("fleet", &body)
+    schemas_section(&mut body, &c.specs, &c.rows, q, how.static_file);
+    runs_section(&mut body, &fleet.runs, how.static_file);
+    head(
+        if how.report.is_some() {
+            "report"
+        } else {
+            "fleet"
+        },
+        &body,
+    )
 }
 
 /// The schema x plugin view: worst state first, filtered and paginated.
@@ -182,6 +203,7 @@ fn schemas_section(
     specs: &[crate::plan::PluginSpec],
     rows: &[SchemaStatus],
     q: &PageQuery,
+    static_file: bool,
 ) {
     let want = q.state.as_deref().and_then(State::parse);
     let needle = q.q.as_deref().unwrap_or("").trim();
@@ -193,24 +215,33 @@ fn schemas_section(
         })
         .collect();
     picked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.schema.cmp(&b.1.schema)));
-    let pages = picked.len().div_ceil(PAGE_SIZE).max(1);
+    let page_size = if static_file {
+        picked.len().max(1)
+    } else {
+        PAGE_SIZE
+    };
+    let pages = picked.len().div_ceil(page_size).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
-    let _ = write!(
-        body,
-        "<section><h2>Schemas</h2><form method=\"get\" action=\"/\">Name contains <input name=\"q\" value=\"{}\"> state <select name=\"state\"><option value=\"\">any</option>",
-        esc(needle)
-    );
-    for st in State::ALL {
+    body.push_str("<section><h2>Schemas</h2>");
+    if !static_file {
         let _ = write!(
             body,
-            "<option value=\"{s}\"{sel}>{s}</option>",
-            s = st.as_str(),
-            sel = if want == Some(st) { " selected" } else { "" }
+            "<form method=\"get\" action=\"/\">Name contains <input name=\"q\" value=\"{}\"> state <select name=\"state\"><option value=\"\">any</option>",
+            esc(needle)
         );
+        for st in State::ALL {
+            let _ = write!(
+                body,
+                "<option value=\"{s}\"{sel}>{s}</option>",
+                s = st.as_str(),
+                sel = if want == Some(st) { " selected" } else { "" }
+            );
+        }
+        body.push_str("</select> <button>Filter</button></form>");
     }
     let _ = write!(
         body,
-        "</select> <button>Filter</button></form><p class=\"muted\" id=\"schema-matches\">{} schema(s) match; page {page} of {pages}.</p>",
+        "<p class=\"muted\" id=\"schema-matches\">{} schema(s) match; page {page} of {pages}.</p>",
         picked.len()
     );
     body.push_str("<table><tr><th>Schema</th><th>State</th>");
@@ -218,7 +249,7 @@ fn schemas_section(
         let _ = write!(body, "<th>{}</th>", esc(&p.name));
     }
     body.push_str("<th>What</th></tr>");
-    for (st, r) in picked.iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE) {
+    for (st, r) in picked.iter().skip((page - 1) * page_size).take(page_size) {
         let _ = write!(
             body,
             "<tr><td>{}</td><td class=\"s-{s}\">{s}</td>",
@@ -277,7 +308,7 @@ fn schemas_section(
 }
 
 /// The last runs, a chart of their durations and applied steps, each linked to its page.
-fn runs_section(body: &mut String, runs: &[RunRecord]) {
+fn runs_section(body: &mut String, runs: &[RunRecord], static_file: bool) {
     body.push_str("<section><h2>Runs</h2>");
     if runs.is_empty() {
         body.push_str("<p class=\"muted\">No runs recorded yet.</p></section>");
@@ -339,14 +370,18 @@ fn runs_section(body: &mut String, runs: &[RunRecord]) {
     for r in runs.iter().take(50) {
         let _ = write!(
             body,
-            "<tr><td><a href=\"/runs/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{link}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.started_at),
             esc(&r.command),
             esc(r.outcome.as_deref().unwrap_or("running")),
             r.duration_s.map_or("-".into(), |d| format!("{d:.2}s")),
             r.applied.map_or("-".into(), |n| n.to_string()),
             r.failed.map_or("-".into(), |n| n.to_string()),
-            id = r.run_id
+            link = if static_file {
+                r.run_id.to_string()
+            } else {
+                format!("<a href=\"/runs/{id}\">{id}</a>", id = r.run_id)
+            }
         );
     }
     body.push_str("</table></section>");

@@ -10,7 +10,7 @@
 //! seconds, so a scrape every 15 s costs O(1) queries. The first SIGINT or SIGTERM stops
 //! accepting connections, lets a heal under way finish its running steps, and exits.
 
-mod dashboard;
+pub(crate) mod dashboard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,6 +96,14 @@ impl App {
         self.options
             .heal_every
             .map(|_| self.heal.lock().map(|h| *h).unwrap_or_default())
+    }
+}
+
+/// Reads the fleet once, as a snapshot (for `wasmig report --html`).
+pub(crate) async fn snapshot_now(s: &Settings) -> Snapshot {
+    Snapshot {
+        read_at: SystemTime::now(),
+        fleet: read_fleet(s).await.map_err(|e| format!("{e:#}")),
     }
 }
 
@@ -405,7 +413,13 @@ async fn dashboard_page(
     Query(q): Query<dashboard::PageQuery>,
 ) -> Response {
     let snap = app.snapshot().await;
-    Html(dashboard::page(&snap, &q, app.heal_counters())).into_response()
+    Html(dashboard::page(
+        &snap,
+        &q,
+        app.heal_counters(),
+        dashboard::Render::default(),
+    ))
+    .into_response()
 }
 
 async fn run_page(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
