@@ -634,6 +634,7 @@ impl Bench {
             ("no-op migrate", &["-q", "migrate"][..]),
             ("verify", &["-q", "verify"][..]),
             ("status", &["status"][..]),
+            ("status --all", &["status", "--all"][..]),
         ] {
             let mut secs = vec![];
             let mut rss = 0f64;
@@ -664,7 +665,70 @@ impl Bench {
                 note: format!("{n} tenants x 12 applied steps; setup took {setup_s:.0}s"),
             });
         }
-        Ok(())
+        self.serve_case(&db, &plugins, n, reps)
+    }
+
+    /// Case 3c: `wasmig serve` over the same fleet: each page and endpoint timed with a fresh
+    /// read of the fleet (`--cache-for 0`), from request to the last byte.
+    fn serve_case(&mut self, db: &str, plugins: &Path, n: usize, reps: usize) -> Result<()> {
+        use std::io::BufRead as _;
+        let mut child = Command::new(&self.wasmig)
+            .args(["serve", "--listen", "127.0.0.1:0", "--cache-for", "0"])
+            .env("DATABASE_URL", self.server.url(db))
+            .env("WASMIG_PLUGINS", plugins)
+            .env("WASMIG_CACHE_DIR", self.work.path().join("compile-cache"))
+            .env("WASMIG_LOCK_FILE", self.work.path().join("no.lock"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("start wasmig serve")?;
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().context("serve's stdout")?)
+            .read_line(&mut first)?;
+        let base = first
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .map(|a| format!("http://{a}"))
+            .with_context(|| format!("serve did not say where it listens: {first:?}"));
+        let result = base.and_then(|base| {
+            for path in ["/", "/metrics", "/api/status", "/readyz"] {
+                let mut secs = vec![];
+                for _ in 0..reps.max(3) {
+                    let started = Instant::now();
+                    let mut r = ureq::get(format!("{base}{path}"))
+                        .call()
+                        .with_context(|| format!("GET {path}"))?;
+                    let body = r.body_mut().with_config().limit(1 << 30).read_to_string()?;
+                    secs.push(started.elapsed().as_secs_f64());
+                    if path == "/" && !body.contains(&format!("id=\"schema-count\">{}<", n + 1)) {
+                        bail!("the dashboard does not show {} schemas", n + 1);
+                    }
+                }
+                self.rows.push(ResultRow {
+                    case: format!("serve GET {path}"),
+                    tenants: n,
+                    jobs: 1,
+                    wasmig_s: median(secs),
+                    direct_s: None,
+                    ratio: None,
+                    direct_login_s: None,
+                    ratio_login: None,
+                    before_s: None,
+                    ratio_before: None,
+                    wasmig_server_ms_per_tenant: None,
+                    login_server_ms_per_tenant: None,
+                    wasmig_peak_rss_mib: 0.0,
+                    runs: reps.max(3),
+                    fs_create_us: 0.0,
+                    note: "a fresh read of the fleet per request (--cache-for 0), to the last byte".into(),
+                });
+            }
+            Ok(())
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        result
     }
 
     /// Case 3b: `verify --structure` over `n` tenants holding the reference workload's
