@@ -875,10 +875,12 @@ fn every_json_document_names_its_format_and_speaks_one_vocabulary() {
     let history = doc(&["history", "--json"], Exit::Ok, "wasmig.history/1");
     assert_eq!(history["runs"][0]["problem_count"], 1, "{history}");
     doc(
-        &["metrics", "--format", "json"],
+        &["metrics", "--format", "json", "--window", "24h"],
         Exit::Ok,
         "wasmig.metrics/1",
     );
+    let report = doc(&["report", "--json"], Exit::Ok, "wasmig.report/1");
+    assert_eq!(report["current"]["failure_count"], 1, "{report}");
 
     // A failure with --json is a document too, on stdout, with the server's SQLSTATE.
     let bad_password = db.url.replacen(crate::support::ADMIN_PASSWORD, "wrong", 1);

@@ -721,7 +721,8 @@ impl Bench {
                     wasmig_peak_rss_mib: 0.0,
                     runs: reps.max(3),
                     fs_create_us: 0.0,
-                    note: "a fresh read of the fleet per request (--cache-for 0), to the last byte".into(),
+                    note: "a fresh read of the fleet per request (--cache-for 0), to the last byte"
+                        .into(),
                 });
             }
             Ok(())

@@ -134,13 +134,25 @@ pub struct Summary {
     /// Schemas summarised (the shared one included when it was picked).
     pub schema_count: usize,
     /// Schemas per state (every state present, zeros included).
+    #[serde(skip)]
     pub states: BTreeMap<&'static str, usize>,
+    /// The same as a list, worst state first: `{state, schema_count}`.
+    pub state_counts: Vec<StateCount>,
     /// Per plugin.
     pub plugins: Vec<PluginSpread>,
     /// Schemas not up to date, worst first, at most the limit asked for.
     pub outliers: Vec<Outlier>,
     /// How many outliers there are in all.
     pub outlier_count: usize,
+}
+
+/// How many schemas are in one state.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateCount {
+    /// The state.
+    pub state: State,
+    /// Schemas in it.
+    pub schema_count: usize,
 }
 
 /// What one schema's row says is wrong, in words.
@@ -234,6 +246,13 @@ pub fn summarise(
         .collect();
     Summary {
         schema_count: rows.len(),
+        state_counts: State::ALL
+            .iter()
+            .map(|s| StateCount {
+                state: *s,
+                schema_count: states.get(s.as_str()).copied().unwrap_or(0),
+            })
+            .collect(),
         states,
         plugins: spread,
         outliers,
