@@ -15,6 +15,8 @@ use wasmig::Exit;
 struct Served {
     child: Child,
     base: String,
+    /// What it printed after its first line, once it exited.
+    rest: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Served {
@@ -33,12 +35,15 @@ impl Served {
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         out.read_line(&mut first).expect("read serve's first line");
         // The rest of its output (heal runs) is drained so it never blocks on a full pipe.
-        std::thread::spawn(move || {
+        let rest = std::thread::spawn(move || {
+            let mut all = String::new();
             let mut line = String::new();
             while out.read_line(&mut line).is_ok_and(|n| n > 0) {
                 eprint!("serve: {line}");
+                all.push_str(&line);
                 line.clear();
             }
+            all
         });
         let base = first
             .split("http://")
@@ -46,14 +51,19 @@ impl Served {
             .and_then(|r| r.split('/').next())
             .map(|addr| format!("http://{addr}"))
             .unwrap_or_else(|| panic!("serve did not say where it listens: {first:?}"));
-        Served { child, base }
+        Served {
+            child,
+            base,
+            rest: Some(rest),
+        }
     }
 
     fn get(&self, path: &str) -> (u16, String) {
         get(&format!("{}{path}", self.base))
     }
 
-    /// SIGTERM, then the exit code within a bound.
+    /// SIGTERM, then the exit code within a bound; the server must have stopped cleanly
+    /// (said so), not been ended by the signal.
     fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         Command::new("kill")
@@ -63,6 +73,15 @@ impl Served {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(st) = self.child.try_wait().expect("wait") {
+                let said = self
+                    .rest
+                    .take()
+                    .map(|t| t.join().expect("output"))
+                    .unwrap_or_default();
+                assert!(
+                    said.contains("wasmig serve: stopping"),
+                    "serve did not stop cleanly:\n{said}"
+                );
                 return st.code();
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -158,6 +177,17 @@ fn probes_metrics_and_the_json_api_follow_the_fleet_and_sigterm_stops_the_server
         .build();
     let served = Served::start(&db, &plugins, &["--cache-for", "0s"]);
     assert_eq!(served.get("/livez"), (200, "ok\n".into()));
+    // A page elsewhere that rebinds its name to 127.0.0.1 gets nothing.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let rebound = agent
+        .get(format!("{}/api/status", served.base))
+        .header("Host", "attacker.example:9187")
+        .call()
+        .expect("GET with another Host");
+    assert_eq!(rebound.status().as_u16(), 421);
     let (code, ready) = served.get("/readyz");
     assert_eq!(code, 200, "{ready}");
     assert!(ready.contains("\"ready\": true"), "{ready}");
@@ -594,6 +624,13 @@ fn a_failed_run_is_notified_and_an_unreachable_webhook_does_not_fail_the_run() {
         .expect("n1");
     assert_eq!(n1["failures"][0]["step"], "0003_tags_unique_titles");
     assert!(!run.stderr.contains("SECRET"), "{}", run.stderr);
+    // The run's recorded arguments (history, the API) keep only the webhook's host.
+    let history = db
+        .wasmig(plugins.path(), &["history", "--json"])
+        .expect(Exit::Ok)
+        .stdout;
+    assert!(!history.contains("SECRET"), "{history}");
+    assert!(history.contains("http://127.0.0.1:"), "{history}");
 
     // Nobody listening (the config file's URL this time): said, bounded, and the run's own
     // exit code stands (n1 fails again).

@@ -56,6 +56,11 @@ pub enum BackupError {
     },
 }
 
+/// How long `pg_dump` waits for a lock on a table before it gives up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long one schema's dump may take.
+const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Where dumps go and which programs make them.
 #[derive(Debug, Clone)]
 pub struct Backups {
@@ -163,16 +168,32 @@ impl Backups {
                 .map_err(io("cannot create", &file))?;
         drop(created);
         let mut cmd = Command::new(&self.pg_dump);
-        cmd.args(["--format=custom", "--no-password", "--schema"])
+        // Bounded: a table lock another session holds is waited for at most a minute (the
+        // schema is then not migrated), and the whole dump at most DUMP_TIMEOUT.
+        cmd.kill_on_drop(true)
+            .arg(format!("--lock-wait-timeout={}s", LOCK_WAIT.as_secs()))
+            .args(["--format=custom", "--no-password", "--schema"])
             .arg(schema.as_str())
             .arg("--file")
             .arg(pending.path());
         libpq_env(&mut cmd, target);
-        let out = cmd.output().await.map_err(|e| BackupError::Tool {
-            tool: "pg_dump",
-            schema: schema.to_string(),
-            reason: e.to_string(),
-        })?;
+        let out = match tokio::time::timeout(DUMP_TIMEOUT, cmd.output()).await {
+            Ok(out) => out.map_err(|e| BackupError::Tool {
+                tool: "pg_dump",
+                schema: schema.to_string(),
+                reason: e.to_string(),
+            })?,
+            Err(_) => {
+                return Err(BackupError::Tool {
+                    tool: "pg_dump",
+                    schema: schema.to_string(),
+                    reason: format!(
+                        "did not finish within {} minutes and was stopped",
+                        DUMP_TIMEOUT.as_secs() / 60
+                    ),
+                });
+            }
+        };
         if !out.status.success() {
             return Err(BackupError::Tool {
                 tool: "pg_dump",
@@ -427,22 +448,28 @@ fn stamp_seconds(stamp: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
-/// Of the file names in a backup directory, the dumps to remove: those named as wasmig names
-/// them (`<schema>-<stamp>.dump`) and stamped before `cutoff` (Unix seconds), except the
-/// newest dump of each schema. Files of any other name are never chosen.
-pub fn expired(names: &[String], cutoff: i64) -> Vec<&str> {
+/// Of the file names in a backup directory, the dumps to remove: those wasmig wrote
+/// (`<schema>-<stamp>.dump` with its `<schema>-<stamp>.ledger.json` beside it, which wasmig
+/// writes before the dump is in place) and stamped before `cutoff` (Unix seconds), except the
+/// newest dump of each schema. Files of any other name, a dump without its sidecar, and a
+/// stamp after `now` (a clock that was wrong) are never chosen, nor counted as the newest.
+pub fn expired(names: &[String], cutoff: i64, now: i64) -> Vec<&str> {
     let mut by_schema: std::collections::BTreeMap<&str, Vec<(i64, &str)>> = Default::default();
+    let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     for name in names {
         let Some(stem) = name.strip_suffix(".dump") else {
             continue;
         };
+        if !present.contains(format!("{stem}.ledger.json").as_str()) {
+            continue;
+        }
         let Some((schema, stamp)) = stem.rsplit_once('-') else {
             continue;
         };
         if SchemaName::parse_shared(schema).is_err() {
             continue;
         }
-        if let Some(at) = stamp_seconds(stamp) {
+        if let Some(at) = stamp_seconds(stamp).filter(|at| *at <= now + 86_400) {
             by_schema.entry(schema).or_default().push((at, name));
         }
     }
@@ -482,7 +509,7 @@ pub fn prune(dir: &Path, keep_days: u32) -> Result<usize, BackupError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let cutoff = now - i64::from(keep_days) * 86_400;
-    let gone = expired(&names, cutoff);
+    let gone = expired(&names, cutoff, now);
     for name in &gone {
         let dump = dir.join(name);
         // The sidecar first: a dump left without one could not be restored.
@@ -519,23 +546,29 @@ mod retention_tests {
 
     #[test]
     fn only_older_dumps_of_wasmigs_naming_go_and_the_newest_of_each_schema_stays() {
-        let names: Vec<String> = [
-            "acme-20200101T000000000000Z.dump",
-            "acme-20200102T000000000000Z.dump",
-            "acme-20200102T000000000000Z.ledger.json",
-            "acme-20261201T000000000000Z.dump",
-            "old_only-20190101T000000000000Z.dump",
-            "old_only-20180101T000000000000Z.dump",
-            "notes.txt",
-            "Not-A-Schema-20100101T000000000000Z.dump",
-            "x-2010.dump",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let mut names: Vec<String> = Vec::new();
+        for dump in [
+            "acme-20200101T000000000000Z",
+            "acme-20200102T000000000000Z",
+            "acme-20261201T000000000000Z",
+            "old_only-20190101T000000000000Z",
+            "old_only-20180101T000000000000Z",
+            "Not-A-Schema-20100101T000000000000Z",
+            "future-20200101T000000000000Z",
+            "future-29990101T000000000000Z",
+        ] {
+            names.push(format!("{dump}.dump"));
+            names.push(format!("{dump}.ledger.json"));
+        }
+        // Someone's own pg_dump output, named like ours but without a sidecar.
+        names.push("handmade-20100101T000000000000Z.dump".into());
+        names.push("notes.txt".into());
+        names.push("x-2010.dump".into());
         let cutoff = stamp_seconds("20261101T000000000000Z").unwrap();
+        let now = stamp_seconds("20261208T000000000000Z").unwrap();
+        // A stamp from a wrong clock is never the newest: the real newest of `future` stays.
         assert_eq!(
-            expired(&names, cutoff),
+            expired(&names, cutoff, now),
             [
                 "acme-20200101T000000000000Z.dump",
                 "acme-20200102T000000000000Z.dump",

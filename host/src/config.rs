@@ -60,12 +60,13 @@ pub fn parse_window(s: &str) -> Result<Duration, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "m" | "min" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: u64 = match unit {
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(bad()),
     };
+    let secs = n.checked_mul(unit_secs).ok_or_else(bad)?;
     if !(60..=366 * 86_400).contains(&secs) {
         return Err(bad());
     }

@@ -10,12 +10,13 @@
 //! Signals are received on a thread of their own, so a second Ctrl-C works even while the
 //! main thread is busy (compiling a plugin, running a step).
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 /// The signal received (0: none yet).
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
-/// Whether a command that stops cleanly is running.
-static CLEAN_STOP: AtomicBool = AtomicBool::new(false);
+/// How many [`CleanStop`]s live: a command that stops cleanly is running while it is not 0
+/// (they nest: `serve` holds one, and each heal run inside it another).
+static CLEAN_STOP: AtomicUsize = AtomicUsize::new(0);
 
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
@@ -103,7 +104,7 @@ fn on_signal(sig: Signal) {
         );
         std::process::exit(i32::from(sig.exit_code()));
     }
-    if !CLEAN_STOP.load(Ordering::SeqCst) {
+    if CLEAN_STOP.load(Ordering::SeqCst) == 0 {
         crate::errln!("wasmig: {}: stopped", sig.name());
         std::process::exit(i32::from(sig.exit_code()));
     }
@@ -126,13 +127,13 @@ pub struct CleanStop(());
 impl CleanStop {
     /// Marks the start of work that must be stopped cleanly.
     pub fn begin() -> CleanStop {
-        CLEAN_STOP.store(true, Ordering::SeqCst);
+        CLEAN_STOP.fetch_add(1, Ordering::SeqCst);
         CleanStop(())
     }
 }
 
 impl Drop for CleanStop {
     fn drop(&mut self) {
-        CLEAN_STOP.store(false, Ordering::SeqCst);
+        CLEAN_STOP.fetch_sub(1, Ordering::SeqCst);
     }
 }

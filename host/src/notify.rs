@@ -40,12 +40,10 @@ impl Notify {
         }
     }
 
-    /// The URL as it may be shown: scheme and host only.
+    /// The URL as it may be shown: scheme and host only (nothing of it at all when it
+    /// carries user information anywhere, however it is spelt).
     pub fn shown(&self) -> String {
-        let (scheme, rest) = self.url.split_once("://").unwrap_or(("", &self.url));
-        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = host.rsplit('@').next().unwrap_or(host);
-        format!("{scheme}://{host}/...")
+        shown(&self.url)
     }
 
     /// Posts `body` (JSON), up to three attempts a second apart; says on stderr when it
@@ -62,6 +60,43 @@ impl Notify {
             Err(e) => crate::errln!("warning: the notification to {shown} was not sent: {e}"),
         }
     }
+}
+
+/// `url` as it may be shown: scheme and host, or only the scheme when an `@` appears
+/// anywhere (user information, however malformed, is never shown in part).
+fn shown(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let scheme: String = scheme
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(10)
+        .collect();
+    if rest.contains('@') {
+        return format!("{scheme}://(redacted)/...");
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!("{scheme}://{}/...", crate::text::inert(host, 200))
+}
+
+/// The command line as it may be recorded: the value of every `--notify` shown as scheme
+/// and host only.
+pub fn redact_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut next_is_url = false;
+    for a in args {
+        if next_is_url {
+            out.push(shown(a));
+            next_is_url = false;
+        } else if a == "--notify" {
+            out.push(a.clone());
+            next_is_url = true;
+        } else if let Some(url) = a.strip_prefix("--notify=") {
+            out.push(format!("--notify={}", shown(url)));
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
 }
 
 fn post(url: &str, body: &str) -> Result<(), String> {
@@ -118,7 +153,24 @@ mod tests {
         assert_eq!(n.shown(), "https://hooks.example.com/...");
         assert!(!format!("{n:?}").contains("SECRET"));
         let n = Notify::parse("http://user:pw@10.0.0.1:8080/x?token=t").unwrap();
-        assert_eq!(n.shown(), "http://10.0.0.1:8080/...");
+        assert_eq!(n.shown(), "http://(redacted)/...");
+        let n = Notify::parse("https://u:p#w@host/x").unwrap();
+        assert_eq!(n.shown(), "https://(redacted)/...");
+        let args: Vec<String> = [
+            "migrate",
+            "--notify",
+            "https://h.example/T/SECRET",
+            "--notify=http://x/SECRET2",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let redacted = super::redact_args(&args).join(" ");
+        assert!(!redacted.contains("SECRET"), "{redacted}");
+        assert!(
+            redacted.contains("--notify https://h.example/..."),
+            "{redacted}"
+        );
         assert!(Notify::parse("ftp://x").is_err());
         assert!(Notify::parse("https:///path").is_err());
     }

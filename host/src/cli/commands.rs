@@ -295,6 +295,7 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
             cache_for,
             backup,
             notify: notify_url,
+            allow_hosts,
         } => {
             let duration = |flag: &str, raw: &str| {
                 crate::config::parse_duration(raw)
@@ -317,6 +318,7 @@ pub async fn run(cli: Cli, process: &Invocation) -> Result<Exit> {
                 },
                 backup: backup_policy(&s, &backup)?,
                 notify: notify(&s, notify_url.as_deref())?,
+                allow_hosts,
             };
             crate::serve::serve(&s, &o).await
         }

@@ -485,6 +485,11 @@ pub enum Command {
         /// POST a JSON summary here when a heal run fails or is interrupted [config: notify].
         #[arg(long, value_name = "URL")]
         notify: Option<String>,
+        /// Answer requests for this host name too (repeatable). On loopback only the loopback
+        /// names are answered (a web page cannot rebind its name to this server); elsewhere,
+        /// any name unless this is given.
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
     },
     /// Fleet metrics for Prometheus (text format) or JSON.
     Metrics {
@@ -719,7 +724,7 @@ pub struct BackupArgs {
     /// backup_dir].
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
-    /// After the run, remove dumps older than DAYS from the backup directory; the newest dump
+    /// After a run that ended ok, remove dumps older than DAYS from the backup directory; the newest dump
     /// of each schema is always kept, and files wasmig did not name are never touched
     /// [config: backup_keep_days; default: keep every dump].
     #[arg(long, value_name = "DAYS")]

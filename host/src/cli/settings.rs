@@ -88,7 +88,8 @@ pub fn settings(g: &Global, process: &Invocation) -> Result<Settings> {
     }
     let (trusted, grants) = trust_and_grants(g, &file, &config_name, &mut name_refs)?;
     Ok(Settings {
-        args: process.args.clone(),
+        // A webhook URL carries its token: recorded (history, the API) as scheme and host.
+        args: crate::notify::redact_args(&process.args),
         target,
         name_refs,
         grants,

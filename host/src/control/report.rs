@@ -7,13 +7,26 @@ use tokio_postgres::Client;
 
 use super::{ControlError, DurationSummary, pg};
 
-/// A window: from `from_s` seconds ago to `to_s` seconds ago (`to_s` 0: now).
+/// A window: from `from_s` seconds before `at` to `to_s` seconds before it, start included,
+/// end excluded, so windows side by side never count a run twice.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
-    /// Start, seconds before now.
+    /// Start, seconds before `at`.
     pub from_s: f64,
-    /// End, seconds before now.
+    /// End, seconds before `at`.
     pub to_s: f64,
+    /// The moment windows are measured from: the server's clock, read once
+    /// ([`server_now`]).
+    pub at: std::time::SystemTime,
+}
+
+/// The server's clock now (the clock `started_at` and `failed_at` were written with).
+pub async fn server_now(client: &Client) -> Result<std::time::SystemTime, ControlError> {
+    Ok(client
+        .query_one("SELECT now()", &[])
+        .await
+        .map_err(pg("reading the server's clock"))?
+        .get(0))
 }
 
 /// What the run history says about one window.
@@ -25,7 +38,8 @@ pub struct Period {
     pub run_count: i64,
     /// Steps those runs applied.
     pub applied_step_count: i64,
-    /// Schemas those runs left failed.
+    /// Schemas those runs left failed, summed over the runs (a schema failed by two runs
+    /// counts twice).
     pub failed_schema_count: i64,
     /// Runs of `serve --heal-every`.
     pub heal_run_count: i64,
@@ -70,7 +84,12 @@ pub struct Slow {
     pub duration_seconds: f64,
 }
 
-const IN_WINDOW: &str = "BETWEEN clock_timestamp() - make_interval(secs => $1) AND clock_timestamp() - make_interval(secs => $2)";
+const IN_WINDOW: &str = ">= $3::timestamptz - make_interval(secs => $1) AND {col} < $3::timestamptz - make_interval(secs => $2)";
+
+/// `col` within the window whose bounds are parameters $1, $2 and $3.
+fn in_window(col: &str) -> String {
+    format!("{col} {}", IN_WINDOW.replace("{col}", col))
+}
 
 /// The run history of window `w`.
 pub async fn period(client: &Client, w: Window) -> Result<Period, ControlError> {
@@ -82,11 +101,12 @@ pub async fn period(client: &Client, w: Window) -> Result<Period, ControlError> 
                 "SELECT coalesce(outcome, 'unfinished'), count(*), coalesce(sum(applied), 0)::int8,
                         coalesce(sum(failed), 0)::int8,
                         count(*) FILTER (WHERE command = 'serve --heal-every'),
-                        count(*) FILTER (WHERE command = 'serve --heal-every' AND outcome IS DISTINCT FROM 'ok'),
+                        count(*) FILTER (WHERE command = 'serve --heal-every' AND outcome IN ('failed', 'interrupted')),
                         count(*) FILTER (WHERE command = 'repair')
-                 FROM wasmig.run WHERE started_at {IN_WINDOW} GROUP BY 1"
+                 FROM wasmig.run WHERE {} GROUP BY 1",
+                in_window("started_at")
             ),
-            &[&w.from_s, &w.to_s],
+            &[&w.from_s, &w.to_s, &w.at],
         )
         .await
         .map_err(what())?
@@ -103,12 +123,14 @@ pub async fn period(client: &Client, w: Window) -> Result<Period, ControlError> 
     let r = client
         .query_one(
             &format!(
-                "SELECT (SELECT count(*) FROM wasmig.failure WHERE failed_at {IN_WINDOW}),
+                "SELECT (SELECT count(*) FROM wasmig.failure WHERE {}),
                         (SELECT count(DISTINCT rs.schema_name) FROM wasmig.run_schema rs
                            JOIN wasmig.run r USING (run_id)
-                          WHERE rs.outcome = 'drift' AND r.started_at {IN_WINDOW})"
+                          WHERE rs.outcome = 'drift' AND {})",
+                in_window("failed_at"),
+                in_window("r.started_at")
             ),
-            &[&w.from_s, &w.to_s],
+            &[&w.from_s, &w.to_s, &w.at],
         )
         .await
         .map_err(what())?;
@@ -121,9 +143,10 @@ pub async fn period(client: &Client, w: Window) -> Result<Period, ControlError> 
                         percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000,
                         percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_ms) / 1000,
                         percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) / 1000
-                 FROM wasmig.ledger WHERE applied_at {IN_WINDOW}"
+                 FROM wasmig.ledger WHERE {}",
+                in_window("applied_at")
             ),
-            &[&w.from_s, &w.to_s],
+            &[&w.from_s, &w.to_s, &w.at],
         )
         .await
         .map_err(what())?;
@@ -148,10 +171,11 @@ pub async fn failure_groups(
             &format!(
                 "SELECT plugin, step_id, sqlstate, split_part(message, E'\\n', 1), count(*),
                         count(DISTINCT schema_name)
-                 FROM wasmig.failure WHERE failed_at {IN_WINDOW}
-                 GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC, 1, 2 LIMIT $3"
+                 FROM wasmig.failure WHERE {}
+                 GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC, 1, 2 LIMIT $4",
+                in_window("failed_at")
             ),
-            &[&w.from_s, &w.to_s, &limit],
+            &[&w.from_s, &w.to_s, &w.at, &limit],
         )
         .await
         .map_err(pg("reading the failures of a window"))?
@@ -174,10 +198,11 @@ pub async fn slowest(client: &Client, w: Window, limit: i64) -> Result<Vec<Slow>
             &format!(
                 "SELECT rs.schema_name, rs.run_id, rs.duration_ms / 1000.0
                  FROM wasmig.run_schema rs JOIN wasmig.run r USING (run_id)
-                 WHERE r.started_at {IN_WINDOW} AND rs.outcome = 'applied'
-                 ORDER BY rs.duration_ms DESC LIMIT $3"
+                 WHERE {} AND rs.outcome = 'applied'
+                 ORDER BY rs.duration_ms DESC LIMIT $4",
+                in_window("r.started_at")
             ),
-            &[&w.from_s, &w.to_s, &limit],
+            &[&w.from_s, &w.to_s, &w.at, &limit],
         )
         .await
         .map_err(pg("reading the slowest schemas of a window"))?

@@ -99,6 +99,7 @@ async fn fleet_metrics(s: &Settings, window: Option<std::time::Duration>) -> Res
             control::Window {
                 from_s: secs,
                 to_s: 0.0,
+                at: control::server_now(&client).await?,
             },
         )
         .await?;

@@ -327,10 +327,13 @@ pub async fn migrate(s: &Settings, o: &MigrateOptions) -> Result<Exit> {
     {
         notify_run(n, &op, run_id, &s.target.to_string(), outcome).await;
     }
-    if let Some(crate::backup::Policy {
-        dir,
-        keep_days: Some(days),
-    }) = &o.backup
+    // Old dumps go only after a run that ended ok: after a failure, an operator may want
+    // every dump there is.
+    if outcome == control::RunOutcome::Ok
+        && let Some(crate::backup::Policy {
+            dir,
+            keep_days: Some(days),
+        }) = &o.backup
     {
         // Retention never fails the run: what it could not remove is said.
         match crate::backup::prune(dir, *days) {

@@ -30,13 +30,16 @@ pub struct ReportOptions {
 pub async fn report(s: &Settings, o: &ReportOptions) -> Result<Exit> {
     let client = s.connect_initialised().await?;
     let secs = o.since.as_secs_f64();
+    let at = control::server_now(&client).await?;
     let now = Window {
         from_s: secs,
         to_s: 0.0,
+        at,
     };
     let before = Window {
         from_s: 2.0 * secs,
         to_s: secs,
+        at,
     };
     let r = Report {
         since_seconds: secs,

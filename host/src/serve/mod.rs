@@ -43,7 +43,19 @@ pub struct ServeOptions {
     pub backup: Option<crate::backup::Policy>,
     /// Where a heal run that failed is notified.
     pub notify: Option<crate::notify::Notify>,
+    /// Host names requests may carry besides the loopback ones (`--allow-host`).
+    pub allow_hosts: Vec<String>,
 }
+
+/// Requests served at once; more are answered 503 at once (never queued without bound).
+const MAX_REQUESTS: usize = 16;
+/// Bound on one request, reading the fleet included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on one read of the fleet.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Run pages read the database on demand: at most this many at once (each its own
+/// connection), so no client can use up the server's connections.
+const RUN_READS: usize = 2;
 
 /// One read of the fleet, shared by every request until it is older than `cache_for`.
 pub(crate) struct Snapshot {
@@ -66,6 +78,8 @@ struct App {
     options: ServeOptions,
     cache: Mutex<Option<(Instant, Arc<Snapshot>)>>,
     heal: std::sync::Mutex<HealCounters>,
+    requests: tokio::sync::Semaphore,
+    run_reads: tokio::sync::Semaphore,
 }
 
 impl App {
@@ -78,12 +92,17 @@ impl App {
         {
             return snap.clone();
         }
-        let fleet = read_fleet(&self.settings).await.map_err(|e| {
+        let fleet = match tokio::time::timeout(READ_TIMEOUT, read_fleet(&self.settings)).await {
+            Ok(read) => read.map_err(|e| format!("{e:#}")),
+            Err(_) => Err(format!(
+                "the fleet could not be read within {} s",
+                READ_TIMEOUT.as_secs()
+            )),
+        };
+        if let Err(e) = &fleet {
             // Said once per read, never with a password (errors carry redacted URLs).
-            let e = format!("{e:#}");
             tracing::warn!("reading the fleet: {e}");
-            e
-        });
+        }
         let snap = Arc::new(Snapshot {
             read_at: SystemTime::now(),
             fleet,
@@ -132,6 +151,8 @@ pub async fn serve(s: &Settings, o: &ServeOptions) -> Result<Exit> {
         settings: s.clone(),
         options: o.clone(),
         cache: Mutex::new(None),
+        requests: tokio::sync::Semaphore::new(MAX_REQUESTS),
+        run_reads: tokio::sync::Semaphore::new(RUN_READS),
         heal: std::sync::Mutex::new(HealCounters {
             interval_seconds: o.heal_every.map_or(0.0, |d| d.as_secs_f64()),
             started_timestamp_seconds: SystemTime::now()
@@ -157,6 +178,7 @@ pub async fn serve(s: &Settings, o: &ServeOptions) -> Result<Exit> {
         .route("/api/runs/{id}", get(api_run))
         .route("/", get(dashboard_page))
         .route("/runs/{id}", get(run_page))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app.clone());
     let server = axum::serve(listener, router).with_graceful_shutdown(stopped());
     // The heal runs beside the server on this task; after a signal it starts no new schema
@@ -230,6 +252,62 @@ async fn heal_loop(app: Arc<App>, every: Duration) {
         // What the heal changed shows at once.
         *app.cache.lock().await = None;
     }
+}
+
+/// Every request: its `Host` is one this server answers to (a page on another site that
+/// rebinds its name to 127.0.0.1 is refused), at most [`MAX_REQUESTS`] at once (more get a
+/// 503 at once), each bounded by [`REQUEST_TIMEOUT`].
+async fn guard(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !host_allowed(host, app.options.listen, &app.options.allow_hosts) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this server answers to its own address only (see --allow-host)\n",
+        )
+            .into_response();
+    }
+    let Ok(_permit) = app.requests.try_acquire() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "busy: too many requests at once\n",
+        )
+            .into_response();
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::GATEWAY_TIMEOUT, "the request took too long\n").into_response(),
+    }
+}
+
+/// Whether a request's `Host` names this server: on a loopback address, the loopback names
+/// (with or without the port) and `--allow-host`; elsewhere, any host unless `--allow-host`
+/// names some.
+fn host_allowed(host: &str, listen: SocketAddr, allowed: &[String]) -> bool {
+    let name = match host.rsplit_once(':') {
+        // `[::1]:9187`, `localhost:9187`; a bare IPv6 literal keeps its colons.
+        Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !n.ends_with(':') => n,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+        return true;
+    }
+    if listen.ip().is_loopback() {
+        return matches!(name, "localhost" | "127.0.0.1" | "::1")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+    }
+    allowed.is_empty()
 }
 
 async fn livez() -> &'static str {
@@ -308,7 +386,12 @@ async fn readyz(State(app): State<Arc<App>>, Query(q): Query<ReadyQuery>) -> Res
         for c in &checks {
             match &c.reason {
                 None => text.push_str(&format!("[+]{} ok\n", c.name)),
-                Some(why) => text.push_str(&format!("[-]{} failed: {why}\n", c.name)),
+                // One line per check, whatever the reason holds.
+                Some(why) => text.push_str(&format!(
+                    "[-]{} failed: {}\n",
+                    c.name,
+                    crate::text::inert(why, 2000)
+                )),
             }
         }
         text.push_str(if ready {
@@ -391,17 +474,19 @@ async fn api_history(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// A run's record and what each schema came to, read when asked (one run: two queries).
+/// A run's record and what each schema came to, read when asked, at most [`RUN_READS`] at
+/// once.
 async fn run_detail(
-    s: &Settings,
+    app: &App,
     id: i64,
 ) -> Result<Option<(crate::control::RunRecord, Vec<crate::control::RunSchema>)>> {
-    let client = s.connect_initialised().await?;
+    let _permit = app.run_reads.acquire().await?;
+    let client = app.settings.connect_initialised().await?;
     Ok(crate::control::run_detail(&client, id).await?)
 }
 
 async fn api_run(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
-    match run_detail(&app.settings, id).await {
+    match run_detail(&app, id).await {
         Ok(Some((run, schemas))) => json(report::run_detail_json(&run, &schemas)),
         Ok(None) => (StatusCode::NOT_FOUND, format!("no run {id}\n")).into_response(),
         Err(e) => unavailable(&format!("{e:#}")),
@@ -423,7 +508,7 @@ async fn dashboard_page(
 }
 
 async fn run_page(State(app): State<Arc<App>>, Path(id): Path<i64>) -> Response {
-    match run_detail(&app.settings, id).await {
+    match run_detail(&app, id).await {
         Ok(Some((run, schemas))) => Html(dashboard::run_page(&run, &schemas)).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, Html(dashboard::not_found(id))).into_response(),
         Err(e) => unavailable(&format!("{e:#}")),
