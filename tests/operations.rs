@@ -1034,3 +1034,29 @@ fn verify_structure_names_what_a_hand_change_did_to_one_tenant() {
         .expect(Exit::Error);
     assert!(err.stderr.contains("--fix"), "{}", err.stderr);
 }
+
+#[test]
+fn verify_structure_sees_a_constraint_changed_by_hand_in_what_it_does_not_only_its_name() {
+    let (db, plugins) = fleet("structure_constraints", WORKLOAD, &["ua", "ub", "uc", "ud"]);
+    // ub: the same foreign key, now cascading; uc: the same key, no longer deferrable; ud: a
+    // new check. Each is a change only the constraint's definition shows.
+    db.exec(
+        "ALTER TABLE ub.carriers_driver DROP CONSTRAINT carriers_driver_carrier_id_fc6c37ba_fk_carriers_carrier_id;
+         ALTER TABLE ub.carriers_driver ADD CONSTRAINT carriers_driver_carrier_id_fc6c37ba_fk_carriers_carrier_id
+             FOREIGN KEY (carrier_id) REFERENCES ub.carriers_carrier (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED;
+         ALTER TABLE uc.carriers_driver ALTER CONSTRAINT carriers_driver_carrier_id_fc6c37ba_fk_carriers_carrier_id NOT DEFERRABLE;
+         ALTER TABLE ud.customers_address ADD CONSTRAINT city_set CHECK (city <> '');",
+    );
+    let out = structure(&db, &plugins, &[], Exit::Problems);
+    for want in [
+        "ub differs from ua",
+        "    ~ constraint carriers_driver.carriers_driver_carrier_id_fc6c37ba_fk_carriers_carrier_id:",
+        "ON DELETE CASCADE",
+        "uc differs from ua",
+        "ud differs from ua",
+        "    + constraint customers_address.city_set: CHECK",
+        "4 tenant(s): 1 share their baseline's structure, 3 differ, 0 missing",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}

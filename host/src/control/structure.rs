@@ -61,11 +61,11 @@ WITH s AS (
     WHERE r.relkind IN ('r', 'p', 'f', 'c')
   UNION ALL
     SELECT r.schema, 'constraint', quote_ident(r.relname) || '.' || quote_ident(co.conname),
-           pg_get_constraintdef(co.oid)
+           {CONSTRAINT_DEF}
     FROM pg_constraint co JOIN rel r ON r.oid = co.conrelid
   UNION ALL
     SELECT s.schema, 'constraint', quote_ident(t.typname) || '.' || quote_ident(co.conname),
-           pg_get_constraintdef(co.oid)
+           {CONSTRAINT_DEF}
     FROM pg_constraint co JOIN pg_type t ON t.oid = co.contypid JOIN s ON s.oid = t.typnamespace
   UNION ALL
     SELECT r.schema, 'index', quote_ident(r.relname), {INDEX_DEF}
@@ -128,12 +128,16 @@ WITH s AS (
 )
 "#;
 
-/// How the catalog query writes an index: as PostgreSQL prints it (what a person reads), or
-/// as its catalog columns with only its expressions deparsed (what the fingerprint hashes:
-/// `pg_get_indexdef` costs about 20 µs an index, the columns a few). Both hold the same facts:
-/// the access method, the table, uniqueness, the key columns and their options, operator
-/// classes and collations (by name when not built in, built-in OIDs being the same in every
-/// database), expressions, predicate and storage options.
+/// How the catalog query writes an index and a constraint: as PostgreSQL prints them (what a
+/// person reads), or as their catalog columns with only their expressions deparsed (what the
+/// fingerprint hashes: `pg_get_indexdef` and `pg_get_constraintdef` cost about 20 µs each,
+/// the columns a few). Both hold the same facts. An index: the access method, the table,
+/// uniqueness, the key columns and their options, operator classes and collations (by name
+/// when not built in, built-in OIDs being the same in every database), expressions,
+/// predicate and storage options. A constraint: its kind, deferrability, validation and
+/// inheritance, its columns, the table, columns, actions, match type and operators a foreign
+/// key or an exclusion refers to (a table of the schema itself by name alone), and its
+/// expression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IndexDefs {
     /// `pg_get_indexdef`.
@@ -165,7 +169,24 @@ fn catalog(defs: IndexDefs) -> String {
             names("ix.indcollation", "pg_collation", "collname"),
         ),
     };
-    CATALOG.replace("{INDEX_DEF}", &index)
+    let constraint = match defs {
+        IndexDefs::Deparsed => "pg_get_constraintdef(co.oid)".to_owned(),
+        IndexDefs::Raw => format!(
+            "concat_ws(' ', co.contype, co.condeferrable, co.condeferred, co.convalidated,
+                       co.connoinherit, co.conkey::text, co.confkey::text, co.confdelsetcols::text,
+                       CASE WHEN co.confrelid <> 0 THEN
+                           (SELECT CASE WHEN f.relnamespace = co.connamespace THEN quote_ident(f.relname)
+                                        ELSE f.relnamespace::regnamespace::text || '.' || quote_ident(f.relname) END
+                              FROM pg_class f WHERE f.oid = co.confrelid) END,
+                       co.confupdtype, co.confdeltype, co.confmatchtype, {}, {},
+                       pg_get_expr(co.conbin, co.conrelid))",
+            names("co.conpfeqop", "pg_operator", "oprname"),
+            names("co.conexclop", "pg_operator", "oprname"),
+        ),
+    };
+    CATALOG
+        .replace("{INDEX_DEF}", &index)
+        .replace("{CONSTRAINT_DEF}", &constraint)
 }
 
 /// One schema's fingerprint: a hash of its sorted object rows, and how many there are.
