@@ -61,6 +61,16 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long one schema's dump may take.
 const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// A file-system error of `what` on `path`, for `map_err`.
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+    let path = path.to_owned();
+    move |e| BackupError::Io {
+        what,
+        path,
+        reason: e.to_string(),
+    }
+}
+
 /// Where dumps go and which programs make them.
 #[derive(Debug, Clone)]
 pub struct Backups {
@@ -153,14 +163,6 @@ impl Backups {
             .map(|r| r.get::<_, String>(0))
             .map_err(|e| BackupError::Db { schema: schema.to_string(), reason: e.to_string() })?;
         let file = self.dir.join(format!("{schema}-{stamp}.dump"));
-        let io = |what: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |e: std::io::Error| BackupError::Io {
-                what,
-                path,
-                reason: e.to_string(),
-            }
-        };
         // The dump holds tenant data: created 0600 by us, then filled by pg_dump (which
         // truncates it and keeps its mode), then renamed into place once complete.
         let (pending, created) =
@@ -491,14 +493,6 @@ pub fn expired(names: &[String], cutoff: i64, now: i64) -> Vec<&str> {
 /// Removes from `dir` the dumps (and their ledger sidecars) older than `keep_days` days, the
 /// newest of each schema kept; returns how many dumps went.
 pub fn prune(dir: &Path, keep_days: u32) -> Result<usize, BackupError> {
-    let io = |what: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |e: std::io::Error| BackupError::Io {
-            what,
-            path,
-            reason: e.to_string(),
-        }
-    };
     let names: Vec<String> = std::fs::read_dir(dir)
         .map_err(io("cannot list the backup directory", dir))?
         .filter_map(|e| e.ok())
