@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use super::{SchemaPick, Settings, registry};
+use super::{SchemaPick, Settings};
 use crate::Exit;
 use crate::control::{self, RunOutcome};
 use crate::names::SchemaName;
@@ -45,14 +45,10 @@ async fn change(s: &Settings, o: &HoldOptions, what: Change) -> Result<Exit> {
         let (plugins, _) = super::load_plugins_to_read(s).await?;
         super::baseline::check_plugin_step(s, &plugins.specs, plugin, None)?;
     }
-    let op = s.connect_initialised().await?;
-    let reg = registry(&op, s).await?;
-    let schemas = o.schemas.resolve(&reg)?;
-    if let Some(sel) = &o.schemas.selector
-        && schemas.is_empty()
-    {
-        return Ok(super::nothing_picked(sel));
-    }
+    let (op, schemas) = match super::connect_and_pick(s, &o.schemas).await? {
+        Ok(picked) => picked,
+        Err(exit) => return Ok(exit),
+    };
     let names: Vec<SchemaName> = schemas.into_iter().map(|m| m.schema).collect();
     let command = match what {
         Change::Hold => "hold",

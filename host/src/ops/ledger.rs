@@ -27,14 +27,10 @@ pub struct ResolveOptions {
 /// of its own (so `history` shows who resolved what, when, and why). Exit 0, also when
 /// there was nothing to resolve (it says so).
 pub async fn resolve(s: &Settings, o: &ResolveOptions) -> Result<Exit> {
-    let op = s.connect_initialised().await?;
-    let reg = registry(&op, s).await?;
-    let schemas = o.schemas.resolve(&reg)?;
-    if let Some(sel) = &o.schemas.selector
-        && schemas.is_empty()
-    {
-        return Ok(super::nothing_picked(sel));
-    }
+    let (op, schemas) = match super::connect_and_pick(s, &o.schemas).await? {
+        Ok(picked) => picked,
+        Err(exit) => return Ok(exit),
+    };
     let run_id = control::start_run(&op, "resolve", &s.args).await?;
     let mut total = 0;
     for m in &schemas {

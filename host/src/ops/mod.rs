@@ -359,6 +359,23 @@ pub fn nothing_picked(selector: &Selector) -> Exit {
     Exit::Problems
 }
 
+/// The operator's connection and the registered schemas `pick` names; `Err(exit)` when its
+/// selector picked none (said, exit 1).
+pub(crate) async fn connect_and_pick(
+    s: &Settings,
+    pick: &SchemaPick,
+) -> Result<std::result::Result<(tokio_postgres::Client, Vec<ManagedSchema>), Exit>> {
+    let op = s.connect_initialised().await?;
+    let reg = registry(&op, s).await?;
+    let schemas = pick.resolve(&reg)?;
+    if let Some(sel) = &pick.selector
+        && schemas.is_empty()
+    {
+        return Ok(Err(nothing_picked(sel)));
+    }
+    Ok(Ok((op, schemas)))
+}
+
 /// Refuses a tenant name given on the command line that the registry does not hold as a tenant.
 pub fn require_tenants<'a>(
     reg: &[ManagedSchema],
